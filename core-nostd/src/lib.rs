@@ -1,0 +1,32 @@
+//! # rdk-core: the `no_std` heart of the Rust Data-plane Kit
+//!
+//! Everything a poll-mode driver needs that does not depend on an operating system lives here,
+//! so the same rings, pools and drivers run in a unikernel, on Linux and against the in-memory
+//! OS of `rdk-os-mock`.
+//!
+//! The layers, bottom up:
+//! - [`addr`]: the three address kinds ([`addr::VirtAddr`], [`addr::Iova`], [`addr::PhysAddr`]),
+//!   never silently converted into each other.
+//! - [`os`]: the traits a driver is written against (DMA memory, event notification, clock).
+//!   They take `&self`: there is no global state anywhere in rdk.
+//! - [`ring`]: the lock-free ring with `rte_ring` semantics; the producer/consumer sync mode is a
+//!   type parameter.
+//! - [`mempool`]: fixed-size objects carved from one DMA region, backed by a ring, with explicit
+//!   per-core caches.
+//! - [`mbuf`]: the packet buffer, in DPDK's 128-byte `rte_mbuf` layout.
+//!
+//! Hot paths (ring, mempool get/put, bursts) are generic and inlined: no `dyn`, no locks, no
+//! allocation. Anything a device or a peer writes is treated as untrusted input.
+#![no_std]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(any(feature = "alloc", test))]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod addr;
+pub mod os;
+pub mod ring;
+pub(crate) mod sync;

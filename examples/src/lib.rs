@@ -1,0 +1,2 @@
+//! Shared pieces of rdk's example and benchmark programs.
+#![deny(missing_docs)]

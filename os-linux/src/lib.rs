@@ -1,0 +1,2 @@
+//! rdk-os-linux: the OS traits on Linux.
+#![deny(missing_docs)]
