@@ -338,6 +338,9 @@ impl HeadTail {
     }
 }
 
+/// Variance/auto-trait marker for the type parameters a ring or handle only names.
+type Marker<A, B, C> = PhantomData<fn() -> (A, B, C)>;
+
 /// How many objects an operation moves when fewer than asked are possible.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Behavior {
@@ -355,7 +358,7 @@ pub struct Ring<T, P: SyncMode, C: SyncMode, S: Slots<T>> {
     mask: u32,
     capacity: u32,
     slots: S,
-    _marker: PhantomData<fn() -> (T, P, C)>,
+    _marker: Marker<T, P, C>,
 }
 
 /// A single-producer, single-consumer ring.
@@ -783,7 +786,7 @@ pub struct Producer<
     R: Deref<Target = Ring<T, Single, C, S>>,
 > {
     ring: R,
-    _marker: PhantomData<fn() -> (T, C, S)>,
+    _marker: Marker<T, C, S>,
 }
 
 /// The one consumer of a single-consumer ring. Dropping it lets another claim the role.
@@ -794,7 +797,7 @@ pub struct Consumer<
     R: Deref<Target = Ring<T, P, Single, S>>,
 > {
     ring: R,
-    _marker: PhantomData<fn() -> (T, P, S)>,
+    _marker: Marker<T, P, S>,
 }
 
 impl<T: Copy + Send, C: SyncMode, S: Slots<T>, R: Deref<Target = Ring<T, Single, C, S>>>
@@ -1241,7 +1244,9 @@ mod tests {
         zc.finish(3);
         assert_eq!(c.dequeue(), Some(30));
         // A dropped zero-copy enqueue publishes nothing.
-        drop(p.enqueue_zc_start(2, true).unwrap());
+        let lent = p.enqueue_zc_start(2, true).unwrap();
+        assert_eq!(lent.len(), 2);
+        let _ = lent;
         assert!(r.is_empty());
         assert!(p.enqueue_bulk(&[1, 2]));
         assert_eq!(c.dequeue(), Some(1));
