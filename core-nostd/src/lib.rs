@@ -27,6 +27,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod mempool;
 pub mod os;
 pub mod ring;
 pub(crate) mod sync;

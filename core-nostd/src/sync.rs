@@ -2,10 +2,16 @@
 //! same source is model-checked.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+/// An Acquire fence (pairs with Release decrements of a reference count).
+#[inline(always)]
+pub(crate) fn fence_acquire() {
+    fence(Ordering::Acquire);
+}
 
 /// Tells the CPU (or loom's scheduler) that this thread is waiting for another.
 #[inline(always)]

@@ -14,6 +14,8 @@
 pub mod clock;
 pub mod dma;
 pub mod event;
+#[cfg(test)]
+pub(crate) mod test_dma;
 
 pub use clock::{Clock, Instant};
 pub use dma::{DmaAlloc, DmaError, DmaRegion, DmaRequest};
