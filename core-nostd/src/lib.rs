@@ -13,6 +13,7 @@
 //!   type parameter.
 //! - [`mempool`]: fixed-size objects carved from one DMA region, backed by a ring, with explicit
 //!   per-core caches.
+//! - `intr` (feature `alloc`): interrupt-source and alarm bookkeeping for the OS layers.
 //! - [`mbuf`]: the packet buffer, in DPDK's 128-byte `rte_mbuf` layout.
 //!
 //! Hot paths (ring, mempool get/put, bursts) are generic and inlined: no `dyn`, no locks, no
@@ -27,6 +28,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+#[cfg(feature = "alloc")]
+pub mod intr;
 pub mod mempool;
 pub mod os;
 pub mod ring;

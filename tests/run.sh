@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# rdk's whole test suite: installs what the tests need, then runs every tier.
+#
+#   bash tests/run.sh            # everything
+#   STEPS="unit miri" bash tests/run.sh   # a subset (names below)
+#
+# Tiers: lint (fmt, clippy, doc), nostd (x86_64-unknown-none builds), unit (cargo test of the
+# whole workspace, as root: the os-linux tests use hugepages), checked (rdk-core with its checked
+# mempool), miri (rdk-core under Miri), loom (the ring's loom models), bench (benchmark smoke:
+# rdk and DPDK in the same run, quick mode).
+# Under CI=true a missing prerequisite (root, hugepages, DPDK) is a failure, not a skip.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+STEPS=${STEPS:-"setup lint nostd unit checked miri loom bench"}
+export CARGO_TERM_COLOR=never
+PASS=0
+FAIL=0
+FAILED=()
+
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+
+# step NAME CMD... : runs one step, records pass/fail and its duration.
+step() {
+	local name=$1
+	shift
+	local t0=$SECONDS
+	log "=== $name: $*"
+	if "$@"; then
+		PASS=$((PASS + 1))
+		log "--- $name: ok ($((SECONDS - t0)) s)"
+	else
+		FAIL=$((FAIL + 1))
+		FAILED+=("$name")
+		log "--- $name: FAILED ($((SECONDS - t0)) s)"
+	fi
+}
+
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+
+need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "$1 needs root (hugepages, dpdk-test)"
+		[ "${CI:-}" = true ] && return 1
+		return 2
+	fi
+}
+
+setup() {
+	local pkgs=() p
+	for p in dpdk dpdk-dev pkg-config gcc libc6-dev iproute2 procps python3; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs+=("$p")
+	done
+	if [ "${#pkgs[@]}" -gt 0 ]; then
+		if [ "$(id -u)" = 0 ]; then
+			log "installing Debian packages: ${pkgs[*]}"
+			apt-get update -qq >/dev/null &&
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null || return 1
+		else
+			echo "missing Debian packages (${pkgs[*]}) and not root to install them"
+			[ "${CI:-}" = true ] && return 1
+		fi
+	fi
+	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt || return 1
+	rustup target list --installed | grep -qx x86_64-unknown-none || rustup target add x86_64-unknown-none || return 1
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || return 1
+	rustup +nightly component list --installed | grep -q '^miri' || rustup component add miri rust-src --toolchain nightly || return 1
+	return 0
+}
+
+lint() {
+	cargo fmt --all -- --check &&
+		cargo clippy --workspace --all-targets --features rdk-core/alloc,rdk-core/checked -- -D warnings &&
+		cargo clippy --workspace --all-targets -- -D warnings &&
+		RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+}
+
+nostd() {
+	cargo build -q -p rdk-core --target x86_64-unknown-none &&
+		cargo build -q -p rdk-core --target x86_64-unknown-none --features alloc &&
+		cargo build -q -p rdk-core --target x86_64-unknown-none --features alloc,checked
+}
+
+unit() {
+	local r
+	need_root "unit tests"
+	r=$?
+	[ $r = 1 ] && return 1
+	cargo test --workspace --release
+}
+
+checked() {
+	cargo test -p rdk-core --release --features alloc,checked
+}
+
+miri() {
+	# Miri checks rdk-core's unsafe code for UB (aliasing, alignment, use after free, leaks).
+	MIRIFLAGS="${MIRIFLAGS:-}" cargo +nightly miri test -p rdk-core --features alloc
+}
+
+loom() {
+	# The loom models need their own target dir: --cfg loom changes every crate's build.
+	CARGO_TARGET_DIR="$ROOT/target/loom" RUSTFLAGS="--cfg loom" \
+		cargo test -p rdk-core --release --test ring_loom
+}
+
+bench() {
+	local r
+	need_root "bench smoke"
+	r=$?
+	[ $r = 1 ] && return 1
+	[ $r = 2 ] && return 0
+	for b in ring_perf mempool_perf; do
+		if [ -f "examples/src/bin/$b.rs" ]; then
+			cargo run -q --release -p rdk-examples --bin "$b" -- --quick || return 1
+		fi
+	done
+}
+
+T0=$SECONDS
+for s in setup lint nostd unit checked miri loom bench; do
+	if want "$s"; then
+		step "$s" "$s"
+	fi
+done
+log "total $((SECONDS - T0)) s"
+[ "${#FAILED[@]}" -gt 0 ] && log "failed steps: ${FAILED[*]}"
+echo "tiers: $PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
