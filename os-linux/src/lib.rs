@@ -1,2 +1,38 @@
-//! rdk-os-linux: the OS traits on Linux.
-#![deny(missing_docs)]
+//! # rdk-os-linux: the OS traits on Linux
+//!
+//! [`LinuxOs`] implements the traits of [`rdk_core::os`] for a Linux process, without global
+//! state: each instance has its own configuration, memzone names and file counters.
+//!
+//! The layers, bottom up:
+//! - [`roots`]: where sysfs and procfs are ([`SysRoots`]), overridable so tests run against
+//!   a fake tree.
+//! - [`hugepage`]: hugepage discovery (sizes, free counts per size and per NUMA node,
+//!   hugetlbfs mounts), and [`PoolGrowth`] for tests and tools that size the pool themselves.
+//! - [`pagemap`]: virtual-to-physical translation through `/proc/self/pagemap`.
+//! - [`dma`]: regions of hugepage memory (memfd or hugetlbfs) or plain memory, with IOVA = PA
+//!   or IOVA = VA ([`LinuxRegion`], [`MemoryConfig`]).
+//! - [`memzone`]: named reservations, per instance.
+//! - [`eventfd`] and [`clock`]: event handles and `CLOCK_MONOTONIC`.
+//!
+//! `unsafe` lives in three places: `mapping` (mmap, munmap, mlock) and the `unsafe impl
+//! DmaRegion` of [`LinuxRegion`] and [`Memzone`], each with its reasoning next to it.
+#![deny(missing_docs, unsafe_code)]
+
+pub mod clock;
+pub mod dma;
+pub mod eventfd;
+pub mod hugepage;
+mod mapping;
+pub mod memzone;
+mod os;
+pub mod pagemap;
+pub mod roots;
+
+pub use clock::LinuxClock;
+pub use dma::{Backend, IovaMode, LinuxRegion, MemoryConfig, RegionKind};
+pub use eventfd::EventFd;
+pub use hugepage::{HugePageSize, HugepageInfo, PoolGrowth};
+pub use memzone::{Memzone, MemzoneError, MemzoneFlags};
+pub use os::{ConfigError, LinuxOs};
+pub use pagemap::Pagemap;
+pub use roots::SysRoots;

@@ -383,7 +383,7 @@ impl Mempool {
     ) -> Mempool {
         let base = region.as_ptr();
         let len = region.len();
-        debug_assert!(base as usize % align_of::<PoolHeader<R>>() == 0);
+        debug_assert!((base as usize).is_multiple_of(align_of::<PoolHeader<R>>()));
         // SAFETY: slots_off + ring_size * 8 <= objs_off <= len, inside the region, 8-aligned.
         let slots = unsafe {
             RawSlots::new(
