@@ -96,13 +96,28 @@ impl fmt::Display for DmaError {
                 requested,
                 page_size,
                 pages_short,
-            } => write!(
-                f,
-                "DMA memory exhausted: {requested} bytes requested; need {pages_short} more \
-                 {} KiB pages (on Linux with hugepages: raise /proc/sys/vm/nr_hugepages by \
-                 {pages_short})",
-                page_size / 1024
-            ),
+            } => {
+                write!(
+                    f,
+                    "DMA memory exhausted: {requested} bytes requested; need {pages_short} more \
+                     {} KiB pages",
+                    page_size / 1024
+                )?;
+                // The hint names the Linux knob for that page size.
+                match page_size {
+                    0x20_0000 => write!(
+                        f,
+                        " (on Linux with hugepages: raise /proc/sys/vm/nr_hugepages by \
+                         {pages_short})"
+                    ),
+                    0x4000_0000 => write!(
+                        f,
+                        " (on Linux: raise /sys/kernel/mm/hugepages/hugepages-1048576kB/\
+                         nr_hugepages by {pages_short})"
+                    ),
+                    _ => write!(f, " (free memory, or raise the process's memory limit)"),
+                }
+            }
             DmaError::NotContiguous {
                 requested,
                 longest_run,
@@ -127,7 +142,8 @@ impl core::error::Error for DmaError {}
 /// # Safety
 /// Implementors promise that for the region's whole life:
 /// - `va()..va()+len()` is valid, writable memory of this process, not aliased by any Rust
-///   reference the implementor hands out, and pinned (never moved or swapped);
+///   reference the implementor hands out, and pinned (never moved, and never swapped wherever
+///   a device can reach it);
 /// - it was zeroed when allocated;
 /// - [`iova_at`](Self::iova_at) returns the address a device must use to reach that byte, and
 ///   [`contiguous_from`](Self::contiguous_from) never overstates a contiguous run.
@@ -219,6 +235,12 @@ mod tests {
         };
         let s = e.to_string();
         assert!(s.contains("need 3 more 2048 KiB pages"), "{s}");
-        assert!(s.contains("nr_hugepages"), "{s}");
+        assert!(s.contains("/proc/sys/vm/nr_hugepages by 3"), "{s}");
+        let e = DmaError::Exhausted {
+            requested: 1 << 30,
+            page_size: 1 << 30,
+            pages_short: 1,
+        };
+        assert!(e.to_string().contains("hugepages-1048576kB"), "{e}");
     }
 }
