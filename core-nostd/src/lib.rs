@@ -30,6 +30,9 @@ extern crate std;
 pub mod addr;
 #[cfg(feature = "alloc")]
 pub mod intr;
+#[cfg(feature = "alloc")]
+pub mod ethdev;
+pub mod mbuf;
 pub mod mempool;
 pub mod os;
 pub mod ring;

@@ -119,6 +119,8 @@ pub struct ObjInit<'a> {
     pub obj: &'a mut [u8],
     /// The object's IOVA.
     pub iova: Iova,
+    /// The pool's header, already in place (the mbuf pool records it in each mbuf's `pool`).
+    pub(crate) pool: NonNull<PoolCore>,
 }
 
 /// Why a pool operation failed.
@@ -445,7 +447,12 @@ impl Mempool {
                 .unwrap_or_else(|| unreachable!("inside the region"));
             // SAFETY: [off, off + stride) is inside the region, owned by the pool, unaliased.
             let obj = unsafe { core::slice::from_raw_parts_mut(base.add(off), cfg.elt_size) };
-            init(ObjInit { index, obj, iova });
+            init(ObjInit {
+                index,
+                obj,
+                iova,
+                pool: core_ptr,
+            });
             // SAFETY: as above; base + off is non-null.
             let p = ObjPtr(unsafe { NonNull::new_unchecked(base.add(off)) });
             #[cfg(feature = "checked")]
@@ -473,6 +480,12 @@ impl Mempool {
     ///
     /// # Safety
     /// `core` must come from [`Mempool::core_ptr`] of a pool that is still alive.
+    ///
+    /// If every handle may already be gone, no other thread may be dropping one: a drop that
+    /// took the count to zero and is still checking the ring could free the region after this
+    /// handle's own last drop did (a double free). The mbuf layer therefore does not call it;
+    /// only tests do, to reclaim an orphaned pool.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) unsafe fn from_core(core: NonNull<PoolCore>) -> Mempool {
         // SAFETY: caller contract.
         unsafe { core.as_ref() }
@@ -550,7 +563,18 @@ impl Mempool {
     /// The IOVA of object `p`, or `None` if `p` is not inside the pool's objects.
     #[inline]
     pub fn iova_of(&self, p: ObjPtr) -> Option<Iova> {
-        self.core().iova_of(p.as_ptr() as usize)
+        let (core, addr) = (self.core(), p.as_ptr() as usize);
+        if !core.contains(addr) {
+            return None;
+        }
+        match core.iova_delta {
+            Some(d) => Some(Iova::new((addr as u64).wrapping_add(d))),
+            // SAFETY: self.core is the core of a live header of the type iova_fn was made for.
+            // It is the handle's pointer, not one made from `&PoolCore`: only it carries the
+            // provenance of the whole header, which iova_fn needs to reach the region handle
+            // stored after the core (Miri's Stacked Borrows rejects the other).
+            None => unsafe { (core.iova_fn)(self.core, addr - core.region_va) },
+        }
     }
 
     /// Gets one object, or `None` if the pool is empty.
@@ -653,18 +677,6 @@ impl PoolCore {
         addr >= self.obj_start && addr < self.obj_end
     }
 
-    #[inline]
-    fn iova_of(&self, addr: usize) -> Option<Iova> {
-        if !self.contains(addr) {
-            return None;
-        }
-        match self.iova_delta {
-            Some(d) => Some(Iova::new((addr as u64).wrapping_add(d))),
-            // SAFETY: self is the core of a live header of the type iova_fn was made for.
-            None => unsafe { (self.iova_fn)(NonNull::from(self), addr - self.region_va) },
-        }
-    }
-
     /// Puts objects into the ring. Every object has a slot (capacity == count), so this
     /// cannot fail for the pool's own objects.
     #[inline(always)]
@@ -688,14 +700,6 @@ impl PoolCore {
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         })
-    }
-
-    /// Publishes a cache's length.
-    #[inline(always)]
-    pub(crate) fn set_cache_len(&self, slot: usize, len: usize) {
-        if let Some(s) = self.cache_slots.get(slot) {
-            s.len.store(len, Ordering::Relaxed);
-        }
     }
 
     /// Frees a cache slot (the cache is empty).
