@@ -16,7 +16,7 @@ use super::config::{check_mtu, PortConfig, RxQueueConfig, TxQueueConfig};
 use super::error::{Dir, EthError, PortState};
 use super::info::{DevInfo, LinkStatus, MacAddr};
 use super::stats::{PortStats, QueueCounters, XStat};
-use crate::mbuf::{Mbuf, PktMbufPool};
+use crate::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -26,6 +26,19 @@ pub trait RxQueue: Send {
     /// Receives up to `out.len()` packets into `out[0..n]` and returns `n`. Slots that held an
     /// mbuf are overwritten (the old mbuf is freed).
     fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize;
+
+    /// As [`rx_burst`](Self::rx_burst), taking replacement buffers from the calling core's
+    /// `cache` where it belongs to the queue's pool.
+    ///
+    /// This is rdk's explicit form of DPDK's per-lcore mempool cache: a core that allocates,
+    /// receives and frees through one cache keeps reusing the same few (cache-hot) mbufs,
+    /// instead of cycling every mbuf through the pool's ring between a receive queue's cache
+    /// and a transmit queue's. Drivers that allocate nothing keep the default.
+    #[inline(always)]
+    fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        let _ = cache;
+        self.rx_burst(out)
+    }
 }
 
 /// A transmit queue: owned by one core.
@@ -34,6 +47,14 @@ pub trait TxQueue: Send {
     /// many were taken. The rest stay with the caller, who may retry or free them. A `None`
     /// slot ends the burst.
     fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize;
+
+    /// As [`tx_burst`](Self::tx_burst), freeing completed mbufs into the calling core's
+    /// `cache` (see [`RxQueue::rx_burst_cached`]). Drivers that free nothing keep the default.
+    #[inline(always)]
+    fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        let _ = cache;
+        self.tx_burst(pkts)
+    }
 }
 
 /// What a driver implements. [`Port`] calls it only in valid states with validated arguments.

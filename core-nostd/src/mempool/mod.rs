@@ -218,7 +218,7 @@ struct CacheSlot {
 }
 
 impl CacheSlot {
-    const fn new() -> Self {
+    fn new() -> Self {
         Self {
             len: AtomicUsize::new(0),
             claimed: crate::sync::AtomicBool::new(false),
@@ -410,7 +410,7 @@ impl Mempool {
         let core = PoolCore {
             ring,
             refs: AtomicUsize::new(1),
-            cache_slots: [const { CacheSlot::new() }; MAX_CACHES],
+            cache_slots: core::array::from_fn(|_| CacheSlot::new()),
             count: cfg.count,
             elt_size: cfg.elt_size,
             stride,
