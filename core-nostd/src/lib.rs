@@ -29,9 +29,9 @@ extern crate std;
 
 pub mod addr;
 #[cfg(feature = "alloc")]
-pub mod intr;
-#[cfg(feature = "alloc")]
 pub mod ethdev;
+#[cfg(feature = "alloc")]
+pub mod intr;
 pub mod mbuf;
 pub mod mempool;
 pub mod os;

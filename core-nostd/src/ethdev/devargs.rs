@@ -92,9 +92,14 @@ pub enum DevArgsError {
 impl fmt::Display for DevArgsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DevArgsError::Empty => write!(f, "empty device arguments; expected e.g. net_null0,size=64"),
+            DevArgsError::Empty => {
+                write!(f, "empty device arguments; expected e.g. net_null0,size=64")
+            }
             DevArgsError::MissingValue { arg } => {
-                write!(f, "device argument '{arg}' has no value; write it as key=value")
+                write!(
+                    f,
+                    "device argument '{arg}' has no value; write it as key=value"
+                )
             }
             DevArgsError::EmptyKey => write!(f, "device argument with an empty key"),
             DevArgsError::Duplicate { key } => write!(f, "device argument '{key}' given twice"),
@@ -124,7 +129,10 @@ impl fmt::Display for DevArgsError {
                 known.join(", ")
             ),
             DevArgsError::DuplicateName { name } => {
-                write!(f, "a device named '{name}' exists already; use another instance number")
+                write!(
+                    f,
+                    "a device named '{name}' exists already; use another instance number"
+                )
             }
             DevArgsError::Create { name, reason } => write!(f, "creating {name} failed: {reason}"),
         }
@@ -156,9 +164,9 @@ impl DevArgs {
             if p.is_empty() {
                 continue;
             }
-            let (k, v) = p.split_once('=').ok_or_else(|| DevArgsError::MissingValue {
-                arg: p.to_string(),
-            })?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| DevArgsError::MissingValue { arg: p.to_string() })?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(DevArgsError::EmptyKey);
@@ -336,7 +344,10 @@ mod tests {
         assert_eq!(d.get_num::<u16>("size", 0, "a number").unwrap(), 64);
         assert!(d.get_bool("copy", false).unwrap());
         assert_eq!(d.get_num::<u16>("absent", 7, "n").unwrap(), 7);
-        assert_eq!(DevArgs::parse("0000:01:00.0").unwrap().driver, "0000:01:00.0");
+        assert_eq!(
+            DevArgs::parse("0000:01:00.0").unwrap().driver,
+            "0000:01:00.0"
+        );
     }
 
     #[test]
@@ -358,7 +369,11 @@ mod tests {
             "net_null does not accept 'sise'; accepted keys: size, copy"
         );
         let d = DevArgs::parse("net_null0,size=big,copy=2").unwrap();
-        assert!(d.get_num::<u16>("size", 0, "a number").unwrap_err().to_string().contains("big"));
+        assert!(d
+            .get_num::<u16>("size", 0, "a number")
+            .unwrap_err()
+            .to_string()
+            .contains("big"));
         assert!(d.get_bool("copy", false).is_err());
         assert_eq!(
             d.require("iface").unwrap_err().to_string(),
@@ -381,7 +396,9 @@ mod tests {
         assert_eq!(r.get(1), Some(&(1, "net_null1".to_string())));
         assert_eq!(
             r.create("net_null0"),
-            Err(DevArgsError::DuplicateName { name: "net_null0".into() })
+            Err(DevArgsError::DuplicateName {
+                name: "net_null0".into()
+            })
         );
         assert_eq!(
             r.create("net_tap0"),
@@ -390,7 +407,10 @@ mod tests {
                 known: vec!["net_null"]
             })
         );
-        assert!(matches!(r.create("net_null2,x=1"), Err(DevArgsError::UnknownKey { .. })));
+        assert!(matches!(
+            r.create("net_null2,x=1"),
+            Err(DevArgsError::UnknownKey { .. })
+        ));
         assert_eq!(r.len(), 2);
     }
 }

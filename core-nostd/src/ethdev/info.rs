@@ -129,7 +129,11 @@ impl fmt::Display for LinkStatus {
                 f,
                 "up, {} Mbps, {}",
                 self.speed_mbps,
-                if self.full_duplex { "full-duplex" } else { "half-duplex" }
+                if self.full_duplex {
+                    "full-duplex"
+                } else {
+                    "half-duplex"
+                }
             )
         } else {
             write!(f, "down")
@@ -150,6 +154,18 @@ impl MacAddr {
     /// Whether this is a usable unicast station address (not multicast, not all zero).
     pub fn is_valid_unicast(&self) -> bool {
         !self.is_multicast() && self.0 != [0; 6]
+    }
+
+    /// A locally administered unicast address derived from `name` (FNV-1a), the same on every
+    /// run: for virtual devices that have no address of their own (DPDK gives them a random
+    /// one; rdk has no randomness to draw from).
+    pub fn local_from_name(name: &str) -> MacAddr {
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let b = h.to_le_bytes();
+        // Bit 1 of the first byte: locally administered; bit 0 clear: unicast.
+        MacAddr([0x02, b[4], b[0], b[1], b[2], b[3]])
     }
 }
 

@@ -107,9 +107,7 @@ pub trait Driver: Send {
 
     /// Sets the MAC address (already checked to be unicast).
     fn set_mac_addr(&mut self, _mac: MacAddr) -> Result<(), EthError> {
-        Err(EthError::NotSupported {
-            op: "set_mac_addr",
-        })
+        Err(EthError::NotSupported { op: "set_mac_addr" })
     }
 
     /// Sets the MTU (already checked against the device's range).

@@ -506,6 +506,12 @@ impl Mempool {
         unsafe { self.core.as_ref() }
     }
 
+    /// Whether `self` and `other` are handles to the same pool.
+    #[inline(always)]
+    pub fn same_pool(&self, other: &Mempool) -> bool {
+        self.core == other.core
+    }
+
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.core().name

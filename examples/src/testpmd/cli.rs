@@ -1,0 +1,189 @@
+//! rdk-testpmd's command line: dpdk-testpmd's flags where they exist, parsed with clap.
+
+use clap::{Parser, ValueEnum};
+use std::time::Duration;
+
+/// What the forwarding cores do with packets (dpdk-testpmd's `--forward-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ForwardMode {
+    /// Receive and send back out unchanged.
+    Io,
+    /// Receive, rewrite source and destination MAC (to the tx port's and a fixed peer), send.
+    Mac,
+    /// Receive, swap source and destination MAC (and IP and UDP ports), send.
+    Macswap,
+    /// Only send generated Ethernet/IPv4/UDP packets.
+    Txonly,
+    /// Only receive and free.
+    Rxonly,
+    /// Send generated packets over many UDP flows (varying source IP), and receive.
+    Flowgen,
+}
+
+/// How rx ports map to tx ports (dpdk-testpmd's `--port-topology`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Topology {
+    /// 0↔1, 2↔3, …
+    Paired,
+    /// 0→1→2→…→0.
+    Chained,
+    /// Each port sends back to itself.
+    Loop,
+}
+
+/// rdk-testpmd: forwards packets between rdk ports and prints dpdk-testpmd-style statistics.
+///
+/// With no arguments it forwards between two ring ports (io mode, seeded with --tx-first) for
+/// ten seconds: no root and no hardware needed.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "rdk-testpmd", version)]
+pub struct Args {
+    /// Virtual device to create, DPDK-style (`net_null0,size=64`, `net_ring0`); repeatable.
+    #[arg(long = "vdev")]
+    pub vdev: Vec<String>,
+    /// PCI device to use (`0000:01:00.0`); repeatable.
+    #[arg(short = 'a', long = "allow")]
+    pub pci: Vec<String>,
+    /// Forwarding mode.
+    #[arg(long = "forward-mode", value_enum, default_value_t = ForwardMode::Io)]
+    pub forward_mode: ForwardMode,
+    /// Packets per burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub burst: u16,
+    /// Forwarding cores (threads pinned to CPUs 0..n on Linux); each gets its own queues.
+    #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nb_cores: u16,
+    /// Receive queues per port (default: one per forwarding core).
+    #[arg(long)]
+    pub rxq: Option<u16>,
+    /// Transmit queues per port (default: one per forwarding core).
+    #[arg(long)]
+    pub txq: Option<u16>,
+    /// Receive descriptors per queue.
+    #[arg(long, default_value_t = 1024)]
+    pub rxd: u16,
+    /// Transmit descriptors per queue.
+    #[arg(long, default_value_t = 1024)]
+    pub txd: u16,
+    /// Size of generated packets in bytes (txonly, flowgen).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=9000))]
+    pub txpkts: u16,
+    /// Mbufs in the pool (default: enough for every descriptor and cache).
+    #[arg(long = "total-num-mbufs")]
+    pub total_num_mbufs: Option<u32>,
+    /// Per-core mbuf cache size.
+    #[arg(long, default_value_t = 250)]
+    pub mbcache: u16,
+    /// Port topology.
+    #[arg(long = "port-topology", value_enum, default_value_t = Topology::Paired)]
+    pub port_topology: Topology,
+    /// Print statistics every this many seconds (0: only at the end).
+    #[arg(long = "stats-period", default_value_t = 1)]
+    pub stats_period: u64,
+    /// Send one burst on every port before forwarding starts.
+    #[arg(long = "tx-first")]
+    pub tx_first: bool,
+    /// How long to forward, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+impl Args {
+    /// The arguments used when none are given: two ring ports, io forwarding, tx-first.
+    pub fn apply_defaults(mut self) -> Self {
+        if self.vdev.is_empty() && self.pci.is_empty() {
+            self.vdev = vec!["net_ring0".into(), "net_ring1".into()];
+            self.tx_first = true;
+        }
+        self
+    }
+
+    /// The forwarding duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.max(0.0))
+    }
+
+    /// Receive queues per port.
+    pub fn nb_rxq(&self) -> u16 {
+        self.rxq.unwrap_or(self.nb_cores)
+    }
+
+    /// Transmit queues per port.
+    pub fn nb_txq(&self) -> u16 {
+        self.txq.unwrap_or(self.nb_cores)
+    }
+
+    /// The tx port for traffic received on `rx_port`, out of `nb_ports`.
+    pub fn peer_port(&self, rx_port: u16, nb_ports: u16) -> u16 {
+        match self.port_topology {
+            Topology::Loop => rx_port,
+            Topology::Chained => (rx_port + 1) % nb_ports,
+            Topology::Paired => {
+                if nb_ports == 1 {
+                    rx_port
+                } else if rx_port.is_multiple_of(2) {
+                    // An odd port count leaves the last port paired with itself, as testpmd does.
+                    if rx_port + 1 < nb_ports {
+                        rx_port + 1
+                    } else {
+                        rx_port
+                    }
+                } else {
+                    rx_port - 1
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("rdk-testpmd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_two_ring_ports_with_tx_first() {
+        let a = parse(&[]).apply_defaults();
+        assert_eq!(a.vdev, ["net_ring0", "net_ring1"]);
+        assert!(a.tx_first);
+        assert_eq!(a.forward_mode, ForwardMode::Io);
+        assert_eq!((a.burst, a.nb_cores, a.nb_rxq(), a.nb_txq()), (32, 1, 1, 1));
+    }
+
+    #[test]
+    fn dpdk_flag_spellings() {
+        let a = parse(&[
+            "--vdev",
+            "net_null0,size=64",
+            "--forward-mode=txonly",
+            "--txpkts=128",
+            "--nb-cores=2",
+            "--port-topology=loop",
+            "--stats-period",
+            "0",
+            "--total-num-mbufs=32768",
+        ]);
+        assert_eq!(a.forward_mode, ForwardMode::Txonly);
+        assert_eq!((a.txpkts, a.nb_cores, a.nb_rxq()), (128, 2, 2));
+        assert_eq!(a.total_num_mbufs, Some(32768));
+        assert_eq!(a.peer_port(0, 1), 0);
+        assert!(Args::try_parse_from(["x", "--burst=0"]).is_err());
+        assert!(Args::try_parse_from(["x", "--forward-mode=bogus"]).is_err());
+    }
+
+    #[test]
+    fn topologies() {
+        let mut a = parse(&[]);
+        assert_eq!(
+            (a.peer_port(0, 4), a.peer_port(3, 4), a.peer_port(2, 3)),
+            (1, 2, 2)
+        );
+        a.port_topology = Topology::Chained;
+        assert_eq!((a.peer_port(0, 3), a.peer_port(2, 3)), (1, 0));
+        a.port_topology = Topology::Loop;
+        assert_eq!(a.peer_port(2, 3), 2);
+    }
+}

@@ -1,0 +1,186 @@
+//! The drivers rdk-testpmd links, behind one enum so the data path stays statically dispatched:
+//! a burst costs one `match`, never a virtual call per packet.
+
+use rdk_core::ethdev::{
+    DevArgs, DevArgsError, Driver, EthError, MacAddr, Port, PortRegistry, PortState, RxQueue,
+    RxQueueConfig, StatsReader, TxQueue, TxQueueConfig,
+};
+use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_pmd_null::NullDriver;
+use rdk_pmd_ring::RingDriver;
+
+type NullRx = <NullDriver as Driver>::Rx;
+type NullTx = <NullDriver as Driver>::Tx;
+type RingRx = <RingDriver as Driver>::Rx;
+type RingTx = <RingDriver as Driver>::Tx;
+
+/// A port of any linked driver.
+pub enum AnyPort {
+    /// `net_null`.
+    Null(Port<NullDriver>),
+    /// `net_ring`.
+    Ring(Port<RingDriver>),
+}
+
+/// A borrowed receive queue of any linked driver.
+pub enum AnyRx<'a> {
+    /// `net_null`.
+    Null(&'a mut NullRx),
+    /// `net_ring`.
+    Ring(&'a mut RingRx),
+}
+
+/// A borrowed transmit queue of any linked driver.
+pub enum AnyTx<'a> {
+    /// `net_null`.
+    Null(&'a mut NullTx),
+    /// `net_ring`.
+    Ring(&'a mut RingTx),
+}
+
+impl RxQueue for AnyRx<'_> {
+    #[inline(always)]
+    fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
+        match self {
+            AnyRx::Null(q) => q.rx_burst(out),
+            AnyRx::Ring(q) => q.rx_burst(out),
+        }
+    }
+
+    #[inline(always)]
+    fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        match self {
+            AnyRx::Null(q) => q.rx_burst_cached(out, cache),
+            AnyRx::Ring(q) => q.rx_burst_cached(out, cache),
+        }
+    }
+}
+
+impl TxQueue for AnyTx<'_> {
+    #[inline(always)]
+    fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        match self {
+            AnyTx::Null(q) => q.tx_burst(pkts),
+            AnyTx::Ring(q) => q.tx_burst(pkts),
+        }
+    }
+
+    #[inline(always)]
+    fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        match self {
+            AnyTx::Null(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::Ring(q) => q.tx_burst_cached(pkts, cache),
+        }
+    }
+}
+
+/// Calls the same method on whichever port is inside.
+macro_rules! each {
+    ($self:expr, $p:ident => $e:expr) => {
+        match $self {
+            AnyPort::Null($p) => $e,
+            AnyPort::Ring($p) => $e,
+        }
+    };
+}
+
+impl AnyPort {
+    /// Configures queue counts.
+    pub fn configure(&mut self, cfg: &rdk_core::ethdev::PortConfig) -> Result<(), EthError> {
+        each!(self, p => p.configure(cfg))
+    }
+
+    /// Sets up an rx queue.
+    pub fn rx_queue_setup(
+        &mut self,
+        q: u16,
+        nb_desc: u16,
+        pool: &PktMbufPool,
+        cfg: &RxQueueConfig,
+    ) -> Result<(), EthError> {
+        each!(self, p => p.rx_queue_setup(q, nb_desc, pool, cfg))
+    }
+
+    /// Sets up a tx queue.
+    pub fn tx_queue_setup(
+        &mut self,
+        q: u16,
+        nb_desc: u16,
+        cfg: &TxQueueConfig,
+    ) -> Result<(), EthError> {
+        each!(self, p => p.tx_queue_setup(q, nb_desc, cfg))
+    }
+
+    /// Starts the port.
+    pub fn start(&mut self) -> Result<(), EthError> {
+        each!(self, p => p.start())
+    }
+
+    /// Stops the port.
+    pub fn stop(&mut self) -> Result<(), EthError> {
+        each!(self, p => p.stop())
+    }
+
+    /// Closes the port.
+    pub fn close(&mut self) -> Result<(), EthError> {
+        each!(self, p => p.close())
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> PortState {
+        each!(self, p => p.state())
+    }
+
+    /// The MAC address.
+    pub fn mac_addr(&self) -> MacAddr {
+        each!(self, p => p.mac_addr())
+    }
+
+    /// A statistics reader usable while the queues run.
+    pub fn stats_reader(&self) -> StatsReader {
+        each!(self, p => p.stats_reader())
+    }
+
+    /// The driver's name.
+    pub fn driver_name(&self) -> &'static str {
+        each!(self, p => p.info().driver_name)
+    }
+
+    /// Lends out the queues of a started port.
+    pub fn queues(&mut self) -> Result<(Vec<AnyRx<'_>>, Vec<AnyTx<'_>>), EthError> {
+        Ok(match self {
+            AnyPort::Null(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::Null).collect(),
+                    q.tx.iter_mut().map(AnyTx::Null).collect(),
+                )
+            }
+            AnyPort::Ring(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::Ring).collect(),
+                    q.tx.iter_mut().map(AnyTx::Ring).collect(),
+                )
+            }
+        })
+    }
+}
+
+/// A registry that knows every driver rdk-testpmd links.
+pub fn registry() -> PortRegistry<AnyPort> {
+    let mut r = PortRegistry::new();
+    r.register_driver(
+        "net_null",
+        Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            Ok(AnyPort::Null(Port::new(id, NullDriver::from_devargs(a)?)))
+        }),
+    );
+    r.register_driver(
+        "net_ring",
+        Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            Ok(AnyPort::Ring(Port::new(id, RingDriver::from_devargs(a)?)))
+        }),
+    );
+    r
+}
