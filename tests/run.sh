@@ -76,9 +76,11 @@ lint() {
 }
 
 nostd() {
+	# The core and the no_std PMDs must build for a bare-metal target (no OS, no std).
 	cargo build -q -p rdk-core --target x86_64-unknown-none &&
 		cargo build -q -p rdk-core --target x86_64-unknown-none --features alloc &&
-		cargo build -q -p rdk-core --target x86_64-unknown-none --features alloc,checked
+		cargo build -q -p rdk-core --target x86_64-unknown-none --features alloc,checked &&
+		cargo build -q -p rdk-pmd-null -p rdk-pmd-ring --target x86_64-unknown-none
 }
 
 unit() {
@@ -111,10 +113,13 @@ bench() {
 	[ $r = 1 ] && return 1
 	[ $r = 2 ] && return 0
 	for b in ring_perf mempool_perf; do
-		if [ -f "examples/src/bin/$b.rs" ]; then
-			cargo run -q --release -p rdk-examples --bin "$b" -- --quick || return 1
-		fi
+		cargo run -q --release -p rdk-examples --bin "$b" -- --quick || return 1
 	done
+	# The main program's default run (two ring ports, io) must forward and leak nothing.
+	cargo run -q --release -p rdk-examples --bin rdk-testpmd -- --duration 2 --stats-period 0 || return 1
+	if [ -f examples/bench/testpmd_vs_dpdk.sh ]; then
+		bash examples/bench/testpmd_vs_dpdk.sh --quick || return 1
+	fi
 }
 
 T0=$SECONDS
