@@ -487,85 +487,81 @@ impl<T: Copy + Send, P: SyncMode, C: SyncMode, S: Slots<T>> Ring<T, P, C, S> {
     /// Reserves room for up to `n` objects on the producer side. Returns (old head, count).
     #[inline(always)]
     fn move_prod_head(&self, n: u32, behavior: Behavior) -> (u32, u32) {
-        if P::SINGLE {
-            // Only this thread moves prod.head, so Relaxed reads of our own fields suffice.
-            let head = self.prod.head.load(Ordering::Relaxed);
-            let mut cons_tail = self.prod.other_tail.load(Ordering::Relaxed);
-            let mut free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
-            if free < n {
-                // Acquire: the consumer finished reading the slots it released before we reuse
-                // them.
-                cons_tail = self.cons.tail.load(Ordering::Acquire);
-                self.prod.other_tail.store(cons_tail, Ordering::Relaxed);
-                free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
-            }
-            let n = clamp(n, free, behavior);
-            if n != 0 {
-                self.prod
-                    .head
-                    .store(head.wrapping_add(n), Ordering::Relaxed);
-            }
-            return (head, n);
-        }
-        // The head read (Acquire) pairs with the Release of the CAS that moved head there, so
-        // the consumer tail read below is at least as new as the one that producer saw. Without
-        // that edge the tail read may be older, `free` underflows and a producer overwrites
-        // unread slots (DPDK a4ad0eba9d, "ring: establish safe partial order in default mode").
-        let mut head = self.prod.head.load(Ordering::Acquire);
-        loop {
-            let cons_tail = self.cons.tail.load(Ordering::Acquire);
-            // If cons_tail is newer than head (head went stale), free exceeds capacity and the
-            // CAS below fails, so the figure is never acted on.
-            let free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
-            let n = clamp(n, free.min(self.capacity), behavior);
-            if n == 0 {
-                return (head, 0);
-            }
-            // Release on success, Acquire on failure: the pairing described above.
-            match self.prod.head.compare_exchange_weak(
-                head,
-                head.wrapping_add(n),
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return (head, n),
-                Err(now) => head = now,
-            }
-        }
+        let cap = self.capacity;
+        // Free slots: capacity minus what the consumer has not released yet.
+        Self::move_head(
+            P::SINGLE,
+            &self.prod,
+            &self.cons,
+            cap,
+            n,
+            behavior,
+            |head, cons_tail| cap.wrapping_add(cons_tail).wrapping_sub(head),
+        )
     }
 
     /// Reserves up to `n` objects on the consumer side. Returns (old head, count).
     #[inline(always)]
     fn move_cons_head(&self, n: u32, behavior: Behavior) -> (u32, u32) {
-        if C::SINGLE {
-            let head = self.cons.head.load(Ordering::Relaxed);
-            let mut prod_tail = self.cons.other_tail.load(Ordering::Relaxed);
-            let mut entries = prod_tail.wrapping_sub(head);
-            if entries < n {
-                // Acquire: the producer's slot writes are visible before we read them.
-                prod_tail = self.prod.tail.load(Ordering::Acquire);
-                self.cons.other_tail.store(prod_tail, Ordering::Relaxed);
-                entries = prod_tail.wrapping_sub(head);
+        // Entries: what the producer has published beyond our head.
+        Self::move_head(
+            C::SINGLE,
+            &self.cons,
+            &self.prod,
+            self.capacity,
+            n,
+            behavior,
+            |head, prod_tail| prod_tail.wrapping_sub(head),
+        )
+    }
+
+    /// Moves `me.head` forward by up to `n`, where `avail(head, other_tail)` is how far it may
+    /// go given the other side's tail. The same algorithm serves both sides (as DPDK's
+    /// `__rte_ring_move_prod_head` / `_cons_head` do). Returns (old head, count).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn move_head(
+        single: bool,
+        me: &HeadTail,
+        other: &HeadTail,
+        capacity: u32,
+        n: u32,
+        behavior: Behavior,
+        avail: impl Fn(u32, u32) -> u32,
+    ) -> (u32, u32) {
+        if single {
+            // Only this thread moves our head, so Relaxed reads of our own fields suffice; the
+            // private copy of the other tail is refreshed only when it says "not enough".
+            let head = me.head.load(Ordering::Relaxed);
+            let mut have = avail(head, me.other_tail.load(Ordering::Relaxed));
+            if have < n {
+                // Acquire: the other side's slot accesses before its tail moved are done.
+                let other_tail = other.tail.load(Ordering::Acquire);
+                me.other_tail.store(other_tail, Ordering::Relaxed);
+                have = avail(head, other_tail);
             }
-            let n = clamp(n, entries, behavior);
+            let n = clamp(n, have, behavior);
             if n != 0 {
-                self.cons
-                    .head
-                    .store(head.wrapping_add(n), Ordering::Relaxed);
+                me.head.store(head.wrapping_add(n), Ordering::Relaxed);
             }
             return (head, n);
         }
-        // Acquire/Release head pairing as in move_prod_head: otherwise the producer tail read
-        // may be older than the head, `entries` underflows and unpublished slots are read.
-        let mut head = self.cons.head.load(Ordering::Acquire);
+        // The head read (Acquire) pairs with the Release of the CAS that moved head there, so
+        // the other tail read below is at least as new as the one that thread saw. Without that
+        // edge the tail read may be older, the count underflows and slots are overwritten or
+        // read unpublished (DPDK a4ad0eba9d, "ring: establish safe partial order in default
+        // mode").
+        let mut head = me.head.load(Ordering::Acquire);
         loop {
-            let prod_tail = self.prod.tail.load(Ordering::Acquire);
-            let entries = prod_tail.wrapping_sub(head);
-            let n = clamp(n, entries.min(self.capacity), behavior);
+            let other_tail = other.tail.load(Ordering::Acquire);
+            // If the other tail is newer than head (head went stale), the figure exceeds
+            // capacity and the CAS below fails, so it is never acted on.
+            let n = clamp(n, avail(head, other_tail).min(capacity), behavior);
             if n == 0 {
                 return (head, 0);
             }
-            match self.cons.head.compare_exchange_weak(
+            // Release on success, Acquire on failure: the pairing described above.
+            match me.head.compare_exchange_weak(
                 head,
                 head.wrapping_add(n),
                 Ordering::Release,
