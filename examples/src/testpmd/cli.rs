@@ -50,7 +50,8 @@ pub struct Args {
     /// Packets per burst.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub burst: u16,
-    /// Forwarding cores (threads pinned to CPUs 0..n on Linux); each gets its own queues.
+    /// Forwarding cores: core c is a thread named rdk-fwd-c pinned to CPU (c+1) mod the CPU
+    /// count (CPU 0 prints statistics, like dpdk-testpmd's main lcore); each has its own queues.
     #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nb_cores: u16,
     /// Receive queues per port (default: one per forwarding core).

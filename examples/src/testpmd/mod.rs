@@ -180,25 +180,35 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 let pool = &pool;
                 let mode = args.forward_mode;
                 let (burst, txpkts, tx_first) = (args.burst as usize, args.txpkts, args.tx_first);
-                handles.push(s.spawn(move || -> Result<Vec<(u16, u64)>, String> {
-                    // Core c runs on CPU c+1 (CPU 0 prints statistics), as dpdk-testpmd's
-                    // forwarding lcores follow its main lcore.
-                    let _ = crate::cpu::pin_current_thread((c + 1) % ncpu);
-                    let cache = pool.cache(cache_size).map_err(|e| e.to_string())?;
-                    let mut eng = Engine {
-                        mode,
-                        burst,
-                        cache,
-                        stop,
-                        frame: Engine::make_frame(txpkts),
-                        flow: 0,
-                    };
-                    if tx_first {
-                        eng.tx_first(&mut streams);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("rdk-fwd-{c}"))
+                    .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
+                        // Core c runs on CPU c+1 (CPU 0 prints statistics), as dpdk-testpmd's
+                        // forwarding lcores follow its main lcore.
+                        let _ = crate::cpu::pin_current_thread((c + 1) % ncpu);
+                        let cache = pool.cache(cache_size).map_err(|e| e.to_string())?;
+                        let mut eng = Engine {
+                            mode,
+                            burst,
+                            cache,
+                            stop,
+                            frame: Engine::make_frame(txpkts),
+                            flow: 0,
+                        };
+                        if tx_first {
+                            eng.tx_first(&mut streams);
+                        }
+                        eng.run(&mut streams);
+                        Ok(streams.iter().map(|s| (s.tx_port, s.tx_dropped)).collect())
+                    });
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        // Stop the cores already running before reporting.
+                        stop.store(true, Ordering::Relaxed);
+                        return vec![Err(format!("cannot start forwarding core {c}: {e}"))];
                     }
-                    eng.run(&mut streams);
-                    Ok(streams.iter().map(|s| (s.tx_port, s.tx_dropped)).collect())
-                }));
+                }
             }
             let _ = crate::cpu::pin_current_thread(0);
             stats_loop(args, &readers, &stop, quiet);
@@ -251,6 +261,24 @@ fn rdk_examples_cpu_count() -> usize {
     crate::cpu::online_cpus().max(1)
 }
 
+/// Set by SIGINT/SIGTERM: forwarding stops early and the summary is still printed, as
+/// dpdk-testpmd does on Ctrl-C.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to [`INTERRUPTED`].
+fn catch_signals() {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
 /// Prints statistics every period until the duration is over, then sets `stop`.
 fn stats_loop(
     args: &Args,
@@ -263,18 +291,24 @@ fn stats_loop(
     let period = Duration::from_secs(args.stats_period);
     let mut prev: Vec<PortStats> = readers.iter().map(|r| r.stats()).collect();
     let mut prev_t = Instant::now();
+    let mut next = if period.is_zero() {
+        end
+    } else {
+        (start + period).min(end)
+    };
+    catch_signals();
     loop {
         let now = Instant::now();
-        if now >= end {
+        if now >= end || INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
-        let next = if period.is_zero() {
-            end
-        } else {
-            (now + period).min(end)
-        };
-        std::thread::sleep(next - now);
-        if period.is_zero() || quiet || Instant::now() >= end {
+        if now < next {
+            // Short steps, so a signal ends the run promptly.
+            std::thread::sleep((next - now).min(Duration::from_millis(100)));
+            continue;
+        }
+        next = (next + period).min(end);
+        if period.is_zero() || quiet {
             continue;
         }
         let t = Instant::now();
