@@ -14,7 +14,7 @@
 
 use super::config::{check_mtu, PortConfig, RxQueueConfig, TxQueueConfig};
 use super::error::{Dir, EthError, PortState};
-use super::info::{DevInfo, LinkStatus, MacAddr};
+use super::info::{DescLimits, DevInfo, LinkStatus, MacAddr};
 use super::stats::{PortStats, QueueCounters, XStat};
 use crate::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use alloc::boxed::Box;
@@ -298,24 +298,13 @@ impl<D: Driver> Port<D> {
         config: &RxQueueConfig,
     ) -> Result<(), EthError> {
         self.check_setup_state("set up an rx queue")?;
-        let configured = self.config.nb_rxq;
-        if queue >= configured {
-            return Err(EthError::QueueOutOfRange {
-                dir: Dir::Rx,
-                queue,
-                configured,
-            });
-        }
-        let lim = self.info.rx_desc_lim;
-        if !lim.allows(nb_desc) {
-            return Err(EthError::DescOutOfRange {
-                dir: Dir::Rx,
-                nb_desc,
-                min: lim.min,
-                max: lim.max,
-                align: lim.align,
-            });
-        }
+        check_queue(
+            Dir::Rx,
+            queue,
+            self.config.nb_rxq,
+            nb_desc,
+            self.info.rx_desc_lim,
+        )?;
         let missing = config.offloads - self.info.rx_offload_capa;
         if !missing.is_empty() {
             return Err(EthError::RxOffloadUnsupported { missing });
@@ -338,24 +327,13 @@ impl<D: Driver> Port<D> {
         config: &TxQueueConfig,
     ) -> Result<(), EthError> {
         self.check_setup_state("set up a tx queue")?;
-        let configured = self.config.nb_txq;
-        if queue >= configured {
-            return Err(EthError::QueueOutOfRange {
-                dir: Dir::Tx,
-                queue,
-                configured,
-            });
-        }
-        let lim = self.info.tx_desc_lim;
-        if !lim.allows(nb_desc) {
-            return Err(EthError::DescOutOfRange {
-                dir: Dir::Tx,
-                nb_desc,
-                min: lim.min,
-                max: lim.max,
-                align: lim.align,
-            });
-        }
+        check_queue(
+            Dir::Tx,
+            queue,
+            self.config.nb_txq,
+            nb_desc,
+            self.info.tx_desc_lim,
+        )?;
         let missing = config.offloads - self.info.tx_offload_capa;
         if !missing.is_empty() {
             return Err(EthError::TxOffloadUnsupported { missing });
@@ -580,6 +558,33 @@ impl<D: Driver> Port<D> {
         }
         Ok(())
     }
+}
+
+/// Checks a queue id against the configured count and a descriptor count against the limits.
+fn check_queue(
+    dir: Dir,
+    queue: u16,
+    configured: u16,
+    nb_desc: u16,
+    lim: DescLimits,
+) -> Result<(), EthError> {
+    if queue >= configured {
+        return Err(EthError::QueueOutOfRange {
+            dir,
+            queue,
+            configured,
+        });
+    }
+    if !lim.allows(nb_desc) {
+        return Err(EthError::DescOutOfRange {
+            dir,
+            nb_desc,
+            min: lim.min,
+            max: lim.max,
+            align: lim.align,
+        });
+    }
+    Ok(())
 }
 
 impl<D: Driver> Drop for Port<D> {
