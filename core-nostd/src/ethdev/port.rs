@@ -395,6 +395,8 @@ impl<D: Driver> Port<D> {
         }
         self.drv.stop(&mut self.rx, &mut self.tx)?;
         self.state = PortState::Stopped;
+        // DPDK reports the link down once a port is stopped; tell the callbacks now.
+        self.link_update();
         Ok(())
     }
 
