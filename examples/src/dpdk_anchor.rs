@@ -155,13 +155,14 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Creates `/tmp/<prefix>.XXXXXX`.
+    /// Creates `/tmp/<prefix>.<six random characters>` with `mkdtemp`.
     pub fn new(prefix: &str) -> io::Result<Self> {
-        let template = format!("/tmp/{prefix}.XXXXXX");
+        // mkdtemp(3) replaces a template's six trailing 'X' characters with random ones.
+        let template = format!("/tmp/{prefix}.{}", "X".repeat(6));
         let mut buf = std::ffi::CString::new(template)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .into_bytes_with_nul();
-        // SAFETY: buf is a writable, NUL-terminated template ending in XXXXXX, as mkdtemp needs.
+        // SAFETY: buf is a writable, NUL-terminated template ending in six 'X', as mkdtemp needs.
         let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
         if p.is_null() {
             return Err(io::Error::last_os_error());
