@@ -7,7 +7,8 @@
 //! The layers, bottom up:
 //! - [`addr`]: the three address kinds ([`addr::VirtAddr`], [`addr::Iova`], [`addr::PhysAddr`]),
 //!   never silently converted into each other.
-//! - [`os`]: the traits a driver is written against (DMA memory, event notification, clock).
+//! - [`os`]: the traits a driver is written against (DMA memory, PCI access, event notification,
+//!   clock).
 //!   They take `&self`: there is no global state anywhere in rdk.
 //! - [`ring`]: the lock-free ring with `rte_ring` semantics; the producer/consumer sync mode is a
 //!   type parameter.
@@ -15,6 +16,8 @@
 //!   per-core caches.
 //! - `intr` (feature `alloc`): interrupt-source and alarm bookkeeping for the OS layers.
 //! - [`mbuf`]: the packet buffer, in DPDK's 128-byte `rte_mbuf` layout.
+//! - [`pci`]: PCI addresses, config-space layout, the loop-proof capability walk, BAR decoding
+//!   and id tables.
 //!
 //! Hot paths (ring, mempool get/put, bursts) are generic and inlined: no `dyn`, no locks, no
 //! allocation. Anything a device or a peer writes is treated as untrusted input.
@@ -35,5 +38,6 @@ pub mod intr;
 pub mod mbuf;
 pub mod mempool;
 pub mod os;
+pub mod pci;
 pub mod ring;
 pub(crate) mod sync;

@@ -8,15 +8,17 @@
 //! - [`dma`]: pinned, zeroed, aligned memory a device can reach, with its IOVAs.
 //! - [`event`]: a handle a device interrupt or a peer's kick makes ready.
 //! - [`clock`]: a monotonic clock.
-//!
-//! PCI access (config space, BARs, I/O ports, interrupt vectors) joins these as `pci`.
+//! - [`pci`]: PCI functions: config space, BAR register windows, bus mastering, interrupt
+//!   vectors.
 
 pub mod clock;
 pub mod dma;
 pub mod event;
+pub mod pci;
 #[cfg(test)]
 pub(crate) mod test_dma;
 
 pub use clock::{Clock, Instant};
 pub use dma::{DmaAlloc, DmaError, DmaRegion, DmaRequest};
 pub use event::{EventError, EventNotifier, Events};
+pub use pci::{IrqKind, Mmio, Pci, PciDevice, PciError};
