@@ -48,7 +48,7 @@ need_root() {
 
 setup() {
 	local pkgs=() p
-	for p in dpdk dpdk-dev pkg-config gcc libc6-dev iproute2 procps python3; do
+	for p in dpdk dpdk-dev pkg-config gcc libc6-dev iproute2 iputils-ping procps python3; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs+=("$p")
 	done
 	if [ "${#pkgs[@]}" -gt 0 ]; then

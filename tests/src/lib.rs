@@ -1,2 +1,7 @@
 //! Cross-crate test suites for rdk; the suites live in `tests/tests/`.
+//!
+//! The library holds what several suites share: [`netns`], the namespaces, veth pairs and
+//! prerequisite checks of the tests that run against the real kernel.
 #![deny(missing_docs)]
+
+pub mod netns;
