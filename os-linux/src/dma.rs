@@ -17,7 +17,7 @@ use crate::pagemap::{base_page_size, Pagemap, PagemapError, PFN_HINT};
 use crate::roots::SysRoots;
 use nix::errno::Errno;
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use rdk_core::addr::{Iova, PhysAddr, VirtAddr};
+use rdk_core::addr::{Iova, PhysAddr};
 use rdk_core::os::{DmaError, DmaRegion, DmaRequest};
 use std::ffi::CString;
 use std::fmt;
@@ -228,8 +228,8 @@ impl LinuxRegion {
 //   contiguous inside itself (the kernel allocates it as one compound page).
 unsafe impl DmaRegion for LinuxRegion {
     #[inline]
-    fn va(&self) -> VirtAddr {
-        self.map.addr()
+    fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
     }
 
     #[inline]
@@ -643,6 +643,7 @@ fn io_to_dma(op: &'static str, e: &io::Error) -> DmaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdk_core::addr::VirtAddr;
     use std::os::unix::fs::FileExt;
 
     fn plain() -> Allocator {

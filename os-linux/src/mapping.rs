@@ -116,6 +116,11 @@ impl Mapping {
         VirtAddr::from_ptr(self.ptr.as_ptr())
     }
 
+    /// The first byte, with the mapping's provenance.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr().cast()
+    }
+
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len

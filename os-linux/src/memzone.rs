@@ -9,7 +9,7 @@
 #![allow(unsafe_code)] // `unsafe impl DmaRegion for Memzone` only.
 
 use crate::hugepage::HugePageSize;
-use rdk_core::addr::{Iova, VirtAddr};
+use rdk_core::addr::Iova;
 use rdk_core::os::{DmaError, DmaRegion};
 use std::collections::HashMap;
 use std::fmt;
@@ -157,8 +157,8 @@ impl<R: fmt::Debug> fmt::Debug for Memzone<R> {
 // handle exists, so the promises hold for the handle's whole life too.
 unsafe impl<R: DmaRegion> DmaRegion for Memzone<R> {
     #[inline]
-    fn va(&self) -> VirtAddr {
-        self.region.va()
+    fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr()
     }
 
     #[inline]

@@ -8,7 +8,7 @@
 use crate::atomic_copy::{copy_in, copy_out};
 use crate::iommu::{HeapPtr, Iommu};
 use crate::os::{IovaLayout, Shared};
-use rdk_core::addr::{Iova, VirtAddr};
+use rdk_core::addr::Iova;
 use rdk_core::os::dma::validate_request;
 use rdk_core::os::{DmaError, DmaRegion, DmaRequest};
 use std::alloc::Layout;
@@ -245,8 +245,8 @@ impl MockRegion {
 //   reaches byte o. contiguous_from walks that table and counts a following page only if its
 //   IOVA is exactly adjacent, so it never overstates.
 unsafe impl DmaRegion for MockRegion {
-    fn va(&self) -> VirtAddr {
-        VirtAddr::from_ptr(self.base.as_ptr())
+    fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
     }
 
     fn len(&self) -> usize {
@@ -318,6 +318,7 @@ impl fmt::Debug for MockRegion {
 mod tests {
     use super::*;
     use crate::{FaultKind, MockOs};
+    use rdk_core::addr::VirtAddr;
     use rdk_core::os::DmaAlloc;
 
     const PAGE: usize = 4096;

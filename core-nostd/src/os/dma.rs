@@ -148,8 +148,15 @@ impl core::error::Error for DmaError {}
 /// - [`iova_at`](Self::iova_at) returns the address a device must use to reach that byte, and
 ///   [`contiguous_from`](Self::contiguous_from) never overstates a contiguous run.
 pub unsafe trait DmaRegion: Send + Sync {
-    /// The first byte's virtual address.
-    fn va(&self) -> VirtAddr;
+    /// The first byte as a raw pointer, with the provenance of the whole region: drivers and
+    /// pools derive every pointer into the region from it, never from an integer address.
+    fn as_ptr(&self) -> *mut u8;
+
+    /// The first byte's virtual address (for arithmetic and display, not for dereferencing).
+    #[inline(always)]
+    fn va(&self) -> VirtAddr {
+        VirtAddr::from_ptr(self.as_ptr())
+    }
 
     /// Length in bytes.
     fn len(&self) -> usize;
@@ -175,12 +182,6 @@ pub unsafe trait DmaRegion: Send + Sync {
     fn iova_of(&self, va: VirtAddr) -> Option<Iova> {
         let off = va.offset_from(self.va())?;
         self.iova_at(off)
-    }
-
-    /// The first byte as a raw pointer.
-    #[inline(always)]
-    fn as_ptr(&self) -> *mut u8 {
-        self.va().as_ptr()
     }
 }
 

@@ -4,7 +4,7 @@
 
 extern crate alloc;
 use super::dma::{validate_request, DmaAlloc, DmaError, DmaRegion, DmaRequest};
-use crate::addr::{Iova, VirtAddr};
+use crate::addr::Iova;
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use core::cell::Cell;
 
@@ -45,8 +45,8 @@ unsafe impl Sync for TestRegion {}
 // SAFETY: the block is allocated zeroed with the layout, freed only on drop; translation below
 // matches the documented scheme exactly.
 unsafe impl DmaRegion for TestRegion {
-    fn va(&self) -> VirtAddr {
-        VirtAddr::from_ptr(self.ptr)
+    fn as_ptr(&self) -> *mut u8 {
+        self.ptr
     }
     fn len(&self) -> usize {
         self.layout.size()
