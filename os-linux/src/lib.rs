@@ -26,6 +26,7 @@ mod mapping;
 pub mod memzone;
 mod os;
 pub mod pagemap;
+pub mod pci;
 pub mod roots;
 
 pub use clock::LinuxClock;
