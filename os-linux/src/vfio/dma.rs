@@ -67,6 +67,11 @@ unsafe impl DmaRegion for VfioRegion {
         self.region.va()
     }
 
+    #[inline(always)]
+    fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr()
+    }
+
     #[inline]
     fn len(&self) -> usize {
         self.region.len()

@@ -65,6 +65,13 @@ pub enum VfioError {
         /// The device.
         addr: PciAddr,
     },
+    /// The device is not bound to vfio-pci, so VFIO cannot open it.
+    NotBound {
+        /// The device.
+        addr: PciAddr,
+        /// Its driver, if any.
+        driver: Option<String>,
+    },
     /// The group is not viable: other devices in it are bound to host drivers.
     NotViable {
         /// The group.
@@ -177,6 +184,12 @@ impl fmt::Display for VfioError {
                 "{addr} is in no IOMMU group; enable the IOMMU (intel_iommu=on / amd_iommu=on) \
                  or use no-IOMMU mode (vfio.enable_unsafe_noiommu_mode=1)"
             ),
+            VfioError::NotBound { addr, driver } => write!(
+                f,
+                "{addr} is bound to {}, not vfio-pci; bind it first \
+                 (rdk_os_linux::pci::bind_to_vfio, or dpdk-devbind.py -b vfio-pci {addr})",
+                driver.as_deref().unwrap_or("no driver")
+            ),
             VfioError::NotViable { group, blockers } => {
                 write!(
                     f,
@@ -277,6 +290,10 @@ impl From<VfioError> for PciError {
                 hint: "other devices in the group are bound to host drivers; bind them to \
                        vfio-pci or unbind them (Vfio::open names them)",
             },
+            VfioError::NotBound { .. } => PciError::Permission {
+                op: "open the device through VFIO",
+                hint: "bind it to vfio-pci first (rdk_os_linux::pci::bind_to_vfio)",
+            },
             VfioError::NoGroup { .. } => PciError::Unsupported {
                 op: "VFIO without an IOMMU group (enable the IOMMU or no-IOMMU mode)",
             },
@@ -328,9 +345,14 @@ impl Vfio {
 
     /// The group of the device at `addr`, opened (and attached) on first use.
     pub fn group_of(&self, addr: PciAddr) -> Result<Arc<VfioGroup>, VfioError> {
-        let number = scan_one(&self.roots, addr)?
-            .iommu_group
-            .ok_or(VfioError::NoGroup { addr })?;
+        let dev = scan_one(&self.roots, addr)?;
+        if dev.driver.as_deref() != Some(crate::pci::VFIO_PCI_DRIVER) {
+            return Err(VfioError::NotBound {
+                addr,
+                driver: dev.driver,
+            });
+        }
+        let number = dev.iommu_group.ok_or(VfioError::NoGroup { addr })?;
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = groups.get(&number).and_then(Weak::upgrade) {
             return Ok(g);
