@@ -405,9 +405,12 @@ impl PciDevice for VfioDevice {
     }
 
     fn irq_event(&self) -> Result<EventFd, PciError> {
-        EventFd::new().map_err(|_| PciError::Os {
-            op: "create an eventfd for an interrupt",
-            code: Errno::last() as i32,
+        EventFd::new().map_err(|e| match e {
+            rdk_core::os::EventError::Os { op, code } => PciError::Os { op, code },
+            _ => PciError::Os {
+                op: "create an eventfd for an interrupt (out of file descriptors?)",
+                code: libc::EMFILE,
+            },
         })
     }
 

@@ -9,7 +9,7 @@
 //!   windows ([`VfioBar`]) with the parts the kernel keeps unmapped served by `pread`/`pwrite`,
 //!   config space, interrupts to eventfds, reset.
 //! - [`VfioOs`]: a [`LinuxOs`](crate::LinuxOs) whose DMA regions are all mapped into the
-//!   container ([`VfioRegion`]), and which opens devices ([`Pci`](rdk_core::os::Pci)); what a
+//!   container ([`VfioRegion`]), and which opens devices ([`Pci`]); what a
 //!   hardware PMD is generic over on Linux.
 //!
 //! There is no global state: two [`Vfio`] instances have two containers.
