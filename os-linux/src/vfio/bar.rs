@@ -1,6 +1,11 @@
 //! BAR register windows through VFIO: the parts the kernel lets us map are accessed with
 //! volatile loads and stores, everything else (an MSI-X table the kernel keeps for itself, an
 //! I/O-port BAR, a BAR without mmap support) with `pread`/`pwrite` on the device's region.
+//!
+//! Through the file, vfio-pci itself owns the MSI-X table (it programs the vectors for
+//! `VFIO_DEVICE_SET_IRQS`): reads there return all ones and writes are dropped, the same
+//! answer this window gives for any access it cannot serve. The rest of a hole page reaches
+//! the device.
 #![allow(unsafe_code)] // mmap of the BAR, and volatile accesses into it.
 
 use rdk_core::os::pci::{check_window, Mmio};

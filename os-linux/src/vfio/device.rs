@@ -227,6 +227,44 @@ impl VfioDevice {
         sys::ioctl_buf(self.file_fd(), sys::DEVICE_SET_IRQS, &mut buf).map(drop)
     }
 
+    /// Maps BAR `bar` leaving the pages of the MSI-X table unmapped even where the kernel
+    /// would map them (as kernels before 4.16 require): accesses there go through the device
+    /// file. For platforms where touching the table directly is unwanted, and to test the
+    /// path older kernels take.
+    pub fn map_bar_without_msix_table(&self, bar: u8) -> Result<VfioBar, PciError> {
+        self.map_bar_with(bar, true)
+    }
+
+    fn map_bar_with(&self, bar: u8, avoid_msix: bool) -> Result<VfioBar, PciError> {
+        let info = self.bar_info(bar)?.ok_or(PciError::NoSuchBar { bar })?;
+        let region = self.bar_region(bar)?;
+        if !region.readable() || !region.writable() {
+            return Err(PciError::BarUnusable {
+                bar,
+                reason: "VFIO reports the region as not readable and writable",
+            });
+        }
+        let page = base_page_size() as u64;
+        let areas = if info.mappable {
+            let msix_table = self
+                .msix
+                .filter(|m| m.table_bar == bar && (avoid_msix || !region.msix_mappable))
+                .map(|m| m.table_range());
+            plan_areas(region.size, region.sparse.as_deref(), msix_table, page)
+        } else {
+            Vec::<Area>::new() // an I/O BAR, or one the kernel will not map: all through the file
+        };
+        VfioBar::new(
+            self.file.clone(),
+            bar,
+            region.offset,
+            region.size,
+            areas,
+            page,
+        )
+        .map_err(|e| os_err("mmap the BAR through VFIO", e))
+    }
+
     fn file_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.file.as_fd()
@@ -366,33 +404,7 @@ impl PciDevice for VfioDevice {
     }
 
     fn map_bar(&self, bar: u8) -> Result<VfioBar, PciError> {
-        let info = self.bar_info(bar)?.ok_or(PciError::NoSuchBar { bar })?;
-        let region = self.bar_region(bar)?;
-        if !region.readable() || !region.writable() {
-            return Err(PciError::BarUnusable {
-                bar,
-                reason: "VFIO reports the region as not readable and writable",
-            });
-        }
-        let page = base_page_size() as u64;
-        let areas = if info.mappable {
-            let msix_table = self
-                .msix
-                .filter(|m| m.table_bar == bar && !region.msix_mappable)
-                .map(|m| m.table_range());
-            plan_areas(region.size, region.sparse.as_deref(), msix_table, page)
-        } else {
-            Vec::<Area>::new() // an I/O BAR, or one the kernel will not map: all through the file
-        };
-        VfioBar::new(
-            self.file.clone(),
-            bar,
-            region.offset,
-            region.size,
-            areas,
-            page,
-        )
-        .map_err(|e| os_err("mmap the BAR through VFIO", e))
+        self.map_bar_with(bar, false)
     }
 
     fn irq_count(&self, kind: IrqKind) -> Result<u32, PciError> {
