@@ -201,47 +201,10 @@ impl VfioContainer {
 
     /// `VFIO_IOMMU_GET_INFO`: page sizes and the IOVA-range capability.
     fn type1_info(&self, kind: IommuKind) -> Result<IommuInfo, VfioError> {
-        const BASE: usize = 24; // argsz, flags, iova_pgsizes, cap_offset, pad
-        let mut buf = ArgBuf::new(BASE);
-        sys::ioctl_buf(self.fd(), sys::IOMMU_GET_INFO, &mut buf)
+        // argsz, flags, iova_pgsizes, cap_offset, pad
+        let buf = sys::ioctl_info(self.fd(), sys::IOMMU_GET_INFO, 24, |_| {})
             .map_err(|e| VfioError::ioctl("VFIO_IOMMU_GET_INFO", e))?;
-        let want = buf.u32_at(0).unwrap_or(0) as usize;
-        if want > BASE && want <= 1 << 16 {
-            buf = ArgBuf::new(want);
-            sys::ioctl_buf(self.fd(), sys::IOMMU_GET_INFO, &mut buf)
-                .map_err(|e| VfioError::ioctl("VFIO_IOMMU_GET_INFO", e))?;
-        }
-        let flags = buf.u32_at(4).unwrap_or(0);
-        let page_sizes = if flags & sys::IOMMU_INFO_PGSIZES != 0 {
-            buf.u64_at(8).unwrap_or(0)
-        } else {
-            0
-        };
-        let mut ranges = Vec::new();
-        if flags & sys::IOMMU_INFO_CAPS != 0 {
-            let first = buf.u32_at(16).unwrap_or(0);
-            for (id, off) in buf.caps(first) {
-                if id != sys::IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
-                    continue;
-                }
-                // header(8) nr_iovas(4) reserved(4) then {start, end} pairs.
-                let n = buf.u32_at(off + 8).unwrap_or(0) as usize;
-                for i in 0..n {
-                    let at = off + 16 + i * 16;
-                    match (buf.u64_at(at), buf.u64_at(at + 8)) {
-                        (Some(start), Some(end)) if start <= end => {
-                            ranges.push(IovaRange { start, end })
-                        }
-                        _ => break, // truncated or nonsense: keep what was valid
-                    }
-                }
-            }
-        }
-        Ok(IommuInfo {
-            kind,
-            page_sizes,
-            ranges,
-        })
+        Ok(parse_type1_info(&buf, kind))
     }
 
     fn map_dma(&self, va: u64, iova: u64, len: u64) -> Result<(), VfioError> {
@@ -322,5 +285,81 @@ impl VfioContainer {
     /// How many mappings are registered.
     pub fn mapping_count(&self) -> usize {
         self.lock().maps.len()
+    }
+}
+
+/// Decodes a `vfio_iommu_type1_info` and its IOVA-range capability.
+fn parse_type1_info(buf: &ArgBuf, kind: IommuKind) -> IommuInfo {
+    let flags = buf.u32_at(4).unwrap_or(0);
+    let page_sizes = if flags & sys::IOMMU_INFO_PGSIZES != 0 {
+        buf.u64_at(8).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut ranges = Vec::new();
+    if flags & sys::IOMMU_INFO_CAPS != 0 {
+        for (id, off) in buf.caps(buf.u32_at(16).unwrap_or(0)) {
+            if id != sys::IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
+                continue;
+            }
+            // header(8) nr_iovas(4) reserved(4) then {start, end} pairs.
+            let n = buf.u32_at(off + 8).unwrap_or(0) as usize;
+            for i in 0..n {
+                let at = off + 16 + i * 16;
+                match (buf.u64_at(at), buf.u64_at(at + 8)) {
+                    (Some(start), Some(end)) if start <= end => {
+                        ranges.push(IovaRange { start, end })
+                    }
+                    _ => break, // truncated or nonsense: keep what was valid
+                }
+            }
+        }
+    }
+    IommuInfo {
+        kind,
+        page_sizes,
+        ranges,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_page_sizes_and_iova_ranges_and_survives_a_short_chain() {
+        // header(24) | cap at 24: id 1, next 0, nr_iovas 3 (only 2 sent), 2 ranges.
+        let mut buf = ArgBuf::new(24 + 16 + 32);
+        buf.set_u32(4, sys::IOMMU_INFO_PGSIZES | sys::IOMMU_INFO_CAPS);
+        buf.set_u64(8, 0x4020_1000);
+        buf.set_u32(16, 24);
+        buf.set_u32(24, 1 | (1 << 16));
+        buf.set_u32(32, 3);
+        buf.set_u64(40, 0);
+        buf.set_u64(48, 0xfedf_ffff);
+        buf.set_u64(56, 0xfef0_0000);
+        buf.set_u64(64, 0xffff_ffff_ffff);
+        let info = parse_type1_info(&buf, IommuKind::Type1v2);
+        assert_eq!(info.page_sizes, 0x4020_1000);
+        assert_eq!(
+            info.ranges,
+            vec![
+                IovaRange {
+                    start: 0,
+                    end: 0xfedf_ffff
+                },
+                IovaRange {
+                    start: 0xfef0_0000,
+                    end: 0xffff_ffff_ffff
+                }
+            ]
+        );
+        buf.set_u32(4, 0);
+        let bare = parse_type1_info(&buf, IommuKind::Type1);
+        assert_eq!(
+            (bare.page_sizes, bare.ranges.len()),
+            (0, 0),
+            "flags say nothing"
+        );
     }
 }

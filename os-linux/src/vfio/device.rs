@@ -291,19 +291,16 @@ fn device_info(file: &File) -> Result<DeviceInfo, VfioError> {
 /// kernel says it needs).
 fn region_info(file: &File, index: u32) -> Result<RegionInfo, VfioError> {
     use std::os::fd::AsFd;
-    const BASE: usize = 32; // argsz flags index cap_offset size offset
-    let call = |len: usize| {
-        let mut buf = ArgBuf::new(len);
-        buf.set_u32(8, index);
-        sys::ioctl_buf(file.as_fd(), sys::DEVICE_GET_REGION_INFO, &mut buf)
-            .map(|_| buf)
-            .map_err(|e| VfioError::ioctl("VFIO_DEVICE_GET_REGION_INFO", e))
-    };
-    let mut buf = call(BASE)?;
-    let want = buf.u32_at(0).unwrap_or(0) as usize;
-    if want > BASE && want <= 1 << 16 {
-        buf = call(want)?;
-    }
+    // argsz flags index cap_offset size offset
+    let buf = sys::ioctl_info(file.as_fd(), sys::DEVICE_GET_REGION_INFO, 32, |b| {
+        b.set_u32(8, index)
+    })
+    .map_err(|e| VfioError::ioctl("VFIO_DEVICE_GET_REGION_INFO", e))?;
+    Ok(parse_region_info(&buf, index))
+}
+
+/// Decodes a `vfio_region_info` and its capability chain (sparse mmap, MSI-X mappable).
+fn parse_region_info(buf: &ArgBuf, index: u32) -> RegionInfo {
     let flags = buf.u32_at(4).unwrap_or(0);
     let mut info = RegionInfo {
         index,
@@ -325,8 +322,9 @@ fn region_info(file: &File, index: u32) -> Result<RegionInfo, VfioError> {
                         let (Some(o), Some(s)) = (buf.u64_at(at), buf.u64_at(at + 8)) else {
                             break;
                         };
-                        if let Some(end) = o.checked_add(s) {
-                            areas.push((o, end));
+                        match o.checked_add(s) {
+                            Some(end) if s > 0 => areas.push((o, end)),
+                            _ => {} // empty or overflowing: nothing to map
                         }
                     }
                     info.sparse = Some(areas);
@@ -336,7 +334,7 @@ fn region_info(file: &File, index: u32) -> Result<RegionInfo, VfioError> {
             }
         }
     }
-    Ok(info)
+    info
 }
 
 fn irq_info(file: &File, index: u32) -> Result<IrqInfo, VfioError> {
@@ -525,4 +523,56 @@ impl VfioDevice {
 
 fn io_pci(op: &'static str, e: &std::io::Error) -> PciError {
     os_err(op, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A region info as vfio-pci writes it: 32-byte header, then a chain of capabilities.
+    fn region(caps: &[(u16, &[u64])]) -> ArgBuf {
+        let len = 32 + caps.iter().map(|(_, b)| 8 + 8 * b.len()).sum::<usize>();
+        let mut buf = ArgBuf::new(len);
+        buf.set_u32(4, 0xf); // READ | WRITE | MMAP | CAPS
+        buf.set_u64(16, 0x4000);
+        buf.set_u64(24, 3 << 40);
+        let mut off = 32;
+        buf.set_u32(12, if caps.is_empty() { 0 } else { 32 });
+        for (i, (id, body)) in caps.iter().enumerate() {
+            let next = off + 8 + 8 * body.len();
+            buf.set_u32(off, *id as u32 | (1 << 16));
+            buf.set_u32(off + 4, if i + 1 < caps.len() { next as u32 } else { 0 });
+            for (j, v) in body.iter().enumerate() {
+                buf.set_u64(off + 8 + 8 * j, *v);
+            }
+            off = next;
+        }
+        buf
+    }
+
+    #[test]
+    fn decodes_sparse_areas_and_msix_mappable() {
+        // nr_areas = 2 (low u32 of the first word), then {offset, size} pairs.
+        let sparse: &[u64] = &[2, 0, 0x1000, 0x2000, 0x2000];
+        let r = parse_region_info(&region(&[(3, &[]), (1, sparse)]), 3);
+        assert_eq!((r.size, r.offset), (0x4000, 3 << 40));
+        assert!(r.readable() && r.writable() && r.mmap() && r.msix_mappable);
+        assert_eq!(r.sparse, Some(vec![(0, 0x1000), (0x2000, 0x4000)]));
+    }
+
+    #[test]
+    fn a_sparse_cap_claiming_more_areas_than_sent_keeps_only_what_is_there() {
+        let lying: &[u64] = &[1000, 0, 0x1000, 0x5000];
+        let r = parse_region_info(&region(&[(1, lying)]), 0);
+        assert_eq!(
+            r.sparse,
+            Some(vec![(0, 0x1000)]),
+            "the half-sent area is dropped"
+        );
+        let overflow: &[u64] = &[1, u64::MAX - 1, 0x10];
+        let r = parse_region_info(&region(&[(1, overflow)]), 0);
+        assert_eq!(r.sparse, Some(vec![]), "offset + size overflows");
+        let none = parse_region_info(&region(&[]), 7);
+        assert_eq!((none.sparse, none.msix_mappable), (None, false));
+    }
 }

@@ -198,6 +198,27 @@ pub(crate) fn ioctl_buf(fd: BorrowedFd<'_>, req: u32, buf: &mut ArgBuf) -> Resul
     Errno::result(r)
 }
 
+/// Calls an info request whose reply may not fit: first with `base` bytes, then, if the
+/// kernel set `argsz` to more (a capability chain follows), again with that many (at most
+/// 64 KiB). `fill` sets the input fields before each call.
+pub(crate) fn ioctl_info(
+    fd: BorrowedFd<'_>,
+    req: u32,
+    base: usize,
+    fill: impl Fn(&mut ArgBuf),
+) -> Result<ArgBuf, Errno> {
+    let call = |len: usize| {
+        let mut buf = ArgBuf::new(len);
+        fill(&mut buf);
+        ioctl_buf(fd, req, &mut buf).map(|_| buf)
+    };
+    let buf = call(base)?;
+    match buf.u32_at(0).map(|n| n as usize) {
+        Some(want) if want > base && want <= 1 << 16 => call(want),
+        _ => Ok(buf),
+    }
+}
+
 /// Calls `ioctl(fd, req, arg)` for requests whose argument is a plain integer (or none).
 pub(crate) fn ioctl_val(fd: BorrowedFd<'_>, req: u32, arg: libc::c_ulong) -> Result<i32, Errno> {
     // SAFETY: the requests passed here (GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU,
