@@ -7,12 +7,13 @@
 # Tiers: lint (fmt, clippy, doc), nostd (x86_64-unknown-none builds), unit (cargo test of the
 # whole workspace, as root: the os-linux tests use hugepages), checked (rdk-core with its checked
 # mempool), miri (rdk-core under Miri), loom (the ring's loom models), bench (benchmark smoke:
-# rdk and DPDK in the same run, quick mode).
+# rdk and DPDK in the same run, quick mode), vm (VFIO in the QEMU lab guest: builds both guest
+# variants, boots each once with the os-linux vfio_guest test binary).
 # Under CI=true a missing prerequisite (root, hugepages, DPDK) is a failure, not a skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-STEPS=${STEPS:-"setup lint nostd unit checked miri loom bench"}
+STEPS=${STEPS:-"setup lint nostd unit checked miri loom bench vm"}
 export CARGO_TERM_COLOR=never
 PASS=0
 FAIL=0
@@ -122,8 +123,60 @@ bench() {
 	fi
 }
 
+# vm_boot CACHE FILTER RUN-GUEST-ARGS... : boots the lab guest once with the vfio_guest test
+# binary ($VM_BIN) filtered to FILTER; fails unless libtest passed at least one test and none
+# skipped (a skip inside the lab means the guest is not what the test needs).
+vm_boot() {
+	local cache=$1 filter=$2 out rc
+	shift 2
+	out=$("$VM_LAB/run-guest.sh" --cache "$cache" --timeout 300 "$@" \
+		"$VM_BIN" --test-threads=1 "$filter" 2>&1)
+	rc=$?
+	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread )' | head -40
+	[ $rc = 0 ] || { echo "$out" | tail -30; return 1; }
+	echo "$out" | grep -q SKIPPED && return 1
+	echo "$out" | grep -Eq 'test result: ok\. [1-9][0-9]* passed' || return 1
+}
+
+vm() {
+	local r d
+	need_root "vm tier (build-guest.sh installs QEMU; the guest runs VFIO)"
+	r=$?
+	[ $r = 1 ] && return 1
+	[ $r = 2 ] && return 0
+	VM_LAB=
+	for d in "${VMLAB_DIR:-}" "$ROOT/../shared/lab/vm" "$ROOT/../../shared/lab/vm"; do
+		[ -n "$d" ] && [ -x "$d/run-guest.sh" ] && VM_LAB=$(cd "$d" && pwd) && break
+	done
+	if [ -z "$VM_LAB" ]; then
+		echo "VM lab not found (set VMLAB_DIR to the directory holding run-guest.sh)"
+		[ "${CI:-}" = true ] && return 1
+		return 0
+	fi
+	local cache=${VMLAB_CACHE:-/var/tmp/vmlab} blog
+	blog=$(mktemp)
+	if ! { "$VM_LAB/build-guest.sh" "$cache" &&
+		VMLAB_NOIOMMU=1 "$VM_LAB/build-guest.sh" "$cache-noiommu"; } >"$blog" 2>&1; then
+		tail -20 "$blog"
+		rm -f "$blog"
+		return 1
+	fi
+	rm -f "$blog"
+	VM_BIN=$(cargo test --release -p rdk-os-linux --test vfio_guest --no-run \
+		--message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == "vfio_guest":
+        print(m["executable"])')
+	[ -x "$VM_BIN" ] || { echo "could not build the vfio_guest test binary"; return 1; }
+	vm_boot "$cache" viommu_ --nics virtio,e1000e,igb --peer virtio &&
+		vm_boot "$cache-noiommu" noiommu_ --noiommu --nics e1000e --peer virtio
+}
+
 T0=$SECONDS
-for s in setup lint nostd unit checked miri loom bench; do
+for s in setup lint nostd unit checked miri loom bench vm; do
 	if want "$s"; then
 		step "$s" "$s"
 	fi

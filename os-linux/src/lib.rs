@@ -26,7 +26,9 @@ mod mapping;
 pub mod memzone;
 mod os;
 pub mod pagemap;
+pub mod pci;
 pub mod roots;
+pub mod vfio;
 
 pub use clock::LinuxClock;
 pub use dma::{Backend, IovaMode, LinuxRegion, MemoryConfig, RegionKind};

@@ -58,6 +58,21 @@ impl SysRoots {
         self.proc.join("meminfo")
     }
 
+    /// `/sys/bus/pci/devices`: one entry per PCI function, named by its address.
+    pub(crate) fn pci_devices_dir(&self) -> PathBuf {
+        self.sys.join("bus/pci/devices")
+    }
+
+    /// `/sys/bus/pci`: `drivers/`, `drivers_probe`.
+    pub(crate) fn pci_bus_dir(&self) -> PathBuf {
+        self.sys.join("bus/pci")
+    }
+
+    /// `/sys/kernel/iommu_groups`: one `N/devices/` directory per IOMMU group.
+    pub(crate) fn iommu_groups_dir(&self) -> PathBuf {
+        self.sys.join("kernel/iommu_groups")
+    }
+
     /// `/proc/self/pagemap`.
     pub(crate) fn pagemap(&self) -> PathBuf {
         self.proc.join("self/pagemap")
