@@ -4,7 +4,7 @@ use crate::clock::LinuxClock;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd as NixEventFd};
-use rdk_core::os::{Clock, EventError, EventNotifier};
+use rdk_core::os::{Clock, EventError, EventNotifier, WaitHandle};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
@@ -62,6 +62,10 @@ impl EventNotifier for EventFd {
             Err(Errno::EAGAIN) => Ok(0),
             Err(e) => Err(event_error("eventfd read", e)),
         }
+    }
+
+    fn wait_handle(&self) -> Option<WaitHandle> {
+        Some(WaitHandle(self.as_raw_fd().into()))
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Result<bool, EventError> {

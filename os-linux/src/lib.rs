@@ -13,6 +13,9 @@
 //!   or IOVA = VA ([`LinuxRegion`], [`MemoryConfig`]).
 //! - [`memzone`]: named reservations, per instance.
 //! - [`eventfd`] and [`clock`]: event handles and `CLOCK_MONOTONIC`.
+//! - [`intr`]: the interrupt thread (epoll sources, alarms) and RX-queue interrupts.
+//! - [`pci`] and [`vfio`]: sysfs PCI discovery and binding, and VFIO devices implementing
+//!   rdk-core's PCI trait.
 //!
 //! `unsafe` lives in three places: `mapping` (mmap, munmap, mlock) and the `unsafe impl
 //! DmaRegion` of [`LinuxRegion`] and [`Memzone`], each with its reasoning next to it.
@@ -22,6 +25,7 @@ pub mod clock;
 pub mod dma;
 pub mod eventfd;
 pub mod hugepage;
+pub mod intr;
 mod mapping;
 pub mod memzone;
 mod os;

@@ -17,6 +17,7 @@ use super::error::{Dir, EthError, PortState};
 use super::info::{DescLimits, DevInfo, LinkStatus, MacAddr};
 use super::stats::{PortStats, QueueCounters, XStat};
 use crate::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use crate::os::WaitHandle;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -38,6 +39,30 @@ pub trait RxQueue: Send {
     fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
         let _ = cache;
         self.rx_burst(out)
+    }
+
+    /// Enables the queue's receive interrupt: its [`intr_handle`](Self::intr_handle) becomes
+    /// ready when a packet arrives (DPDK's `rte_eth_dev_rx_intr_enable`). A driver delivers
+    /// one wake-up per enable at most; the waiter disables, polls, and enables again when it
+    /// wants to sleep. The default: not supported.
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        Err(EthError::NotSupported {
+            op: "rx queue interrupts",
+        })
+    }
+
+    /// Disables the receive interrupt and acknowledges a pending one, so the handle is not
+    /// ready any more.
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        Err(EthError::NotSupported {
+            op: "rx queue interrupts",
+        })
+    }
+
+    /// What a thread waits on for this queue's interrupt (see [`crate::os::WaitHandle`]);
+    /// `None` if the queue has no interrupt.
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        None
     }
 }
 

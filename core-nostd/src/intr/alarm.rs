@@ -92,18 +92,20 @@ impl<C> AlarmList<C> {
         self.by_deadline.keys().next().map(|k| k.0)
     }
 
+    /// Removes and returns the earliest alarm if it is due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(AlarmId, C)> {
+        let entry = self.by_deadline.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        let ((_, id), cb) = entry.remove_entry();
+        self.deadline_of.remove(&id);
+        Some((AlarmId(id), cb))
+    }
+
     /// Removes and returns every alarm due at or before `now`, earliest first.
     pub fn take_due(&mut self, now: Instant) -> Vec<(AlarmId, C)> {
-        let mut due = Vec::new();
-        while let Some(entry) = self.by_deadline.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, id), cb) = entry.remove_entry();
-            self.deadline_of.remove(&id);
-            due.push((AlarmId(id), cb));
-        }
-        due
+        core::iter::from_fn(|| self.pop_due(now)).collect()
     }
 }
 

@@ -44,6 +44,11 @@ impl fmt::Display for EventError {
 
 impl core::error::Error for EventError {}
 
+/// What an OS waits on for an event handle: a file descriptor on Linux, an interrupt vector or
+/// a scheduler object elsewhere. Opaque to drivers; the OS layer that made it interprets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WaitHandle(pub i64);
+
 /// One event handle.
 pub trait EventNotifier: Send + Sync {
     /// Makes the handle ready (adds one to its count).
@@ -59,6 +64,12 @@ pub trait EventNotifier: Send + Sync {
     /// Re-enables delivery after an event, where the source needs it.
     fn arm(&self) -> Result<(), EventError> {
         Ok(())
+    }
+
+    /// What the OS waits on for this handle, so one thread can wait for several handles at
+    /// once (an epoll set on Linux). `None` if the OS has no such thing.
+    fn wait_handle(&self) -> Option<WaitHandle> {
+        None
     }
 }
 

@@ -20,5 +20,5 @@ pub(crate) mod test_dma;
 
 pub use clock::{Clock, Instant};
 pub use dma::{DmaAlloc, DmaError, DmaRegion, DmaRequest};
-pub use event::{EventError, EventNotifier, Events};
+pub use event::{EventError, EventNotifier, Events, WaitHandle};
 pub use pci::{IrqKind, Mmio, Pci, PciDevice, PciError};

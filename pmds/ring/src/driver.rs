@@ -2,17 +2,33 @@
 
 use crate::pktring::PktRing;
 use crate::queue::{RingRx, RingTx};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt;
 use rdk_core::ethdev::{
     DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
     MacAddr, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
     TxQueueConfig,
 };
 use rdk_core::mbuf::PktMbufPool;
+use rdk_core::os::{EventError, EventNotifier};
 use rdk_core::ring::RingError;
+
+impl fmt::Debug for RingDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingDriver")
+            .field("name", &self.name)
+            .field("rx", &self.rx)
+            .field("tx", &self.tx)
+            .field("mac", &self.mac)
+            .field("started", &self.started)
+            .field("rx_events", &self.rx_events.is_some())
+            .finish()
+    }
+}
 
 /// Queues (and so rings) of a port made from device arguments or by [`RingDriver::pair`]
 /// (DPDK's `RTE_PMD_RING_MAX_RX_RINGS`).
@@ -39,14 +55,17 @@ const DESC_LIMITS: DescLimits = DescLimits {
 
 /// A `net_ring` device: receive queue `i` dequeues from `rx_rings()[i]`, transmit queue `i`
 /// enqueues into `tx_rings()[i]`.
-#[derive(Debug)]
 pub struct RingDriver {
     name: String,
     rx: Vec<Arc<PktRing>>,
     tx: Vec<Arc<PktRing>>,
     mac: MacAddr,
     started: bool,
+    rx_events: Option<EventFactory>,
 }
+
+/// Makes a receive queue's interrupt event (an eventfd on Linux).
+pub type EventFactory = Box<dyn Fn() -> Result<Box<dyn EventNotifier>, EventError> + Send>;
 
 impl RingDriver {
     /// A loopback port from `net_ringN`: it gets [`MAX_QUEUES`] rings of its own, named
@@ -105,7 +124,21 @@ impl RingDriver {
             tx,
             mac: MacAddr::local_from_name(name),
             started: false,
+            rx_events: None,
         }
+    }
+
+    /// Gives each receive queue an interrupt event made by `make` at queue setup (on Linux,
+    /// an eventfd), so [`RxQueue::intr_enable`](rdk_core::ethdev::RxQueue::intr_enable) and a
+    /// sleeping receiver work. Whoever enqueues into the ring (a peer port's transmit queue or
+    /// the application) signals it on the first burst after the receiver armed it — one
+    /// system call per sleep, never one per packet.
+    pub fn with_rx_events(
+        mut self,
+        make: impl Fn() -> Result<Box<dyn EventNotifier>, EventError> + Send + 'static,
+    ) -> Self {
+        self.rx_events = Some(Box::new(make));
+        self
     }
 
     /// The port's name.
@@ -204,7 +237,19 @@ impl Driver for RingDriver {
         const OP: &str = "rx_queue_setup";
         let ring = self.rx.get(queue as usize).ok_or(no_ring(OP))?;
         let consumer = ring.consumer().map_err(|e| claimed(OP, e))?;
-        Ok(RingRx::new(consumer, counters))
+        if let Some(make) = &self.rx_events {
+            ring.set_rx_event(make).map_err(|e| EthError::Device {
+                op: OP,
+                reason: DeviceReason {
+                    text: "could not create the queue's interrupt event",
+                    code: match e {
+                        EventError::Os { code, .. } => code,
+                        _ => 0,
+                    },
+                },
+            })?;
+        }
+        Ok(RingRx::new(consumer, counters, ring.clone()))
     }
 
     fn tx_queue_setup(

@@ -48,6 +48,6 @@ mod driver;
 mod pktring;
 mod queue;
 
-pub use driver::{RingDriver, DEVARGS_KEYS, MAX_QUEUES, RING_CAPACITY};
+pub use driver::{EventFactory, RingDriver, DEVARGS_KEYS, MAX_QUEUES, RING_CAPACITY};
 pub use pktring::{PktConsumer, PktProducer, PktRing};
 pub use queue::{RingRx, RingTx};

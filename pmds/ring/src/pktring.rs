@@ -13,13 +13,16 @@
 //! `net_ring` creates for itself): a port's queue is one core's, and the claimed handles make
 //! a second producer or consumer impossible rather than a race.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
 use core::mem::size_of;
 use core::ops::Deref;
 use core::ptr::NonNull;
+use core::sync::atomic::{fence, AtomicBool, Ordering};
 use rdk_core::mbuf::{Mbuf, MbufHeader};
+use rdk_core::os::{EventError, EventNotifier, WaitHandle};
 use rdk_core::ring::{BoxedSlots, Consumer, Producer, RingError, Single, SpscRing};
 
 /// One ring slot: a packet given up with [`Mbuf::into_raw`], or (only in a burst array seen
@@ -41,6 +44,42 @@ type Inner = SpscRing<Slot, BoxedSlots<Slot>>;
 pub struct PktRing {
     ring: Inner,
     name: String,
+    wake: RxWake,
+}
+
+/// The consumer's receive interrupt: armed by the consumer before it sleeps, fired once by the
+/// producer that next puts packets in.
+///
+/// The race between "the consumer checks the ring is empty and sleeps" and "the producer
+/// enqueues" is closed Dekker-style: the consumer stores `armed`, then a SeqCst fence, then
+/// looks at the ring; the producer publishes its packets, then a SeqCst fence, then looks at
+/// `armed`. One of them must see the other's write, so either the consumer finds the packets
+/// or the producer signals. Rings without an event pay nothing but one load per burst.
+struct RxWake {
+    armed: AtomicBool,
+    event: spin::Once<Box<dyn EventNotifier>>,
+}
+
+impl RxWake {
+    /// After an enqueue: signal the consumer if it is asleep (at most once per arming).
+    #[inline(always)]
+    fn after_enqueue(&self) {
+        if self.event.is_completed() {
+            self.fire();
+        }
+    }
+
+    #[inline(never)]
+    fn fire(&self) {
+        fence(Ordering::SeqCst);
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+            if let Some(ev) = self.event.get() {
+                // A failed signal cannot be reported from a burst; the consumer's bounded
+                // sleep (HybridRx's timeout) recovers, and the error shows on its next wait.
+                let _ = ev.signal();
+            }
+        }
+    }
 }
 
 /// How handles reach the ring: through the shared [`PktRing`].
@@ -60,6 +99,10 @@ impl PktRing {
         Ok(Arc::new(PktRing {
             ring: Inner::with_capacity(capacity)?,
             name: String::from(name),
+            wake: RxWake {
+                armed: AtomicBool::new(false),
+                event: spin::Once::new(),
+            },
         }))
     }
 
@@ -68,6 +111,7 @@ impl PktRing {
     pub fn producer(self: &Arc<Self>) -> Result<PktProducer, RingError> {
         Ok(PktProducer {
             inner: Inner::producer(RingRef(self.clone()))?,
+            ring: self.clone(),
         })
     }
 
@@ -97,6 +141,70 @@ impl PktRing {
     /// Whether the ring is empty now (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
+    }
+
+    /// Gives the ring a receive-interrupt event (once; later calls keep the first). From then
+    /// on [`rx_intr_enable`](Self::rx_intr_enable) works.
+    pub fn set_rx_event(
+        &self,
+        make: impl FnOnce() -> Result<Box<dyn EventNotifier>, EventError>,
+    ) -> Result<(), EventError> {
+        let mut err = None;
+        self.wake.event.call_once(|| match make() {
+            Ok(ev) => ev,
+            Err(e) => {
+                err = Some(e);
+                Box::new(NoEvent)
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// What to wait on for the receive interrupt, if the ring has an event.
+    pub fn rx_wait_handle(&self) -> Option<WaitHandle> {
+        self.wake.event.get().and_then(|e| e.wait_handle())
+    }
+
+    /// Arms the receive interrupt: the next enqueue signals the event. If packets are
+    /// already waiting the event is signalled now, so a waiter never sleeps on a full ring.
+    pub fn rx_intr_enable(&self) -> Result<(), EventError> {
+        let Some(ev) = self.wake.event.get() else {
+            return Err(EventError::Closed);
+        };
+        self.wake.armed.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !self.ring.is_empty() && self.wake.armed.swap(false, Ordering::AcqRel) {
+            ev.signal()?;
+        }
+        Ok(())
+    }
+
+    /// Disarms the receive interrupt and takes a pending signal, so the handle is idle.
+    pub fn rx_intr_disable(&self) -> Result<(), EventError> {
+        let Some(ev) = self.wake.event.get() else {
+            return Err(EventError::Closed);
+        };
+        self.wake.armed.store(false, Ordering::Relaxed);
+        ev.ack().map(drop)
+    }
+}
+
+/// Stands in for an event whose creation failed (the `Once` must hold something); every
+/// operation reports the handle closed.
+struct NoEvent;
+
+impl EventNotifier for NoEvent {
+    fn signal(&self) -> Result<(), EventError> {
+        Err(EventError::Closed)
+    }
+    fn ack(&self) -> Result<u64, EventError> {
+        Err(EventError::Closed)
+    }
+    fn wait(&self, _timeout: Option<core::time::Duration>) -> Result<bool, EventError> {
+        Err(EventError::Closed)
     }
 }
 
@@ -175,6 +283,7 @@ fn any_some(pkts: &[Option<Mbuf>]) -> bool {
 /// The one producer of a [`PktRing`].
 pub struct PktProducer {
     inner: Producer<Slot, Single, BoxedSlots<Slot>, RingRef>,
+    ring: Arc<PktRing>,
 }
 
 impl PktProducer {
@@ -187,6 +296,9 @@ impl PktProducer {
         for slot in &mut pkts[..n] {
             // The ring owns these now: clear the slot without dropping the handle.
             core::mem::forget(slot.take());
+        }
+        if n > 0 {
+            self.ring.wake.after_enqueue();
         }
         n
     }

@@ -1,15 +1,17 @@
 //! The bursts: a dequeue or an enqueue, and one counter add.
 
-use crate::pktring::{PktConsumer, PktProducer};
+use crate::pktring::{PktConsumer, PktProducer, PktRing};
 use alloc::sync::Arc;
-use rdk_core::ethdev::{QueueCounters, RxQueue, TxQueue};
+use rdk_core::ethdev::{DeviceReason, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::Mbuf;
+use rdk_core::os::{EventError, WaitHandle};
 
 /// A `net_ring` receive queue: the consumer of one ring.
 #[derive(Debug)]
 pub struct RingRx {
     ring: PktConsumer,
     counters: Arc<QueueCounters>,
+    shared: Arc<PktRing>,
 }
 
 /// A `net_ring` transmit queue: the producer of one ring.
@@ -20,8 +22,38 @@ pub struct RingTx {
 }
 
 impl RingRx {
-    pub(crate) fn new(ring: PktConsumer, counters: Arc<QueueCounters>) -> Self {
-        Self { ring, counters }
+    pub(crate) fn new(
+        ring: PktConsumer,
+        counters: Arc<QueueCounters>,
+        shared: Arc<PktRing>,
+    ) -> Self {
+        Self {
+            ring,
+            counters,
+            shared,
+        }
+    }
+}
+
+fn intr_error(op: &'static str, e: EventError) -> EthError {
+    match e {
+        EventError::Closed => EthError::NotSupported {
+            op: "rx queue interrupts (create the port with RingDriver::with_rx_events)",
+        },
+        EventError::Os { code, .. } => EthError::Device {
+            op,
+            reason: DeviceReason {
+                text: "the queue's event handle failed",
+                code,
+            },
+        },
+        _ => EthError::Device {
+            op,
+            reason: DeviceReason {
+                text: "the queue's event handle failed",
+                code: 0,
+            },
+        },
     }
 }
 
@@ -37,6 +69,22 @@ impl RxQueue for RingRx {
         let n = self.ring.dequeue_burst(out);
         self.counters.add_packets(n as u64);
         n
+    }
+
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        self.shared
+            .rx_intr_enable()
+            .map_err(|e| intr_error("rx_intr_enable", e))
+    }
+
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        self.shared
+            .rx_intr_disable()
+            .map_err(|e| intr_error("rx_intr_disable", e))
+    }
+
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        self.shared.rx_wait_handle()
     }
 }
 

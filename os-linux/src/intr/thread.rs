@@ -1,0 +1,690 @@
+//! The interrupt thread: one epoll loop dispatching interrupt sources and alarms.
+
+use super::sys;
+use crate::clock::LinuxClock;
+use crate::eventfd::EventFd;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use rdk_core::intr::{AlarmId, AlarmList, CallbackId, SourceTable, Unregistered as CoreUnreg};
+use rdk_core::os::{Clock, EventNotifier, Instant};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+/// How the thread reads a source when it becomes ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// An eventfd: 8 bytes read (the count) before the callbacks run.
+    EventFd,
+    /// A timerfd: 8 bytes read (the expirations).
+    TimerFd,
+    /// A VFIO interrupt eventfd (MSI, MSI-X, INTx, error or request): 8 bytes read.
+    Vfio,
+    /// Anything else pollable (a socket, a TAP fd): nothing is read; the callback must consume
+    /// what made the fd readable, or it is called again at once (epoll is level-triggered).
+    Readable,
+}
+
+impl SourceKind {
+    fn reads_counter(self) -> bool {
+        !matches!(self, SourceKind::Readable)
+    }
+}
+
+/// What a callback is told about the event that woke it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntrEvent {
+    /// The source's file descriptor.
+    pub fd: RawFd,
+    /// The counter read from it (eventfd count, timer expirations); 0 for `Readable`.
+    pub count: u64,
+}
+
+/// Why a source was removed by the thread rather than by its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemovedReason {
+    /// Reading it failed or hit end of file: the device or peer behind it is gone.
+    ReadError(Errno),
+    /// epoll reported hang-up or error on it.
+    HangUp,
+    /// The interrupt thread shut down.
+    Shutdown,
+}
+
+/// Errors of the interrupt thread's API.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntrThreadError {
+    /// A system call failed.
+    Os {
+        /// Which.
+        op: &'static str,
+        /// errno.
+        errno: Errno,
+    },
+    /// The fd is already registered as another kind of source.
+    KindMismatch {
+        /// The fd.
+        fd: RawFd,
+        /// The kind it has.
+        registered: SourceKind,
+    },
+    /// No such source or callback (already unregistered, or removed after a read error).
+    NotRegistered,
+    /// The thread has shut down; nothing can be registered any more.
+    ShutDown,
+    /// A blocking call was made from the interrupt thread itself, where it would wait for its
+    /// own caller.
+    WouldDeadlock {
+        /// Which call.
+        op: &'static str,
+    },
+}
+
+impl fmt::Display for IntrThreadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntrThreadError::Os { op, errno } => write!(
+                f,
+                "{op} failed: {errno}{}",
+                if matches!(errno, Errno::EMFILE | Errno::ENFILE) {
+                    "; raise the open-file limit (ulimit -n)"
+                } else {
+                    ""
+                }
+            ),
+            IntrThreadError::KindMismatch { fd, registered } => write!(
+                f,
+                "fd {fd} is already registered as a {registered:?} source; register every \
+                 callback of one fd with the same kind"
+            ),
+            IntrThreadError::NotRegistered => write!(
+                f,
+                "no such interrupt source or callback: it was unregistered already, or removed \
+                 by the thread after a read error (see its on_removed notice)"
+            ),
+            IntrThreadError::ShutDown => {
+                write!(f, "the interrupt thread has shut down; start a new one")
+            }
+            IntrThreadError::WouldDeadlock { op } => write!(
+                f,
+                "{op} called from an interrupt callback would wait for itself; use the \
+                 non-waiting variant there"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for IntrThreadError {}
+
+fn os(op: &'static str) -> impl Fn(Errno) -> IntrThreadError {
+    move |errno| IntrThreadError::Os { op, errno }
+}
+
+/// A registered callback; give it back to [`IntrHandle::unregister`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    fd: RawFd,
+    id: CallbackId,
+}
+
+impl Registration {
+    /// The source's file descriptor.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+/// What [`IntrHandle::unregister`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unregistered {
+    /// Removed: it will not run again, and if it was the source's last callback the fd is out
+    /// of the epoll set, so the owner may close it now.
+    Removed,
+    /// The source is being dispatched right now (possibly this very callback, if called from
+    /// inside it): the callback will not be started again and is dropped when the round ends.
+    /// Before closing the fd, call [`IntrHandle::wait_idle`] from outside the thread.
+    Deferred,
+}
+
+type Callback = Arc<dyn Fn(&IntrEvent) + Send + Sync>;
+type RemovedFn = Arc<dyn Fn(RawFd, RemovedReason) + Send + Sync>;
+type AlarmFn = Box<dyn FnOnce() + Send>;
+
+#[derive(Clone)]
+struct Entry {
+    cb: Callback,
+    on_removed: Option<RemovedFn>,
+}
+
+struct Watched {
+    kind: SourceKind,
+    /// Epoll data is `gen << 32 | fd`, so an event still in flight for an fd that was removed
+    /// and re-registered (or closed and its number reused) is recognised as stale.
+    gen: u32,
+}
+
+/// Epoll data of the two fds the thread owns (real fds are below 2^31, generation 0 unused).
+const WAKE: u64 = u64::MAX;
+const TIMER: u64 = u64::MAX - 1;
+
+struct State {
+    table: SourceTable<RawFd, Entry>,
+    watched: BTreeMap<RawFd, Watched>,
+    next_gen: u32,
+    alarms: AlarmList<AlarmFn>,
+    running_alarm: Option<AlarmId>,
+    /// Sources being dispatched (at most one at a time; a set keeps it obviously right).
+    busy: Option<RawFd>,
+    armed_for: Option<Instant>,
+    shutdown: bool,
+    dispatched: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a dispatch round or an alarm ends.
+    idle: Condvar,
+    epoll: Epoll,
+    wake: EventFd,
+    timer: TimerFd,
+    clock: LinuxClock,
+    thread: Mutex<Option<ThreadId>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking callback runs outside the lock, so poisoning can only come from a bug in
+        // this module; the state is still consistent between statements, so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn epfd(&self) -> RawFd {
+        self.epoll.0.as_raw_fd()
+    }
+
+    fn on_thread(&self) -> bool {
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) == Some(std::thread::current().id())
+    }
+
+    /// Arms the timerfd for the earliest alarm (or disarms it), if that changed.
+    fn rearm(&self, st: &mut State) -> Result<(), IntrThreadError> {
+        let next = st.alarms.next_deadline();
+        if next == st.armed_for {
+            return Ok(());
+        }
+        match next {
+            Some(d) => {
+                // An absolute CLOCK_MONOTONIC deadline: LinuxClock reads the same clock, so
+                // there is no conversion error. Zero means "disarm" to the kernel, so a deadline
+                // at the clock's origin becomes 1 ns.
+                let ns = d.as_nanos().max(1);
+                let ts = TimeSpec::new((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64);
+                self.timer
+                    .set(
+                        Expiration::OneShot(ts),
+                        TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+                    )
+                    .map_err(os("timerfd_settime"))?;
+            }
+            None => self.timer.unset().map_err(os("timerfd_settime"))?,
+        }
+        st.armed_for = next;
+        Ok(())
+    }
+}
+
+/// The process's interrupt thread. Create one, share [`IntrHandle`]s with whoever registers
+/// sources, and [`shutdown`](Self::shutdown) it (or drop it) at the end: the thread is joined
+/// and every fd it owns (epoll, wake eventfd, timerfd) is closed. Sources' fds belong to the
+/// callers and are never closed by the thread.
+pub struct InterruptThread {
+    handle: IntrHandle,
+    join: Option<JoinHandle<()>>,
+}
+
+/// A cloneable, thread-safe handle to an [`InterruptThread`].
+#[derive(Clone)]
+pub struct IntrHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for IntrHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.shared.lock();
+        f.debug_struct("IntrHandle")
+            .field("sources", &st.table.len())
+            .field("alarms", &st.alarms.len())
+            .field("shutdown", &st.shutdown)
+            .finish()
+    }
+}
+
+impl InterruptThread {
+    /// Starts the thread (named `rdk-intr`).
+    pub fn spawn() -> Result<Self, IntrThreadError> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(os("epoll_create1"))?;
+        let wake = EventFd::new().map_err(|_| IntrThreadError::Os {
+            op: "eventfd",
+            errno: Errno::last(),
+        })?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(os("timerfd_create"))?;
+        let epfd = epoll.0.as_raw_fd();
+        let inn = libc::EPOLLIN as u32;
+        sys::epoll_add(epfd, wake.as_raw_fd(), inn, WAKE).map_err(os("epoll_ctl"))?;
+        sys::epoll_add(epfd, timer.as_fd().as_raw_fd(), inn, TIMER).map_err(os("epoll_ctl"))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                table: SourceTable::new(),
+                watched: BTreeMap::new(),
+                next_gen: 1,
+                alarms: AlarmList::new(),
+                running_alarm: None,
+                busy: None,
+                armed_for: None,
+                shutdown: false,
+                dispatched: 0,
+            }),
+            idle: Condvar::new(),
+            epoll,
+            wake,
+            timer,
+            clock: LinuxClock::new(),
+            thread: Mutex::new(None),
+        });
+        let run = Arc::clone(&shared);
+        let join = std::thread::Builder::new()
+            .name("rdk-intr".into())
+            .spawn(move || run_loop(&run))
+            .map_err(|e| IntrThreadError::Os {
+                op: "spawn the interrupt thread",
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+            })?;
+        *shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(join.thread().id());
+        Ok(Self {
+            handle: IntrHandle { shared },
+            join: Some(join),
+        })
+    }
+
+    /// A handle for registering sources and alarms.
+    pub fn handle(&self) -> IntrHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the thread and joins it: pending alarms are dropped without running, every
+    /// source's `on_removed` hears [`RemovedReason::Shutdown`], and the thread's own fds are
+    /// closed when the last handle goes. Calls through remaining handles return
+    /// [`IntrThreadError::ShutDown`].
+    pub fn shutdown(mut self) -> Result<(), IntrThreadError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), IntrThreadError> {
+        let Some(join) = self.join.take() else {
+            return Ok(());
+        };
+        if self.handle.shared.on_thread() {
+            return Err(IntrThreadError::WouldDeadlock {
+                op: "InterruptThread::shutdown",
+            });
+        }
+        self.handle.shared.lock().shutdown = true;
+        self.handle
+            .shared
+            .wake
+            .signal()
+            .map_err(|_| IntrThreadError::Os {
+                op: "eventfd write",
+                errno: Errno::last(),
+            })?;
+        // A callback that panicked took the thread down; its state is still consistent.
+        let _ = join.join();
+        let sh = &self.handle.shared;
+        let (removed, alarms) = {
+            let mut st = sh.lock();
+            let fds: Vec<RawFd> = st.table.keys().collect();
+            let mut removed = Vec::new();
+            for fd in fds {
+                let _ = sys::epoll_del(sh.epfd(), fd);
+                st.watched.remove(&fd);
+                if let Ok(entries) = st.table.remove_source(fd) {
+                    removed.extend(entries.into_iter().map(|e| (fd, e)));
+                }
+            }
+            let alarms = st.alarms.take_due(Instant::from_nanos(u64::MAX));
+            (removed, alarms)
+        };
+        drop(alarms);
+        for (fd, e) in removed {
+            if let Some(f) = e.on_removed {
+                f(fd, RemovedReason::Shutdown);
+            }
+        }
+        sh.idle.notify_all();
+        Ok(())
+    }
+}
+
+impl Drop for InterruptThread {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            // Only a drop on the interrupt thread itself gets here; the thread exits on its
+            // own once `shutdown` is seen.
+            self.handle.shared.lock().shutdown = true;
+            let _ = self.handle.shared.wake.signal();
+            let _ = e;
+        }
+    }
+}
+
+impl IntrHandle {
+    /// Registers `cb` for `fd`. The fd stays the caller's: keep it open until the source is
+    /// unregistered (see [`Unregistered`]).
+    pub fn register(
+        &self,
+        fd: BorrowedFd<'_>,
+        kind: SourceKind,
+        cb: impl Fn(&IntrEvent) + Send + Sync + 'static,
+    ) -> Result<Registration, IntrThreadError> {
+        self.register_entry(
+            fd,
+            kind,
+            Entry {
+                cb: Arc::new(cb),
+                on_removed: None,
+            },
+        )
+    }
+
+    /// Like [`register`](Self::register), with `on_removed` called (on the interrupt thread,
+    /// or in `shutdown`) if the thread removes the source itself: a read error, a hang-up (the
+    /// hot-unplug path) or shutdown.
+    pub fn register_with_removal(
+        &self,
+        fd: BorrowedFd<'_>,
+        kind: SourceKind,
+        cb: impl Fn(&IntrEvent) + Send + Sync + 'static,
+        on_removed: impl Fn(RawFd, RemovedReason) + Send + Sync + 'static,
+    ) -> Result<Registration, IntrThreadError> {
+        self.register_entry(
+            fd,
+            kind,
+            Entry {
+                cb: Arc::new(cb),
+                on_removed: Some(Arc::new(on_removed)),
+            },
+        )
+    }
+
+    fn register_entry(
+        &self,
+        fd: BorrowedFd<'_>,
+        kind: SourceKind,
+        entry: Entry,
+    ) -> Result<Registration, IntrThreadError> {
+        let raw = fd.as_raw_fd();
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        if st.shutdown {
+            return Err(IntrThreadError::ShutDown);
+        }
+        if let Some(w) = st.watched.get(&raw) {
+            if w.kind != kind {
+                return Err(IntrThreadError::KindMismatch {
+                    fd: raw,
+                    registered: w.kind,
+                });
+            }
+        } else {
+            // Incremental: one epoll_ctl for a new source, none for another callback.
+            let gen = st.next_gen;
+            st.next_gen = st.next_gen.wrapping_add(1).max(1);
+            let data = (u64::from(gen) << 32) | raw as u32 as u64;
+            sys::epoll_add(sh.epfd(), raw, libc::EPOLLIN as u32, data).map_err(os("epoll_ctl"))?;
+            st.watched.insert(raw, Watched { kind, gen });
+        }
+        let r = st.table.register(raw, entry);
+        Ok(Registration { fd: raw, id: r.id })
+    }
+
+    /// Unregisters one callback. Callable from any thread, including from inside a callback
+    /// (of this source or another); see [`Unregistered`] for what each outcome promises.
+    pub fn unregister(&self, reg: Registration) -> Result<Unregistered, IntrThreadError> {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        match st.table.unregister(reg.fd, reg.id) {
+            Ok(CoreUnreg::Removed { source_empty, .. }) => {
+                if source_empty {
+                    st.watched.remove(&reg.fd);
+                    sys::epoll_del(sh.epfd(), reg.fd).map_err(os("epoll_ctl"))?;
+                }
+                Ok(Unregistered::Removed)
+            }
+            Ok(CoreUnreg::Deferred) => Ok(Unregistered::Deferred),
+            Err(_) => Err(IntrThreadError::NotRegistered),
+        }
+    }
+
+    /// Waits until no source is being dispatched and no alarm is running, so a callback that
+    /// was [`Deferred`](Unregistered::Deferred) has finished and its fd may be closed. Refused
+    /// on the interrupt thread.
+    pub fn wait_idle(&self) -> Result<(), IntrThreadError> {
+        let sh = &self.shared;
+        if sh.on_thread() {
+            return Err(IntrThreadError::WouldDeadlock {
+                op: "IntrHandle::wait_idle",
+            });
+        }
+        let mut st = sh.lock();
+        while st.busy.is_some() || st.running_alarm.is_some() {
+            st = sh.idle.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Unregisters and, outside the interrupt thread, waits until the callback cannot be
+    /// running any more: on return the fd may be closed.
+    pub fn unregister_sync(&self, reg: Registration) -> Result<(), IntrThreadError> {
+        if self.unregister(reg)? == Unregistered::Deferred {
+            self.wait_idle()?;
+        }
+        Ok(())
+    }
+
+    /// Number of registered sources.
+    pub fn source_count(&self) -> usize {
+        self.shared.lock().table.len()
+    }
+
+    /// Live callbacks of `fd`.
+    pub fn callback_count(&self, fd: RawFd) -> usize {
+        self.shared.lock().table.callback_count(fd)
+    }
+
+    /// Source events dispatched so far (rounds in which callbacks ran).
+    pub fn dispatched(&self) -> u64 {
+        self.shared.lock().dispatched
+    }
+
+    /// Sets an alarm: `cb` runs once on the interrupt thread `after` from now. Alarms with
+    /// the same deadline run in the order they were set; a callback may set new alarms.
+    pub fn set_alarm(
+        &self,
+        after: Duration,
+        cb: impl FnOnce() + Send + 'static,
+    ) -> Result<AlarmId, IntrThreadError> {
+        let sh = &self.shared;
+        let deadline = sh.clock.now().saturating_add(after);
+        let mut st = sh.lock();
+        if st.shutdown {
+            return Err(IntrThreadError::ShutDown);
+        }
+        let (id, _) = st.alarms.set(deadline, Box::new(cb));
+        sh.rearm(&mut st)?;
+        Ok(id)
+    }
+
+    /// Cancels an alarm. `Ok(true)`: it was pending and will not run. `Ok(false)`: it already
+    /// ran, or never existed — or it is running now: from another thread this waits for it to
+    /// finish first (as DPDK's `rte_eal_alarm_cancel` does), from inside an alarm or interrupt
+    /// callback it returns at once.
+    pub fn cancel_alarm(&self, id: AlarmId) -> Result<bool, IntrThreadError> {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        if st.alarms.cancel(id).is_some() {
+            sh.rearm(&mut st)?;
+            return Ok(true);
+        }
+        if !sh.on_thread() {
+            while st.running_alarm == Some(id) {
+                st = sh.idle.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        Ok(false)
+    }
+
+    /// Pending alarms.
+    pub fn alarm_count(&self) -> usize {
+        self.shared.lock().alarms.len()
+    }
+}
+
+fn run_loop(sh: &Shared) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    loop {
+        let n = match sys::epoll_wait(sh.epfd(), &mut events, -1) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            // EBADF/EINVAL cannot happen on our own epoll fd; if the kernel says otherwise there
+            // is nothing left to wait on.
+            Err(_) => return,
+        };
+        for ev in &events[..n] {
+            let (data, flags) = (ev.u64, ev.events);
+            match data {
+                WAKE => {
+                    let _ = sh.wake.ack();
+                }
+                TIMER => run_alarms(sh),
+                _ => dispatch(sh, data, flags),
+            }
+        }
+        if sh.lock().shutdown {
+            return;
+        }
+    }
+}
+
+fn run_alarms(sh: &Shared) {
+    // The expiration count is not needed: due alarms are found by deadline. The one-shot
+    // timer is disarmed now, whatever `armed_for` says.
+    let _ = sys::read_counter(sh.timer.as_fd().as_raw_fd());
+    sh.lock().armed_for = None;
+    loop {
+        // One alarm at a time, taken under the lock and run outside it: a callback may set or
+        // cancel alarms, and cancel() of a later alarm still works while an earlier one runs.
+        let next = {
+            let mut st = sh.lock();
+            match st.alarms.pop_due(sh.clock.now()) {
+                Some((id, cb)) => {
+                    st.running_alarm = Some(id);
+                    Some(cb)
+                }
+                None => {
+                    // Cannot fail on our own timerfd with a valid time; if it did, the next
+                    // set_alarm tries again.
+                    let _ = sh.rearm(&mut st);
+                    None
+                }
+            }
+        };
+        let Some(cb) = next else { return };
+        cb();
+        sh.lock().running_alarm = None;
+        sh.idle.notify_all();
+    }
+}
+
+fn dispatch(sh: &Shared, data: u64, flags: u32) {
+    let fd = data as u32 as RawFd;
+    let gen = (data >> 32) as u32;
+    let kind = {
+        let st = sh.lock();
+        match st.watched.get(&fd) {
+            Some(w) if w.gen == gen => w.kind,
+            // Stale: removed (and maybe re-registered) after epoll_wait returned this event.
+            _ => return,
+        }
+    };
+    let hangup =
+        flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 && flags & libc::EPOLLIN as u32 == 0;
+    let read = if hangup {
+        Err(RemovedReason::HangUp)
+    } else if kind.reads_counter() {
+        match sys::read_counter(fd) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => return, // spurious: someone else read the count first
+            Err(e) => Err(RemovedReason::ReadError(e)),
+        }
+    } else {
+        Ok(0)
+    };
+    let count = match read {
+        Ok(n) => n,
+        Err(reason) => return remove_broken(sh, fd, gen, reason),
+    };
+    let callbacks = {
+        let mut st = sh.lock();
+        // Re-check: the source may have gone while we read it.
+        if st.watched.get(&fd).is_none_or(|w| w.gen != gen) {
+            return;
+        }
+        st.busy = Some(fd);
+        st.dispatched += 1;
+        st.table.begin_dispatch(fd).unwrap_or_default()
+    };
+    let event = IntrEvent { fd, count };
+    for (id, entry) in callbacks {
+        if !sh.lock().table.is_live(fd, id) {
+            continue;
+        }
+        (entry.cb)(&event);
+    }
+    let mut st = sh.lock();
+    st.busy = None;
+    let end = st.table.end_dispatch(fd);
+    if end.source_empty && st.watched.get(&fd).is_some_and(|w| w.gen == gen) {
+        st.watched.remove(&fd);
+        let _ = sys::epoll_del(sh.epfd(), fd);
+    }
+    drop(st);
+    sh.idle.notify_all();
+    drop(end);
+}
+
+fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
+    let entries = {
+        let mut st = sh.lock();
+        if st.watched.get(&fd).is_none_or(|w| w.gen != gen) {
+            return;
+        }
+        st.watched.remove(&fd);
+        let _ = sys::epoll_del(sh.epfd(), fd);
+        st.table.remove_source(fd).unwrap_or_default()
+    };
+    for e in entries {
+        if let Some(f) = e.on_removed {
+            f(fd, reason);
+        }
+    }
+}
