@@ -113,7 +113,7 @@ bench() {
 	r=$?
 	[ $r = 1 ] && return 1
 	[ $r = 2 ] && return 0
-	for b in ring_perf mempool_perf; do
+	for b in ring_perf mempool_perf intr_perf; do
 		cargo run -q --release -p rdk-examples --bin "$b" -- --quick || return 1
 	done
 	# The main program's default run (two ring ports, io) must forward and leak nothing.

@@ -406,3 +406,39 @@ fn shutdown_tells_owners_drops_alarms_and_refuses_new_work() {
         IntrThreadError::ShutDown
     );
 }
+
+#[test]
+fn busy_polling_thread_dispatches_and_shuts_down() {
+    use rdk_os_linux::intr::IntrConfig;
+    let t = InterruptThread::spawn_with(IntrConfig {
+        busy_poll: Some(Duration::from_millis(50)),
+    })
+    .unwrap();
+    let h = t.handle();
+    let ev = EventFd::new().unwrap();
+    let n = Arc::new(AtomicU64::new(0));
+    let n2 = n.clone();
+    h.register(ev.as_fd(), SourceKind::EventFd, move |e: &IntrEvent| {
+        n2.fetch_add(e.count, Ordering::SeqCst);
+    })
+    .unwrap();
+    for i in 1..=20 {
+        ev.signal().unwrap();
+        eventually("dispatched while spinning", || {
+            n.load(Ordering::SeqCst) == i
+        });
+    }
+    // Alarms still fire while the thread spins.
+    let fired = Arc::new(AtomicBool::new(false));
+    let f = fired.clone();
+    h.set_alarm(Duration::from_millis(5), move || {
+        f.store(true, Ordering::SeqCst)
+    })
+    .unwrap();
+    eventually("alarm", || fired.load(Ordering::SeqCst));
+    // Shutdown is prompt even in the middle of a spin window.
+    ev.signal().unwrap();
+    let start = Instant::now();
+    t.shutdown().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(1));
+}

@@ -24,6 +24,6 @@ pub mod thread;
 
 pub use rxq::{HybridRx, RxIntrWaiter};
 pub use thread::{
-    InterruptThread, IntrEvent, IntrHandle, IntrThreadError, Registration, RemovedReason,
-    SourceKind, Unregistered,
+    InterruptThread, IntrConfig, IntrEvent, IntrHandle, IntrThreadError, Registration,
+    RemovedReason, SourceKind, Unregistered,
 };
