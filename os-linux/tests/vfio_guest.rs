@@ -487,6 +487,36 @@ fn viommu_e1000e_dma_msix_msi_intx_and_a_blocked_stray_dma() {
         let took = interrupt_roundtrip(&dev, &nic, kind);
         println!("{kind} interrupt delivered to the eventfd in {took:?}");
     }
+    // The same MSI-X interrupt dispatched by the interrupt thread, as a driver receives it.
+    {
+        use rdk_os_linux::intr::{InterruptThread, IntrEvent, SourceKind};
+        use std::os::fd::AsFd;
+        let thread = InterruptThread::spawn().unwrap();
+        let h = thread.handle();
+        let ev = dev.irq_event().unwrap();
+        dev.irq_enable(IrqKind::Msix, &[&ev]).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let reg = h
+            .register(ev.as_fd(), SourceKind::Vfio, move |e: &IntrEvent| {
+                let _ = tx.lock().unwrap().send(e.count);
+            })
+            .unwrap();
+        let t0 = Instant::now();
+        nic.raise_lsc(IrqKind::Msix);
+        let count = rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("MSI-X interrupt not dispatched by the interrupt thread within 3 s");
+        assert!(count >= 1);
+        println!(
+            "MSI-X interrupt dispatched by the interrupt thread in {:?}",
+            t0.elapsed()
+        );
+        nic.quiet();
+        h.unregister_sync(reg).unwrap();
+        dev.irq_disable(IrqKind::Msix).unwrap();
+        thread.shutdown().unwrap();
+    }
     // Three vectors enable, then shrink to one (the kernel needs a disable in between).
     let evs: Vec<_> = (0..3).map(|_| dev.irq_event().unwrap()).collect();
     dev.irq_enable(IrqKind::Msix, &evs.iter().collect::<Vec<_>>())
