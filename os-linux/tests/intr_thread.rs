@@ -442,3 +442,54 @@ fn busy_polling_thread_dispatches_and_shuts_down() {
     t.shutdown().unwrap();
     assert!(start.elapsed() < Duration::from_secs(1));
 }
+
+/// Sources without callbacks are parked (disarmed, not removed): they stay silent, come back on
+/// registration, and are bounded (closing one and reusing its number: see intr_fds.rs).
+#[test]
+fn parked_sources_stay_silent_and_come_back() {
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    let hits = Arc::new(AtomicU64::new(0));
+    let cb = |hits: &Arc<AtomicU64>| {
+        let hits = hits.clone();
+        move |e: &IntrEvent| {
+            hits.fetch_add(e.count, Ordering::SeqCst);
+        }
+    };
+    let ev = EventFd::new().unwrap();
+    let r = h
+        .register(ev.as_fd(), SourceKind::EventFd, cb(&hits))
+        .unwrap();
+    assert_eq!(h.unregister(r).unwrap(), Unregistered::Removed);
+    ev.signal().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a parked source is silent");
+    assert_eq!(ev.ack().unwrap(), 1, "and its count is left to its owner");
+    // Registered again: armed again.
+    let r = h.register(ev.as_fd(), SourceKind::Vfio, cb(&hits)).unwrap();
+    ev.signal().unwrap();
+    eventually("re-armed", || hits.load(Ordering::SeqCst) == 1);
+    h.unregister(r).unwrap();
+    // Many parked sources: still correct beyond the parking limit.
+    let many: Vec<EventFd> = (0..200).map(|_| EventFd::new().unwrap()).collect();
+    for e in &many {
+        let r = h
+            .register(e.as_fd(), SourceKind::EventFd, cb(&hits))
+            .unwrap();
+        h.unregister(r).unwrap();
+    }
+    for e in &many {
+        e.signal().unwrap();
+    }
+    for e in many.iter().step_by(10) {
+        h.register(e.as_fd(), SourceKind::EventFd, cb(&hits))
+            .unwrap();
+    }
+    // The 20 re-registered ones had a pending count: level-triggered, they fire now.
+    eventually("re-registered sources fire", || {
+        hits.load(Ordering::SeqCst) == 21
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(hits.load(Ordering::SeqCst), 21, "the others stayed silent");
+    t.shutdown().unwrap();
+}

@@ -14,6 +14,14 @@ pub(crate) fn epoll_add(epfd: RawFd, fd: RawFd, events: u32, data: u64) -> Resul
     Errno::result(r).map(drop)
 }
 
+/// Changes the events and data of `fd` in the epoll set.
+pub(crate) fn epoll_mod(epfd: RawFd, fd: RawFd, events: u32, data: u64) -> Result<(), Errno> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: as for epoll_add.
+    let r = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut ev) };
+    Errno::result(r).map(drop)
+}
+
 /// Removes `fd` from the epoll set. A closed `fd` (EBADF) or one already gone (ENOENT) is not
 /// an error: closing a file removes it from every epoll set by itself.
 pub(crate) fn epoll_del(epfd: RawFd, fd: RawFd) -> Result<(), Errno> {

@@ -143,8 +143,8 @@ impl Registration {
 /// What [`IntrHandle::unregister`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unregistered {
-    /// Removed: it will not run again, and if it was the source's last callback the fd is out
-    /// of the epoll set, so the owner may close it now.
+    /// Removed: it will not run again, and if it was the source's last callback the fd is no
+    /// longer watched, so the owner may close it now.
     Removed,
     /// The source is being dispatched right now (possibly this very callback, if called from
     /// inside it): the callback will not be started again and is dropped when the round ends.
@@ -167,6 +167,15 @@ struct Watched {
     /// Epoll data is `gen << 32 | fd`, so an event still in flight for an fd that was removed
     /// and re-registered (or closed and its number reused) is recognised as stale.
     gen: u32,
+    /// No callbacks left: the fd stays in the epoll set, disarmed (see [`Shared::park`]).
+    parked: bool,
+}
+
+/// Most parked fds kept; beyond, the oldest is really removed from the epoll set.
+const PARKED_MAX: usize = 64;
+
+fn epoll_data(fd: RawFd, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | fd as u32 as u64
 }
 
 /// Epoll data of the two fds the thread owns (real fds are below 2^31, generation 0 unused).
@@ -176,6 +185,7 @@ const TIMER: u64 = u64::MAX - 1;
 struct State {
     table: SourceTable<RawFd, Entry>,
     watched: BTreeMap<RawFd, Watched>,
+    parked: std::collections::VecDeque<RawFd>,
     next_gen: u32,
     alarms: AlarmList<AlarmFn>,
     running_alarm: Option<AlarmId>,
@@ -222,6 +232,35 @@ impl Shared {
 
     fn on_thread(&self) -> bool {
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) == Some(std::thread::current().id())
+    }
+
+    /// Takes a source without callbacks out of service without removing it from the epoll
+    /// set: `EPOLL_CTL_MOD` to a one-shot mask with no events is a third of the cost of a
+    /// `DEL` + `ADD` pair, and a source unregistered and registered again (a driver stopping
+    /// and starting a queue) pays only two `MOD`s. The one-shot mask means at most one stray
+    /// hang-up report can still come, which carries a parked generation and is ignored. The
+    /// owner may close a parked fd: the kernel drops it from the set by itself, and a later
+    /// registration of the same number falls back to `ADD`. At most [`PARKED_MAX`] are kept.
+    fn park(&self, st: &mut State, fd: RawFd) {
+        let Some(w) = st.watched.get_mut(&fd) else {
+            return;
+        };
+        let data = epoll_data(fd, w.gen);
+        if sys::epoll_mod(self.epfd(), fd, libc::EPOLLONESHOT as u32, data).is_err() {
+            // Already closed: nothing is left in the set.
+            st.watched.remove(&fd);
+            return;
+        }
+        w.parked = true;
+        st.parked.push_back(fd);
+        if st.parked.len() > PARKED_MAX {
+            if let Some(old) = st.parked.pop_front() {
+                if st.watched.get(&old).is_some_and(|w| w.parked) {
+                    st.watched.remove(&old);
+                    let _ = sys::epoll_del(self.epfd(), old);
+                }
+            }
+        }
     }
 
     /// Arms the timerfd for the earliest alarm (or disarms it), if that changed.
@@ -303,6 +342,7 @@ impl InterruptThread {
             state: Mutex::new(State {
                 table: SourceTable::new(),
                 watched: BTreeMap::new(),
+                parked: std::collections::VecDeque::new(),
                 next_gen: 1,
                 alarms: AlarmList::new(),
                 running_alarm: None,
@@ -456,7 +496,31 @@ impl IntrHandle {
         if st.shutdown {
             return Err(IntrThreadError::ShutDown);
         }
-        if let Some(w) = st.watched.get(&raw) {
+        let gen = st.next_gen;
+        let parked = st.watched.get(&raw).is_some_and(|w| w.parked);
+        if parked {
+            // Re-arm a parked fd with a new generation; if its number now names another file
+            // (the old one was closed), MOD finds nothing and it is added afresh.
+            st.next_gen = st.next_gen.wrapping_add(1).max(1);
+            let data = epoll_data(raw, gen);
+            match sys::epoll_mod(sh.epfd(), raw, libc::EPOLLIN as u32, data) {
+                Ok(()) => {}
+                Err(Errno::ENOENT) => {
+                    sys::epoll_add(sh.epfd(), raw, libc::EPOLLIN as u32, data)
+                        .map_err(os("epoll_ctl"))?;
+                }
+                Err(e) => return Err(os("epoll_ctl")(e)),
+            }
+            st.parked.retain(|&f| f != raw);
+            st.watched.insert(
+                raw,
+                Watched {
+                    kind,
+                    gen,
+                    parked: false,
+                },
+            );
+        } else if let Some(w) = st.watched.get(&raw) {
             if w.kind != kind {
                 return Err(IntrThreadError::KindMismatch {
                     fd: raw,
@@ -465,11 +529,17 @@ impl IntrHandle {
             }
         } else {
             // Incremental: one epoll_ctl for a new source, none for another callback.
-            let gen = st.next_gen;
             st.next_gen = st.next_gen.wrapping_add(1).max(1);
-            let data = (u64::from(gen) << 32) | raw as u32 as u64;
+            let data = epoll_data(raw, gen);
             sys::epoll_add(sh.epfd(), raw, libc::EPOLLIN as u32, data).map_err(os("epoll_ctl"))?;
-            st.watched.insert(raw, Watched { kind, gen });
+            st.watched.insert(
+                raw,
+                Watched {
+                    kind,
+                    gen,
+                    parked: false,
+                },
+            );
         }
         let r = st.table.register(raw, entry);
         Ok(Registration { fd: raw, id: r.id })
@@ -483,8 +553,7 @@ impl IntrHandle {
         match st.table.unregister(reg.fd, reg.id) {
             Ok(CoreUnreg::Removed { source_empty, .. }) => {
                 if source_empty {
-                    st.watched.remove(&reg.fd);
-                    sys::epoll_del(sh.epfd(), reg.fd).map_err(os("epoll_ctl"))?;
+                    sh.park(&mut st, reg.fd);
                 }
                 Ok(Unregistered::Removed)
             }
@@ -649,7 +718,7 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     let kind = {
         let st = sh.lock();
         match st.watched.get(&fd) {
-            Some(w) if w.gen == gen => w.kind,
+            Some(w) if w.gen == gen && !w.parked => w.kind,
             // Stale: removed (and maybe re-registered) after epoll_wait returned this event.
             _ => return,
         }
@@ -674,7 +743,7 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     let callbacks = {
         let mut st = sh.lock();
         // Re-check: the source may have gone while we read it.
-        if st.watched.get(&fd).is_none_or(|w| w.gen != gen) {
+        if st.watched.get(&fd).is_none_or(|w| w.gen != gen || w.parked) {
             return;
         }
         st.busy = Some(fd);
@@ -691,9 +760,13 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     let mut st = sh.lock();
     st.busy = None;
     let end = st.table.end_dispatch(fd);
-    if end.source_empty && st.watched.get(&fd).is_some_and(|w| w.gen == gen) {
-        st.watched.remove(&fd);
-        let _ = sys::epoll_del(sh.epfd(), fd);
+    if end.source_empty
+        && st
+            .watched
+            .get(&fd)
+            .is_some_and(|w| w.gen == gen && !w.parked)
+    {
+        sh.park(&mut st, fd);
     }
     drop(st);
     sh.idle.notify_all();
