@@ -13,6 +13,7 @@
 //!   or IOVA = VA ([`LinuxRegion`], [`MemoryConfig`]).
 //! - [`memzone`]: named reservations, per instance.
 //! - [`eventfd`] and [`clock`]: event handles and `CLOCK_MONOTONIC`.
+//! - [`netif`]: kernel network interfaces (index, flags, MAC, MTU) for the host PMDs.
 //! - [`intr`]: the interrupt thread (epoll sources, alarms) and RX-queue interrupts.
 //! - [`pci`] and [`vfio`]: sysfs PCI discovery and binding, and VFIO devices implementing
 //!   rdk-core's PCI trait.
@@ -28,6 +29,7 @@ pub mod hugepage;
 pub mod intr;
 mod mapping;
 pub mod memzone;
+pub mod netif;
 mod os;
 pub mod pagemap;
 pub mod pci;

@@ -1,7 +1,9 @@
 //! Cross-crate test suites for rdk; the suites live in `tests/tests/`.
 //!
 //! The library holds what several suites share: [`netns`], the namespaces, veth pairs and
-//! prerequisite checks of the tests that run against the real kernel.
+//! prerequisite checks of the tests that run against the real kernel, and [`frames`], test
+//! frames with the Python peers that send and capture them.
 #![deny(missing_docs)]
 
+pub mod frames;
 pub mod netns;

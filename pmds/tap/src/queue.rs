@@ -1,0 +1,345 @@
+//! The bursts: one `readv` or `writev` per frame (the TAP interface has no ring to share), one
+//! counter update per burst.
+
+use crate::tun::{read_frame, write_frame, MAX_SEGS};
+use nix::errno::Errno;
+use rdk_core::ethdev::{EthError, QueueCounters, RxQueue, TxQueue};
+use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_core::os::WaitHandle;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Per-queue drop reasons beyond the generic counters (reported as xstats).
+#[derive(Debug, Default)]
+pub(crate) struct Drops {
+    /// Receive: frames longer than the buffers could hold (truncated by the kernel, dropped).
+    pub rx_too_big: AtomicU64,
+    /// Transmit: frames longer than the MTU allows.
+    pub tx_too_big: AtomicU64,
+    /// Transmit: chains of more segments than one `writev` takes.
+    pub tx_too_many_segs: AtomicU64,
+    /// Transmit: bursts cut short because the kernel queue was full.
+    pub tx_full: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+/// Errors that mean the interface is gone (deleted under us).
+fn is_gone(e: Errno) -> bool {
+    matches!(e, Errno::EBADFD | Errno::EIO | Errno::ENODEV | Errno::ENXIO)
+}
+
+/// A `net_tap` receive queue.
+#[derive(Debug)]
+pub struct TapRx {
+    core: RxCore,
+    pool: PktMbufPool,
+    cache: MbufCache,
+}
+
+/// What a receive needs besides the cache it allocates from.
+#[derive(Debug)]
+pub(crate) struct RxCore {
+    pub fd: Arc<OwnedFd>,
+    pub counters: Arc<QueueCounters>,
+    pub drops: Arc<Drops>,
+    /// Segments one frame may need: 1 unless the MTU exceeds one buffer.
+    pub segs: usize,
+    pub port_id: u16,
+    pub gone: Arc<AtomicBool>,
+}
+
+impl TapRx {
+    pub(crate) fn new(mut core: RxCore, pool: PktMbufPool, cache: MbufCache) -> Self {
+        core.segs = core.segs.clamp(1, MAX_SEGS);
+        Self { core, pool, cache }
+    }
+
+    fn burst(&mut self, out: &mut [Option<Mbuf>], other: Option<&mut MbufCache>) -> usize {
+        // The core's cache is used when it holds this queue's pool; else our own.
+        let cache = match other {
+            Some(c) if c.mempool().same_pool(self.pool.mempool()) => c,
+            _ => &mut self.cache,
+        };
+        self.core.burst(out, cache)
+    }
+}
+
+impl RxCore {
+    /// Receives one frame into mbufs from `cache`. `Ok(None)`: nothing waiting.
+    #[inline]
+    fn recv_one(&self, cache: &mut MbufCache) -> Result<Option<Mbuf>, RxStop> {
+        if self.segs == 1 {
+            let mut m = cache.alloc().ok_or(RxStop::NoMbuf)?;
+            let room = m.tailroom();
+            let r = match m.append(room) {
+                Ok(buf) => read_frame(self.fd.as_raw_fd(), &mut [buf]),
+                Err(_) => return Err(RxStop::NoMbuf),
+            };
+            return match r {
+                Ok(None) => {
+                    cache.free(m);
+                    Ok(None)
+                }
+                Ok(Some(n)) if n <= room as usize => {
+                    // Cannot fail: n <= room bytes were appended.
+                    let _ = m.trim(room - n as u16);
+                    if let Ok(mut meta) = m.meta_mut() {
+                        meta.set_port(self.port_id);
+                    }
+                    Ok(Some(m))
+                }
+                Ok(Some(_)) => {
+                    cache.free(m);
+                    bump(&self.drops.rx_too_big, 1);
+                    Err(RxStop::Dropped)
+                }
+                Err(e) => {
+                    cache.free(m);
+                    Err(RxStop::Error(e))
+                }
+            };
+        }
+        self.recv_chain(cache)
+    }
+
+    /// The scatter path: a frame spread over up to `segs` mbufs, chained.
+    #[cold]
+    fn recv_chain(&self, cache: &mut MbufCache) -> Result<Option<Mbuf>, RxStop> {
+        let mut ms: [Option<Mbuf>; MAX_SEGS] = std::array::from_fn(|_| None);
+        let ms = &mut ms[..self.segs];
+        for slot in ms.iter_mut() {
+            match cache.alloc() {
+                Some(m) => *slot = Some(m),
+                None => {
+                    for m in ms.iter_mut().filter_map(Option::take) {
+                        cache.free(m);
+                    }
+                    return Err(RxStop::NoMbuf);
+                }
+            }
+        }
+        let room = ms[0].as_ref().map_or(0, |m| m.tailroom()) as usize;
+        let r = {
+            let mut bufs: [&mut [u8]; MAX_SEGS] = std::array::from_fn(|_| <&mut [u8]>::default());
+            let mut k = 0;
+            for m in ms.iter_mut().flatten() {
+                match m.append(room as u16) {
+                    Ok(b) => {
+                        bufs[k] = b;
+                        k += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            read_frame(self.fd.as_raw_fd(), &mut bufs[..k])
+        };
+        let n = match r {
+            Ok(Some(n)) if n <= room * ms.len() => n,
+            other => {
+                for m in ms.iter_mut().filter_map(Option::take) {
+                    cache.free(m);
+                }
+                return match other {
+                    Ok(None) => Ok(None),
+                    Ok(Some(_)) => {
+                        bump(&self.drops.rx_too_big, 1);
+                        Err(RxStop::Dropped)
+                    }
+                    Err(e) => Err(RxStop::Error(e)),
+                };
+            }
+        };
+        let used = n.div_ceil(room).max(1);
+        let mut head: Option<Mbuf> = None;
+        for (i, slot) in ms.iter_mut().enumerate() {
+            let Some(mut m) = slot.take() else { continue };
+            if i >= used {
+                cache.free(m);
+                continue;
+            }
+            let len = (n - i * room).min(room);
+            let _ = m.trim((room - len) as u16);
+            match head.as_mut() {
+                None => {
+                    if let Ok(mut meta) = m.meta_mut() {
+                        meta.set_port(self.port_id);
+                    }
+                    head = Some(m);
+                }
+                // Cannot fail: at most MAX_SEGS segments of one pool.
+                Some(h) => {
+                    if let Err(e) = h.chain(m) {
+                        drop(e);
+                    }
+                }
+            }
+        }
+        Ok(head)
+    }
+
+    fn burst(&self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < out.len() {
+            match self.recv_one(cache) {
+                Ok(Some(m)) => {
+                    bytes += m.pkt_len() as u64;
+                    out[n] = Some(m);
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(RxStop::Dropped) => self.counters.add_errors(1),
+                Err(RxStop::NoMbuf) => {
+                    self.counters.add_nombuf(1);
+                    break;
+                }
+                Err(RxStop::Error(e)) => {
+                    self.counters.add_errors(1);
+                    if is_gone(e) {
+                        self.gone.store(true, Ordering::Relaxed);
+                    }
+                    break;
+                }
+            }
+        }
+        self.counters.add(n as u64, bytes);
+        n
+    }
+}
+
+enum RxStop {
+    NoMbuf,
+    Dropped,
+    Error(Errno),
+}
+
+impl RxQueue for TapRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
+        self.burst(out, None)
+    }
+
+    #[inline]
+    fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(out, Some(cache))
+    }
+
+    /// A TAP queue's fd is readable when a frame waits: it is its own interrupt, so enabling
+    /// and disabling need nothing.
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        Ok(())
+    }
+
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        Ok(())
+    }
+
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        Some(WaitHandle(self.core.fd.as_raw_fd().into()))
+    }
+}
+
+/// A `net_tap` transmit queue.
+#[derive(Debug)]
+pub struct TapTx {
+    fd: Arc<OwnedFd>,
+    counters: Arc<QueueCounters>,
+    drops: Arc<Drops>,
+    max_frame: u32,
+    gone: Arc<AtomicBool>,
+}
+
+impl TapTx {
+    pub(crate) fn new(
+        fd: Arc<OwnedFd>,
+        counters: Arc<QueueCounters>,
+        drops: Arc<Drops>,
+        max_frame: u32,
+        gone: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            fd,
+            counters,
+            drops,
+            max_frame,
+            gone,
+        }
+    }
+
+    fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
+        let (mut taken, mut sent, mut bytes, mut errors) = (0, 0u64, 0u64, 0u64);
+        let mut free = |m: Mbuf| match cache.as_deref_mut() {
+            Some(c) => c.free(m),
+            None => drop(m),
+        };
+        for slot in pkts.iter_mut() {
+            let Some(m) = slot.take() else { break };
+            if m.pkt_len() > self.max_frame {
+                bump(&self.drops.tx_too_big, 1);
+                errors += 1;
+                free(m);
+                taken += 1;
+                continue;
+            }
+            if m.nb_segs() as usize > MAX_SEGS {
+                bump(&self.drops.tx_too_many_segs, 1);
+                errors += 1;
+                free(m);
+                taken += 1;
+                continue;
+            }
+            let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
+            let mut k = 0;
+            for s in m.segments() {
+                segs[k] = s.data();
+                k += 1;
+            }
+            match write_frame(self.fd.as_raw_fd(), &segs[..k]) {
+                Ok(true) => {
+                    sent += 1;
+                    bytes += m.pkt_len() as u64;
+                    free(m);
+                    taken += 1;
+                }
+                Ok(false) => {
+                    // The kernel queue is full: the rest stays with the caller.
+                    bump(&self.drops.tx_full, 1);
+                    *slot = Some(m);
+                    break;
+                }
+                Err(e) => {
+                    if is_gone(e) {
+                        self.gone.store(true, Ordering::Relaxed);
+                    }
+                    errors += 1;
+                    free(m);
+                    taken += 1;
+                }
+            }
+        }
+        self.counters.add(sent, bytes);
+        if errors > 0 {
+            self.counters.add_errors(errors);
+        }
+        taken
+    }
+}
+
+impl TxQueue for TapTx {
+    /// Frames are written one `writev` each; a frame longer than the MTU allows, or of more
+    /// than 32 segments, is dropped and counted; a full kernel queue ends the burst and leaves
+    /// the rest with the caller.
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        self.burst(pkts, None)
+    }
+
+    #[inline]
+    fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(pkts, Some(cache))
+    }
+}

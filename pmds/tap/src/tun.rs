@@ -1,0 +1,158 @@
+//! Opening a TAP queue: `/dev/net/tun` plus `TUNSETIFF` (Documentation/networking/tuntap.rst).
+#![allow(unsafe_code)] // open, ioctl(TUNSETIFF), read, readv, writev on the queue fds.
+
+use nix::errno::Errno;
+use rdk_os_linux::netif::{ifname, NetIfError};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Why a TAP queue could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TunError {
+    /// The interface name is unusable.
+    Name(NetIfError),
+    /// `/dev/net/tun` is missing.
+    NoTunDevice,
+    /// The caller may not create or attach TAP interfaces.
+    Permission,
+    /// The interface exists but is not a multi-queue TAP (a TUN, a single-queue TAP, another
+    /// kind of device).
+    NotMultiQueueTap {
+        /// The interface.
+        name: String,
+    },
+    /// Another errno.
+    Os {
+        /// What failed.
+        op: &'static str,
+        /// errno.
+        errno: Errno,
+    },
+}
+
+impl std::fmt::Display for TunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TunError::Name(e) => e.fmt(f),
+            TunError::NoTunDevice => write!(
+                f,
+                "/dev/net/tun does not exist; load the tun module (modprobe tun)"
+            ),
+            TunError::Permission => write!(
+                f,
+                "creating or attaching a TAP interface: permission denied; run as root or \
+                 grant CAP_NET_ADMIN"
+            ),
+            TunError::NotMultiQueueTap { name } => write!(
+                f,
+                "{name} exists but is not a multi-queue TAP interface; pick another name or \
+                 recreate it with `ip tuntap add {name} mode tap multi_queue`"
+            ),
+            TunError::Os { op, errno } => write!(f, "{op} failed: {errno}"),
+        }
+    }
+}
+
+impl std::error::Error for TunError {}
+
+/// Opens one queue of TAP interface `name` (creating the interface if it does not exist):
+/// non-blocking, no packet-information header, multi-queue.
+pub(crate) fn open_queue(name: &str) -> Result<OwnedFd, TunError> {
+    let raw = ifname(name).map_err(TunError::Name)?;
+    const PATH: &CStr = c"/dev/net/tun";
+    // SAFETY: open(2) with a valid C string; the fd is owned right away.
+    let fd = unsafe {
+        libc::open(
+            PATH.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            Errno::ENOENT | Errno::ENODEV => TunError::NoTunDevice,
+            Errno::EPERM | Errno::EACCES => TunError::Permission,
+            errno => TunError::Os {
+                op: "open /dev/net/tun",
+                errno,
+            },
+        });
+    }
+    // SAFETY: fd is fresh and ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name = raw;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETIFF as _,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        return Err(match Errno::last() {
+            Errno::EPERM | Errno::EACCES => TunError::Permission,
+            Errno::EINVAL | Errno::EBUSY => TunError::NotMultiQueueTap {
+                name: name.to_string(),
+            },
+            errno => TunError::Os {
+                op: "ioctl(TUNSETIFF)",
+                errno,
+            },
+        });
+    }
+    Ok(fd)
+}
+
+/// `readv` into `bufs`: bytes of the frame (which may exceed their total if it was too big),
+/// or `Ok(None)` when the queue is empty.
+pub(crate) fn read_frame(fd: RawFd, bufs: &mut [&mut [u8]]) -> Result<Option<usize>, Errno> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_SEGS];
+    let n = bufs.len().min(MAX_SEGS);
+    for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
+        v.iov_base = b.as_mut_ptr().cast();
+        v.iov_len = b.len();
+    }
+    loop {
+        // SAFETY: the iovecs describe `n` live, writable slices borrowed for this call.
+        let r = unsafe { libc::readv(fd, iov.as_ptr(), n as libc::c_int) };
+        match Errno::result(r) {
+            Ok(r) => return Ok(Some(r as usize)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Most segments of one frame, either way.
+pub(crate) const MAX_SEGS: usize = 32;
+
+/// `writev` of one frame's segments. `Ok(false)`: the kernel queue is full (EAGAIN).
+pub(crate) fn write_frame(fd: RawFd, segs: &[&[u8]]) -> Result<bool, Errno> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_SEGS];
+    let n = segs.len().min(MAX_SEGS);
+    for (v, s) in iov.iter_mut().zip(segs) {
+        v.iov_base = s.as_ptr() as *mut _;
+        v.iov_len = s.len();
+    }
+    loop {
+        // SAFETY: the iovecs describe `n` live slices, only read by the kernel.
+        let r = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+        match Errno::result(r) {
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Test frames and the small Python peers that send and receive them in a namespace.
+//!
+//! Python's standard library is the kernel-side peer: a UDP socket is the real IP stack, an
+//! `AF_PACKET` socket a raw capture. Each script takes its arguments from `sys.argv`.
+
+/// The RFC 1071 checksum of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 + UDP frame with correct checksums.
+pub fn ipv4_udp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src_ip: [u8; 4],
+    dst_ip: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&src_ip);
+    ip.extend_from_slice(&dst_ip);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = Vec::with_capacity(udp_len);
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src_ip);
+    pseudo.extend_from_slice(&dst_ip);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    pseudo.extend_from_slice(&udp);
+    let c = match checksum(&pseudo) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + total);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// The payload of `frame` if it is IPv4/UDP to `dport` with a valid UDP checksum.
+pub fn udp_payload(frame: &[u8], dport: u16) -> Option<Vec<u8>> {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+        return None;
+    }
+    let ihl = (frame[14] & 0x0f) as usize * 4;
+    let udp = frame.get(14 + ihl..)?;
+    if u16::from_be_bytes([udp[2], udp[3]]) != dport {
+        return None;
+    }
+    let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    let udp = udp.get(..len)?;
+    if udp[6..8] != [0, 0] {
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&frame[26..34]);
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&(len as u16).to_be_bytes());
+        pseudo.extend_from_slice(udp);
+        if checksum(&pseudo) != 0 {
+            return None;
+        }
+    }
+    Some(udp[8..].to_vec())
+}
+
+/// `python3 -c PY_UDP_SEND IP PORT HEX [SPORT]`: one datagram with the hex payload.
+pub const PY_UDP_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if len(sys.argv) > 4:
+    s.bind(("0.0.0.0", int(sys.argv[4])))
+s.sendto(bytes.fromhex(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))
+"#;
+
+/// `python3 -c PY_UDP_RECV IP PORT TIMEOUT [hex]`: prints the first datagram (as text, or hex).
+pub const PY_UDP_RECV: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(float(sys.argv[3]))
+d, _ = s.recvfrom(65535)
+print(d.hex() if len(sys.argv) > 4 else d.decode(errors="replace"))
+"#;
+
+/// `python3 -c PY_RAW_CAPTURE IFACE COUNT TIMEOUT`: prints, one hex line each, the first COUNT
+/// frames of ethertype 0x88b5 received on IFACE.
+pub const PY_RAW_CAPTURE: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
+s.bind((sys.argv[1], 0))
+s.settimeout(float(sys.argv[3]))
+for _ in range(int(sys.argv[2])):
+    d = s.recv(65535)
+    print(d.hex(), flush=True)
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_checksums_verify() {
+        let f = ipv4_udp_frame([2; 6], [4; 6], [10, 0, 0, 1], [10, 0, 0, 2], 1, 2, b"abc");
+        assert_eq!(checksum(&f[14..34]), 0, "IPv4 header checksum");
+        assert_eq!(udp_payload(&f, 2).unwrap(), b"abc");
+        let mut bad = f.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            udp_payload(&bad, 2),
+            None,
+            "a corrupted datagram fails its checksum"
+        );
+        assert_eq!(udp_payload(&f, 3), None);
+    }
+}

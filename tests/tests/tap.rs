@@ -1,0 +1,348 @@
+//! `net_tap` against the real kernel, inside network namespaces the tests create: frames both
+//! ways byte-exact (raw capture and the kernel's UDP sockets), several queues, MTU-sized frames
+//! as chains, link events, an interface deleted under the port, and errors.
+
+use rdk_core::ethdev::{
+    EthError, LinkStatus, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+};
+use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
+use rdk_os_linux::LinuxOs;
+use rdk_pmd_tap::TapDriver;
+use rdk_tests::frames::{ipv4_udp_frame, udp_payload, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND};
+use rdk_tests::netns::{need_netns, unique_name, Netns, Veth};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const RDK_IP: [u8; 4] = [10, 77, 0, 2];
+const KERNEL_IP: [u8; 4] = [10, 77, 0, 1];
+
+fn pool(n: usize) -> PktMbufPool {
+    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("tap", n)).unwrap()
+}
+
+/// A started TAP port created inside `ns`, with the kernel side addressed and a static
+/// neighbour entry for rdk's address.
+fn tap_port(
+    ns: &Netns,
+    pool: &PktMbufPool,
+    queues: u16,
+    mtu: Option<u16>,
+) -> (Port<TapDriver>, String) {
+    let iface = unique_name("tap");
+    let mut port = {
+        let _inside = ns.enter().unwrap();
+        let mut p = Port::new(0, TapDriver::new(&iface));
+        let mut cfg = PortConfig::queues(queues, queues);
+        cfg.mtu = mtu;
+        p.configure(&cfg).unwrap();
+        for q in 0..queues {
+            p.rx_queue_setup(q, 512, pool, &RxQueueConfig::default())
+                .unwrap();
+            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
+        }
+        p
+    };
+    assert!(port.driver().created(), "rdk created {iface}");
+    port.start().unwrap();
+    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &iface])
+        .unwrap();
+    ns.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.77.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        &iface,
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    (port, iface)
+}
+
+/// Polls every receive queue until `want` frames arrived or 5 s passed.
+fn receive(port: &mut Port<TapDriver>, want: usize) -> Vec<Mbuf> {
+    let mut got = Vec::new();
+    let t = Instant::now();
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    while got.len() < want && t.elapsed() < Duration::from_secs(5) {
+        let q = port.queues().unwrap();
+        for rx in q.rx.iter_mut() {
+            let n = rx.rx_burst(&mut burst);
+            got.extend(burst[..n].iter_mut().filter_map(Option::take));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
+}
+
+fn flatten(m: &Mbuf) -> Vec<u8> {
+    m.segments().flat_map(|s| s.data().to_vec()).collect()
+}
+
+/// Kernel → rdk: UDP datagrams from the kernel's socket arrive byte-exact, IPv6 and other
+/// noise aside.
+#[test]
+fn kernel_udp_reaches_rdk_byte_exact() {
+    if !need_netns("kernel_udp_reaches_rdk_byte_exact") {
+        return;
+    }
+    let ns = Netns::new("tapk").unwrap();
+    let pool = pool(1024);
+    let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
+    let payloads: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| (0..100 + i as usize * 37).map(|b| b as u8 ^ i).collect())
+        .collect();
+    for p in &payloads {
+        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+        ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", &hex])
+            .unwrap();
+    }
+    let frames = receive(&mut port, 64);
+    let udp: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload(&flatten(m), 9999))
+        .collect();
+    assert_eq!(udp, payloads, "every datagram, in order, byte-exact");
+    let st = port.stats();
+    assert_eq!(st.ipackets as usize, frames.len());
+    drop(frames);
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size(), "every mbuf back");
+}
+
+/// rdk → kernel: raw frames arrive byte-exact in a packet capture on the interface, a UDP
+/// datagram reaches the kernel's socket, and the interface counters agree.
+#[test]
+fn rdk_frames_reach_the_kernel_byte_exact() {
+    if !need_netns("rdk_frames_reach_the_kernel_byte_exact") {
+        return;
+    }
+    let ns = Netns::new("tapt").unwrap();
+    let pool = pool(1024);
+    let (mut port, iface) = tap_port(&ns, &pool, 1, None);
+    let rx0 = ns.counter(&iface, "rx_packets").unwrap();
+    // A capture of ethertype 0x88b5 and a UDP socket, both started before rdk sends.
+    let cap = ns
+        .command("python3")
+        .args(["-c", PY_RAW_CAPTURE, &iface, "3", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let udp = ns
+        .command("python3")
+        .args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    let mut burst: Vec<Option<Mbuf>> = Vec::new();
+    for i in 0..3u8 {
+        let mut f = vec![0xffu8; 6];
+        f.extend_from_slice(&RDK_MAC);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.extend((0..60 + i as usize * 100).map(|b| (b as u8).wrapping_mul(7) ^ i));
+        let mut m = pool.alloc().unwrap();
+        m.append(f.len() as u16).unwrap().copy_from_slice(&f);
+        burst.push(Some(m));
+        sent.push(f);
+    }
+    let dgram: Vec<u8> = b"hello from rdk over tap".to_vec();
+    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &dgram);
+    let mut m = pool.alloc().unwrap();
+    m.append(f.len() as u16).unwrap().copy_from_slice(&f);
+    burst.push(Some(m));
+    let q = port.queues().unwrap();
+    assert_eq!(q.tx[0].tx_burst(&mut burst), 4);
+    let cap_out = cap.wait_with_output().unwrap();
+    let captured: Vec<Vec<u8>> = String::from_utf8_lossy(&cap_out.stdout)
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(captured, sent, "captured byte-exact, in order");
+    let udp_out = udp.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&udp_out.stdout).trim(),
+        "hello from rdk over tap"
+    );
+    assert!(ns.counter(&iface, "rx_packets").unwrap() >= rx0 + 4);
+    assert_eq!(port.stats().opackets, 4);
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Several queue pairs: the kernel spreads flows over them; every datagram arrives once.
+#[test]
+fn multi_queue_receives_every_flow_once() {
+    if !need_netns("multi_queue_receives_every_flow_once") {
+        return;
+    }
+    let ns = Netns::new("tapm").unwrap();
+    let pool = pool(2048);
+    let (mut port, _iface) = tap_port(&ns, &pool, 4, None);
+    for sport in 0..40u16 {
+        ns.exec(&[
+            "python3",
+            "-c",
+            PY_UDP_SEND,
+            "10.77.0.2",
+            "9999",
+            "abcd",
+            &(20000 + sport).to_string(),
+        ])
+        .unwrap();
+    }
+    let frames = receive(&mut port, 40);
+    let n = frames
+        .iter()
+        .filter(|m| udp_payload(&flatten(m), 9999).is_some())
+        .count();
+    assert_eq!(n, 40);
+    let st = port.stats();
+    let busy = st.rx_queues.iter().filter(|q| q.packets > 0).count();
+    assert!(busy >= 2, "flows spread over queues: {:?}", st.rx_queues);
+    drop(frames);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// An MTU of 9000 with 2 KiB buffers: 8 KB datagrams both ways as chains, byte-exact.
+#[test]
+fn jumbo_frames_as_chains_both_ways() {
+    if !need_netns("jumbo_frames_as_chains_both_ways") {
+        return;
+    }
+    let ns = Netns::new("tapj").unwrap();
+    let pool = pool(2048);
+    let (mut port, _iface) = tap_port(&ns, &pool, 1, Some(9000));
+    let big: Vec<u8> = (0..8000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let hex: String = big.iter().map(|b| format!("{b:02x}")).collect();
+    ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", &hex])
+        .unwrap();
+    let frames = receive(&mut port, 1);
+    let m = frames
+        .iter()
+        .find(|m| udp_payload(&flatten(m), 9999).is_some())
+        .expect("jumbo datagram");
+    assert!(m.nb_segs() >= 4, "a chain of {} segments", m.nb_segs());
+    assert_eq!(udp_payload(&flatten(m), 9999).unwrap(), big);
+    drop(frames);
+    // rdk → kernel: the same size, sent as a chain of 2 KiB segments.
+    let udp = ns
+        .command("python3")
+        .args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
+    let mut head: Option<Mbuf> = None;
+    for chunk in f.chunks(2000) {
+        let mut m = pool.alloc().unwrap();
+        m.append(chunk.len() as u16).unwrap().copy_from_slice(chunk);
+        match head.as_mut() {
+            None => head = Some(m),
+            Some(h) => h.chain(m).unwrap(),
+        }
+    }
+    let mut burst = [head];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    let out = udp.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex);
+    // Too big for the MTU: dropped and counted, not sent.
+    let huge = ipv4_udp_frame(
+        RDK_MAC,
+        [0xff; 6],
+        RDK_IP,
+        KERNEL_IP,
+        5555,
+        7777,
+        &vec![0u8; 9100],
+    );
+    let mut head: Option<Mbuf> = None;
+    for chunk in huge.chunks(2000) {
+        let mut m = pool.alloc().unwrap();
+        m.append(chunk.len() as u16).unwrap().copy_from_slice(chunk);
+        match head.as_mut() {
+            None => head = Some(m),
+            Some(h) => h.chain(m).unwrap(),
+        }
+    }
+    let mut burst = [head];
+    assert_eq!(
+        port.queues().unwrap().tx[0].tx_burst(&mut burst),
+        1,
+        "taken (and dropped)"
+    );
+    let x = port.xstats();
+    assert!(
+        x.iter()
+            .any(|s| s.name == "tx_frames_too_big" && s.value == 1),
+        "{x:?}"
+    );
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Link down/up of the interface reaches link callbacks; deleting the interface makes the
+/// port report it and still stop and close cleanly.
+#[test]
+fn link_events_and_a_vanishing_interface() {
+    if !need_netns("link_events_and_a_vanishing_interface") {
+        return;
+    }
+    let ns = Netns::new("tapl").unwrap();
+    let pool = pool(512);
+    let (mut port, iface) = tap_port(&ns, &pool, 1, None);
+    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
+    let ev = events.clone();
+    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
+    assert!(port.link_update().up);
+    ns.exec(&["ip", "link", "set", &iface, "down"]).unwrap();
+    assert!(!port.link_update().up);
+    ns.exec(&["ip", "link", "set", &iface, "up"]).unwrap();
+    assert!(port.link_update().up);
+    let seen: Vec<bool> = events.lock().unwrap().iter().map(|l| l.up).collect();
+    assert_eq!(seen, [false, true], "one callback per change");
+    // Deleted under the port.
+    ns.exec(&["ip", "link", "del", &iface]).unwrap();
+    let mut burst: [Option<Mbuf>; 8] = Default::default();
+    let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
+    assert_eq!(n, 0);
+    assert!(port.driver().is_gone(), "the burst saw the interface go");
+    assert!(!port.link_update().up);
+    assert!(port
+        .xstats()
+        .iter()
+        .any(|s| s.name == "interface_gone" && s.value == 1));
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Attaching to something that is not a multi-queue TAP is refused with what to do.
+#[test]
+fn attaching_to_a_veth_is_refused() {
+    if !need_netns("attaching_to_a_veth_is_refused") {
+        return;
+    }
+    let ns = Netns::new("tape").unwrap();
+    let veth = Veth::new(Some(&ns), None).unwrap();
+    let _inside = ns.enter().unwrap();
+    let mut p = Port::new(0, TapDriver::new(&veth.a));
+    let e = p.configure(&PortConfig::queues(1, 1)).unwrap_err();
+    assert!(matches!(e, EthError::Device { .. }), "{e}");
+    assert!(e.to_string().contains("not a multi-queue TAP"), "{e}");
+}
