@@ -10,6 +10,9 @@
 #   null_txonly  net_null0, txonly 64 B, loop topology                    (reported only)
 #   null_rxonly  net_null0, rxonly, loop topology                         (reported only)
 #   ring_io      net_ring0 <-> net_ring1, io forward, --tx-first          target rdk/DPDK >= 1.0
+#   tap_txonly   net_tap0 txonly 64 B into the kernel, inside a network namespace (the anchors'
+#                testpmd_tap.sh)                                          target rdk/DPDK >= 1.1
+# CASES="null_io tap_txonly" selects cases (default: all).
 # Both programs: main thread (statistics) on CPU 0, the forwarding thread on CPU 1
 # (dpdk-testpmd -l 0-1; rdk-testpmd pins core c to CPU (c+1) % ncpus). DPDK and rdk alternate
 # (the order flips every repetition); the figure of a run is the median of its per-second
@@ -133,6 +136,7 @@ cleanup() {
 		kill -0 "$p" 2>/dev/null && stop_pid "$p" TERM
 	done
 	huge_cleanup
+	[ -n "${NS_MADE:-}" ] && ns_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -187,8 +191,8 @@ HZ_TICKS=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------------------------
 # Cases: DPDK's arguments exactly as in the anchors; rdk-testpmd gets the same vdevs and the
 # flags after `--` that its --help knows, plus --duration.
-CASES=(null_io null_txonly null_rxonly ring_io)
-declare -A VDEVS ARGS FIELD TARGET DESC
+read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly}"
+declare -A VDEVS ARGS FIELD TARGET DESC NETNS
 MB="--total-num-mbufs=32768"
 VDEVS[null_io]="net_null0 net_null1"
 ARGS[null_io]="--forward-mode=io --nb-cores=1 --auto-start --stats-period=1 $MB"
@@ -210,7 +214,21 @@ ARGS[ring_io]="--forward-mode=io --nb-cores=1 --auto-start --tx-first --stats-pe
 FIELD[ring_io]=rx
 TARGET[ring_io]=1.0
 DESC[ring_io]="net_ring io fwd --tx-first, 2 ports (sum of Rx)"
+VDEVS[tap_txonly]="net_tap0,iface=anchor_tap0"
+ARGS[tap_txonly]="--forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+FIELD[tap_txonly]=tx
+TARGET[tap_txonly]=1.1
+DESC[tap_txonly]="net_tap txonly 64 B into the kernel, in a namespace (Tx)"
+NETNS[tap_txonly]=$NS_A
 EAL=(--no-pci -l 0-1 --in-memory)
+for c in "${CASES[@]}"; do
+	[ -n "${VDEVS[$c]:-}" ] || {
+		echo "unknown case $c" >&2
+		exit 2
+	}
+	# The namespaces of lib.sh (anchor_dpdk_a/b with a veth pair), made once for all cases.
+	[ -n "${NETNS[$c]:-}" ] && [ -z "${NS_MADE:-}" ] && ns_setup && NS_MADE=1
+done
 
 DROPPED_FLAGS=""
 # rdk_args CASE: rdk-testpmd's argument list (one per line).
@@ -334,6 +352,8 @@ run_one() {
 		mapfile -t cmd < <(rdk_args "$case")
 		cmd=("$RDK" "${cmd[@]}")
 	fi
+	# `ip netns exec` execs the program, so the pid we watch is still the program's.
+	[ -n "${NETNS[$case]:-}" ] && cmd=(ip netns exec "${NETNS[$case]}" "${cmd[@]}")
 	for try in $(seq 1 "$TRIES"); do
 		R_MPPS=n/a R_CPP=n/a R_TCPP=n/a R_CPU=n/a R_RSS=n/a R_HUGE=n/a R_NOTE=""
 		wait_quiet

@@ -8,11 +8,14 @@ use rdk_core::ethdev::{
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use rdk_pmd_null::NullDriver;
 use rdk_pmd_ring::RingDriver;
+use rdk_pmd_tap::TapDriver;
 
 type NullRx = <NullDriver as Driver>::Rx;
 type NullTx = <NullDriver as Driver>::Tx;
 type RingRx = <RingDriver as Driver>::Rx;
 type RingTx = <RingDriver as Driver>::Tx;
+type TapRx = <TapDriver as Driver>::Rx;
+type TapTx = <TapDriver as Driver>::Tx;
 
 /// A port of any linked driver.
 pub enum AnyPort {
@@ -20,6 +23,8 @@ pub enum AnyPort {
     Null(Port<NullDriver>),
     /// `net_ring`.
     Ring(Port<RingDriver>),
+    /// `net_tap`.
+    Tap(Port<TapDriver>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -28,6 +33,8 @@ pub enum AnyRx<'a> {
     Null(&'a mut NullRx),
     /// `net_ring`.
     Ring(&'a mut RingRx),
+    /// `net_tap`.
+    Tap(&'a mut TapRx),
 }
 
 /// A borrowed transmit queue of any linked driver.
@@ -36,6 +43,8 @@ pub enum AnyTx<'a> {
     Null(&'a mut NullTx),
     /// `net_ring`.
     Ring(&'a mut RingTx),
+    /// `net_tap`.
+    Tap(&'a mut TapTx),
 }
 
 impl RxQueue for AnyRx<'_> {
@@ -44,6 +53,7 @@ impl RxQueue for AnyRx<'_> {
         match self {
             AnyRx::Null(q) => q.rx_burst(out),
             AnyRx::Ring(q) => q.rx_burst(out),
+            AnyRx::Tap(q) => q.rx_burst(out),
         }
     }
 
@@ -52,6 +62,7 @@ impl RxQueue for AnyRx<'_> {
         match self {
             AnyRx::Null(q) => q.rx_burst_cached(out, cache),
             AnyRx::Ring(q) => q.rx_burst_cached(out, cache),
+            AnyRx::Tap(q) => q.rx_burst_cached(out, cache),
         }
     }
 }
@@ -62,6 +73,7 @@ impl TxQueue for AnyTx<'_> {
         match self {
             AnyTx::Null(q) => q.tx_burst(pkts),
             AnyTx::Ring(q) => q.tx_burst(pkts),
+            AnyTx::Tap(q) => q.tx_burst(pkts),
         }
     }
 
@@ -70,6 +82,7 @@ impl TxQueue for AnyTx<'_> {
         match self {
             AnyTx::Null(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::Ring(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::Tap(q) => q.tx_burst_cached(pkts, cache),
         }
     }
 }
@@ -80,6 +93,7 @@ macro_rules! each {
         match $self {
             AnyPort::Null($p) => $e,
             AnyPort::Ring($p) => $e,
+            AnyPort::Tap($p) => $e,
         }
     };
 }
@@ -163,6 +177,13 @@ impl AnyPort {
                     q.tx.iter_mut().map(AnyTx::Ring).collect(),
                 )
             }
+            AnyPort::Tap(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::Tap).collect(),
+                    q.tx.iter_mut().map(AnyTx::Tap).collect(),
+                )
+            }
         })
     }
 }
@@ -180,6 +201,13 @@ pub fn registry() -> PortRegistry<AnyPort> {
         "net_ring",
         Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
             Ok(AnyPort::Ring(Port::new(id, RingDriver::from_devargs(a)?)))
+        }),
+    );
+    r.register_driver(
+        "net_tap",
+        Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            let d = TapDriver::from_devargs(a)?.with_port_id(id);
+            Ok(AnyPort::Tap(Port::new(id, d)))
         }),
     );
     r
