@@ -559,34 +559,38 @@ for c in "${CASES[@]}"; do
 done
 [ "$PERF_OK" = yes ] || echo "(cyc/pkt columns n/a: $PERF_WHY)"
 
-# Memory, null_io: same --total-num-mbufs=32768 for both.
-# shellcheck disable=SC2086
-{
-	rr=$(median ${MEMRSS[null_io,rdk]})
-	rh=$(median ${MEMHUGE[null_io,rdk]})
-	dr=$(median ${MEMRSS[null_io,dpdk]})
-	dh=$(median ${MEMHUGE[null_io,dpdk]})
-}
-echo
-if num "$rr" && num "$rh" && num "$dr" && num "$dh"; then
-	rt=$(awk -v a="$rr" -v b="$rh" 'BEGIN {print a + b}')
-	dt=$(awk -v a="$dr" -v b="$dh" 'BEGIN {print a + b}')
-	mr=$(ratio "$rt" "$dt")
-	mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
-	echo "memory, null_io, --total-num-mbufs=32768 (VmRSS + HugetlbPages mid-run):"
-	echo "  rdk : $(mib "$rt") = VmRSS $(mib "$rr") + HugetlbPages $(mib "$rh")"
-	echo "  DPDK: $(mib "$dt") = VmRSS $(mib "$dr") + HugetlbPages $(mib "$dh")"
-	echo "  rdk/DPDK: $mr (target <= 1.0)"
-	if awk -v a="$rt" -v b="$dt" 'BEGIN {exit !(a <= b)}'; then mv=PASS; else mv=MISS; fi
-	MEMLINE="SUMMARY null_io memory: rdk $(mib "$rt"), DPDK $(mib "$dt"), ratio $mr: $mv (target rdk <= DPDK)"
-else
-	MEMLINE="SUMMARY null_io memory: FAIL (not sampled)"
-	RC=1
+# Memory, when null_io ran: same --total-num-mbufs=32768 for both.
+MEMLINE=""
+if [[ " ${CASES[*]} " == *" null_io "* ]]; then
+	# Memory, null_io: same --total-num-mbufs=32768 for both.
+	# shellcheck disable=SC2086
+	{
+		rr=$(median ${MEMRSS[null_io,rdk]:-})
+		rh=$(median ${MEMHUGE[null_io,rdk]:-})
+		dr=$(median ${MEMRSS[null_io,dpdk]:-})
+		dh=$(median ${MEMHUGE[null_io,dpdk]:-})
+	}
+	echo
+	if num "$rr" && num "$rh" && num "$dr" && num "$dh"; then
+		rt=$(awk -v a="$rr" -v b="$rh" 'BEGIN {print a + b}')
+		dt=$(awk -v a="$dr" -v b="$dh" 'BEGIN {print a + b}')
+		mr=$(ratio "$rt" "$dt")
+		mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
+		echo "memory, null_io, --total-num-mbufs=32768 (VmRSS + HugetlbPages mid-run):"
+		echo "  rdk : $(mib "$rt") = VmRSS $(mib "$rr") + HugetlbPages $(mib "$rh")"
+		echo "  DPDK: $(mib "$dt") = VmRSS $(mib "$dr") + HugetlbPages $(mib "$dh")"
+		echo "  rdk/DPDK: $mr (target <= 1.0)"
+		if awk -v a="$rt" -v b="$dt" 'BEGIN {exit !(a <= b)}'; then mv=PASS; else mv=MISS; fi
+		MEMLINE="SUMMARY null_io memory: rdk $(mib "$rt"), DPDK $(mib "$dt"), ratio $mr: $mv (target rdk <= DPDK)"
+	else
+		MEMLINE="SUMMARY null_io memory: FAIL (not sampled)"
+		RC=1
+	fi
+	for impl in rdk dpdk; do
+		sed -n "s/^# mem: /  $impl rep 1: /p" "$RAW_DIR/null_io_${impl}_r1.log" 2>/dev/null
+	done
+	grep -h "mbufs in" "$RAW_DIR"/null_io_rdk_r1.log 2>/dev/null | sed 's/^/  rdk says: /'
 fi
-for impl in rdk dpdk; do
-	sed -n "s/^# mem: /  $impl rep 1: /p" "$RAW_DIR/null_io_${impl}_r1.log" 2>/dev/null
-done
-grep -h "mbufs in" "$RAW_DIR"/null_io_rdk_r1.log 2>/dev/null | sed 's/^/  rdk says: /'
 
 if [ "${#FAILED_RUNS[@]}" -gt 0 ]; then
 	echo
@@ -597,5 +601,5 @@ fi
 echo "load at end: $(cat /proc/loadavg)"
 echo
 for c in "${CASES[@]}"; do echo "${SUMLINE[$c]}"; done
-echo "$MEMLINE"
+[ -n "$MEMLINE" ] && echo "$MEMLINE"
 exit "$RC"
