@@ -2,8 +2,10 @@
 //!
 //! The library holds what several suites share: [`netns`], the namespaces, veth pairs and
 //! prerequisite checks of the tests that run against the real kernel, and [`frames`], test
-//! frames with the Python peers that send and capture them.
+//! frames with the Python peers that send and capture them, and [`dpdk`], `dpdk-testpmd` as an
+//! interactive peer.
 #![deny(missing_docs)]
 
+pub mod dpdk;
 pub mod frames;
 pub mod netns;
