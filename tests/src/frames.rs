@@ -61,6 +61,18 @@ pub fn ipv4_udp_frame(
 
 /// The payload of `frame` if it is IPv4/UDP to `dport` with a valid UDP checksum.
 pub fn udp_payload(frame: &[u8], dport: u16) -> Option<Vec<u8>> {
+    udp_payload_checked(frame, dport, true)
+}
+
+/// The UDP payload to `dport` of a received packet, checking the checksum unless the port
+/// said the field is not a full checksum but the data is intact (`RxCksum::Verified`: a
+/// local sender with checksum offload, as across a veth).
+pub fn udp_payload_of(m: &rdk_core::mbuf::Mbuf, dport: u16) -> Option<Vec<u8>> {
+    let verified = m.ol_flags().rx_l4_cksum() == rdk_core::mbuf::RxCksum::Verified;
+    udp_payload_checked(&flatten(m), dport, !verified)
+}
+
+fn udp_payload_checked(frame: &[u8], dport: u16, verify: bool) -> Option<Vec<u8>> {
     if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
         return None;
     }
@@ -71,7 +83,7 @@ pub fn udp_payload(frame: &[u8], dport: u16) -> Option<Vec<u8>> {
     }
     let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     let udp = udp.get(..len)?;
-    if udp[6..8] != [0, 0] {
+    if verify && udp[6..8] != [0, 0] {
         let mut pseudo = Vec::new();
         pseudo.extend_from_slice(&frame[26..34]);
         pseudo.extend_from_slice(&[0, 17]);
@@ -114,6 +126,41 @@ for _ in range(int(sys.argv[2])):
     d = s.recv(65535)
     print(d.hex(), flush=True)
 "#;
+
+/// The bytes of a whole packet, across its segments.
+pub fn flatten(m: &rdk_core::mbuf::Mbuf) -> Vec<u8> {
+    m.segments().flat_map(|s| s.data().to_vec()).collect()
+}
+
+/// A one-segment mbuf holding `bytes`.
+pub fn mbuf_of(pool: &rdk_core::mbuf::PktMbufPool, bytes: &[u8]) -> rdk_core::mbuf::Mbuf {
+    let mut m = pool.alloc().expect("a free mbuf");
+    m.append(bytes.len() as u16)
+        .expect("the frame fits one buffer")
+        .copy_from_slice(bytes);
+    m
+}
+
+/// Polls every receive queue of `port` until `want` packets arrived or `timeout` passed.
+pub fn receive<D: rdk_core::ethdev::Driver>(
+    port: &mut rdk_core::ethdev::Port<D>,
+    want: usize,
+    timeout: std::time::Duration,
+) -> Vec<rdk_core::mbuf::Mbuf> {
+    use rdk_core::ethdev::RxQueue;
+    let mut got = Vec::new();
+    let t = std::time::Instant::now();
+    let mut burst: [Option<rdk_core::mbuf::Mbuf>; 32] = Default::default();
+    while got.len() < want && t.elapsed() < timeout {
+        let q = port.queues().expect("a started port");
+        for rx in q.rx.iter_mut() {
+            let n = rx.rx_burst(&mut burst);
+            got.extend(burst[..n].iter_mut().filter_map(Option::take));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    got
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,11 +9,13 @@ use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_tap::TapDriver;
 use rdk_tests::dpdk::{need_testpmd, Testpmd};
-use rdk_tests::frames::{ipv4_udp_frame, udp_payload, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND};
+use rdk_tests::frames::{
+    self, flatten, ipv4_udp_frame, udp_payload, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+};
 use rdk_tests::netns::{need_netns, unique_name, Netns, Veth};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const RDK_IP: [u8; 4] = [10, 77, 0, 2];
@@ -78,22 +80,7 @@ fn tap_port(
 
 /// Polls every receive queue until `want` frames arrived or 5 s passed.
 fn receive(port: &mut Port<TapDriver>, want: usize) -> Vec<Mbuf> {
-    let mut got = Vec::new();
-    let t = Instant::now();
-    let mut burst: [Option<Mbuf>; 32] = Default::default();
-    while got.len() < want && t.elapsed() < Duration::from_secs(5) {
-        let q = port.queues().unwrap();
-        for rx in q.rx.iter_mut() {
-            let n = rx.rx_burst(&mut burst);
-            got.extend(burst[..n].iter_mut().filter_map(Option::take));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    got
-}
-
-fn flatten(m: &Mbuf) -> Vec<u8> {
-    m.segments().flat_map(|s| s.data().to_vec()).collect()
+    frames::receive(port, want, Duration::from_secs(5))
 }
 
 /// Kernel → rdk: UDP datagrams from the kernel's socket arrive byte-exact, IPv6 and other

@@ -1,0 +1,585 @@
+//! The `net_af_packet` device: arguments, socket and ring set-up, control operations.
+
+use crate::rx::{AfPacketRx, RxDrops, V3Ring};
+use crate::sys::{self, RingMap, TpacketReq3};
+use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
+use nix::errno::Errno;
+use rdk_core::ethdev::{
+    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
+    MacAddr, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
+    TxQueueConfig, XStat,
+};
+use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
+use rdk_os_linux::netif::{NetIf, NetIfError};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Most queue pairs.
+pub const MAX_QUEUES: u16 = 16;
+
+/// The device arguments `net_af_packet` accepts (DPDK's, plus `blocktimeout`).
+pub const DEVARGS_KEYS: &[&str] = &[
+    "iface",
+    "qpairs",
+    "blocksz",
+    "framesz",
+    "framecnt",
+    "qdisc_bypass",
+    "blocktimeout",
+];
+
+/// Link speed reported while the interface runs (as DPDK's af_packet: 10G).
+const SPEED_MBPS: u32 = 10_000;
+const RX_CACHE_SIZE: usize = 256;
+const PACKET_LOSS: libc::c_int = 14;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const L2_OVERHEAD: u32 = 18;
+
+/// Ring geometry from the device arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingGeometry {
+    /// Bytes per block (a multiple of the page size; power of two).
+    pub block_size: u32,
+    /// Bytes per frame slot (TX) and nominal frame (RX accounting), a multiple of 16.
+    pub frame_size: u32,
+    /// Frames per ring.
+    pub frame_count: u32,
+    /// Milliseconds before the kernel hands over a partly filled RX block.
+    pub block_timeout_ms: u32,
+}
+
+impl Default for RingGeometry {
+    /// DPDK's defaults (blocksz 4096, framesz 2048, framecnt 512) for TX; RX uses 64 KiB
+    /// blocks over the same memory, with a 1 ms block timeout so a quiet link is not slow.
+    fn default() -> Self {
+        Self {
+            block_size: 4096,
+            frame_size: 2048,
+            frame_count: 512,
+            block_timeout_ms: 1,
+        }
+    }
+}
+
+/// A `net_af_packet` device.
+#[derive(Debug)]
+pub struct AfPacketDriver {
+    iface: String,
+    qpairs: u16,
+    geo: RingGeometry,
+    qdisc_bypass: bool,
+    netif: Option<NetIf>,
+    ifindex: u32,
+    fanout_id: u16,
+    multi_rx: bool,
+    promisc: bool,
+    rx_socks: Vec<Arc<OwnedFd>>,
+    rx_drops: Vec<Arc<RxDrops>>,
+    tx_drops: Vec<Arc<TxDrops>>,
+    kernel_drops: AtomicU64,
+    stats_lock: Mutex<()>,
+    gone: Arc<AtomicBool>,
+    mtu: u16,
+    port_id: u16,
+}
+
+fn os_error(op: &'static str, e: Errno) -> EthError {
+    let text = match e {
+        Errno::EPERM | Errno::EACCES => "permission denied: run as root or grant CAP_NET_RAW",
+        Errno::ENOMEM => "the kernel could not allocate the ring; use a smaller blocksz/framecnt",
+        Errno::EINVAL => "the kernel refused the ring geometry; check blocksz/framesz/framecnt",
+        Errno::ENODEV | Errno::ENXIO => "the interface is gone",
+        _ => "an AF_PACKET call failed",
+    };
+    EthError::Device {
+        op,
+        reason: DeviceReason {
+            text,
+            code: e as i32,
+        },
+    }
+}
+
+fn netif_error(op: &'static str, e: NetIfError) -> EthError {
+    let (text, code) = match e {
+        NetIfError::NotFound { .. } => (
+            "interface not found in this network namespace; check `ip link`",
+            0,
+        ),
+        NetIfError::Permission { .. } => {
+            ("permission denied: run as root or grant CAP_NET_ADMIN", 0)
+        }
+        NetIfError::BadName { .. } => ("bad interface name: 1 to 15 bytes", 0),
+        NetIfError::Os { errno, .. } => ("the kernel refused", errno as i32),
+        _ => ("the kernel refused", 0),
+    };
+    EthError::Device {
+        op,
+        reason: DeviceReason { text, code },
+    }
+}
+
+impl AfPacketDriver {
+    /// A port on `iface` with `qpairs` queue pairs and the default rings.
+    pub fn new(iface: &str, qpairs: u16) -> Self {
+        Self {
+            iface: iface.to_string(),
+            qpairs: qpairs.clamp(1, MAX_QUEUES),
+            geo: RingGeometry::default(),
+            qdisc_bypass: false,
+            netif: None,
+            ifindex: 0,
+            fanout_id: (std::process::id() as u16) ^ 0x5a5a,
+            multi_rx: false,
+            promisc: false,
+            rx_socks: Vec::new(),
+            rx_drops: Vec::new(),
+            tx_drops: Vec::new(),
+            kernel_drops: AtomicU64::new(0),
+            stats_lock: Mutex::new(()),
+            gone: Arc::new(AtomicBool::new(false)),
+            mtu: 1500,
+            port_id: PORT_INVALID,
+        }
+    }
+
+    /// A device from `net_af_packetN,iface=X[,qpairs=N][,blocksz=B][,framesz=F][,framecnt=C]
+    /// [,qdisc_bypass=0|1][,blocktimeout=MS]`.
+    pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
+        args.check_keys(DEVARGS_KEYS)?;
+        let iface = args.get("iface").ok_or(DevArgsError::Required {
+            driver: "net_af_packet".into(),
+            key: "iface",
+        })?;
+        rdk_os_linux::netif::ifname(iface).map_err(|_| DevArgsError::BadValue {
+            key: "iface".into(),
+            value: iface.into(),
+            expected: "an interface name of 1 to 15 bytes",
+        })?;
+        let qpairs: u16 = args.get_num("qpairs", 1, "a queue-pair count, 1..=16")?;
+        if !(1..=MAX_QUEUES).contains(&qpairs) {
+            return Err(DevArgsError::BadValue {
+                key: "qpairs".into(),
+                value: qpairs.to_string(),
+                expected: "a queue-pair count, 1..=16",
+            });
+        }
+        let d = RingGeometry::default();
+        let geo = RingGeometry {
+            block_size: args.get_num(
+                "blocksz",
+                d.block_size,
+                "bytes per block, a power of two >= 4096",
+            )?,
+            frame_size: args.get_num(
+                "framesz",
+                d.frame_size,
+                "bytes per frame, a multiple of 16",
+            )?,
+            frame_count: args.get_num("framecnt", d.frame_count, "frames per ring")?,
+            block_timeout_ms: args.get_num("blocktimeout", d.block_timeout_ms, "milliseconds")?,
+        };
+        let bad = |key: &str, v: u32, expected: &'static str| DevArgsError::BadValue {
+            key: key.into(),
+            value: v.to_string(),
+            expected,
+        };
+        if !geo.block_size.is_power_of_two() || geo.block_size < 4096 {
+            return Err(bad("blocksz", geo.block_size, "a power of two >= 4096"));
+        }
+        if !geo.frame_size.is_multiple_of(16)
+            || geo.frame_size <= TX_DATA_OFF as u32 + 14
+            || geo.frame_size > geo.block_size
+        {
+            return Err(bad(
+                "framesz",
+                geo.frame_size,
+                "a multiple of 16, above 46, at most blocksz",
+            ));
+        }
+        if geo.frame_count == 0
+            || !geo
+                .frame_count
+                .is_multiple_of(geo.block_size / geo.frame_size)
+        {
+            return Err(bad(
+                "framecnt",
+                geo.frame_count,
+                "a positive multiple of blocksz / framesz",
+            ));
+        }
+        let mut drv = Self::new(iface, qpairs);
+        drv.geo = geo;
+        drv.qdisc_bypass = args.get_bool("qdisc_bypass", false)?;
+        Ok(drv)
+    }
+
+    /// Stamps received mbufs with input port `id`.
+    pub fn with_port_id(mut self, id: u16) -> Self {
+        self.port_id = id;
+        self
+    }
+
+    /// The interface.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Whether the interface disappeared under the port.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn max_frame(&self) -> u32 {
+        self.mtu as u32 + L2_OVERHEAD
+    }
+
+    /// Reads (and resets) the kernel's drop counters of every receive socket into ours.
+    fn collect_kernel_drops(&self) {
+        let _g = self.stats_lock.lock();
+        for s in &self.rx_socks {
+            if let Ok(st) = sys::take_stats(s) {
+                self.kernel_drops
+                    .fetch_add(st.drops as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Frames the kernel dropped because a receive ring was full.
+    pub fn kernel_drops(&self) -> u64 {
+        self.collect_kernel_drops();
+        self.kernel_drops.load(Ordering::Relaxed)
+    }
+}
+
+/// Next power of two of at least `min` and `n`.
+fn pow2_at_least(n: u32, min: u32) -> u32 {
+    n.max(min).next_power_of_two()
+}
+
+impl Driver for AfPacketDriver {
+    type Rx = AfPacketRx;
+    type Tx = AfPacketTx;
+
+    fn info(&self) -> DevInfo {
+        let lim = DescLimits {
+            min: 1,
+            max: 4096,
+            align: 1,
+        };
+        DevInfo {
+            driver_name: "net_af_packet",
+            max_rx_queues: self.qpairs,
+            max_tx_queues: self.qpairs,
+            rx_desc_lim: lim,
+            tx_desc_lim: lim,
+            min_mtu: 68,
+            max_mtu: 9000,
+            rx_offload_capa: RxOffload::SCATTER,
+            tx_offload_capa: TxOffload::MULTI_SEGS,
+            rss_hash_types: RssHashTypes::empty(),
+            speed_mbps: SPEED_MBPS,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
+        let netif = NetIf::open(&self.iface).map_err(|e| netif_error("configure", e))?;
+        self.ifindex = netif.index().map_err(|e| netif_error("configure", e))?;
+        match config.mtu {
+            Some(mtu) => {
+                netif
+                    .set_mtu(mtu)
+                    .map_err(|e| netif_error("configure (set MTU)", e))?;
+                self.mtu = mtu;
+            }
+            None => self.mtu = netif.mtu().map_err(|e| netif_error("configure", e))?,
+        }
+        self.netif = Some(netif);
+        self.multi_rx = config.nb_rxq > 1;
+        self.rx_socks.clear();
+        self.gone.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A TPACKET_V3 socket bound to the interface, in a hash fanout group when there are
+    /// several queues, ignoring the interface's outgoing frames.
+    fn rx_queue_setup(
+        &mut self,
+        queue: u16,
+        _nb_desc: u16,
+        pool: &PktMbufPool,
+        _config: &RxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<AfPacketRx, EthError> {
+        const OP: &str = "rx_queue_setup";
+        let e = |x| os_error(OP, x);
+        let sock = sys::packet_socket(true).map_err(e)?;
+        sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V3).map_err(e)?;
+        // A frame must fit a block with its headers: blocks of at least the MTU, rounded.
+        let block_size = pow2_at_least(self.max_frame() + 256, self.geo.block_size.max(1 << 16));
+        let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
+        let block_nr = (total / block_size as u64).clamp(4, 1024) as u32;
+        let req = TpacketReq3 {
+            block_size,
+            block_nr,
+            frame_size: self.geo.frame_size,
+            frame_nr: block_nr * (block_size / self.geo.frame_size),
+            retire_blk_tov: self.geo.block_timeout_ms,
+            sizeof_priv: 0,
+            feature_req_word: 0,
+        };
+        sys::set_opt(&sock, sys::PACKET_RX_RING, &req).map_err(e)?;
+        let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
+        // Our own transmissions (and the host's) leaving this interface are not received
+        // frames; older kernels without the option deliver them, which is only extra traffic.
+        let _ = sys::set_opt(&sock, PACKET_IGNORE_OUTGOING, &1i32);
+        sys::bind(&sock, self.ifindex, true).map_err(e)?;
+        if self.multi_rx {
+            let arg: u32 = self.fanout_id as u32 | (sys::PACKET_FANOUT_HASH << 16);
+            sys::set_opt(&sock, sys::PACKET_FANOUT, &arg).map_err(e)?;
+        }
+        if self.promisc {
+            sys::promisc(&sock, self.ifindex, true).map_err(e)?;
+        }
+        let sock = Arc::new(sock);
+        if self.rx_socks.len() <= queue as usize {
+            self.rx_socks
+                .resize_with(queue as usize + 1, || sock.clone());
+        }
+        self.rx_socks[queue as usize] = sock.clone();
+        let drops = Arc::new(RxDrops::default());
+        put(&mut self.rx_drops, queue, drops.clone());
+        let cache = pool
+            .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
+            .or_else(|_| pool.cache(0))
+            .map_err(|_| EthError::Device {
+                op: OP,
+                reason: DeviceReason {
+                    text: "the pool has no room for another cache; create it with more caches",
+                    code: 0,
+                },
+            })?;
+        Ok(AfPacketRx::new(
+            V3Ring::new(
+                sock,
+                map,
+                block_size as usize,
+                block_nr as usize,
+                counters,
+                drops,
+                self.port_id,
+            ),
+            pool.clone(),
+            cache,
+        ))
+    }
+
+    /// A TPACKET_V2 socket with a TX ring (it receives nothing: bound to no protocol).
+    fn tx_queue_setup(
+        &mut self,
+        queue: u16,
+        _nb_desc: u16,
+        _config: &TxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<AfPacketTx, EthError> {
+        const OP: &str = "tx_queue_setup";
+        let e = |x| os_error(OP, x);
+        let sock = sys::packet_socket(false).map_err(e)?;
+        sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
+        sys::set_opt(&sock, PACKET_LOSS, &1i32).map_err(e)?;
+        if self.qdisc_bypass {
+            sys::set_opt(&sock, sys::PACKET_QDISC_BYPASS, &1i32).map_err(e)?;
+        }
+        // Slots big enough for an MTU-sized frame after the header.
+        let frame_size = pow2_at_least(self.max_frame() + TX_DATA_OFF as u32, self.geo.frame_size);
+        let block_size = self.geo.block_size.max(frame_size);
+        let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
+        let block_nr = (total / block_size as u64).max(1) as u32;
+        let frame_nr = block_nr * (block_size / frame_size);
+        let req = TpacketReq3 {
+            block_size,
+            block_nr,
+            frame_size,
+            frame_nr,
+            ..TpacketReq3::default()
+        };
+        // The V2 request is the first four fields of the V3 one.
+        sys::set_opt(
+            &sock,
+            sys::PACKET_TX_RING,
+            &[req.block_size, req.block_nr, req.frame_size, req.frame_nr],
+        )
+        .map_err(e)?;
+        let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
+        sys::bind(&sock, self.ifindex, false).map_err(e)?;
+        let drops = Arc::new(TxDrops::default());
+        put(&mut self.tx_drops, queue, drops.clone());
+        let _ = queue;
+        Ok(AfPacketTx::new(
+            Arc::new(sock),
+            map,
+            frame_size as usize,
+            frame_nr as usize,
+            counters,
+            drops,
+            self.gone.clone(),
+        ))
+    }
+
+    fn start(&mut self, _rx: &mut [AfPacketRx], _tx: &mut [AfPacketTx]) -> Result<(), EthError> {
+        Ok(())
+    }
+
+    /// Waits (briefly) for frames still marked in the TX rings to leave.
+    fn stop(&mut self, _rx: &mut [AfPacketRx], tx: &mut [AfPacketTx]) -> Result<(), EthError> {
+        for _ in 0..100 {
+            if tx.iter().all(|q| q.pending() == 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.rx_socks.clear();
+        self.netif = None;
+    }
+
+    fn link(&self) -> LinkStatus {
+        let up = !self.is_gone()
+            && self
+                .netif
+                .as_ref()
+                .map(|n| match n.is_running() {
+                    Ok(r) => r,
+                    Err(NetIfError::NotFound { .. }) => {
+                        self.gone.store(true, Ordering::Relaxed);
+                        false
+                    }
+                    Err(_) => false,
+                })
+                .unwrap_or(false);
+        LinkStatus {
+            up,
+            speed_mbps: if up { SPEED_MBPS } else { 0 },
+            full_duplex: up,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.netif
+            .as_ref()
+            .and_then(|n| n.mac().ok())
+            .map(MacAddr)
+            .unwrap_or(MacAddr([0; 6]))
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_mac_addr before configure",
+        })?;
+        n.set_mac(mac.0).map_err(|e| netif_error("set_mac_addr", e))
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_mtu before configure",
+        })?;
+        n.set_mtu(mtu).map_err(|e| netif_error("set_mtu", e))?;
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    /// Promiscuous through a `PACKET_MR_PROMISC` membership of each receive socket: the
+    /// kernel counts memberships, so this never fights other users of the interface.
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
+        for s in &self.rx_socks {
+            sys::promisc(s, self.ifindex, on).map_err(|e| os_error("set_promiscuous", e))?;
+        }
+        self.promisc = on;
+        Ok(())
+    }
+
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
+        // Promiscuous includes all multicast; without it, all-multicast needs the interface
+        // flag (one switch for every user, as DPDK's af_packet does it).
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_allmulticast before configure",
+        })?;
+        n.set_flags(rdk_os_linux::netif::flags::ALLMULTI, on)
+            .map_err(|e| netif_error("set_allmulticast", e))
+    }
+
+    fn xstats(&self, out: &mut Vec<XStat>) {
+        fn sum<T>(v: &[Arc<T>], f: fn(&T) -> &AtomicU64) -> u64 {
+            v.iter().map(|d| f(d).load(Ordering::Relaxed)).sum()
+        }
+        for (name, value) in [
+            ("rx_kernel_ring_drops", self.kernel_drops()),
+            (
+                "rx_truncated",
+                sum(&self.rx_drops, |d: &RxDrops| &d.truncated),
+            ),
+            (
+                "rx_ring_anomalies",
+                sum(&self.rx_drops, |d: &RxDrops| &d.ring_anomalies),
+            ),
+            (
+                "tx_frames_too_big",
+                sum(&self.tx_drops, |d: &TxDrops| &d.too_big),
+            ),
+            (
+                "tx_frames_too_small",
+                sum(&self.tx_drops, |d: &TxDrops| &d.too_small),
+            ),
+            (
+                "tx_ring_full",
+                sum(&self.tx_drops, |d: &TxDrops| &d.ring_full),
+            ),
+            (
+                "tx_wrong_format",
+                sum(&self.tx_drops, |d: &TxDrops| &d.wrong_format),
+            ),
+            ("interface_gone", self.is_gone() as u64),
+        ] {
+            out.push(XStat {
+                name: name.to_string(),
+                value,
+            });
+        }
+    }
+}
+
+fn put<T: Default>(v: &mut Vec<Arc<T>>, queue: u16, x: Arc<T>) {
+    let q = queue as usize;
+    if v.len() <= q {
+        v.resize_with(q + 1, || Arc::new(T::default()));
+    }
+    v[q] = x;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devargs() {
+        let a = DevArgs::parse("net_af_packet0,iface=veth0,qpairs=2,qdisc_bypass=1").unwrap();
+        let d = AfPacketDriver::from_devargs(&a).unwrap();
+        assert_eq!((d.iface(), d.qpairs, d.qdisc_bypass), ("veth0", 2, true));
+        for bad in [
+            "net_af_packet0",
+            "net_af_packet0,iface=x,qpairs=0",
+            "net_af_packet0,iface=x,qpairs=17",
+            "net_af_packet0,iface=x,blocksz=5000",
+            "net_af_packet0,iface=x,framesz=100",
+            "net_af_packet0,iface=x,framecnt=3",
+            "net_af_packet0,iface=x,fanout=1",
+        ] {
+            let r = AfPacketDriver::from_devargs(&DevArgs::parse(bad).unwrap());
+            assert!(r.is_err(), "{bad}");
+        }
+    }
+}

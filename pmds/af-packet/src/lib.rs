@@ -1,0 +1,37 @@
+//! # rdk-pmd-af-packet: DPDK's `net_af_packet`
+//!
+//! A port on any Linux interface (a veth, a physical NIC the kernel drives) through
+//! memory-mapped `AF_PACKET` rings: no system call per frame.
+//!
+//! ```text
+//! net_af_packet0,iface=veth0,qpairs=2,qdisc_bypass=1
+//! ```
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `iface` | required | the interface |
+//! | `qpairs` | 1 | queue pairs; several receive queues form a `PACKET_FANOUT_HASH` group |
+//! | `blocksz` | 4096 | ring block size (TX; RX blocks are at least 64 KiB and hold an MTU frame) |
+//! | `framesz` | 2048 | TX slot size (grown to hold an MTU frame) |
+//! | `framecnt` | 512 | frames per ring (sets the ring memory: framesz × framecnt) |
+//! | `qdisc_bypass` | 0 | 1: `PACKET_QDISC_BYPASS` on the TX sockets |
+//! | `blocktimeout` | 1 | ms before the kernel hands over a partly filled RX block |
+//!
+//! Receive uses `TPACKET_V3` (block-based: the kernel fills a block with many frames and hands
+//! it over at once; everything it wrote is checked, see [`rx`](crate::AfPacketRx)); transmit
+//! uses `TPACKET_V2` slots and one `sendto` kick per burst, with `PACKET_LOSS` so a malformed
+//! frame is skipped, not stalled on. Promiscuous mode is a `PACKET_MR_PROMISC` membership per
+//! receive socket. Every frame is counted: received, sent, or dropped by reason (xstats
+//! `rx_kernel_ring_drops` from `PACKET_STATISTICS`, `rx_truncated`, `rx_ring_anomalies`,
+//! `tx_frames_too_big`, `tx_frames_too_small`, `tx_ring_full`, `tx_wrong_format`). Each
+//! receive socket is its queue's interrupt handle.
+#![deny(missing_docs)]
+
+mod driver;
+mod rx;
+mod sys;
+mod tx;
+
+pub use driver::{AfPacketDriver, RingGeometry, DEVARGS_KEYS, MAX_QUEUES};
+pub use rx::AfPacketRx;
+pub use tx::AfPacketTx;

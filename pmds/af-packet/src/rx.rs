@@ -1,0 +1,310 @@
+//! Receive: the TPACKET_V3 ring, block by block.
+//!
+//! The kernel fills whole blocks of variable-size frames and hands a block over by setting
+//! `TP_STATUS_USER` in its descriptor (or when the block timer retires a partly filled one).
+//! Everything in a block is the kernel's word and is checked before use: the packet count, the
+//! offset of the first packet, each packet's next-offset, MAC offset and snap length must stay
+//! inside the block, or the rest of the block is dropped and counted as an anomaly. Frames are
+//! copied into mbufs (the ring is the kernel's memory), into a chain when one buffer is too
+//! small, and the block goes back to the kernel with one release store.
+#![allow(unsafe_code)] // reads of the kernel-shared ring at checked offsets.
+
+use crate::sys::RingMap;
+use rdk_core::ethdev::{EthError, QueueCounters, RxQueue};
+use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
+use rdk_core::os::WaitHandle;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+/// `struct tpacket_block_desc`: block_status at 8, num_pkts at 12, offset_to_first_pkt at 16.
+const BD_STATUS: usize = 8;
+const BD_NUM_PKTS: usize = 12;
+const BD_FIRST: usize = 16;
+const BD_SIZE: usize = 48;
+/// `struct tpacket3_hdr`: tp_next_offset at 0, tp_snaplen at 12, tp_len at 16, tp_mac at 24.
+const H_NEXT: usize = 0;
+const H_SNAPLEN: usize = 12;
+const H_LEN: usize = 16;
+const H_STATUS: usize = 20;
+/// `tp_status` bits of a received frame: the L4 checksum holds only the pseudo-header sum
+/// (a local sender with checksum offload, e.g. across a veth), or the kernel validated it.
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+const H_MAC: usize = 24;
+const H_SIZE: usize = 48;
+
+/// Receive-side reasons a frame was not delivered (xstats).
+#[derive(Debug, Default)]
+pub(crate) struct RxDrops {
+    /// Frames the kernel cut (`tp_snaplen < tp_len`): larger than a block.
+    pub truncated: AtomicU64,
+    /// Blocks with offsets or counts that do not fit: the rest of the block was dropped.
+    pub ring_anomalies: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+/// Where the queue is inside the block it owns.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    remaining: u32,
+    off: usize,
+}
+
+/// A `net_af_packet` receive queue.
+#[derive(Debug)]
+pub struct AfPacketRx {
+    ring: V3Ring,
+    pool: PktMbufPool,
+    cache: MbufCache,
+}
+
+/// The ring and where the queue is in it.
+#[derive(Debug)]
+pub(crate) struct V3Ring {
+    pub sock: Arc<OwnedFd>,
+    pub map: RingMap,
+    pub block_size: usize,
+    pub block_nr: usize,
+    pub counters: Arc<QueueCounters>,
+    pub drops: Arc<RxDrops>,
+    pub port_id: u16,
+    block: usize,
+    cursor: Option<Cursor>,
+}
+
+impl V3Ring {
+    /// A ring of `block_nr` blocks of `block_size` bytes mapped at `map`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        sock: Arc<OwnedFd>,
+        map: RingMap,
+        block_size: usize,
+        block_nr: usize,
+        counters: Arc<QueueCounters>,
+        drops: Arc<RxDrops>,
+        port_id: u16,
+    ) -> Self {
+        assert!(block_size * block_nr <= map.len() && block_size >= BD_SIZE + H_SIZE);
+        Self {
+            sock,
+            map,
+            block_size,
+            block_nr,
+            counters,
+            drops,
+            port_id,
+            block: 0,
+            cursor: None,
+        }
+    }
+}
+
+impl AfPacketRx {
+    pub(crate) fn new(ring: V3Ring, pool: PktMbufPool, cache: MbufCache) -> Self {
+        Self { ring, pool, cache }
+    }
+
+    fn burst(&mut self, out: &mut [Option<Mbuf>], other: Option<&mut MbufCache>) -> usize {
+        let cache = match other {
+            Some(c) if c.mempool().same_pool(self.pool.mempool()) => c,
+            _ => &mut self.cache,
+        };
+        self.ring.burst(out, cache)
+    }
+}
+
+impl V3Ring {
+    fn block_ptr(&self) -> *mut u8 {
+        // In bounds: block < block_nr and block_size * block_nr <= ring length.
+        self.map.base().wrapping_add(self.block * self.block_size)
+    }
+
+    /// A u32 of the current block at `off`, which the caller checked is inside it.
+    fn read_u32(&self, off: usize) -> u32 {
+        debug_assert!(off + 4 <= self.block_size);
+        // SAFETY: inside the block (checked by the caller), which we own while its status is
+        // USER; read_unaligned because a lying kernel could hand out odd offsets.
+        unsafe { self.block_ptr().add(off).cast::<u32>().read_unaligned() }
+    }
+
+    fn read_u16(&self, off: usize) -> u16 {
+        debug_assert!(off + 2 <= self.block_size);
+        // SAFETY: as in read_u32.
+        unsafe { self.block_ptr().add(off).cast::<u16>().read_unaligned() }
+    }
+
+    fn status(&self) -> &AtomicU32 {
+        // SAFETY: the status word of the current block descriptor: 4-aligned (blocks are
+        // page-aligned), inside the mapping, and only ever accessed atomically by both sides.
+        unsafe { AtomicU32::from_ptr(self.block_ptr().add(BD_STATUS).cast()) }
+    }
+
+    /// Gives the current block back and moves to the next.
+    fn release(&mut self) {
+        self.status().store(TP_STATUS_KERNEL, Ordering::Release);
+        self.block = if self.block + 1 == self.block_nr {
+            0
+        } else {
+            self.block + 1
+        };
+        self.cursor = None;
+    }
+
+    /// Takes the next block if the kernel has handed it over.
+    fn open_block(&mut self) -> Option<Cursor> {
+        if self.status().load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            return None;
+        }
+        let num = self.read_u32(BD_NUM_PKTS);
+        let first = self.read_u32(BD_FIRST) as usize;
+        let max_pkts = (self.block_size / H_SIZE) as u32;
+        if first < BD_SIZE || first >= self.block_size || num > max_pkts {
+            bump(&self.drops.ring_anomalies, 1);
+            self.release();
+            return None;
+        }
+        Some(Cursor {
+            remaining: num,
+            off: first,
+        })
+    }
+
+    /// Copies `len` bytes at block offset `at` into one mbuf or a chain from `cache`, with
+    /// the L4 checksum state the kernel reported in `status`.
+    fn copy_out(&self, cache: &mut MbufCache, at: usize, len: usize, status: u32) -> Option<Mbuf> {
+        let mut head: Option<Mbuf> = None;
+        let mut done = 0;
+        while done < len || head.is_none() {
+            let mut m = cache.alloc()?;
+            let take = (len - done).min(m.tailroom() as usize);
+            match m.append(take as u16) {
+                Ok(dst) => {
+                    // SAFETY: at + len <= block_size (checked by the caller), block owned.
+                    let src = unsafe {
+                        std::slice::from_raw_parts(self.block_ptr().add(at + done), take)
+                    };
+                    dst.copy_from_slice(src);
+                }
+                Err(_) => return None,
+            }
+            done += take;
+            match head.as_mut() {
+                None => head = Some(m),
+                Some(h) => h.chain(m).ok()?,
+            }
+            if take == 0 {
+                break;
+            }
+        }
+        if let Some(h) = head.as_mut() {
+            if let Ok(mut meta) = h.meta_mut() {
+                meta.set_port(self.port_id);
+                // DPDK's RX_L4_CKSUM_NONE: the field is not a full checksum, but the data is
+                // intact (it never left the host); GOOD: the kernel checked it.
+                let ck = if status & TP_STATUS_CSUMNOTREADY != 0 {
+                    Some(RxCksum::Verified)
+                } else if status & TP_STATUS_CSUM_VALID != 0 {
+                    Some(RxCksum::Good)
+                } else {
+                    None
+                };
+                if let Some(ck) = ck {
+                    let f = meta.ol_flags().with_rx_l4_cksum(ck);
+                    meta.set_ol_flags(f);
+                }
+            }
+        }
+        head
+    }
+
+    fn burst(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        let (mut n, mut bytes) = (0, 0u64);
+        while n < out.len() {
+            let cur = match self.cursor {
+                Some(c) => c,
+                None => match self.open_block() {
+                    Some(c) => {
+                        self.cursor = Some(c);
+                        c
+                    }
+                    None => break,
+                },
+            };
+            if cur.remaining == 0 {
+                self.release();
+                continue;
+            }
+            let off = cur.off;
+            if off.checked_add(H_SIZE).is_none_or(|e| e > self.block_size) {
+                bump(&self.drops.ring_anomalies, 1);
+                self.release();
+                continue;
+            }
+            let next = self.read_u32(off + H_NEXT) as usize;
+            let snap = self.read_u32(off + H_SNAPLEN) as usize;
+            let wire = self.read_u32(off + H_LEN) as usize;
+            let mac = self.read_u16(off + H_MAC) as usize;
+            let status = self.read_u32(off + H_STATUS);
+            let data = off + mac;
+            let fits =
+                mac >= H_SIZE && data.checked_add(snap).is_some_and(|e| e <= self.block_size);
+            let more = cur.remaining > 1;
+            if !fits || (more && (next == 0 || off + next + H_SIZE > self.block_size)) {
+                bump(&self.drops.ring_anomalies, 1);
+                self.release();
+                continue;
+            }
+            if snap < wire {
+                bump(&self.drops.truncated, 1);
+                self.counters.add_errors(1);
+            } else {
+                let m = self.copy_out(cache, data, snap, status);
+                let Some(m) = m else {
+                    // No buffer: leave the frame in the ring for the next burst.
+                    self.counters.add_nombuf(1);
+                    break;
+                };
+                bytes += snap as u64;
+                out[n] = Some(m);
+                n += 1;
+            }
+            self.cursor = Some(Cursor {
+                remaining: cur.remaining - 1,
+                off: off + next,
+            });
+        }
+        self.counters.add(n as u64, bytes);
+        n
+    }
+}
+
+impl RxQueue for AfPacketRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
+        self.burst(out, None)
+    }
+
+    #[inline]
+    fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(out, Some(cache))
+    }
+
+    /// The socket polls readable when a block is ready: it is its own interrupt.
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        Ok(())
+    }
+
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        Ok(())
+    }
+
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        Some(WaitHandle(self.ring.sock.as_raw_fd().into()))
+    }
+}

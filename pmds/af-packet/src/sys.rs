@@ -1,0 +1,211 @@
+//! The AF_PACKET socket calls and the shared ring mapping (linux/if_packet.h,
+//! Documentation/networking/packet_mmap.rst).
+#![allow(unsafe_code)] // socket, setsockopt, bind, mmap, sendto on our own descriptors.
+
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+pub(crate) const SOL_PACKET: libc::c_int = 263;
+pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+pub(crate) const PACKET_DROP_MEMBERSHIP: libc::c_int = 2;
+pub(crate) const PACKET_RX_RING: libc::c_int = 5;
+pub(crate) const PACKET_STATISTICS: libc::c_int = 6;
+pub(crate) const PACKET_VERSION: libc::c_int = 10;
+pub(crate) const PACKET_TX_RING: libc::c_int = 13;
+pub(crate) const PACKET_FANOUT: libc::c_int = 18;
+pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
+pub(crate) const TPACKET_V2: libc::c_int = 1;
+pub(crate) const TPACKET_V3: libc::c_int = 2;
+pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
+pub(crate) const PACKET_FANOUT_HASH: u32 = 0;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// `struct tpacket_req3` (also read as `struct tpacket_req` for V2: the first four fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TpacketReq3 {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+    pub retire_blk_tov: u32,
+    pub sizeof_priv: u32,
+    pub feature_req_word: u32,
+}
+
+/// `struct tpacket_stats_v3`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TpacketStatsV3 {
+    pub packets: u32,
+    pub drops: u32,
+    pub freeze_q_cnt: u32,
+}
+
+#[repr(C)]
+struct PacketMreq {
+    ifindex: libc::c_int,
+    kind: libc::c_ushort,
+    alen: libc::c_ushort,
+    address: [u8; 8],
+}
+
+fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
+    Errno::result(r)
+}
+
+/// A raw packet socket, non-blocking: for all protocols if `rx`, else for none (a transmit
+/// socket that queues nothing it would have to drop).
+pub(crate) fn packet_socket(rx: bool) -> Result<OwnedFd, Errno> {
+    let proto = if rx { ETH_P_ALL.to_be() } else { 0 };
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto as libc::c_int,
+        )
+    })?;
+    // SAFETY: fresh descriptor, ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(SOL_PACKET, opt, &value)`.
+pub(crate) fn set_opt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> Result<(), Errno> {
+    // SAFETY: `value` is a live T of the size passed; the kernel only reads it.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            opt,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Reads and resets the socket's counters (`PACKET_STATISTICS`).
+pub(crate) fn take_stats(fd: &OwnedFd) -> Result<TpacketStatsV3, Errno> {
+    let mut s = TpacketStatsV3::default();
+    let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `s`.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_STATISTICS,
+            (&mut s as *mut TpacketStatsV3).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(s)
+}
+
+/// Turns promiscuous membership of `ifindex` on or off for this socket.
+pub(crate) fn promisc(fd: &OwnedFd, ifindex: u32, on: bool) -> Result<(), Errno> {
+    let m = PacketMreq {
+        ifindex: ifindex as libc::c_int,
+        kind: PACKET_MR_PROMISC,
+        alen: 0,
+        address: [0; 8],
+    };
+    let opt = if on {
+        PACKET_ADD_MEMBERSHIP
+    } else {
+        PACKET_DROP_MEMBERSHIP
+    };
+    set_opt(fd, opt, &m)
+}
+
+/// Binds the socket to `ifindex`: all protocols if `rx`, none otherwise.
+pub(crate) fn bind(fd: &OwnedFd, ifindex: u32, rx: bool) -> Result<(), Errno> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = if rx { ETH_P_ALL.to_be() } else { 0 };
+    sa.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sa` is a valid sockaddr_ll of the size passed.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Asks the kernel to send the frames marked in the TX ring (one call per burst).
+pub(crate) fn kick(fd: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: a zero-length send with no buffer and no address is the documented TX-ring kick.
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    match Errno::result(r) {
+        // EAGAIN/ENOBUFS: the device queue is full; the frames stay marked and go with the
+        // next kick.
+        Ok(_) | Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A ring shared with the kernel: `len` bytes mapped from the socket.
+#[derive(Debug)]
+pub(crate) struct RingMap {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by one queue at a time; every access goes through the queue's
+// `&mut self` or atomics on status words.
+unsafe impl Send for RingMap {}
+
+impl RingMap {
+    /// Maps the ring(s) configured on `fd`.
+    pub(crate) fn map(fd: &OwnedFd, len: usize) -> Result<Self, Errno> {
+        // SAFETY: a fresh shared mapping of the socket's ring at an address the kernel picks.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Self {
+            base: NonNull::new(p.cast()).ok_or(Errno::ENOMEM)?,
+            len,
+        })
+    }
+
+    /// The first byte.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; nothing points into it once its queue is gone.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}

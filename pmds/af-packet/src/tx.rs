@@ -1,0 +1,197 @@
+//! Transmit: the TPACKET_V2 ring, fixed-size frame slots.
+//!
+//! A slot is ours while its status is `TP_STATUS_AVAILABLE`: the frame is copied in (all
+//! segments of a chain), its length written, then the status set to `TP_STATUS_SEND_REQUEST`
+//! with a release store; after the burst one `sendto` asks the kernel to send everything
+//! marked. A slot still marked for sending means the ring is full: the burst stops there and
+//! the rest stays with the caller. A slot the kernel marked `TP_STATUS_WRONG_FORMAT` (with
+//! `PACKET_LOSS` set it skips such frames instead of stalling) is counted as an error when the
+//! queue comes round to it again.
+#![allow(unsafe_code)] // writes into the kernel-shared ring inside a checked slot.
+
+use crate::sys::{kick, RingMap};
+use nix::errno::Errno;
+use rdk_core::ethdev::{QueueCounters, TxQueue};
+use rdk_core::mbuf::{Mbuf, MbufCache};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_SENDING: u32 = 2;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+/// `struct tpacket2_hdr`: tp_status at 0, tp_len at 4, tp_snaplen at 8.
+const H_LEN: usize = 4;
+const H_SNAPLEN: usize = 8;
+/// Where the kernel reads a TX frame: TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
+/// (`tpacket_fill_skb` without PACKET_TX_HAS_OFF).
+pub(crate) const TX_DATA_OFF: usize = 32;
+/// The smallest frame the kernel accepts: an Ethernet header.
+const MIN_FRAME: u32 = 14;
+
+/// Transmit-side drop reasons (xstats).
+#[derive(Debug, Default)]
+pub(crate) struct TxDrops {
+    /// Frames larger than a ring slot (MTU too big for the ring).
+    pub too_big: AtomicU64,
+    /// Frames shorter than an Ethernet header.
+    pub too_small: AtomicU64,
+    /// Bursts cut short by a full ring.
+    pub ring_full: AtomicU64,
+    /// Frames the kernel refused as malformed.
+    pub wrong_format: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+/// A `net_af_packet` transmit queue.
+#[derive(Debug)]
+pub struct AfPacketTx {
+    sock: Arc<OwnedFd>,
+    map: RingMap,
+    frame_size: usize,
+    frame_nr: usize,
+    head: usize,
+    counters: Arc<QueueCounters>,
+    drops: Arc<TxDrops>,
+    gone: Arc<AtomicBool>,
+}
+
+impl AfPacketTx {
+    pub(crate) fn new(
+        sock: Arc<OwnedFd>,
+        map: RingMap,
+        frame_size: usize,
+        frame_nr: usize,
+        counters: Arc<QueueCounters>,
+        drops: Arc<TxDrops>,
+        gone: Arc<AtomicBool>,
+    ) -> Self {
+        assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF);
+        Self {
+            sock,
+            map,
+            frame_size,
+            frame_nr,
+            head: 0,
+            counters,
+            drops,
+            gone,
+        }
+    }
+
+    fn slot(&self) -> *mut u8 {
+        // In bounds: head < frame_nr and frame_size * frame_nr <= ring length.
+        self.map.base().wrapping_add(self.head * self.frame_size)
+    }
+
+    fn status(&self) -> &AtomicU32 {
+        // SAFETY: the status word at the start of the current slot: 16-aligned (slots are
+        // TPACKET_ALIGNMENT multiples from a page-aligned base), inside the mapping, accessed
+        // atomically by both sides.
+        unsafe { AtomicU32::from_ptr(self.slot().cast()) }
+    }
+
+    fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
+        let room = (self.frame_size - TX_DATA_OFF) as u32;
+        let (mut taken, mut queued, mut bytes, mut errors) = (0, 0u64, 0u64, 0u64);
+        let mut free = |m: Mbuf| match cache.as_deref_mut() {
+            Some(c) => c.free(m),
+            None => drop(m),
+        };
+        for slot in pkts.iter_mut() {
+            let Some(m) = slot.take() else { break };
+            let len = m.pkt_len();
+            if len > room || len < MIN_FRAME {
+                bump(
+                    if len > room {
+                        &self.drops.too_big
+                    } else {
+                        &self.drops.too_small
+                    },
+                    1,
+                );
+                errors += 1;
+                free(m);
+                taken += 1;
+                continue;
+            }
+            let st = self.status().load(Ordering::Acquire);
+            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
+                bump(&self.drops.ring_full, 1);
+                *slot = Some(m);
+                break;
+            }
+            if st & TP_STATUS_WRONG_FORMAT != 0 {
+                bump(&self.drops.wrong_format, 1);
+                errors += 1;
+            }
+            let base = self.slot();
+            let mut at = TX_DATA_OFF;
+            for s in m.segments() {
+                let d = s.data();
+                // SAFETY: at + d.len() <= TX_DATA_OFF + pkt_len <= frame_size: inside this
+                // slot, which is ours while its status is AVAILABLE.
+                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), base.add(at), d.len()) };
+                at += d.len();
+            }
+            // SAFETY: the header words of our slot, 4-aligned.
+            unsafe {
+                base.add(H_LEN).cast::<u32>().write_volatile(len);
+                base.add(H_SNAPLEN).cast::<u32>().write_volatile(len);
+            }
+            self.status()
+                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.head = if self.head + 1 == self.frame_nr {
+                0
+            } else {
+                self.head + 1
+            };
+            queued += 1;
+            bytes += len as u64;
+            free(m);
+            taken += 1;
+        }
+        if queued > 0 {
+            if let Err(e) = kick(&self.sock) {
+                if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
+                    self.gone.store(true, Ordering::Relaxed);
+                }
+                // The frames stay marked in the ring; the kernel sends them with the next kick
+                // that works. Count the failed kick, not the frames.
+                errors += 1;
+            }
+        }
+        self.counters.add(queued, bytes);
+        if errors > 0 {
+            self.counters.add_errors(errors);
+        }
+        taken
+    }
+
+    /// Frames still marked for sending (for a clean stop).
+    pub(crate) fn pending(&self) -> usize {
+        (0..self.frame_nr)
+            .filter(|i| {
+                // SAFETY: the status word of slot i, as in `status`.
+                let st =
+                    unsafe { AtomicU32::from_ptr(self.map.base().add(i * self.frame_size).cast()) };
+                st.load(Ordering::Acquire) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0
+            })
+            .count()
+    }
+}
+
+impl TxQueue for AfPacketTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        self.burst(pkts, None)
+    }
+
+    #[inline]
+    fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(pkts, Some(cache))
+    }
+}

@@ -1,0 +1,411 @@
+//! `net_af_packet` against the real kernel over a veth pair between two namespaces the tests
+//! create: rdk owns end A, the kernel (or dpdk-testpmd) end B.
+
+use rdk_core::ethdev::{LinkStatus, Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
+use rdk_os_linux::LinuxOs;
+use rdk_pmd_af_packet::AfPacketDriver;
+use rdk_tests::dpdk::{need_testpmd, Testpmd};
+use rdk_tests::frames::{
+    ipv4_udp_frame, mbuf_of, receive, udp_payload_of, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+};
+use rdk_tests::netns::{need_netns, Netns, Veth};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const RDK_IP: [u8; 4] = [10, 78, 0, 2];
+const PEER_IP: [u8; 4] = [10, 78, 0, 1];
+
+/// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
+/// addressed with a static neighbour entry for rdk's address.
+struct Lab {
+    rdk: Netns,
+    peer: Netns,
+    veth: Veth,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let rdk = Netns::new(tag).unwrap();
+        let peer = Netns::new(tag).unwrap();
+        let veth = Veth::new(Some(&rdk), Some(&peer)).unwrap();
+        for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
+            ])
+            .unwrap();
+        }
+        peer.exec(&["ip", "addr", "add", "10.78.0.1/24", "dev", &veth.b])
+            .unwrap();
+        peer.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            "10.78.0.2",
+            "lladdr",
+            "02:00:00:00:00:0a",
+            "dev",
+            &veth.b,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+        Lab { rdk, peer, veth }
+    }
+
+    /// A started port on end A with `queues` queue pairs.
+    fn port(&self, pool: &PktMbufPool, queues: u16, mtu: Option<u16>) -> Port<AfPacketDriver> {
+        let _inside = self.rdk.enter().unwrap();
+        let mut p = Port::new(0, AfPacketDriver::new(&self.veth.a, queues));
+        let mut cfg = PortConfig::queues(queues, queues);
+        cfg.mtu = mtu;
+        p.configure(&cfg).unwrap();
+        for q in 0..queues {
+            p.rx_queue_setup(q, 512, pool, &RxQueueConfig::default())
+                .unwrap();
+            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
+        }
+        p.start().unwrap();
+        p
+    }
+
+    fn send_udp(&self, payload_hex: &str, sport: Option<u16>) {
+        let sport = sport.map(|s| s.to_string());
+        let mut args = vec![
+            "python3",
+            "-c",
+            PY_UDP_SEND,
+            "10.78.0.2",
+            "9999",
+            payload_hex,
+        ];
+        if let Some(s) = &sport {
+            args.push(s);
+        }
+        self.peer.exec(&args).unwrap();
+    }
+}
+
+fn pool(n: usize) -> PktMbufPool {
+    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("afp", n)).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn kernel_udp_reaches_rdk_byte_exact() {
+    if !need_netns("afp kernel_udp_reaches_rdk_byte_exact") {
+        return;
+    }
+    let lab = Lab::new("afk");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool, 1, None);
+    let payloads: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| (0..64 + 111 * i as usize).map(|b| (b as u8) ^ i).collect())
+        .collect();
+    for p in &payloads {
+        lab.send_udp(&hex(p), None);
+    }
+    let frames = receive(&mut port, 5, Duration::from_secs(5));
+    let got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload_of(m, 9999))
+        .collect();
+    assert_eq!(got, payloads);
+    assert_eq!(port.stats().ipackets, 5, "nothing else on the wire");
+    drop(frames);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+#[test]
+fn rdk_frames_reach_the_kernel_byte_exact() {
+    if !need_netns("afp rdk_frames_reach_the_kernel_byte_exact") {
+        return;
+    }
+    let lab = Lab::new("aft");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool, 1, None);
+    let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
+    let cap = lab
+        .peer
+        .command("python3")
+        .args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "3", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let udp = lab
+        .peer
+        .command("python3")
+        .args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    let mut burst = Vec::new();
+    for i in 0..3u8 {
+        let mut f = vec![0xffu8; 6];
+        f.extend_from_slice(&RDK_MAC);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+        burst.push(Some(mbuf_of(&pool, &f)));
+        sent.push(f);
+    }
+    let f = ipv4_udp_frame(
+        RDK_MAC,
+        [0xff; 6],
+        RDK_IP,
+        PEER_IP,
+        5555,
+        7777,
+        b"af_packet says hi",
+    );
+    burst.push(Some(mbuf_of(&pool, &f)));
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 4);
+    let out = cap.wait_with_output().unwrap();
+    let captured: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(captured, sent.iter().map(|f| hex(f)).collect::<Vec<_>>());
+    let out = udp.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "af_packet says hi"
+    );
+    assert_eq!(
+        lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
+        rx0 + 4
+    );
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Four queues in a hash fanout group: 40 flows arrive once each, spread over the queues.
+#[test]
+fn fanout_spreads_flows_over_queues() {
+    if !need_netns("afp fanout_spreads_flows_over_queues") {
+        return;
+    }
+    let lab = Lab::new("aff");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool, 4, None);
+    for s in 0..40u16 {
+        lab.send_udp("abcd", Some(30000 + s));
+    }
+    let frames = receive(&mut port, 40, Duration::from_secs(5));
+    assert_eq!(frames.len(), 40);
+    let st = port.stats();
+    assert!(
+        st.rx_queues.iter().filter(|q| q.packets > 0).count() >= 2,
+        "{:?}",
+        st.rx_queues
+    );
+    drop(frames);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// MTU 9000 on both ends: 8000-byte datagrams both ways, chains on the rdk side.
+#[test]
+fn jumbo_frames_both_ways() {
+    if !need_netns("afp jumbo_frames_both_ways") {
+        return;
+    }
+    let lab = Lab::new("afj");
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "mtu", "9000"])
+        .unwrap();
+    let pool = pool(2048);
+    let mut port = lab.port(&pool, 1, Some(9000));
+    let big: Vec<u8> = (0..8000u32).map(|i| (i * 7 % 253) as u8).collect();
+    lab.send_udp(&hex(&big), None);
+    let frames = receive(&mut port, 1, Duration::from_secs(5));
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].nb_segs() >= 4);
+    assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), big);
+    drop(frames);
+    let udp = lab
+        .peer
+        .command("python3")
+        .args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5", "hex"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 5555, 7777, &big);
+    let mut head: Option<Mbuf> = None;
+    for chunk in f.chunks(1500) {
+        let m = mbuf_of(&pool, chunk);
+        match head.as_mut() {
+            None => head = Some(m),
+            Some(h) => h.chain(m).unwrap(),
+        }
+    }
+    let mut burst = [head];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    let out = udp.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex(&big));
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A flood the port does not poll: the kernel drops what the ring cannot hold, and
+/// received + kernel drops = sent, exactly.
+#[test]
+fn every_frame_is_received_or_counted_as_a_kernel_drop() {
+    if !need_netns("afp every_frame_is_received_or_counted_as_a_kernel_drop") {
+        return;
+    }
+    let lab = Lab::new("afd");
+    let pool = pool(8192);
+    let mut port = lab.port(&pool, 1, None);
+    const N: usize = 20000;
+    lab.peer
+        .exec(&[
+            "python3",
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(20000):\n    s.sendto(b'x' * 200, ('10.78.0.2', 9999))",
+        ])
+        .unwrap();
+    let mut received = 0;
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    for _ in 0..200 {
+        let q = port.queues().unwrap();
+        let n = rdk_core::ethdev::RxQueue::rx_burst(&mut q.rx[0], &mut burst);
+        for m in burst[..n].iter_mut() {
+            m.take();
+        }
+        received += n;
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let drops = port.driver().kernel_drops() as usize;
+    assert!(drops > 0, "the ring is smaller than the flood");
+    assert_eq!(received + drops, N, "received {received} + dropped {drops}");
+    let x = port.xstats();
+    assert!(x
+        .iter()
+        .any(|s| s.name == "rx_kernel_ring_drops" && s.value as usize == drops));
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Promiscuous mode is a socket membership (the interface's promiscuity count); link
+/// down/up of the peer reaches link callbacks; deleting the interface is reported.
+#[test]
+fn promiscuous_link_events_and_a_vanishing_interface() {
+    if !need_netns("afp promiscuous_link_events_and_a_vanishing_interface") {
+        return;
+    }
+    let lab = Lab::new("afl");
+    let pool = pool(512);
+    let mut port = lab.port(&pool, 1, None);
+    let promiscuity = || {
+        let out = lab
+            .rdk
+            .exec(&["ip", "-d", "link", "show", &lab.veth.a])
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        s.split("promiscuity ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap()
+    };
+    assert_eq!(promiscuity(), 0);
+    port.set_promiscuous(true).unwrap();
+    assert_eq!(promiscuity(), 1);
+    port.set_promiscuous(false).unwrap();
+    assert_eq!(promiscuity(), 0);
+
+    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
+    let ev = events.clone();
+    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
+    assert!(port.link_update().up);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
+        .unwrap();
+    assert!(
+        !port.link_update().up,
+        "carrier lost when the peer goes down"
+    );
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
+        .unwrap();
+    assert!(port.link_update().up);
+    assert_eq!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
+    assert!(!port.link_update().up);
+    assert!(port.driver().is_gone());
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// dpdk-testpmd's net_af_packet on the peer end as generator and as receiver.
+#[test]
+fn dpdk_testpmd_generates_and_receives_exact_counts() {
+    if !need_netns("afp dpdk_testpmd_generates_and_receives_exact_counts")
+        || !need_testpmd("afp dpdk_testpmd_generates_and_receives_exact_counts")
+    {
+        return;
+    }
+    let lab = Lab::new("afx");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool, 1, None);
+    let mut pmd = Testpmd::start(
+        &lab.peer,
+        &format!("net_af_packet0,iface={}", lab.veth.b),
+        "0-1",
+    );
+    pmd.cmd("set fwd io");
+    pmd.cmd("start tx_first 4");
+    let frames = receive(&mut port, 128, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, sent) = pmd.stop_counts();
+    assert_eq!(sent, 128, "{}", pmd.log());
+    let more = receive(&mut port, 1, Duration::from_millis(100));
+    assert_eq!(frames.len() + more.len(), 128);
+    drop((frames, more));
+    pmd.cmd("set fwd rxonly");
+    pmd.cmd("start");
+    pmd.wait_for("packet forwarding", Duration::from_secs(5))
+        .expect("testpmd started forwarding");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut n = 0;
+    while n < 500 {
+        let mut burst: Vec<Option<Mbuf>> = (0..50)
+            .map(|i| {
+                let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 1, 2, &[i as u8; 18]);
+                Some(mbuf_of(&pool, &f))
+            })
+            .collect();
+        n += port.queues().unwrap().tx[0].tx_burst(&mut burst);
+        drop(burst);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (received, _) = pmd.stop_counts();
+    assert_eq!(received, 500, "{}", pmd.log());
+    drop(pmd);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
