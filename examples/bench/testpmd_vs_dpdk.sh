@@ -12,6 +12,9 @@
 #   ring_io      net_ring0 <-> net_ring1, io forward, --tx-first          target rdk/DPDK >= 1.0
 #   tap_txonly   net_tap0 txonly 64 B into the kernel, inside a network namespace (the anchors'
 #                testpmd_tap.sh)                                          target rdk/DPDK >= 1.1
+#   afpacket_tx  net_af_packet0 txonly 64 B on a veth (testpmd_afpacket.sh)  target >= 1.3
+#   afpacket_rx  net_af_packet0 rxonly on a veth, dpdk-testpmd txonly generator on the peer
+#                                                                         target >= 1.3
 # CASES="null_io tap_txonly" selects cases (default: all).
 # Both programs: main thread (statistics) on CPU 0, the forwarding thread on CPU 1
 # (dpdk-testpmd -l 0-1; rdk-testpmd pins core c to CPU (c+1) % ncpus). DPDK and rdk alternate
@@ -191,8 +194,8 @@ HZ_TICKS=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------------------------
 # Cases: DPDK's arguments exactly as in the anchors; rdk-testpmd gets the same vdevs and the
 # flags after `--` that its --help knows, plus --duration.
-read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly}"
-declare -A VDEVS ARGS FIELD TARGET DESC NETNS
+read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly afpacket_tx afpacket_rx}"
+declare -A VDEVS ARGS FIELD TARGET DESC NETNS GEN EALS MAINCPU
 MB="--total-num-mbufs=32768"
 VDEVS[null_io]="net_null0 net_null1"
 ARGS[null_io]="--forward-mode=io --nb-cores=1 --auto-start --stats-period=1 $MB"
@@ -220,7 +223,27 @@ FIELD[tap_txonly]=tx
 TARGET[tap_txonly]=1.1
 DESC[tap_txonly]="net_tap txonly 64 B into the kernel, in a namespace (Tx)"
 NETNS[tap_txonly]=$NS_A
+# AF_PACKET over the anchors' veth pair (testpmd_afpacket.sh): tx from A into the kernel's veth;
+# rx on A with a dpdk-testpmd txonly generator on B (receiver's forwarding lcore on CPU 0,
+# generator's on CPU 1, as run_gen_rx places them).
+VDEVS[afpacket_tx]="net_af_packet0,iface=$VA"
+ARGS[afpacket_tx]="--forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+FIELD[afpacket_tx]=tx
+TARGET[afpacket_tx]=1.3
+NETNS[afpacket_tx]=$NS_A
+VDEVS[afpacket_rx]="net_af_packet0,iface=$VA"
+ARGS[afpacket_rx]="--forward-mode=rxonly --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+FIELD[afpacket_rx]=rx
+TARGET[afpacket_rx]=1.3
+NETNS[afpacket_rx]=$NS_A
+EALS[afpacket_rx]="--no-pci --lcores 0@1,1@0 --in-memory"
+MAINCPU[afpacket_rx]=1
+GEN[afpacket_rx]="ip netns exec $NS_B $TESTPMD --no-pci --lcores 0@0,1@1 --in-memory --file-prefix rdkbench_gen --vdev net_af_packet0,iface=$VB -- --forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
 EAL=(--no-pci -l 0-1 --in-memory)
+# A case with a generator needs time for it to start and a few seconds of traffic.
+for c in "${CASES[@]}"; do
+	[ -n "${GEN[$c]:-}" ] && [ "$DUR" -lt 8 ] && DUR=8
+done
 for c in "${CASES[@]}"; do
 	[ -n "${VDEVS[$c]:-}" ] || {
 		echo "unknown case $c" >&2
@@ -243,12 +266,18 @@ rdk_args() {
 			case " $DROPPED_FLAGS " in *" $name "*) ;; *) DROPPED_FLAGS="$DROPPED_FLAGS $name" ;; esac
 		fi
 	done
+	[ -n "${MAINCPU[$1]:-}" ] && printf '%s\n' --main-cpu "${MAINCPU[$1]}"
 	printf '%s\n' --duration "$DUR"
 }
 # dpdk_args CASE
 dpdk_args() {
 	local v
-	printf '%s\n' "${EAL[@]}"
+	if [ -n "${EALS[$1]:-}" ]; then
+		# shellcheck disable=SC2086
+		printf '%s\n' ${EALS[$1]}
+	else
+		printf '%s\n' "${EAL[@]}"
+	fi
 	for v in ${VDEVS[$1]}; do printf '%s\n' --vdev "$v"; done
 	printf '%s\n' --
 	printf '%s\n' ${ARGS[$1]}
@@ -294,18 +323,25 @@ proc_ticks() {
 	echo $((${12} + ${13}))
 }
 
-# foreign_monitor PID OUT: every second, % of one CPU used by anything but PID (all CPUs' busy
-# time from /proc/stat minus PID's own), one line per second, until PID exits.
+# foreign_monitor PID OUT [GEN_PID]: every second, % of one CPU used by anything but PID (and
+# the case's own traffic generator GEN_PID; all CPUs' busy time from /proc/stat minus theirs),
+# one line per second, until PID exits.
 foreign_monitor() {
-	local pid=$1 out=$2
+	local pid=$1 out=$2 gen=${3:-}
 	(
 		busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+		ours() {
+			local a g=0
+			a=$(proc_ticks "$pid") || return 1
+			[ -n "$gen" ] && g=$(proc_ticks "$gen" 2>/dev/null || echo 0)
+			echo $((a + g))
+		}
 		b0=$(busy)
-		p0=$(proc_ticks "$pid") || exit 0
+		p0=$(ours) || exit 0
 		t0=$(date +%s%N)
 		while sleep 1; do
 			b1=$(busy)
-			p1=$(proc_ticks "$pid") || break
+			p1=$(ours) || break
 			t1=$(date +%s%N)
 			awk -v b="$((b1 - b0))" -v p="$((p1 - p0))" -v dt="$((t1 - t0))" -v hz="$HZ_TICKS" \
 				'BEGIN { f = (b - p) / hz / (dt / 1e9) * 100; if (f < 0) f = 0; printf "%.0f\n", f }'
@@ -362,7 +398,17 @@ run_one() {
 		start_bg "$name" "${cmd[@]}"
 		pid=$BG_PID
 		STARTED+=("$pid")
-		foreign_monitor "$pid" "$RAW_DIR/$name.foreign"
+		local gpid=""
+		if [ -n "${GEN[$case]:-}" ]; then
+			# The traffic generator on the peer end, started once the receiver is up (as the
+			# anchors' run_gen_rx); its own figure is in ${name}_gen.log.
+			sleep 2
+			# shellcheck disable=SC2086
+			start_bg "${name}_gen" ${GEN[$case]}
+			gpid=$BG_PID
+			STARTED+=("$gpid")
+		fi
+		foreign_monitor "$pid" "$RAW_DIR/$name.foreign" "$gpid"
 		# Forwarding has run ~1 s when the first statistics block appears.
 		t1=""
 		for _ in $(seq 1 600); do
@@ -431,6 +477,7 @@ run_one() {
 				rc=$?
 			fi
 		fi
+		[ -n "$gpid" ] && stop_pid "$gpid" TERM
 		echo "# exit: $rc" >>"$logf"
 		wait "$MONITOR_PID" 2>/dev/null
 		local fg
@@ -440,7 +487,8 @@ run_one() {
 		if [ "${FIELD[$case]}" = tx ]; then
 			R_MPPS=$(mpps_of "$logf" --warmup "$WARMUP" --field tx)
 		else
-			R_MPPS=$(mpps_of "$logf" --warmup "$WARMUP" --field rx)
+			# With a generator: only the seconds in which traffic flowed (the anchors' --active).
+			R_MPPS=$(mpps_of "$logf" --warmup "$WARMUP" --field rx ${GEN[$case]:+--active})
 		fi
 		local nsamp
 		nsamp=$(pps "$logf" --warmup "$WARMUP" --field "${FIELD[$case]}" | tail -1 | sed -n 's/.*samples \([0-9]*\)).*/\1/p')

@@ -50,10 +50,15 @@ pub struct Args {
     /// Packets per burst.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub burst: u16,
-    /// Forwarding cores: core c is a thread named rdk-fwd-c pinned to CPU (c+1) mod the CPU
-    /// count (CPU 0 prints statistics, like dpdk-testpmd's main lcore); each has its own queues.
+    /// Forwarding cores: core c is a thread named rdk-fwd-c pinned to CPU (main-cpu+1+c) mod
+    /// the CPU count (the main CPU prints statistics, like dpdk-testpmd's main lcore); each has
+    /// its own queues.
     #[arg(long = "nb-cores", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nb_cores: u16,
+    /// The CPU of the statistics thread (dpdk-testpmd's main lcore); forwarding cores follow it
+    /// (`--main-cpu 1` on two CPUs is DPDK's `--lcores 0@1,1@0`).
+    #[arg(long = "main-cpu", default_value_t = 0)]
+    pub main_cpu: usize,
     /// Receive queues per port (default: one per forwarding core).
     #[arg(long)]
     pub rxq: Option<u16>,

@@ -172,6 +172,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
             }
         }
         let ncpu = rdk_examples_cpu_count();
+        let main_cpu = args.main_cpu;
         let cache_size = (args.mbcache as usize).clamp(2, 512).min(count);
         let results = std::thread::scope(|s| {
             let mut handles = Vec::new();
@@ -183,9 +184,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 let spawned = std::thread::Builder::new()
                     .name(format!("rdk-fwd-{c}"))
                     .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
-                        // Core c runs on CPU c+1 (CPU 0 prints statistics), as dpdk-testpmd's
-                        // forwarding lcores follow its main lcore.
-                        let _ = crate::cpu::pin_current_thread((c + 1) % ncpu);
+                        // Core c runs on the CPU c+1 after the main one (which prints
+                        // statistics), as dpdk-testpmd's forwarding lcores follow its main lcore.
+                        let _ = crate::cpu::pin_current_thread((main_cpu + 1 + c) % ncpu);
                         let cache = pool.cache(cache_size).map_err(|e| e.to_string())?;
                         let mut eng = Engine {
                             mode,
@@ -210,7 +211,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                     }
                 }
             }
-            let _ = crate::cpu::pin_current_thread(0);
+            let _ = crate::cpu::pin_current_thread(main_cpu % ncpu);
             stats_loop(args, &readers, &stop, quiet);
             handles
                 .into_iter()

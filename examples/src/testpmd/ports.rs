@@ -6,6 +6,7 @@ use rdk_core::ethdev::{
     RxQueueConfig, StatsReader, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_pmd_null::NullDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
@@ -16,6 +17,8 @@ type RingRx = <RingDriver as Driver>::Rx;
 type RingTx = <RingDriver as Driver>::Tx;
 type TapRx = <TapDriver as Driver>::Rx;
 type TapTx = <TapDriver as Driver>::Tx;
+type AfpRx = <AfPacketDriver as Driver>::Rx;
+type AfpTx = <AfPacketDriver as Driver>::Tx;
 
 /// A port of any linked driver.
 pub enum AnyPort {
@@ -25,6 +28,8 @@ pub enum AnyPort {
     Ring(Port<RingDriver>),
     /// `net_tap`.
     Tap(Port<TapDriver>),
+    /// `net_af_packet`.
+    AfPacket(Port<AfPacketDriver>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -35,6 +40,8 @@ pub enum AnyRx<'a> {
     Ring(&'a mut RingRx),
     /// `net_tap`.
     Tap(&'a mut TapRx),
+    /// `net_af_packet`.
+    AfPacket(&'a mut AfpRx),
 }
 
 /// A borrowed transmit queue of any linked driver.
@@ -45,6 +52,8 @@ pub enum AnyTx<'a> {
     Ring(&'a mut RingTx),
     /// `net_tap`.
     Tap(&'a mut TapTx),
+    /// `net_af_packet`.
+    AfPacket(&'a mut AfpTx),
 }
 
 impl RxQueue for AnyRx<'_> {
@@ -54,6 +63,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Null(q) => q.rx_burst(out),
             AnyRx::Ring(q) => q.rx_burst(out),
             AnyRx::Tap(q) => q.rx_burst(out),
+            AnyRx::AfPacket(q) => q.rx_burst(out),
         }
     }
 
@@ -63,6 +73,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Null(q) => q.rx_burst_cached(out, cache),
             AnyRx::Ring(q) => q.rx_burst_cached(out, cache),
             AnyRx::Tap(q) => q.rx_burst_cached(out, cache),
+            AnyRx::AfPacket(q) => q.rx_burst_cached(out, cache),
         }
     }
 }
@@ -74,6 +85,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Null(q) => q.tx_burst(pkts),
             AnyTx::Ring(q) => q.tx_burst(pkts),
             AnyTx::Tap(q) => q.tx_burst(pkts),
+            AnyTx::AfPacket(q) => q.tx_burst(pkts),
         }
     }
 
@@ -83,6 +95,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Null(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::Ring(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::Tap(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::AfPacket(q) => q.tx_burst_cached(pkts, cache),
         }
     }
 }
@@ -94,6 +107,7 @@ macro_rules! each {
             AnyPort::Null($p) => $e,
             AnyPort::Ring($p) => $e,
             AnyPort::Tap($p) => $e,
+            AnyPort::AfPacket($p) => $e,
         }
     };
 }
@@ -184,6 +198,13 @@ impl AnyPort {
                     q.tx.iter_mut().map(AnyTx::Tap).collect(),
                 )
             }
+            AnyPort::AfPacket(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::AfPacket).collect(),
+                    q.tx.iter_mut().map(AnyTx::AfPacket).collect(),
+                )
+            }
         })
     }
 }
@@ -208,6 +229,13 @@ pub fn registry() -> PortRegistry<AnyPort> {
         Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
             let d = TapDriver::from_devargs(a)?.with_port_id(id);
             Ok(AnyPort::Tap(Port::new(id, d)))
+        }),
+    );
+    r.register_driver(
+        "net_af_packet",
+        Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            let d = AfPacketDriver::from_devargs(a)?.with_port_id(id);
+            Ok(AnyPort::AfPacket(Port::new(id, d)))
         }),
     );
     r
