@@ -16,6 +16,8 @@
 //!   per-core caches.
 //! - `intr` (feature `alloc`): interrupt-source and alarm bookkeeping for the OS layers.
 //! - [`mbuf`]: the packet buffer, in DPDK's 128-byte `rte_mbuf` layout.
+//! - [`net`]: zero-copy views of Ethernet, ARP, IPv4, ICMPv4 and UDP headers, and the
+//!   Internet checksum.
 //! - [`pci`]: PCI addresses, config-space layout, the loop-proof capability walk, BAR decoding
 //!   and id tables.
 //!
@@ -37,6 +39,7 @@ pub mod ethdev;
 pub mod intr;
 pub mod mbuf;
 pub mod mempool;
+pub mod net;
 pub mod os;
 pub mod pci;
 pub mod ring;
