@@ -60,6 +60,27 @@ impl fmt::Display for NetIfError {
 
 impl std::error::Error for NetIfError {}
 
+impl NetIfError {
+    /// The ethdev error a host PMD reports for this failure of operation `op`.
+    pub fn to_eth(&self, op: &'static str) -> rdk_core::ethdev::EthError {
+        let (text, code) = match self {
+            NetIfError::NotFound { .. } => (
+                "interface not found in this network namespace (deleted?); check `ip link`",
+                0,
+            ),
+            NetIfError::Permission { .. } => {
+                ("permission denied: run as root or grant CAP_NET_ADMIN", 0)
+            }
+            NetIfError::BadName { .. } => ("bad interface name: use 1 to 15 bytes", 0),
+            NetIfError::Os { errno, .. } => ("the kernel refused", *errno as i32),
+        };
+        rdk_core::ethdev::EthError::Device {
+            op,
+            reason: rdk_core::ethdev::DeviceReason { text, code },
+        }
+    }
+}
+
 /// Interface flags rdk reads and sets (`IFF_*`).
 pub mod flags {
     /// Administratively up.

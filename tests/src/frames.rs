@@ -105,27 +105,62 @@ if len(sys.argv) > 4:
 s.sendto(bytes.fromhex(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))
 "#;
 
-/// `python3 -c PY_UDP_RECV IP PORT TIMEOUT [hex]`: prints the first datagram (as text, or hex).
+/// `python3 -c PY_UDP_RECV IP PORT TIMEOUT [hex]`: prints `ready` once bound, then the first
+/// datagram (as text, or hex). Start it with [`Peer::start`].
 pub const PY_UDP_RECV: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.settimeout(float(sys.argv[3]))
+print("ready", flush=True)
 d, _ = s.recvfrom(65535)
 print(d.hex() if len(sys.argv) > 4 else d.decode(errors="replace"))
 "#;
 
-/// `python3 -c PY_RAW_CAPTURE IFACE COUNT TIMEOUT`: prints, one hex line each, the first COUNT
-/// frames of ethertype 0x88b5 received on IFACE.
+/// `python3 -c PY_RAW_CAPTURE IFACE COUNT TIMEOUT`: prints `ready` once bound, then, one hex
+/// line each, the first COUNT frames of ethertype 0x88b5 received on IFACE. Start it with
+/// [`Peer::start`].
 pub const PY_RAW_CAPTURE: &str = r#"
 import socket, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
 s.bind((sys.argv[1], 0))
 s.settimeout(float(sys.argv[3]))
+print("ready", flush=True)
 for _ in range(int(sys.argv[2])):
     d = s.recv(65535)
     print(d.hex(), flush=True)
 "#;
+
+/// A Python peer that prints `ready` when its socket is bound (so nothing is sent before it
+/// listens, however slow the machine), then its results.
+pub struct Peer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Peer {
+    /// Spawns `cmd` with its stdout piped and waits for its `ready` line.
+    pub fn start(mut cmd: std::process::Command) -> Peer {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the peer");
+        let out = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(out).lines();
+        match lines.next() {
+            Some(Ok(l)) if l == "ready" => Peer { child, lines },
+            other => panic!("the peer did not get ready: {other:?}"),
+        }
+    }
+
+    /// Waits for the peer to exit and returns what it printed after `ready`.
+    pub fn finish(mut self) -> Vec<String> {
+        let out: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
+        let _ = self.child.wait();
+        out
+    }
+}
 
 /// The bytes of a whole packet, across its segments.
 pub fn flatten(m: &rdk_core::mbuf::Mbuf) -> Vec<u8> {
@@ -139,6 +174,21 @@ pub fn mbuf_of(pool: &rdk_core::mbuf::PktMbufPool, bytes: &[u8]) -> rdk_core::mb
         .expect("the frame fits one buffer")
         .copy_from_slice(bytes);
     m
+}
+
+/// A chain of mbufs holding `bytes`, `seg` bytes per segment.
+pub fn chain_of(
+    pool: &rdk_core::mbuf::PktMbufPool,
+    bytes: &[u8],
+    seg: usize,
+) -> rdk_core::mbuf::Mbuf {
+    let mut chunks = bytes.chunks(seg.max(1));
+    let mut head = mbuf_of(pool, chunks.next().unwrap_or(&[]));
+    for c in chunks {
+        head.chain(mbuf_of(pool, c))
+            .expect("a chain of few segments");
+    }
+    head
 }
 
 /// Polls every receive queue of `port` until `want` packets arrived or `timeout` passed.

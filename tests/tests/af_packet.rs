@@ -7,10 +7,10 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_tests::dpdk::{need_testpmd, Testpmd};
 use rdk_tests::frames::{
-    ipv4_udp_frame, mbuf_of, receive, udp_payload_of, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    PY_UDP_SEND,
 };
 use rdk_tests::netns::{need_netns, Netns, Veth};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,21 +133,16 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let pool = pool(1024);
     let mut port = lab.port(&pool, 1, None);
     let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
-    let cap = lab
-        .peer
-        .command("python3")
-        .args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "3", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let udp = lab
-        .peer
-        .command("python3")
-        .args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let cap = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "3", "5"]);
+        c
+    });
+    let udp = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5"]);
+        c
+    });
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..3u8 {
@@ -169,17 +164,9 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     );
     burst.push(Some(mbuf_of(&pool, &f)));
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 4);
-    let out = cap.wait_with_output().unwrap();
-    let captured: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let captured = cap.finish();
     assert_eq!(captured, sent.iter().map(|f| hex(f)).collect::<Vec<_>>());
-    let out = udp.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "af_packet says hi"
-    );
+    assert_eq!(udp.finish(), ["af_packet says hi"]);
     assert_eq!(
         lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
         rx0 + 4
@@ -233,27 +220,15 @@ fn jumbo_frames_both_ways() {
     assert!(frames[0].nb_segs() >= 4);
     assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), big);
     drop(frames);
-    let udp = lab
-        .peer
-        .command("python3")
-        .args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5", "hex"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let udp = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5", "hex"]);
+        c
+    });
     let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 5555, 7777, &big);
-    let mut head: Option<Mbuf> = None;
-    for chunk in f.chunks(1500) {
-        let m = mbuf_of(&pool, chunk);
-        match head.as_mut() {
-            None => head = Some(m),
-            Some(h) => h.chain(m).unwrap(),
-        }
-    }
-    let mut burst = [head];
+    let mut burst = [Some(chain_of(&pool, &f, 1500))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
-    let out = udp.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex(&big));
+    assert_eq!(udp.finish(), [hex(&big)]);
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }

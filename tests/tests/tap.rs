@@ -10,10 +10,10 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_tap::TapDriver;
 use rdk_tests::dpdk::{need_testpmd, Testpmd};
 use rdk_tests::frames::{
-    self, flatten, ipv4_udp_frame, udp_payload, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+    self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    PY_UDP_SEND,
 };
 use rdk_tests::netns::{need_netns, unique_name, Netns, Veth};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -127,19 +127,16 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let (mut port, iface) = tap_port(&ns, &pool, 1, None);
     let rx0 = ns.counter(&iface, "rx_packets").unwrap();
     // A capture of ethertype 0x88b5 and a UDP socket, both started before rdk sends.
-    let cap = ns
-        .command("python3")
-        .args(["-c", PY_RAW_CAPTURE, &iface, "3", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let udp = ns
-        .command("python3")
-        .args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let cap = Peer::start({
+        let mut c = ns.command("python3");
+        c.args(["-c", PY_RAW_CAPTURE, &iface, "3", "5"]);
+        c
+    });
+    let udp = Peer::start({
+        let mut c = ns.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5"]);
+        c
+    });
     let mut sent = Vec::new();
     let mut burst: Vec<Option<Mbuf>> = Vec::new();
     for i in 0..3u8 {
@@ -159,9 +156,9 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     burst.push(Some(m));
     let q = port.queues().unwrap();
     assert_eq!(q.tx[0].tx_burst(&mut burst), 4);
-    let cap_out = cap.wait_with_output().unwrap();
-    let captured: Vec<Vec<u8>> = String::from_utf8_lossy(&cap_out.stdout)
-        .lines()
+    let captured: Vec<Vec<u8>> = cap
+        .finish()
+        .iter()
         .map(|l| {
             (0..l.len())
                 .step_by(2)
@@ -170,11 +167,7 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
         })
         .collect();
     assert_eq!(captured, sent, "captured byte-exact, in order");
-    let udp_out = udp.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&udp_out.stdout).trim(),
-        "hello from rdk over tap"
-    );
+    assert_eq!(udp.finish(), ["hello from rdk over tap"]);
     assert!(ns.counter(&iface, "rx_packets").unwrap() >= rx0 + 4);
     assert_eq!(port.stats().opackets, 4);
     port.stop().unwrap();
@@ -239,27 +232,15 @@ fn jumbo_frames_as_chains_both_ways() {
     assert_eq!(udp_payload(&flatten(m), 9999).unwrap(), big);
     drop(frames);
     // rdk → kernel: the same size, sent as a chain of 2 KiB segments.
-    let udp = ns
-        .command("python3")
-        .args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let udp = Peer::start({
+        let mut c = ns.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"]);
+        c
+    });
     let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
-    let mut head: Option<Mbuf> = None;
-    for chunk in f.chunks(2000) {
-        let mut m = pool.alloc().unwrap();
-        m.append(chunk.len() as u16).unwrap().copy_from_slice(chunk);
-        match head.as_mut() {
-            None => head = Some(m),
-            Some(h) => h.chain(m).unwrap(),
-        }
-    }
-    let mut burst = [head];
+    let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
-    let out = udp.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex);
+    assert_eq!(udp.finish(), std::slice::from_ref(&hex));
     // Too big for the MTU: dropped and counted, not sent.
     let huge = ipv4_udp_frame(
         RDK_MAC,
@@ -270,16 +251,7 @@ fn jumbo_frames_as_chains_both_ways() {
         7777,
         &vec![0u8; 9100],
     );
-    let mut head: Option<Mbuf> = None;
-    for chunk in huge.chunks(2000) {
-        let mut m = pool.alloc().unwrap();
-        m.append(chunk.len() as u16).unwrap().copy_from_slice(chunk);
-        match head.as_mut() {
-            None => head = Some(m),
-            Some(h) => h.chain(m).unwrap(),
-        }
-    }
-    let mut burst = [head];
+    let mut burst = [Some(chain_of(&pool, &huge, 2000))];
     assert_eq!(
         port.queues().unwrap().tx[0].tx_burst(&mut burst),
         1,

@@ -23,4 +23,4 @@ pub use devargs::{DevArgs, DevArgsError, Factory, PortRegistry};
 pub use error::{DeviceReason, Dir, EthError, PortState};
 pub use info::{DescLimits, DevInfo, LinkStatus, MacAddr, RssHashTypes, RxOffload, TxOffload};
 pub use port::{Driver, LinkCallback, Port, Queues, RxQueue, StatsReader, TxQueue};
-pub use stats::{PortStats, QueueCounters, QueueStats, XStat};
+pub use stats::{Counter, PerQueue, PortStats, QueueCounters, QueueStats, XStat};

@@ -167,10 +167,77 @@ pub struct XStat {
     pub value: u64,
 }
 
+/// A counter one thread writes (a queue's core) and any thread reads: adding is a plain load
+/// and store, no locked instruction. For a driver's own drop reasons next to [`QueueCounters`].
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread calls it.
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        bump(&self.0, n);
+    }
+
+    /// The value now.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-queue shared state a driver keeps for its statistics (one `Arc<T>` per queue id, the
+/// queue holding the other reference), summed for xstats.
+#[derive(Debug)]
+pub struct PerQueue<T>(alloc::vec::Vec<alloc::sync::Arc<T>>);
+
+impl<T> Default for PerQueue<T> {
+    fn default() -> Self {
+        Self(alloc::vec::Vec::new())
+    }
+}
+
+impl<T: Default> PerQueue<T> {
+    /// A fresh `T` for `queue` (replacing the one of an earlier setup), shared with the caller.
+    pub fn fresh(&mut self, queue: u16) -> alloc::sync::Arc<T> {
+        let q = queue as usize;
+        if self.0.len() <= q {
+            self.0.resize_with(q + 1, Default::default);
+        }
+        let t = alloc::sync::Arc::new(T::default());
+        self.0[q] = t.clone();
+        t
+    }
+
+    /// The sum over queues of the counter `f` picks.
+    pub fn sum(&self, f: impl Fn(&T) -> &Counter) -> u64 {
+        self.0.iter().map(|t| f(t).get()).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn per_queue_counters_sum() {
+        #[derive(Default)]
+        struct D {
+            a: Counter,
+        }
+        let mut p = PerQueue::<D>::default();
+        p.fresh(2).a.add(5);
+        let q0 = p.fresh(0);
+        q0.a.add(1);
+        q0.a.add(2);
+        assert_eq!(p.sum(|d| &d.a), 8);
+        p.fresh(2);
+        assert_eq!(
+            p.sum(|d| &d.a),
+            3,
+            "a new setup of queue 2 starts from zero"
+        );
+    }
 
     #[test]
     fn counters_add_snapshot_reset() {

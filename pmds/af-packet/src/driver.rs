@@ -6,8 +6,8 @@ use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
 use nix::errno::Errno;
 use rdk_core::ethdev::{
     DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
-    MacAddr, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
-    TxQueueConfig, XStat,
+    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
+    TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{NetIf, NetIfError};
@@ -75,8 +75,8 @@ pub struct AfPacketDriver {
     multi_rx: bool,
     promisc: bool,
     rx_socks: Vec<Arc<OwnedFd>>,
-    rx_drops: Vec<Arc<RxDrops>>,
-    tx_drops: Vec<Arc<TxDrops>>,
+    rx_drops: PerQueue<RxDrops>,
+    tx_drops: PerQueue<TxDrops>,
     kernel_drops: AtomicU64,
     stats_lock: Mutex<()>,
     gone: Arc<AtomicBool>,
@@ -101,25 +101,6 @@ fn os_error(op: &'static str, e: Errno) -> EthError {
     }
 }
 
-fn netif_error(op: &'static str, e: NetIfError) -> EthError {
-    let (text, code) = match e {
-        NetIfError::NotFound { .. } => (
-            "interface not found in this network namespace; check `ip link`",
-            0,
-        ),
-        NetIfError::Permission { .. } => {
-            ("permission denied: run as root or grant CAP_NET_ADMIN", 0)
-        }
-        NetIfError::BadName { .. } => ("bad interface name: 1 to 15 bytes", 0),
-        NetIfError::Os { errno, .. } => ("the kernel refused", errno as i32),
-        _ => ("the kernel refused", 0),
-    };
-    EthError::Device {
-        op,
-        reason: DeviceReason { text, code },
-    }
-}
-
 impl AfPacketDriver {
     /// A port on `iface` with `qpairs` queue pairs and the default rings.
     pub fn new(iface: &str, qpairs: u16) -> Self {
@@ -134,8 +115,8 @@ impl AfPacketDriver {
             multi_rx: false,
             promisc: false,
             rx_socks: Vec::new(),
-            rx_drops: Vec::new(),
-            tx_drops: Vec::new(),
+            rx_drops: PerQueue::default(),
+            tx_drops: PerQueue::default(),
             kernel_drops: AtomicU64::new(0),
             stats_lock: Mutex::new(()),
             gone: Arc::new(AtomicBool::new(false)),
@@ -284,16 +265,16 @@ impl Driver for AfPacketDriver {
     }
 
     fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
-        let netif = NetIf::open(&self.iface).map_err(|e| netif_error("configure", e))?;
-        self.ifindex = netif.index().map_err(|e| netif_error("configure", e))?;
+        let netif = NetIf::open(&self.iface).map_err(|e| e.to_eth("configure"))?;
+        self.ifindex = netif.index().map_err(|e| e.to_eth("configure"))?;
         match config.mtu {
             Some(mtu) => {
                 netif
                     .set_mtu(mtu)
-                    .map_err(|e| netif_error("configure (set MTU)", e))?;
+                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
                 self.mtu = mtu;
             }
-            None => self.mtu = netif.mtu().map_err(|e| netif_error("configure", e))?,
+            None => self.mtu = netif.mtu().map_err(|e| e.to_eth("configure"))?,
         }
         self.netif = Some(netif);
         self.multi_rx = config.nb_rxq > 1;
@@ -348,8 +329,7 @@ impl Driver for AfPacketDriver {
                 .resize_with(queue as usize + 1, || sock.clone());
         }
         self.rx_socks[queue as usize] = sock.clone();
-        let drops = Arc::new(RxDrops::default());
-        put(&mut self.rx_drops, queue, drops.clone());
+        let drops = self.rx_drops.fresh(queue);
         let cache = pool
             .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
             .or_else(|_| pool.cache(0))
@@ -413,9 +393,7 @@ impl Driver for AfPacketDriver {
         .map_err(e)?;
         let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
         sys::bind(&sock, self.ifindex, false).map_err(e)?;
-        let drops = Arc::new(TxDrops::default());
-        put(&mut self.tx_drops, queue, drops.clone());
-        let _ = queue;
+        let drops = self.tx_drops.fresh(queue);
         Ok(AfPacketTx::new(
             Arc::new(sock),
             map,
@@ -480,14 +458,14 @@ impl Driver for AfPacketDriver {
         let n = self.netif.as_ref().ok_or(EthError::NotSupported {
             op: "set_mac_addr before configure",
         })?;
-        n.set_mac(mac.0).map_err(|e| netif_error("set_mac_addr", e))
+        n.set_mac(mac.0).map_err(|e| e.to_eth("set_mac_addr"))
     }
 
     fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
         let n = self.netif.as_ref().ok_or(EthError::NotSupported {
             op: "set_mtu before configure",
         })?;
-        n.set_mtu(mtu).map_err(|e| netif_error("set_mtu", e))?;
+        n.set_mtu(mtu).map_err(|e| e.to_eth("set_mtu"))?;
         self.mtu = mtu;
         Ok(())
     }
@@ -509,39 +487,21 @@ impl Driver for AfPacketDriver {
             op: "set_allmulticast before configure",
         })?;
         n.set_flags(rdk_os_linux::netif::flags::ALLMULTI, on)
-            .map_err(|e| netif_error("set_allmulticast", e))
+            .map_err(|e| e.to_eth("set_allmulticast"))
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
-        fn sum<T>(v: &[Arc<T>], f: fn(&T) -> &AtomicU64) -> u64 {
-            v.iter().map(|d| f(d).load(Ordering::Relaxed)).sum()
-        }
         for (name, value) in [
             ("rx_kernel_ring_drops", self.kernel_drops()),
-            (
-                "rx_truncated",
-                sum(&self.rx_drops, |d: &RxDrops| &d.truncated),
-            ),
+            ("rx_truncated", self.rx_drops.sum(|d| &d.truncated)),
             (
                 "rx_ring_anomalies",
-                sum(&self.rx_drops, |d: &RxDrops| &d.ring_anomalies),
+                self.rx_drops.sum(|d| &d.ring_anomalies),
             ),
-            (
-                "tx_frames_too_big",
-                sum(&self.tx_drops, |d: &TxDrops| &d.too_big),
-            ),
-            (
-                "tx_frames_too_small",
-                sum(&self.tx_drops, |d: &TxDrops| &d.too_small),
-            ),
-            (
-                "tx_ring_full",
-                sum(&self.tx_drops, |d: &TxDrops| &d.ring_full),
-            ),
-            (
-                "tx_wrong_format",
-                sum(&self.tx_drops, |d: &TxDrops| &d.wrong_format),
-            ),
+            ("tx_frames_too_big", self.tx_drops.sum(|d| &d.too_big)),
+            ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
+            ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
+            ("tx_wrong_format", self.tx_drops.sum(|d| &d.wrong_format)),
             ("interface_gone", self.is_gone() as u64),
         ] {
             out.push(XStat {
@@ -550,14 +510,6 @@ impl Driver for AfPacketDriver {
             });
         }
     }
-}
-
-fn put<T: Default>(v: &mut Vec<Arc<T>>, queue: u16, x: Arc<T>) {
-    let q = queue as usize;
-    if v.len() <= q {
-        v.resize_with(q + 1, || Arc::new(T::default()));
-    }
-    v[q] = x;
 }
 
 #[cfg(test)]

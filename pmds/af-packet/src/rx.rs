@@ -10,11 +10,11 @@
 #![allow(unsafe_code)] // reads of the kernel-shared ring at checked offsets.
 
 use crate::sys::RingMap;
-use rdk_core::ethdev::{EthError, QueueCounters, RxQueue};
+use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
 use rdk_core::os::WaitHandle;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 const TP_STATUS_KERNEL: u32 = 0;
@@ -40,13 +40,9 @@ const H_SIZE: usize = 48;
 #[derive(Debug, Default)]
 pub(crate) struct RxDrops {
     /// Frames the kernel cut (`tp_snaplen < tp_len`): larger than a block.
-    pub truncated: AtomicU64,
+    pub truncated: Counter,
     /// Blocks with offsets or counts that do not fit: the rest of the block was dropped.
-    pub ring_anomalies: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    pub ring_anomalies: Counter,
 }
 
 /// Where the queue is inside the block it owns.
@@ -165,7 +161,7 @@ impl V3Ring {
         let first = self.read_u32(BD_FIRST) as usize;
         let max_pkts = (self.block_size / H_SIZE) as u32;
         if first < BD_SIZE || first >= self.block_size || num > max_pkts {
-            bump(&self.drops.ring_anomalies, 1);
+            self.drops.ring_anomalies.add(1);
             self.release();
             return None;
         }
@@ -242,7 +238,7 @@ impl V3Ring {
             }
             let off = cur.off;
             if off.checked_add(H_SIZE).is_none_or(|e| e > self.block_size) {
-                bump(&self.drops.ring_anomalies, 1);
+                self.drops.ring_anomalies.add(1);
                 self.release();
                 continue;
             }
@@ -256,12 +252,12 @@ impl V3Ring {
                 mac >= H_SIZE && data.checked_add(snap).is_some_and(|e| e <= self.block_size);
             let more = cur.remaining > 1;
             if !fits || (more && (next == 0 || off + next + H_SIZE > self.block_size)) {
-                bump(&self.drops.ring_anomalies, 1);
+                self.drops.ring_anomalies.add(1);
                 self.release();
                 continue;
             }
             if snap < wire {
-                bump(&self.drops.truncated, 1);
+                self.drops.truncated.add(1);
                 self.counters.add_errors(1);
             } else {
                 let m = self.copy_out(cache, data, snap, status);

@@ -11,10 +11,10 @@
 
 use crate::sys::{kick, RingMap};
 use nix::errno::Errno;
-use rdk_core::ethdev::{QueueCounters, TxQueue};
+use rdk_core::ethdev::{Counter, QueueCounters, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 const TP_STATUS_SEND_REQUEST: u32 = 1;
@@ -33,17 +33,13 @@ const MIN_FRAME: u32 = 14;
 #[derive(Debug, Default)]
 pub(crate) struct TxDrops {
     /// Frames larger than a ring slot (MTU too big for the ring).
-    pub too_big: AtomicU64,
+    pub too_big: Counter,
     /// Frames shorter than an Ethernet header.
-    pub too_small: AtomicU64,
+    pub too_small: Counter,
     /// Bursts cut short by a full ring.
-    pub ring_full: AtomicU64,
+    pub ring_full: Counter,
     /// Frames the kernel refused as malformed.
-    pub wrong_format: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    pub wrong_format: Counter,
 }
 
 /// A `net_af_packet` transmit queue.
@@ -105,14 +101,11 @@ impl AfPacketTx {
             let Some(m) = slot.take() else { break };
             let len = m.pkt_len();
             if len > room || len < MIN_FRAME {
-                bump(
-                    if len > room {
-                        &self.drops.too_big
-                    } else {
-                        &self.drops.too_small
-                    },
-                    1,
-                );
+                if len > room {
+                    self.drops.too_big.add(1);
+                } else {
+                    self.drops.too_small.add(1);
+                }
                 errors += 1;
                 free(m);
                 taken += 1;
@@ -120,12 +113,12 @@ impl AfPacketTx {
             }
             let st = self.status().load(Ordering::Acquire);
             if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
-                bump(&self.drops.ring_full, 1);
+                self.drops.ring_full.add(1);
                 *slot = Some(m);
                 break;
             }
             if st & TP_STATUS_WRONG_FORMAT != 0 {
-                bump(&self.drops.wrong_format, 1);
+                self.drops.wrong_format.add(1);
                 errors += 1;
             }
             let base = self.slot();

@@ -4,8 +4,8 @@ use crate::queue::{Drops, RxCore, TapRx, TapTx};
 use crate::tun::{open_queue, TunError};
 use rdk_core::ethdev::{
     DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
-    MacAddr, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
-    TxQueueConfig, XStat,
+    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
+    TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{flags, NetIf, NetIfError};
@@ -47,8 +47,8 @@ pub struct TapDriver {
     gone: Arc<AtomicBool>,
     mtu: u16,
     port_id: u16,
-    rx_drops: Vec<Arc<Drops>>,
-    tx_drops: Vec<Arc<Drops>>,
+    rx_drops: PerQueue<Drops>,
+    tx_drops: PerQueue<Drops>,
 }
 
 fn tun_error(op: &'static str, e: TunError) -> EthError {
@@ -71,22 +71,6 @@ fn tun_error(op: &'static str, e: TunError) -> EthError {
     }
 }
 
-fn netif_error(op: &'static str, e: NetIfError) -> EthError {
-    let (text, code) = match e {
-        NetIfError::Permission { .. } => {
-            ("permission denied: run as root or grant CAP_NET_ADMIN", 0)
-        }
-        NetIfError::NotFound { .. } => ("the interface is gone (deleted?); close the port", 0),
-        NetIfError::BadName { .. } => ("bad interface name", 0),
-        NetIfError::Os { errno, .. } => ("the kernel refused", errno as i32),
-        _ => ("the kernel refused", 0),
-    };
-    EthError::Device {
-        op,
-        reason: DeviceReason { text, code },
-    }
-}
-
 impl TapDriver {
     /// A port on TAP interface `iface`, created on configure if it does not exist, attached
     /// if it does (it must then be a multi-queue TAP).
@@ -100,8 +84,8 @@ impl TapDriver {
             gone: Arc::new(AtomicBool::new(false)),
             mtu: 1500,
             port_id: PORT_INVALID,
-            rx_drops: Vec::new(),
-            tx_drops: Vec::new(),
+            rx_drops: PerQueue::default(),
+            tx_drops: PerQueue::default(),
         }
     }
 
@@ -212,20 +196,20 @@ impl Driver for TapDriver {
         }
         // Fewer queues than before: the kernel detaches the queues whose fds close.
         self.fds.truncate(want.max(1));
-        let netif = NetIf::open(&self.iface).map_err(|e| netif_error("configure", e))?;
+        let netif = NetIf::open(&self.iface).map_err(|e| e.to_eth("configure"))?;
         if let Some(mac) = self.mac {
             netif
                 .set_mac(mac.0)
-                .map_err(|e| netif_error("configure (set MAC)", e))?;
+                .map_err(|e| e.to_eth("configure (set MAC)"))?;
         }
         match config.mtu {
             Some(mtu) => {
                 netif
                     .set_mtu(mtu)
-                    .map_err(|e| netif_error("configure (set MTU)", e))?;
+                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
                 self.mtu = mtu;
             }
-            None => self.mtu = netif.mtu().map_err(|e| netif_error("configure", e))?,
+            None => self.mtu = netif.mtu().map_err(|e| e.to_eth("configure"))?,
         }
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
@@ -269,8 +253,7 @@ impl Driver for TapDriver {
                     code: 0,
                 },
             })?;
-        let drops = Arc::new(Drops::default());
-        set_drops(&mut self.rx_drops, queue, drops.clone());
+        let drops = self.rx_drops.fresh(queue);
         Ok(TapRx::new(
             RxCore {
                 fd,
@@ -303,8 +286,7 @@ impl Driver for TapDriver {
                     code: 0,
                 },
             })?;
-        let drops = Arc::new(Drops::default());
-        set_drops(&mut self.tx_drops, queue, drops.clone());
+        let drops = self.tx_drops.fresh(queue);
         Ok(TapTx::new(
             fd,
             counters,
@@ -318,14 +300,14 @@ impl Driver for TapDriver {
     fn start(&mut self, _rx: &mut [TapRx], _tx: &mut [TapTx]) -> Result<(), EthError> {
         self.netif("start")?
             .set_flags(flags::UP, true)
-            .map_err(|e| netif_error("start", e))
+            .map_err(|e| e.to_eth("start"))
     }
 
     /// Takes the interface down; an interface that vanished is already down.
     fn stop(&mut self, _rx: &mut [TapRx], _tx: &mut [TapTx]) -> Result<(), EthError> {
         match self.netif("stop")?.set_flags(flags::UP, false) {
             Ok(()) | Err(NetIfError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(netif_error("stop", e)),
+            Err(e) => Err(e.to_eth("stop")),
         }
     }
 
@@ -361,7 +343,7 @@ impl Driver for TapDriver {
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
         self.netif("set_mac_addr")?
             .set_mac(mac.0)
-            .map_err(|e| netif_error("set_mac_addr", e))?;
+            .map_err(|e| e.to_eth("set_mac_addr"))?;
         self.mac = Some(mac);
         Ok(())
     }
@@ -369,7 +351,7 @@ impl Driver for TapDriver {
     fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
         self.netif("set_mtu")?
             .set_mtu(mtu)
-            .map_err(|e| netif_error("set_mtu", e))?;
+            .map_err(|e| e.to_eth("set_mtu"))?;
         self.mtu = mtu;
         Ok(())
     }
@@ -377,27 +359,24 @@ impl Driver for TapDriver {
     fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
         self.netif("set_promiscuous")?
             .set_flags(flags::PROMISC, on)
-            .map_err(|e| netif_error("set_promiscuous", e))
+            .map_err(|e| e.to_eth("set_promiscuous"))
     }
 
     fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
         self.netif("set_allmulticast")?
             .set_flags(flags::ALLMULTI, on)
-            .map_err(|e| netif_error("set_allmulticast", e))
+            .map_err(|e| e.to_eth("set_allmulticast"))
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
-        fn sum(v: &[Arc<Drops>], f: fn(&Drops) -> &std::sync::atomic::AtomicU64) -> u64 {
-            v.iter().map(|d| f(d).load(Ordering::Relaxed)).sum()
-        }
         for (name, value) in [
-            ("rx_frames_too_big", sum(&self.rx_drops, |d| &d.rx_too_big)),
-            ("tx_frames_too_big", sum(&self.tx_drops, |d| &d.tx_too_big)),
+            ("rx_frames_too_big", self.rx_drops.sum(|d| &d.rx_too_big)),
+            ("tx_frames_too_big", self.tx_drops.sum(|d| &d.tx_too_big)),
             (
                 "tx_too_many_segments",
-                sum(&self.tx_drops, |d| &d.tx_too_many_segs),
+                self.tx_drops.sum(|d| &d.tx_too_many_segs),
             ),
-            ("tx_kernel_queue_full", sum(&self.tx_drops, |d| &d.tx_full)),
+            ("tx_kernel_queue_full", self.tx_drops.sum(|d| &d.tx_full)),
             ("interface_gone", self.is_gone() as u64),
         ] {
             out.push(XStat {
@@ -406,14 +385,6 @@ impl Driver for TapDriver {
             });
         }
     }
-}
-
-fn set_drops(v: &mut Vec<Arc<Drops>>, queue: u16, d: Arc<Drops>) {
-    let q = queue as usize;
-    if v.len() <= q {
-        v.resize_with(q + 1, || Arc::new(Drops::default()));
-    }
-    v[q] = d;
 }
 
 #[cfg(test)]

@@ -3,28 +3,24 @@
 
 use crate::tun::{read_frame, write_frame, MAX_SEGS};
 use nix::errno::Errno;
-use rdk_core::ethdev::{EthError, QueueCounters, RxQueue, TxQueue};
+use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use rdk_core::os::WaitHandle;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Per-queue drop reasons beyond the generic counters (reported as xstats).
 #[derive(Debug, Default)]
 pub(crate) struct Drops {
     /// Receive: frames longer than the buffers could hold (truncated by the kernel, dropped).
-    pub rx_too_big: AtomicU64,
+    pub rx_too_big: Counter,
     /// Transmit: frames longer than the MTU allows.
-    pub tx_too_big: AtomicU64,
+    pub tx_too_big: Counter,
     /// Transmit: chains of more segments than one `writev` takes.
-    pub tx_too_many_segs: AtomicU64,
+    pub tx_too_many_segs: Counter,
     /// Transmit: bursts cut short because the kernel queue was full.
-    pub tx_full: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, n: u64) {
-    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    pub tx_full: Counter,
 }
 
 /// Errors that mean the interface is gone (deleted under us).
@@ -94,7 +90,7 @@ impl RxCore {
                 }
                 Ok(Some(_)) => {
                     cache.free(m);
-                    bump(&self.drops.rx_too_big, 1);
+                    self.drops.rx_too_big.add(1);
                     Err(RxStop::Dropped)
                 }
                 Err(e) => {
@@ -146,7 +142,7 @@ impl RxCore {
                 return match other {
                     Ok(None) => Ok(None),
                     Ok(Some(_)) => {
-                        bump(&self.drops.rx_too_big, 1);
+                        self.drops.rx_too_big.add(1);
                         Err(RxStop::Dropped)
                     }
                     Err(e) => Err(RxStop::Error(e)),
@@ -279,14 +275,14 @@ impl TapTx {
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             if m.pkt_len() > self.max_frame {
-                bump(&self.drops.tx_too_big, 1);
+                self.drops.tx_too_big.add(1);
                 errors += 1;
                 free(m);
                 taken += 1;
                 continue;
             }
             if m.nb_segs() as usize > MAX_SEGS {
-                bump(&self.drops.tx_too_many_segs, 1);
+                self.drops.tx_too_many_segs.add(1);
                 errors += 1;
                 free(m);
                 taken += 1;
@@ -307,7 +303,7 @@ impl TapTx {
                 }
                 Ok(false) => {
                     // The kernel queue is full: the rest stays with the caller.
-                    bump(&self.drops.tx_full, 1);
+                    self.drops.tx_full.add(1);
                     *slot = Some(m);
                     break;
                 }
