@@ -15,6 +15,7 @@
 //! - [`mempool`]: fixed-size objects carved from one DMA region, backed by a ring, with explicit
 //!   per-core caches.
 //! - `intr` (feature `alloc`): interrupt-source and alarm bookkeeping for the OS layers.
+//! - `udp` (feature `alloc`): UDP sockets over any port, with ARP, IPv4 and ICMP echo.
 //! - [`mbuf`]: the packet buffer, in DPDK's 128-byte `rte_mbuf` layout.
 //! - [`net`]: zero-copy views of Ethernet, ARP, IPv4, ICMPv4 and UDP headers, and the
 //!   Internet checksum.
@@ -44,3 +45,5 @@ pub mod os;
 pub mod pci;
 pub mod ring;
 pub(crate) mod sync;
+#[cfg(feature = "alloc")]
+pub mod udp;

@@ -1,0 +1,86 @@
+//! Drop counters, one per reason.
+
+/// Frames (or datagrams) the stack dropped, by reason. Every frame `poll` receives is either
+/// delivered to a socket, answered (ARP, echo), or counted here exactly once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropStats {
+    /// Shorter than an Ethernet header.
+    pub eth_truncated: u64,
+    /// Addressed to another MAC (neither ours nor broadcast).
+    pub eth_not_for_us: u64,
+    /// An EtherType the stack does not handle (IPv6, VLAN, …).
+    pub eth_unknown_type: u64,
+    /// Frames of several segments (the stack parses one-segment frames).
+    pub multi_segment: u64,
+    /// ARP packets that are malformed or not Ethernet/IPv4.
+    pub arp_malformed: u64,
+    /// ARP packets neither for us nor updating an entry we hold.
+    pub arp_ignored: u64,
+    /// IPv4 shorter than its header or total length.
+    pub ipv4_truncated: u64,
+    /// IPv4 version other than 4.
+    pub ipv4_bad_version: u64,
+    /// IPv4 header length below 20 or past the buffer.
+    pub ipv4_bad_header_len: u64,
+    /// IPv4 total length below the header length.
+    pub ipv4_bad_length: u64,
+    /// IPv4 header checksum wrong.
+    pub ipv4_bad_checksum: u64,
+    /// IPv4 to another address.
+    pub ipv4_not_for_us: u64,
+    /// IPv4 fragments (not reassembled).
+    pub ipv4_fragment: u64,
+    /// IPv4 protocols other than ICMP and UDP.
+    pub ipv4_unknown_protocol: u64,
+    /// ICMP malformed, with a bad checksum, or of a type the stack does not answer.
+    pub icmp_dropped: u64,
+    /// UDP shorter than its header or its length field.
+    pub udp_truncated: u64,
+    /// UDP length field inconsistent with the IPv4 payload.
+    pub udp_bad_length: u64,
+    /// UDP checksum wrong.
+    pub udp_bad_checksum: u64,
+    /// No socket bound to the destination port.
+    pub udp_unknown_port: u64,
+    /// The socket's receive queue was full.
+    pub socket_queue_full: u64,
+    /// Packets waiting for ARP dropped: the pending queue for that next hop was full, or the
+    /// resolution timed out.
+    pub arp_queue_full: u64,
+    /// Replies or datagrams that could not be sent: the transmit backlog was full.
+    pub tx_queue_full: u64,
+    /// Replies not sent for lack of a buffer.
+    pub no_mbuf: u64,
+}
+
+impl DropStats {
+    /// Every counter added up.
+    pub fn total(&self) -> u64 {
+        let f = [
+            self.eth_truncated,
+            self.eth_not_for_us,
+            self.eth_unknown_type,
+            self.multi_segment,
+            self.arp_malformed,
+            self.arp_ignored,
+            self.ipv4_truncated,
+            self.ipv4_bad_version,
+            self.ipv4_bad_header_len,
+            self.ipv4_bad_length,
+            self.ipv4_bad_checksum,
+            self.ipv4_not_for_us,
+            self.ipv4_fragment,
+            self.ipv4_unknown_protocol,
+            self.icmp_dropped,
+            self.udp_truncated,
+            self.udp_bad_length,
+            self.udp_bad_checksum,
+            self.udp_unknown_port,
+            self.socket_queue_full,
+            self.arp_queue_full,
+            self.tx_queue_full,
+            self.no_mbuf,
+        ];
+        f.iter().sum()
+    }
+}

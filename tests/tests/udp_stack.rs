@@ -1,0 +1,416 @@
+//! The UDP stack in single-thread mode, two stacks over a `net_ring` pair (and raw frames
+//! injected on the wire): ARP from a cold cache, datagrams both ways byte-exact, echo replies,
+//! every malformed frame dropped and counted under its reason while the stack keeps serving,
+//! ARP timeouts and queue limits, socket errors, and every mbuf back in its pool.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
+use rdk_core::net::checksum;
+use rdk_core::udp::{DropStats, IfaceConfig, SocketOptions, Stack, StackLimits, UdpError};
+use rdk_os_mock::{MockClock, MockOs};
+use rdk_pmd_ring::RingDriver;
+use rdk_tests::frames::{flatten, ipv4_udp_frame, mbuf_of};
+use std::time::Duration;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+const IP_A: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const IP_B: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+
+fn cfg(mac: [u8; 6], ip: Ipv4Addr) -> IfaceConfig {
+    IfaceConfig {
+        mac,
+        ip,
+        prefix_len: 24,
+        gateway: None,
+        mtu: 1500,
+    }
+}
+
+fn started(d: RingDriver, pool: &PktMbufPool) -> Port<RingDriver> {
+    let mut p = Port::new(0, d);
+    p.configure(&PortConfig::queues(1, 1)).unwrap();
+    p.rx_queue_setup(0, 256, pool, &RxQueueConfig::default())
+        .unwrap();
+    p.tx_queue_setup(0, 256, &TxQueueConfig::default()).unwrap();
+    p.start().unwrap();
+    p
+}
+
+/// Two stacks on the two ends of a ring pair.
+struct Net {
+    clock: MockClock,
+    pool: PktMbufPool,
+    pa: Port<RingDriver>,
+    pb: Port<RingDriver>,
+    a: Stack<MockClock>,
+    b: Stack<MockClock>,
+    _os: MockOs,
+}
+
+impl Net {
+    fn new(limits: StackLimits) -> Net {
+        let os = MockOs::new();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("udp", 2048)).unwrap();
+        let clock = MockClock::new();
+        let (da, db) = RingDriver::pair();
+        Net {
+            pa: started(da, &pool),
+            pb: started(db, &pool),
+            a: Stack::new(
+                cfg(MAC_A, IP_A),
+                limits.clone(),
+                pool.clone(),
+                clock.clone(),
+            ),
+            b: Stack::new(cfg(MAC_B, IP_B), limits, pool.clone(), clock.clone()),
+            clock,
+            pool,
+            _os: os,
+        }
+    }
+
+    /// A few rounds of both stacks.
+    fn settle(&mut self) {
+        for _ in 0..4 {
+            let q = self.pa.queues().unwrap();
+            self.a.poll(&mut q.rx[0], &mut q.tx[0]);
+            let q = self.pb.queues().unwrap();
+            self.b.poll(&mut q.rx[0], &mut q.tx[0]);
+        }
+    }
+
+    /// Puts raw frames on the wire towards B (as if from A's side), and lets B handle them.
+    fn inject_to_b(&mut self, frames: &[Vec<u8>]) {
+        let mut burst: Vec<Option<Mbuf>> = frames
+            .iter()
+            .map(|f| Some(mbuf_of(&self.pool, f)))
+            .collect();
+        assert_eq!(
+            self.pa.queues().unwrap().tx[0].tx_burst(&mut burst),
+            frames.len()
+        );
+        let q = self.pb.queues().unwrap();
+        self.b.poll(&mut q.rx[0], &mut q.tx[0]);
+    }
+
+    /// Frames B sent that are still on the wire towards A (taken off it).
+    fn take_from_b(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut burst: [Option<Mbuf>; 32] = Default::default();
+        loop {
+            let n = self.pa.queues().unwrap().rx[0].rx_burst(&mut burst);
+            if n == 0 {
+                return out;
+            }
+            out.extend(
+                burst[..n]
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .map(|m| flatten(&m)),
+            );
+        }
+    }
+
+    fn finish(self) {
+        let Net {
+            pool, pa, pb, a, b, ..
+        } = self;
+        drop((a, b, pa, pb));
+        assert_eq!(pool.available(), pool.size(), "every mbuf back in the pool");
+    }
+}
+
+fn sock(s: &mut Stack<MockClock>, port: u16) -> rdk_core::udp::SocketId {
+    let id = s.socket().unwrap();
+    s.bind(id, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        .unwrap();
+    id
+}
+
+#[test]
+fn cold_arp_then_datagrams_both_ways() {
+    let mut n = Net::new(StackLimits::default());
+    let sa = sock(&mut n.a, 10000);
+    let sb = sock(&mut n.b, 10001);
+    assert_eq!(n.a.arp_entries(), 0);
+    n.a.send_to(sa, b"PING 1", SocketAddrV4::new(IP_B, 10001))
+        .unwrap();
+    n.settle();
+    let mut buf = [0u8; 64];
+    let (len, from, trunc) = n.b.recv_from(sb, &mut buf).unwrap();
+    assert_eq!(
+        (&buf[..len], from, trunc),
+        (&b"PING 1"[..], SocketAddrV4::new(IP_A, 10000), false)
+    );
+    assert_eq!(n.a.arp_entries(), 1, "A resolved B");
+    assert_eq!(n.b.arp_entries(), 1, "B learnt A from A's request");
+    n.b.send_to(sb, b"PONG 1", from).unwrap();
+    n.settle();
+    let (len, from, _) = n.a.recv_from(sa, &mut buf).unwrap();
+    assert_eq!(
+        (&buf[..len], from),
+        (&b"PONG 1"[..], SocketAddrV4::new(IP_B, 10001))
+    );
+    assert_eq!(
+        n.a.recv_from(sa, &mut buf).unwrap_err(),
+        UdpError::WouldBlock
+    );
+    // The announcements each side sent at start: B had no entry for A yet, so it ignored
+    // A's (as Linux does); A was waiting for B, so B's announcement resolved it.
+    assert_eq!(n.b.stats().arp_ignored, 1);
+    assert_eq!(n.a.stats().arp_ignored, 0);
+    n.finish();
+}
+
+#[test]
+fn truncation_zero_copy_and_queue_limits() {
+    let mut n = Net::new(StackLimits {
+        socket_queue: 3,
+        ..StackLimits::default()
+    });
+    let sa = sock(&mut n.a, 1);
+    let sb = sock(&mut n.b, 2);
+    for i in 0..5u8 {
+        n.a.send_to(sa, &[i; 100], SocketAddrV4::new(IP_B, 2))
+            .unwrap();
+    }
+    n.settle();
+    assert_eq!(n.b.pending(sb).unwrap(), 3);
+    assert_eq!(n.b.stats().socket_queue_full, 2);
+    let mut small = [0u8; 10];
+    let (len, _, trunc) = n.b.recv_from(sb, &mut small).unwrap();
+    assert_eq!((len, trunc, small), (10, true, [0; 10]));
+    let (m, off, len, _) = n.b.recv_mbuf(sb).unwrap();
+    assert_eq!(&m.data()[off..off + len], &[1u8; 100][..]);
+    drop(m);
+    let max = n.a.config().max_payload();
+    assert_eq!(
+        n.a.send_to(sa, &vec![0u8; max + 1], SocketAddrV4::new(IP_B, 2))
+            .unwrap_err(),
+        UdpError::MessageTooLong { len: max + 1, max }
+    );
+    n.finish();
+}
+
+#[test]
+fn echo_requests_are_answered_byte_exact() {
+    let mut n = Net::new(StackLimits::default());
+    n.settle();
+    let _ = n.take_from_b();
+    let mut icmp = vec![8u8, 0, 0, 0, 0x42, 0x42, 0, 1];
+    icmp.extend((0..56u8).map(|i| i ^ 0x5a));
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&MAC_A);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&IP_A.octets());
+    ip.extend_from_slice(&IP_B.octets());
+    let c = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    n.inject_to_b(&[f.clone()]);
+    let q = n.pb.queues().unwrap();
+    n.b.poll(&mut q.rx[0], &mut q.tx[0]);
+    let out = n.take_from_b();
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!((&r[0..6], &r[6..12]), (&MAC_A[..], &MAC_B[..]));
+    assert_eq!(
+        (&r[26..30], &r[30..34]),
+        (&IP_B.octets()[..], &IP_A.octets()[..])
+    );
+    assert_eq!(checksum::checksum(&r[14..34]), 0, "IP checksum");
+    assert_eq!(r[34], 0, "echo reply");
+    assert_eq!(checksum::checksum(&r[34..]), 0, "ICMP checksum");
+    assert_eq!(&r[38..], &f[38..], "identifier, sequence and data echoed");
+    assert_eq!(n.b.counters().echo_replies, 1);
+    n.finish();
+}
+
+/// Which drop counter a case must bump.
+type Reason = fn(&DropStats) -> u64;
+
+/// Every kind of malformed frame is dropped and counted under its own reason, and a good
+/// datagram after them is still delivered.
+#[test]
+fn malformed_frames_are_counted_and_the_stack_keeps_serving() {
+    let mut n = Net::new(StackLimits::default());
+    let sb = sock(&mut n.b, 7777);
+    n.settle();
+    let good = ipv4_udp_frame(MAC_A, MAC_B, IP_A.octets(), IP_B.octets(), 5, 7777, b"ok");
+    let with = |f: fn(&mut Vec<u8>)| {
+        let mut x = good.clone();
+        f(&mut x);
+        x
+    };
+    let fix_ip = |x: &mut Vec<u8>| {
+        x[24] = 0;
+        x[25] = 0;
+        let c = checksum::checksum(&x[14..34]);
+        x[24..26].copy_from_slice(&c.to_be_bytes());
+    };
+    let cases: Vec<(Vec<u8>, Reason)> = vec![
+        (good[..10].to_vec(), |s| s.eth_truncated),
+        (
+            with(|x| x[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9])),
+            |s| s.eth_not_for_us,
+        ),
+        (with(|x| x[12..14].copy_from_slice(&[0x86, 0xdd])), |s| {
+            s.eth_unknown_type
+        }),
+        (good[..30].to_vec(), |s| s.ipv4_truncated),
+        (with(|x| x[14] = 0x65), |s| s.ipv4_bad_version),
+        (with(|x| x[14] = 0x44), |s| s.ipv4_bad_header_len),
+        (with(|x| x[16..18].copy_from_slice(&[0, 10])), |s| {
+            s.ipv4_bad_length
+        }),
+        (with(|x| x[22] ^= 1), |s| s.ipv4_bad_checksum),
+        (with(|x| x[12..14].copy_from_slice(&[0x08, 0x06])), |s| {
+            s.arp_malformed
+        }),
+        (
+            {
+                let mut x = with(|x| x[30..34].copy_from_slice(&[10, 9, 0, 77]));
+                fix_ip(&mut x);
+                x
+            },
+            |s| s.ipv4_not_for_us,
+        ),
+        (
+            {
+                let mut x = with(|x| x[20] = 0x20);
+                fix_ip(&mut x);
+                x
+            },
+            |s| s.ipv4_fragment,
+        ),
+        (
+            {
+                let mut x = with(|x| x[23] = 6);
+                fix_ip(&mut x);
+                x
+            },
+            |s| s.ipv4_unknown_protocol,
+        ),
+        (with(|x| x[39] = 9), |s| s.udp_bad_length),
+        (with(|x| *x.last_mut().unwrap() ^= 1), |s| {
+            s.udp_bad_checksum
+        }),
+        (
+            ipv4_udp_frame(MAC_A, MAC_B, IP_A.octets(), IP_B.octets(), 5, 9, b"x"),
+            |s| s.udp_unknown_port,
+        ),
+    ];
+    let before = n.b.stats();
+    for (i, (frame, counter)) in cases.iter().enumerate() {
+        let was = counter(&n.b.stats());
+        n.inject_to_b(std::slice::from_ref(frame));
+        assert_eq!(counter(&n.b.stats()), was + 1, "case {i}");
+    }
+    assert_eq!(
+        n.b.stats().total(),
+        before.total() + cases.len() as u64,
+        "one reason each"
+    );
+    n.inject_to_b(std::slice::from_ref(&good));
+    let mut buf = [0u8; 8];
+    assert_eq!(n.b.recv_from(sb, &mut buf).unwrap().0, 2, "still serving");
+    n.finish();
+}
+
+#[test]
+fn arp_timeouts_and_pending_queue_limits() {
+    let mut n = Net::new(StackLimits {
+        arp_pending: 2,
+        arp_tries: 2,
+        arp_retry: Duration::from_millis(100),
+        ..StackLimits::default()
+    });
+    let sa = sock(&mut n.a, 1);
+    let ghost = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 99), 1);
+    for _ in 0..3 {
+        n.a.send_to(sa, b"anyone?", ghost).unwrap();
+    }
+    assert_eq!(
+        n.a.stats().arp_queue_full,
+        1,
+        "the third does not fit the pending queue"
+    );
+    n.settle();
+    n.clock.advance(Duration::from_millis(150));
+    n.settle();
+    assert_eq!(n.a.stats().arp_queue_full, 1, "retried, not given up yet");
+    n.clock.advance(Duration::from_millis(150));
+    n.settle();
+    assert_eq!(
+        n.a.stats().arp_queue_full,
+        3,
+        "given up: both waiting datagrams dropped"
+    );
+    // Errors with what to do.
+    let s = n.a.socket().unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(n.a.recv_from(s, &mut buf).unwrap_err(), UdpError::NotBound);
+    let far = SocketAddrV4::new(Ipv4Addr::new(8, 8, 8, 8), 53);
+    assert_eq!(
+        n.a.send_to(s, b"x", far).unwrap_err(),
+        UdpError::NoRoute { dst: *far.ip() }
+    );
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 5), 1);
+    assert_eq!(
+        n.a.bind(s, other).unwrap_err(),
+        UdpError::AddrNotAvailable { addr: other }
+    );
+    assert!(UdpError::NoRoute { dst: *far.ip() }
+        .to_string()
+        .contains("gateway"));
+    n.finish();
+}
+
+#[test]
+fn reuse_port_spreads_flows_over_sockets() {
+    let mut n = Net::new(StackLimits::default());
+    let opts = SocketOptions {
+        reuse_port: true,
+        ..SocketOptions::default()
+    };
+    let (b1, b2) = (n.b.socket().unwrap(), n.b.socket().unwrap());
+    for s in [b1, b2] {
+        n.b.set_options(s, opts).unwrap();
+        n.b.bind(s, SocketAddrV4::new(IP_B, 53)).unwrap();
+    }
+    let plain = n.b.socket().unwrap();
+    assert!(matches!(
+        n.b.bind(plain, SocketAddrV4::new(IP_B, 53)),
+        Err(UdpError::AddrInUse { .. })
+    ));
+    let senders: Vec<_> = (0..16).map(|p| sock(&mut n.a, 2000 + p)).collect();
+    for s in &senders {
+        n.a.send_to(*s, b"q", SocketAddrV4::new(IP_B, 53)).unwrap();
+    }
+    n.settle();
+    let (c1, c2) = (n.b.pending(b1).unwrap(), n.b.pending(b2).unwrap());
+    assert_eq!(c1 + c2, 16);
+    assert!(c1 > 0 && c2 > 0, "{c1} + {c2}");
+    n.finish();
+}
+
+#[test]
+fn port_info_is_what_the_stack_needs() {
+    // The stack caps its MTU to what one buffer of the pool holds.
+    let os = MockOs::new();
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("small", 64)).unwrap();
+    let mut c = cfg(MAC_A, IP_A);
+    c.mtu = 9000;
+    let s = Stack::new(c, StackLimits::default(), pool.clone(), MockClock::new());
+    assert!(s.config().mtu as usize + 14 <= (pool.data_room() - pool.headroom()) as usize);
+    let (d, _) = RingDriver::pair();
+    assert_eq!(d.info().driver_name, "net_ring");
+}
