@@ -84,6 +84,12 @@ mod tests {
     }
 
     proptest! {
+        // Miri cannot persist failures (no file system) and is slow: a few cases there.
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 2 } else { 256 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn incremental_update_matches_recomputation(
             mut data in proptest::collection::vec(any::<u8>(), 2..200),
