@@ -167,6 +167,16 @@ pub struct XStat {
     pub value: u64,
 }
 
+impl XStat {
+    /// Appends named values to `out` (a driver's `xstats`).
+    pub fn extend(out: &mut alloc::vec::Vec<XStat>, items: &[(&str, u64)]) {
+        out.extend(items.iter().map(|(name, value)| XStat {
+            name: alloc::string::String::from(*name),
+            value: *value,
+        }));
+    }
+}
+
 /// A counter one thread writes (a queue's core) and any thread reads: adding is a plain load
 /// and store, no locked instruction. For a driver's own drop reasons next to [`QueueCounters`].
 #[derive(Debug, Default)]

@@ -491,24 +491,22 @@ impl Driver for AfPacketDriver {
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
-        for (name, value) in [
-            ("rx_kernel_ring_drops", self.kernel_drops()),
-            ("rx_truncated", self.rx_drops.sum(|d| &d.truncated)),
-            (
-                "rx_ring_anomalies",
-                self.rx_drops.sum(|d| &d.ring_anomalies),
-            ),
-            ("tx_frames_too_big", self.tx_drops.sum(|d| &d.too_big)),
-            ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
-            ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
-            ("tx_wrong_format", self.tx_drops.sum(|d| &d.wrong_format)),
-            ("interface_gone", self.is_gone() as u64),
-        ] {
-            out.push(XStat {
-                name: name.to_string(),
-                value,
-            });
-        }
+        XStat::extend(
+            out,
+            &[
+                ("rx_kernel_ring_drops", self.kernel_drops()),
+                ("rx_truncated", self.rx_drops.sum(|d| &d.truncated)),
+                (
+                    "rx_ring_anomalies",
+                    self.rx_drops.sum(|d| &d.ring_anomalies),
+                ),
+                ("tx_frames_too_big", self.tx_drops.sum(|d| &d.too_big)),
+                ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
+                ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
+                ("tx_wrong_format", self.tx_drops.sum(|d| &d.wrong_format)),
+                ("interface_gone", self.is_gone() as u64),
+            ],
+        );
     }
 }
 

@@ -369,21 +369,19 @@ impl Driver for TapDriver {
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
-        for (name, value) in [
-            ("rx_frames_too_big", self.rx_drops.sum(|d| &d.rx_too_big)),
-            ("tx_frames_too_big", self.tx_drops.sum(|d| &d.tx_too_big)),
-            (
-                "tx_too_many_segments",
-                self.tx_drops.sum(|d| &d.tx_too_many_segs),
-            ),
-            ("tx_kernel_queue_full", self.tx_drops.sum(|d| &d.tx_full)),
-            ("interface_gone", self.is_gone() as u64),
-        ] {
-            out.push(XStat {
-                name: name.to_string(),
-                value,
-            });
-        }
+        XStat::extend(
+            out,
+            &[
+                ("rx_frames_too_big", self.rx_drops.sum(|d| &d.rx_too_big)),
+                ("tx_frames_too_big", self.tx_drops.sum(|d| &d.tx_too_big)),
+                (
+                    "tx_too_many_segments",
+                    self.tx_drops.sum(|d| &d.tx_too_many_segs),
+                ),
+                ("tx_kernel_queue_full", self.tx_drops.sum(|d| &d.tx_full)),
+                ("interface_gone", self.is_gone() as u64),
+            ],
+        );
     }
 }
 
