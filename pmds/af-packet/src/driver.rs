@@ -1,6 +1,6 @@
 //! The `net_af_packet` device: arguments, socket and ring set-up, control operations.
 
-use crate::rx::{AfPacketRx, RxDrops, V3Ring};
+use crate::rx::{AfPacketRx, RxDrops, RxRing, V2Ring, V3Ring};
 use crate::sys::{self, RingMap, TpacketReq3};
 use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
 use nix::errno::Errno;
@@ -27,6 +27,7 @@ pub const DEVARGS_KEYS: &[&str] = &[
     "framecnt",
     "qdisc_bypass",
     "blocktimeout",
+    "rxversion",
 ];
 
 /// Link speed reported while the interface runs (as DPDK's af_packet: 10G).
@@ -69,6 +70,7 @@ pub struct AfPacketDriver {
     qpairs: u16,
     geo: RingGeometry,
     qdisc_bypass: bool,
+    rx_v2: bool,
     netif: Option<NetIf>,
     ifindex: u32,
     fanout_id: u16,
@@ -109,6 +111,7 @@ impl AfPacketDriver {
             qpairs: qpairs.clamp(1, MAX_QUEUES),
             geo: RingGeometry::default(),
             qdisc_bypass: false,
+            rx_v2: false,
             netif: None,
             ifindex: 0,
             fanout_id: (std::process::id() as u16) ^ 0x5a5a,
@@ -193,7 +196,25 @@ impl AfPacketDriver {
         let mut drv = Self::new(iface, qpairs);
         drv.geo = geo;
         drv.qdisc_bypass = args.get_bool("qdisc_bypass", false)?;
+        drv.rx_v2 = match args.get_num::<u8>("rxversion", 3, "2 or 3")? {
+            2 => true,
+            3 => false,
+            v => {
+                return Err(DevArgsError::BadValue {
+                    key: "rxversion".into(),
+                    value: v.to_string(),
+                    expected: "2 (a slot per frame, lowest latency) or 3 (blocks, the default)",
+                })
+            }
+        };
         Ok(drv)
+    }
+
+    /// Receives through a `TPACKET_V2` ring (`rxversion=2`): every frame is handed over at
+    /// once, where V3 waits for a full block or the block timer.
+    pub fn with_rx_v2(mut self, on: bool) -> Self {
+        self.rx_v2 = on;
+        self
     }
 
     /// Stamps received mbufs with input port `id`.
@@ -283,8 +304,8 @@ impl Driver for AfPacketDriver {
         Ok(())
     }
 
-    /// A TPACKET_V3 socket bound to the interface, in a hash fanout group when there are
-    /// several queues, ignoring the interface's outgoing frames.
+    /// A TPACKET_V3 socket (V2 with `rxversion=2`) bound to the interface, in a hash fanout
+    /// group when there are several queues, ignoring the interface's outgoing frames.
     fn rx_queue_setup(
         &mut self,
         queue: u16,
@@ -296,22 +317,42 @@ impl Driver for AfPacketDriver {
         const OP: &str = "rx_queue_setup";
         let e = |x| os_error(OP, x);
         let sock = sys::packet_socket(true).map_err(e)?;
-        sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V3).map_err(e)?;
-        // A frame must fit a block with its headers: blocks of at least the MTU, rounded.
-        let block_size = pow2_at_least(self.max_frame() + 256, self.geo.block_size.max(1 << 16));
         let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
-        let block_nr = (total / block_size as u64).clamp(4, 1024) as u32;
-        let req = TpacketReq3 {
-            block_size,
-            block_nr,
-            frame_size: self.geo.frame_size,
-            frame_nr: block_nr * (block_size / self.geo.frame_size),
-            retire_blk_tov: self.geo.block_timeout_ms,
-            sizeof_priv: 0,
-            feature_req_word: 0,
+        let (req, map_len) = if self.rx_v2 {
+            sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
+            // A slot holds the header, the kernel's alignment padding and an MTU frame.
+            let frame_size = pow2_at_least(self.max_frame() + 128, self.geo.frame_size);
+            let block_size = self.geo.block_size.max(frame_size);
+            let block_nr = (total / block_size as u64).max(1) as u32;
+            let req = TpacketReq3 {
+                block_size,
+                block_nr,
+                frame_size,
+                frame_nr: block_nr * (block_size / frame_size),
+                ..TpacketReq3::default()
+            };
+            let v2 = [req.block_size, req.block_nr, req.frame_size, req.frame_nr];
+            sys::set_opt(&sock, sys::PACKET_RX_RING, &v2).map_err(e)?;
+            (req, block_size as usize * block_nr as usize)
+        } else {
+            sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V3).map_err(e)?;
+            // A frame must fit a block with its headers: blocks of at least the MTU, rounded.
+            let block_size =
+                pow2_at_least(self.max_frame() + 256, self.geo.block_size.max(1 << 16));
+            let block_nr = (total / block_size as u64).clamp(4, 1024) as u32;
+            let req = TpacketReq3 {
+                block_size,
+                block_nr,
+                frame_size: self.geo.frame_size,
+                frame_nr: block_nr * (block_size / self.geo.frame_size),
+                retire_blk_tov: self.geo.block_timeout_ms,
+                sizeof_priv: 0,
+                feature_req_word: 0,
+            };
+            sys::set_opt(&sock, sys::PACKET_RX_RING, &req).map_err(e)?;
+            (req, block_size as usize * block_nr as usize)
         };
-        sys::set_opt(&sock, sys::PACKET_RX_RING, &req).map_err(e)?;
-        let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
+        let map = RingMap::map(&sock, map_len).map_err(e)?;
         // Our own transmissions (and the host's) leaving this interface are not received
         // frames; older kernels without the option deliver them, which is only extra traffic.
         let _ = sys::set_opt(&sock, PACKET_IGNORE_OUTGOING, &1i32);
@@ -340,19 +381,28 @@ impl Driver for AfPacketDriver {
                     code: 0,
                 },
             })?;
-        Ok(AfPacketRx::new(
-            V3Ring::new(
+        let ring = if self.rx_v2 {
+            RxRing::V2(V2Ring::new(
                 sock,
                 map,
-                block_size as usize,
-                block_nr as usize,
+                req.frame_size as usize,
+                req.frame_nr as usize,
                 counters,
                 drops,
                 self.port_id,
-            ),
-            pool.clone(),
-            cache,
-        ))
+            ))
+        } else {
+            RxRing::V3(V3Ring::new(
+                sock,
+                map,
+                req.block_size as usize,
+                req.block_nr as usize,
+                counters,
+                drops,
+                self.port_id,
+            ))
+        };
+        Ok(AfPacketRx::new(ring, pool.clone(), cache))
     }
 
     /// A TPACKET_V2 socket with a TX ring (it receives nothing: bound to no protocol).
@@ -527,6 +577,7 @@ mod tests {
             "net_af_packet0,iface=x,framesz=100",
             "net_af_packet0,iface=x,framecnt=3",
             "net_af_packet0,iface=x,fanout=1",
+            "net_af_packet0,iface=x,rxversion=1",
         ] {
             let r = AfPacketDriver::from_devargs(&DevArgs::parse(bad).unwrap());
             assert!(r.is_err(), "{bad}");

@@ -16,6 +16,7 @@
 //! | `framecnt` | 512 | frames per ring (sets the ring memory: framesz × framecnt) |
 //! | `qdisc_bypass` | 0 | 1: `PACKET_QDISC_BYPASS` on the TX sockets |
 //! | `blocktimeout` | 1 | ms before the kernel hands over a partly filled RX block |
+//! | `rxversion` | 3 | 2: a `TPACKET_V2` RX ring, one slot per frame handed over at once (lowest latency: no block timer); 3: `TPACKET_V3` blocks (fewer wake-ups under load) |
 //!
 //! Receive uses `TPACKET_V3` (block-based: the kernel fills a block with many frames and hands
 //! it over at once; everything it wrote is checked, see [`rx`](crate::AfPacketRx)); transmit

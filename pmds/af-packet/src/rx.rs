@@ -55,9 +55,18 @@ struct Cursor {
 /// A `net_af_packet` receive queue.
 #[derive(Debug)]
 pub struct AfPacketRx {
-    ring: V3Ring,
+    ring: RxRing,
     pool: PktMbufPool,
     cache: MbufCache,
+}
+
+/// The receive ring of either version.
+#[derive(Debug)]
+pub(crate) enum RxRing {
+    /// Blocks of frames (the default).
+    V3(V3Ring),
+    /// One slot per frame (`rxversion=2`).
+    V2(V2Ring),
 }
 
 /// The ring and where the queue is in it.
@@ -102,7 +111,7 @@ impl V3Ring {
 }
 
 impl AfPacketRx {
-    pub(crate) fn new(ring: V3Ring, pool: PktMbufPool, cache: MbufCache) -> Self {
+    pub(crate) fn new(ring: RxRing, pool: PktMbufPool, cache: MbufCache) -> Self {
         Self { ring, pool, cache }
     }
 
@@ -111,7 +120,10 @@ impl AfPacketRx {
             Some(c) if c.mempool().same_pool(self.pool.mempool()) => c,
             _ => &mut self.cache,
         };
-        self.ring.burst(out, cache)
+        match &mut self.ring {
+            RxRing::V3(r) => r.burst(out, cache),
+            RxRing::V2(r) => r.burst(out, cache),
+        }
     }
 }
 
@@ -171,52 +183,12 @@ impl V3Ring {
         })
     }
 
-    /// Copies `len` bytes at block offset `at` into one mbuf or a chain from `cache`, with
-    /// the L4 checksum state the kernel reported in `status`.
+    /// Copies `len` bytes at block offset `at` into mbufs (see [`copy_frame`]).
     fn copy_out(&self, cache: &mut MbufCache, at: usize, len: usize, status: u32) -> Option<Mbuf> {
-        let mut head: Option<Mbuf> = None;
-        let mut done = 0;
-        while done < len || head.is_none() {
-            let mut m = cache.alloc()?;
-            let take = (len - done).min(m.tailroom() as usize);
-            match m.append(take as u16) {
-                Ok(dst) => {
-                    // SAFETY: at + len <= block_size (checked by the caller), block owned.
-                    let src = unsafe {
-                        std::slice::from_raw_parts(self.block_ptr().add(at + done), take)
-                    };
-                    dst.copy_from_slice(src);
-                }
-                Err(_) => return None,
-            }
-            done += take;
-            match head.as_mut() {
-                None => head = Some(m),
-                Some(h) => h.chain(m).ok()?,
-            }
-            if take == 0 {
-                break;
-            }
-        }
-        if let Some(h) = head.as_mut() {
-            if let Ok(mut meta) = h.meta_mut() {
-                meta.set_port(self.port_id);
-                // DPDK's RX_L4_CKSUM_NONE: the field is not a full checksum, but the data is
-                // intact (it never left the host); GOOD: the kernel checked it.
-                let ck = if status & TP_STATUS_CSUMNOTREADY != 0 {
-                    Some(RxCksum::Verified)
-                } else if status & TP_STATUS_CSUM_VALID != 0 {
-                    Some(RxCksum::Good)
-                } else {
-                    None
-                };
-                if let Some(ck) = ck {
-                    let f = meta.ol_flags().with_rx_l4_cksum(ck);
-                    meta.set_ol_flags(f);
-                }
-            }
-        }
-        head
+        // SAFETY: at + len <= block_size (checked by the caller) and the block is ours while
+        // its status is USER.
+        let src = unsafe { std::slice::from_raw_parts(self.block_ptr().add(at), len) };
+        copy_frame(cache, src, status, self.port_id)
     }
 
     fn burst(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
@@ -280,6 +252,149 @@ impl V3Ring {
     }
 }
 
+/// Copies a frame out of the ring into one mbuf, or a chain when one buffer is too small,
+/// with the input port and the L4 checksum state the kernel reported in `status`. `None` if
+/// the pool ran dry (what was taken goes back).
+fn copy_frame(cache: &mut MbufCache, src: &[u8], status: u32, port_id: u16) -> Option<Mbuf> {
+    let mut head: Option<Mbuf> = None;
+    let mut done = 0;
+    while done < src.len() || head.is_none() {
+        let mut m = cache.alloc()?;
+        let take = (src.len() - done).min(m.tailroom() as usize);
+        m.append(take as u16)
+            .ok()?
+            .copy_from_slice(&src[done..done + take]);
+        done += take;
+        match head.as_mut() {
+            None => head = Some(m),
+            Some(h) => h.chain(m).ok()?,
+        }
+        if take == 0 {
+            break;
+        }
+    }
+    if let Some(h) = head.as_mut() {
+        if let Ok(mut meta) = h.meta_mut() {
+            meta.set_port(port_id);
+            // DPDK's RX_L4_CKSUM_NONE: the field is not a full checksum, but the data is
+            // intact (it never left the host); GOOD: the kernel checked it.
+            let ck = if status & TP_STATUS_CSUMNOTREADY != 0 {
+                Some(RxCksum::Verified)
+            } else if status & TP_STATUS_CSUM_VALID != 0 {
+                Some(RxCksum::Good)
+            } else {
+                None
+            };
+            if let Some(ck) = ck {
+                let f = meta.ol_flags().with_rx_l4_cksum(ck);
+                meta.set_ol_flags(f);
+            }
+        }
+    }
+    head
+}
+
+/// The TPACKET_V2 receive ring: fixed frame slots, each handed over on its own — no block
+/// timer, so a lone frame is visible at once (the low-latency choice, `rxversion=2`).
+#[derive(Debug)]
+pub(crate) struct V2Ring {
+    pub sock: Arc<OwnedFd>,
+    pub map: RingMap,
+    pub frame_size: usize,
+    pub frame_nr: usize,
+    pub counters: Arc<QueueCounters>,
+    pub drops: Arc<RxDrops>,
+    pub port_id: u16,
+    head: usize,
+}
+
+/// `struct tpacket2_hdr`: tp_status at 0, tp_len at 4, tp_snaplen at 8, tp_mac at 12.
+const V2_LEN: usize = 4;
+const V2_SNAPLEN: usize = 8;
+const V2_MAC: usize = 12;
+const V2_HDR: usize = 32;
+
+impl V2Ring {
+    /// A ring of `frame_nr` slots of `frame_size` bytes mapped at `map`.
+    pub(crate) fn new(
+        sock: Arc<OwnedFd>,
+        map: RingMap,
+        frame_size: usize,
+        frame_nr: usize,
+        counters: Arc<QueueCounters>,
+        drops: Arc<RxDrops>,
+        port_id: u16,
+    ) -> Self {
+        assert!(frame_size * frame_nr <= map.len() && frame_size > V2_HDR);
+        Self {
+            sock,
+            map,
+            frame_size,
+            frame_nr,
+            counters,
+            drops,
+            port_id,
+            head: 0,
+        }
+    }
+
+    fn slot(&self) -> *mut u8 {
+        // In bounds: head < frame_nr, frame_size * frame_nr <= ring length.
+        self.map.base().wrapping_add(self.head * self.frame_size)
+    }
+
+    fn status(&self) -> &AtomicU32 {
+        // SAFETY: the status word of the current slot: 16-aligned, inside the mapping, accessed
+        // atomically by both sides.
+        unsafe { AtomicU32::from_ptr(self.slot().cast()) }
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        // SAFETY: a header word of the current slot (off + 4 <= V2_HDR < frame_size), ours
+        // while its status is USER.
+        unsafe { self.slot().add(off).cast::<u32>().read_unaligned() }
+    }
+
+    fn burst(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        let (mut n, mut bytes) = (0, 0u64);
+        while n < out.len() {
+            let st = self.status().load(Ordering::Acquire);
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            let snap = self.read_u32(V2_SNAPLEN) as usize;
+            let wire = self.read_u32(V2_LEN) as usize;
+            // SAFETY: as in read_u32.
+            let mac = unsafe { self.slot().add(V2_MAC).cast::<u16>().read_unaligned() } as usize;
+            let fits = mac >= V2_HDR && mac.checked_add(snap).is_some_and(|e| e <= self.frame_size);
+            if !fits {
+                self.drops.ring_anomalies.add(1);
+            } else if snap < wire {
+                self.drops.truncated.add(1);
+                self.counters.add_errors(1);
+            } else {
+                // SAFETY: mac + snap <= frame_size (checked), slot ours.
+                let src = unsafe { std::slice::from_raw_parts(self.slot().add(mac), snap) };
+                let Some(m) = copy_frame(cache, src, st, self.port_id) else {
+                    self.counters.add_nombuf(1);
+                    break;
+                };
+                bytes += snap as u64;
+                out[n] = Some(m);
+                n += 1;
+            }
+            self.status().store(TP_STATUS_KERNEL, Ordering::Release);
+            self.head = if self.head + 1 == self.frame_nr {
+                0
+            } else {
+                self.head + 1
+            };
+        }
+        self.counters.add(n as u64, bytes);
+        n
+    }
+}
+
 impl RxQueue for AfPacketRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
@@ -301,6 +416,10 @@ impl RxQueue for AfPacketRx {
     }
 
     fn intr_handle(&self) -> Option<WaitHandle> {
-        Some(WaitHandle(self.ring.sock.as_raw_fd().into()))
+        let sock = match &self.ring {
+            RxRing::V3(r) => &r.sock,
+            RxRing::V2(r) => &r.sock,
+        };
+        Some(WaitHandle(sock.as_raw_fd().into()))
     }
 }
