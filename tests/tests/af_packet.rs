@@ -11,6 +11,7 @@ use rdk_tests::frames::{
     PY_UDP_SEND,
 };
 use rdk_tests::netns::{need_netns, Netns, Veth};
+use rdk_tests::port::await_link;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -318,18 +319,15 @@ fn promiscuous_link_events_and_a_vanishing_interface() {
     let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
     let ev = events.clone();
     port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    assert!(port.link_update().up);
+    await_link(&mut port, true);
     lab.peer
         .exec(&["ip", "link", "set", &lab.veth.b, "down"])
         .unwrap();
-    assert!(
-        !port.link_update().up,
-        "carrier lost when the peer goes down"
-    );
+    await_link(&mut port, false);
     lab.peer
         .exec(&["ip", "link", "set", &lab.veth.b, "up"])
         .unwrap();
-    assert!(port.link_update().up);
+    await_link(&mut port, true);
     assert_eq!(
         events
             .lock()

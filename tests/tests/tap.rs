@@ -14,6 +14,7 @@ use rdk_tests::frames::{
     PY_UDP_SEND,
 };
 use rdk_tests::netns::{need_netns, unique_name, Netns, Veth};
+use rdk_tests::port::await_link;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -280,11 +281,11 @@ fn link_events_and_a_vanishing_interface() {
     let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
     let ev = events.clone();
     port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    assert!(port.link_update().up);
+    await_link(&mut port, true);
     ns.exec(&["ip", "link", "set", &iface, "down"]).unwrap();
-    assert!(!port.link_update().up);
+    await_link(&mut port, false);
     ns.exec(&["ip", "link", "set", &iface, "up"]).unwrap();
-    assert!(port.link_update().up);
+    await_link(&mut port, true);
     let seen: Vec<bool> = events.lock().unwrap().iter().map(|l| l.up).collect();
     assert_eq!(seen, [false, true], "one callback per change");
     // Deleted under the port.

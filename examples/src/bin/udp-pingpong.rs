@@ -7,7 +7,7 @@
 //! unikernel uses); PING runs on CPU 1, PONG on CPU 0. It prints RTT p50/p99/max and round
 //! trips per second.
 //!
-//! `--veth` (root): the benchmark of [udp] #8. It builds two network namespaces joined by a
+//! `--veth` (root): the benchmark of the UDP issue (#8). It builds two network namespaces joined by a
 //! veth pair and runs the same ping-pong with each stack on an `net_af_packet` port
 //! (`rxversion=2`: no block timer) on its end, then two kernel UDP sockets (blocking
 //! `recv_from`, as applications use them) over the same veth pair with the same CPU placement,
