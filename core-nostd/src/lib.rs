@@ -43,6 +43,8 @@ pub mod mempool;
 pub mod net;
 pub mod os;
 pub mod pci;
+#[cfg(feature = "alloc")]
+pub mod pktring;
 pub mod ring;
 pub(crate) mod sync;
 #[cfg(feature = "alloc")]

@@ -21,11 +21,14 @@ pub mod arp;
 pub mod socket;
 mod stack;
 pub mod stats;
+pub mod threaded;
 
 pub use socket::{SocketId, SocketOptions};
 pub use stack::{IfaceConfig, Stack, StackCounters, StackLimits};
 pub use stats::DropStats;
+pub use threaded::{threaded, Poller, ServiceConfig, UdpService, UdpSocket};
 
+use crate::mbuf::Mbuf;
 use core::fmt;
 use core::net::SocketAddrV4;
 
@@ -72,6 +75,29 @@ pub enum UdpError {
     },
     /// The packet pool is empty.
     NoBuffers,
+    /// A zero-copy send got an mbuf of several segments.
+    MultiSegment {
+        /// Its segments.
+        segs: u16,
+    },
+    /// A zero-copy send got an mbuf whose headroom cannot take the headers.
+    NoHeadroom {
+        /// Header bytes needed in front of the payload.
+        need: usize,
+        /// Headroom the mbuf has.
+        have: usize,
+    },
+    /// The poller serving this socket is gone (threaded mode).
+    PollerGone,
+    /// The exchange ring size is not one a ring can have.
+    BadRingSize {
+        /// The size asked for.
+        size: usize,
+    },
+    /// A socket's receive event could not be made or used.
+    Event(crate::os::EventError),
+    /// A zero-copy send got an mbuf another handle shares (its headers cannot be written).
+    SharedMbuf,
 }
 
 impl fmt::Display for UdpError {
@@ -108,6 +134,31 @@ impl fmt::Display for UdpError {
                 f,
                 "no route to {dst}: it is off-link and no gateway is configured"
             ),
+            UdpError::MultiSegment { segs } => write!(
+                f,
+                "a zero-copy send takes one-segment mbufs, this one has {segs}; copy it into one \
+                 buffer or use send_to"
+            ),
+            UdpError::NoHeadroom { need, have } => write!(
+                f,
+                "the mbuf has {have} bytes of headroom, the headers need {need}; allocate it from \
+                 a pool (payload at the default headroom) or use send_to"
+            ),
+            UdpError::BadRingSize { size } => write!(
+                f,
+                "{size} is not a usable exchange ring size; give 1 to 2^31 - 1 datagrams (1024 is \
+                 the default)"
+            ),
+            UdpError::Event(e) => write!(f, "the socket's receive event failed: {e}"),
+            UdpError::SharedMbuf => write!(
+                f,
+                "the mbuf is shared with another handle, so its headers cannot be written; send \
+                 a copy (send_to)"
+            ),
+            UdpError::PollerGone => write!(
+                f,
+                "the poller serving this socket has stopped; restart it and open a new socket"
+            ),
             UdpError::NoBuffers => write!(
                 f,
                 "the packet pool is empty; receive (or let sends complete) to free buffers"
@@ -117,3 +168,51 @@ impl fmt::Display for UdpError {
 }
 
 impl core::error::Error for UdpError {}
+
+/// Ethernet + IPv4 + UDP header bytes a datagram needs in front of its payload.
+pub const HEADERS_LEN: usize = 14 + 20 + 8;
+
+/// Checks a payload length against the interface MTU.
+fn check_len(cfg: &IfaceConfig, len: usize) -> Result<(), UdpError> {
+    let max = cfg.max_payload();
+    if len > max {
+        return Err(UdpError::MessageTooLong { len, max });
+    }
+    Ok(())
+}
+
+/// Checks an mbuf for a zero-copy send; returns its payload length.
+fn check_mbuf(cfg: &IfaceConfig, m: &Mbuf) -> Result<usize, UdpError> {
+    if m.nb_segs() != 1 {
+        return Err(UdpError::MultiSegment { segs: m.nb_segs() });
+    }
+    if (m.headroom() as usize) < HEADERS_LEN {
+        return Err(UdpError::NoHeadroom {
+            need: HEADERS_LEN,
+            have: m.headroom() as usize,
+        });
+    }
+    if m.is_shared() {
+        return Err(UdpError::SharedMbuf);
+    }
+    let len = m.data_len() as usize;
+    check_len(cfg, len)?;
+    Ok(len)
+}
+
+/// The peer of a datagram on an exchange ring (threaded mode): who sent a received one, where
+/// a sent one goes. It rides in the mbuf's first two dynamic fields (DPDK's `dynfield1`):
+/// the IPv4 address, and the port.
+pub fn peer(m: &Mbuf) -> SocketAddrV4 {
+    let f = m.dynfields();
+    SocketAddrV4::new(core::net::Ipv4Addr::from(f[0]), f[1] as u16)
+}
+
+/// Sets the peer [`peer`] reads; refused (`SharedMbuf`) while another handle shares `m`.
+pub fn set_peer(m: &mut Mbuf, addr: SocketAddrV4) -> Result<(), UdpError> {
+    let mut w = m.meta_mut().map_err(|_| UdpError::SharedMbuf)?;
+    let f = w.dynfields_mut();
+    f[0] = u32::from(*addr.ip());
+    f[1] = u32::from(addr.port());
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 use super::UdpError;
 use crate::mbuf::Mbuf;
+use crate::pktring::PktProducer;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -42,6 +43,9 @@ pub(crate) struct Socket {
     pub opts: SocketOptions,
     pub local: Option<SocketAddrV4>,
     pub queue: VecDeque<Datagram>,
+    /// In threaded mode: the ring datagrams go to instead of `queue` (the poller produces,
+    /// the application's socket handle consumes).
+    pub exchange: Option<PktProducer>,
 }
 
 /// The socket table: sockets by id, and who is bound to which port (in binding order).
@@ -86,6 +90,7 @@ impl SocketTable {
                 opts: SocketOptions::default(),
                 local: None,
                 queue: VecDeque::new(),
+                exchange: None,
             }),
         );
         Ok(SocketId {

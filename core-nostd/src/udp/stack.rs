@@ -3,7 +3,7 @@
 use super::arp::{ArpCache, Resolution};
 use super::socket::{Datagram, SocketId, SocketOptions, SocketTable};
 use super::stats::DropStats;
-use super::UdpError;
+use super::{check_len, check_mbuf, set_peer, UdpError, HEADERS_LEN};
 use crate::ethdev::{RxQueue, TxQueue};
 use crate::mbuf::{Mbuf, PktMbufPool, RxCksum};
 use crate::net::arp::{ArpOp, ArpPacket, ArpRepr, PACKET_LEN as ARP_LEN};
@@ -13,6 +13,7 @@ use crate::net::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN as IP_LE
 use crate::net::udp::{UdpPacket, UdpRepr, HEADER_LEN as UDP_LEN};
 use crate::net::WireError;
 use crate::os::Clock;
+use crate::pktring::PktProducer;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -192,6 +193,21 @@ impl<C: Clock> Stack<C> {
     /// Frames waiting for the transmit queue.
     pub fn backlog(&self) -> usize {
         self.backlog.len()
+    }
+
+    /// Frames the transmit backlog can still take.
+    pub fn backlog_room(&self) -> usize {
+        self.limits.tx_backlog.saturating_sub(self.backlog.len())
+    }
+
+    /// The pool frames are allocated from.
+    pub fn pool(&self) -> &PktMbufPool {
+        &self.pool
+    }
+
+    /// The stack's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// One round: receive a burst from `rx` and handle every frame, retry or give up on ARP
@@ -386,6 +402,25 @@ impl<C: Clock> Stack<C> {
             self.stats.udp_unknown_port += 1;
             return;
         };
+        if let Some(x) = sock.exchange.as_mut() {
+            // Threaded mode: the mbuf leaves holding just the payload, the sender in its
+            // dynamic fields, so the application needs no parsing.
+            let mut m = m;
+            let pad = m.data().len() - (at + len);
+            if m.trim(pad as u16).is_err() || m.adj((at + UDP_LEN) as u16).is_err() {
+                self.stats.udp_bad_length += 1;
+                return;
+            }
+            if set_peer(&mut m, from).is_err() {
+                self.stats.shared_mbuf += 1;
+                return;
+            }
+            match x.enqueue(m) {
+                Ok(()) => self.counters.delivered += 1,
+                Err(_full) => self.stats.socket_queue_full += 1,
+            }
+            return;
+        }
         if sock.queue.len() >= cap {
             self.stats.socket_queue_full += 1;
             return;
@@ -471,34 +506,49 @@ impl<C: Clock> Stack<C> {
         buf: &[u8],
         dst: SocketAddrV4,
     ) -> Result<usize, UdpError> {
-        let max = self.cfg.max_payload();
-        if buf.len() > max {
-            return Err(UdpError::MessageTooLong {
-                len: buf.len(),
-                max,
-            });
-        }
+        check_len(&self.cfg, buf.len())?;
+        let mut m = self.pool.alloc().ok_or(UdpError::NoBuffers)?;
+        m.append(buf.len() as u16)
+            .map_err(|_| UdpError::NoBuffers)?
+            .copy_from_slice(buf);
+        self.send_mbuf(id, m, dst)
+    }
+
+    /// Sends the payload in `m` to `dst` without copying it (the zero-copy send): the
+    /// headers go into the mbuf's headroom. `m` must be one segment whose headroom holds the
+    /// 42 header bytes (any mbuf fresh from a pool does). On an error `m` goes back to its
+    /// pool. Returns the payload bytes queued.
+    pub fn send_mbuf(
+        &mut self,
+        id: SocketId,
+        mut m: Mbuf,
+        dst: SocketAddrV4,
+    ) -> Result<usize, UdpError> {
+        let plen = check_mbuf(&self.cfg, &m)?;
         let local = match self.sockets.get(id)?.local {
             Some(l) => l,
             None => self.bind(id, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?,
         };
         let hop = self.cfg.next_hop(*dst.ip())?;
-        let mut m = self.pool.alloc().ok_or(UdpError::NoBuffers)?;
-        let total = ETH_LEN + IP_LEN + UDP_LEN + buf.len();
-        let b = m.append(total as u16).map_err(|_| UdpError::NoBuffers)?;
+        let have = m.headroom() as usize;
+        let no_room = UdpError::NoHeadroom {
+            need: HEADERS_LEN,
+            have,
+        };
+        m.prepend(HEADERS_LEN as u16).map_err(|_| no_room)?;
+        let b = m.data_mut().map_err(|_| UdpError::SharedMbuf)?;
         let src_ip = self.cfg.ip;
-        b[ETH_LEN + IP_LEN + UDP_LEN..].copy_from_slice(buf);
         let udp = UdpRepr {
             src_port: local.port(),
             dst_port: dst.port(),
-            payload_len: buf.len(),
+            payload_len: plen,
         };
         let _ = udp.emit(&mut b[ETH_LEN + IP_LEN..], Some((src_ip, *dst.ip())));
         let ip = Ipv4Repr {
             src: src_ip,
             dst: *dst.ip(),
             protocol: IpProtocol::UDP,
-            payload_len: UDP_LEN + buf.len(),
+            payload_len: UDP_LEN + plen,
             ttl: 64,
             dont_frag: true,
         };
@@ -509,7 +559,7 @@ impl<C: Clock> Stack<C> {
         if self.cfg.is_broadcast(*dst.ip()) {
             b[0..6].copy_from_slice(&BROADCAST_MAC);
             self.enqueue(m);
-            return Ok(buf.len());
+            return Ok(plen);
         }
         match self.arp.lookup_or_queue(hop, m, self.clock.now()) {
             (Resolution::Mac(mac), Some(mut m)) => {
@@ -522,7 +572,23 @@ impl<C: Clock> Stack<C> {
             (Resolution::Dropped, _) => self.stats.arp_queue_full += 1,
             _ => {}
         }
-        Ok(buf.len())
+        Ok(plen)
+    }
+
+    /// Threaded mode: datagrams for `id` go to `ring` from now on (those already queued stay
+    /// for `recv_from`).
+    pub(crate) fn attach_exchange(
+        &mut self,
+        id: SocketId,
+        ring: PktProducer,
+    ) -> Result<(), UdpError> {
+        self.sockets.get_mut(id)?.exchange = Some(ring);
+        Ok(())
+    }
+
+    /// Threaded mode: a datagram an application handed over could not be sent.
+    pub(crate) fn count_send_failed(&mut self) {
+        self.stats.send_failed += 1;
     }
 
     /// Takes the next datagram: copies its payload into `buf` and returns the bytes copied,

@@ -51,6 +51,13 @@ pub struct DropStats {
     pub tx_queue_full: u64,
     /// Replies not sent for lack of a buffer.
     pub no_mbuf: u64,
+    /// Datagrams an application handed to the poller (threaded mode) that could not be sent:
+    /// too long, no route, or an mbuf without headroom or of several segments. The socket
+    /// handle checks these before handing over, so this stays 0 unless a handle is misused.
+    pub send_failed: u64,
+    /// Datagrams for a threaded-mode socket in an mbuf another handle shares (the sender
+    /// cannot be recorded in it); PMDs hand out unshared mbufs, so this stays 0 with them.
+    pub shared_mbuf: u64,
 }
 
 impl DropStats {
@@ -80,6 +87,8 @@ impl DropStats {
             self.arp_queue_full,
             self.tx_queue_full,
             self.no_mbuf,
+            self.send_failed,
+            self.shared_mbuf,
         ];
         f.iter().sum()
     }

@@ -1,6 +1,5 @@
 //! The `net_ring` device: which rings a port's queues use, and its lifecycle.
 
-use crate::pktring::PktRing;
 use crate::queue::{RingRx, RingTx};
 use alloc::boxed::Box;
 use alloc::format;
@@ -15,6 +14,7 @@ use rdk_core::ethdev::{
 };
 use rdk_core::mbuf::PktMbufPool;
 use rdk_core::os::{EventError, EventNotifier};
+use rdk_core::pktring::PktRing;
 use rdk_core::ring::RingError;
 
 impl fmt::Debug for RingDriver {

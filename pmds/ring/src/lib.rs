@@ -45,9 +45,8 @@
 extern crate alloc;
 
 mod driver;
-mod pktring;
 mod queue;
 
 pub use driver::{EventFactory, RingDriver, DEVARGS_KEYS, MAX_QUEUES, RING_CAPACITY};
-pub use pktring::{PktConsumer, PktProducer, PktRing};
 pub use queue::{RingRx, RingTx};
+pub use rdk_core::pktring::{PktConsumer, PktProducer, PktRing};

@@ -1,10 +1,10 @@
 //! The bursts: a dequeue or an enqueue, and one counter add.
 
-use crate::pktring::{PktConsumer, PktProducer, PktRing};
 use alloc::sync::Arc;
 use rdk_core::ethdev::{DeviceReason, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::Mbuf;
 use rdk_core::os::{EventError, WaitHandle};
+use rdk_core::pktring::{PktConsumer, PktProducer, PktRing};
 
 /// A `net_ring` receive queue: the consumer of one ring.
 #[derive(Debug)]
