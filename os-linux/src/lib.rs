@@ -17,6 +17,8 @@
 //! - [`intr`]: the interrupt thread (epoll sources, alarms) and RX-queue interrupts.
 //! - [`pci`] and [`vfio`]: sysfs PCI discovery and binding, and VFIO devices implementing
 //!   rdk-core's PCI trait.
+//! - [`vhost_user`]: a vhost-user frontend, sharing hugepage memory and rings with a backend
+//!   process (DPDK's `net_vhost`).
 //!
 //! `unsafe` lives in three places: `mapping` (mmap, munmap, mlock) and the `unsafe impl
 //! DmaRegion` of [`LinuxRegion`] and [`Memzone`], each with its reasoning next to it.
@@ -35,6 +37,7 @@ pub mod pagemap;
 pub mod pci;
 pub mod roots;
 pub mod vfio;
+pub mod vhost_user;
 
 pub use clock::LinuxClock;
 pub use dma::{Backend, IovaMode, LinuxRegion, MemoryConfig, RegionKind};
