@@ -16,12 +16,32 @@ pub mod virtio {
     pub const NET_F_MTU: u32 = 3;
     /// VIRTIO_NET_F_MAC: the device has a MAC address.
     pub const NET_F_MAC: u32 = 5;
+    /// VIRTIO_NET_F_GSO: the device handles packets with any GSO type.
+    pub const NET_F_GSO: u32 = 6;
+    /// VIRTIO_NET_F_GUEST_TSO4: the driver takes TSOv4 packets.
+    pub const NET_F_GUEST_TSO4: u32 = 7;
+    /// VIRTIO_NET_F_GUEST_TSO6: the driver takes TSOv6 packets.
+    pub const NET_F_GUEST_TSO6: u32 = 8;
+    /// VIRTIO_NET_F_GUEST_ECN: the driver takes TSO packets with ECN.
+    pub const NET_F_GUEST_ECN: u32 = 9;
+    /// VIRTIO_NET_F_GUEST_UFO: the driver takes UFO packets.
+    pub const NET_F_GUEST_UFO: u32 = 10;
+    /// VIRTIO_NET_F_HOST_TSO4: the device takes TSOv4 packets.
+    pub const NET_F_HOST_TSO4: u32 = 11;
+    /// VIRTIO_NET_F_HOST_TSO6: the device takes TSOv6 packets.
+    pub const NET_F_HOST_TSO6: u32 = 12;
+    /// VIRTIO_NET_F_HOST_ECN: the device takes TSO packets with ECN.
+    pub const NET_F_HOST_ECN: u32 = 13;
+    /// VIRTIO_NET_F_HOST_UFO: the device takes UFO packets.
+    pub const NET_F_HOST_UFO: u32 = 14;
     /// VIRTIO_NET_F_MRG_RXBUF: the device may merge receive buffers.
     pub const NET_F_MRG_RXBUF: u32 = 15;
     /// VIRTIO_NET_F_STATUS: link status in the config space.
     pub const NET_F_STATUS: u32 = 16;
     /// VIRTIO_NET_F_CTRL_VQ: a control queue.
     pub const NET_F_CTRL_VQ: u32 = 17;
+    /// VIRTIO_NET_F_CTRL_RX: RX mode control on the control queue.
+    pub const NET_F_CTRL_RX: u32 = 18;
     /// VIRTIO_NET_F_GUEST_ANNOUNCE: the driver can announce itself (gratuitous ARP).
     pub const NET_F_GUEST_ANNOUNCE: u32 = 21;
     /// VIRTIO_NET_F_MQ: several queue pairs.
@@ -103,6 +123,16 @@ impl FeatureSet {
             (FeatureSet::Virtio, v::NET_F_GUEST_CSUM) => "VIRTIO_NET_F_GUEST_CSUM",
             (FeatureSet::Virtio, v::NET_F_MTU) => "VIRTIO_NET_F_MTU",
             (FeatureSet::Virtio, v::NET_F_MAC) => "VIRTIO_NET_F_MAC",
+            (FeatureSet::Virtio, v::NET_F_GSO) => "VIRTIO_NET_F_GSO",
+            (FeatureSet::Virtio, v::NET_F_GUEST_TSO4) => "VIRTIO_NET_F_GUEST_TSO4",
+            (FeatureSet::Virtio, v::NET_F_GUEST_TSO6) => "VIRTIO_NET_F_GUEST_TSO6",
+            (FeatureSet::Virtio, v::NET_F_GUEST_ECN) => "VIRTIO_NET_F_GUEST_ECN",
+            (FeatureSet::Virtio, v::NET_F_GUEST_UFO) => "VIRTIO_NET_F_GUEST_UFO",
+            (FeatureSet::Virtio, v::NET_F_HOST_TSO4) => "VIRTIO_NET_F_HOST_TSO4",
+            (FeatureSet::Virtio, v::NET_F_HOST_TSO6) => "VIRTIO_NET_F_HOST_TSO6",
+            (FeatureSet::Virtio, v::NET_F_HOST_ECN) => "VIRTIO_NET_F_HOST_ECN",
+            (FeatureSet::Virtio, v::NET_F_HOST_UFO) => "VIRTIO_NET_F_HOST_UFO",
+            (FeatureSet::Virtio, v::NET_F_CTRL_RX) => "VIRTIO_NET_F_CTRL_RX",
             (FeatureSet::Virtio, v::NET_F_MRG_RXBUF) => "VIRTIO_NET_F_MRG_RXBUF",
             (FeatureSet::Virtio, v::NET_F_STATUS) => "VIRTIO_NET_F_STATUS",
             (FeatureSet::Virtio, v::NET_F_CTRL_VQ) => "VIRTIO_NET_F_CTRL_VQ",

@@ -63,6 +63,20 @@ impl VhostUserFrontend {
         })
     }
 
+    /// [`connect`](Self::connect), retrying every 20 ms for up to `wait` while the socket is
+    /// missing or refuses (a backend still starting: DPDK binds the path before it listens).
+    pub fn connect_within(path: impl AsRef<Path>, wait: Duration) -> Result<Self, VhostUserError> {
+        let end = Instant::now() + wait;
+        loop {
+            match Self::connect(path.as_ref()) {
+                Err(e) if retryable(&e) && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -446,11 +460,8 @@ impl VhostUserFrontend {
         let end = Instant::now() + wait;
         loop {
             match self.reconnect() {
-                Err(VhostUserError::Connect { errno, .. })
-                    if matches!(errno, Errno::ENOENT | Errno::ECONNREFUSED)
-                        && Instant::now() < end =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
+                Err(e) if retryable(&e) && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(20))
                 }
                 r => return r,
             }
@@ -745,6 +756,17 @@ fn open(path: &Path, timeout: Duration) -> Result<Connection, VhostUserError> {
         path: path.to_path_buf(),
         errno,
     })
+}
+
+/// A connection refused or a socket not there yet: worth another try.
+fn retryable(e: &VhostUserError) -> bool {
+    matches!(
+        e,
+        VhostUserError::Connect {
+            errno: Errno::ENOENT | Errno::ECONNREFUSED,
+            ..
+        }
+    )
 }
 
 fn check_index(index: u32) -> Result<(), VhostUserError> {
