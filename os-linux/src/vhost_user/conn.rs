@@ -245,6 +245,14 @@ impl Connection {
     }
 }
 
+#[cfg(test)]
+impl Connection {
+    /// Writes bytes as they are, framing or not (a test backend misbehaving).
+    pub(crate) fn send_raw_for_test(&self, bytes: &[u8]) {
+        nix::unistd::write(&self.stream, bytes).unwrap();
+    }
+}
+
 impl AsFd for Connection {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()

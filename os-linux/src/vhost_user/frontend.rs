@@ -441,7 +441,8 @@ impl VhostUserFrontend {
     }
 
     /// Connects again (once) and tells the backend everything it was told before, in the
-    /// order a fresh session needs: features, owner, protocol features, memory table, then
+    /// order QEMU uses for a fresh session: features, protocol features, owner, acknowledged
+    /// features, memory table, then
     /// per ring its size, last known base, addresses, and (for rings that were running) kick,
     /// call and enable state.
     ///
@@ -491,12 +492,12 @@ impl VhostUserFrontend {
                 });
             }
         }
-        if old.owner {
-            self.set_owner()?;
-        }
         if let Some(p) = old.protocol_features {
             self.get_protocol_features()?;
             self.set_protocol_features(p)?;
+        }
+        if old.owner {
+            self.set_owner()?;
         }
         if let Some(f) = old.features {
             self.set_features(f)?;
@@ -782,5 +783,561 @@ fn io_err(op: &'static str, e: &std::io::Error) -> VhostUserError {
         op,
         request: None,
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::MemTableProblem;
+    use super::super::fake::{FakeBackend, Peer};
+    use super::*;
+    use crate::{EventFd, LinuxOs, MemoryConfig};
+    use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
+
+    const V1: u64 = 1 << virtio::F_VERSION_1;
+    const PF: u64 = 1 << virtio::USER_F_PROTOCOL_FEATURES;
+    const MQ: u64 = 1 << protocol::MQ;
+    const ACK: u64 = 1 << protocol::REPLY_ACK;
+
+    /// A frontend on `fake`'s socket with a short timeout.
+    fn frontend(fake: &FakeBackend) -> VhostUserFrontend {
+        let mut fe = VhostUserFrontend::connect(fake.path()).unwrap();
+        fe.set_timeout(Duration::from_millis(300));
+        fe
+    }
+
+    /// A backend that answers `GET_FEATURES` with `reply` (header and payload as given).
+    fn answering(header: Header, bytes: Vec<u8>) -> (FakeBackend, VhostUserFrontend) {
+        let mut fake = FakeBackend::new();
+        fake.serve(move |p| {
+            p.expect(Request::GetFeatures);
+            p.raw(header, &bytes, &[]);
+            // Stay until the frontend gives up on the connection.
+            p.expect_eof();
+        });
+        let fe = frontend(&fake);
+        (fake, fe)
+    }
+
+    fn reply_header(request: Request, size: u32) -> Header {
+        Header {
+            request: request as u32,
+            flags: flags::VERSION | flags::REPLY,
+            size,
+        }
+    }
+
+    /// After a fatal error the frontend sends nothing more and says why.
+    fn assert_unusable(fe: &mut VhostUserFrontend) {
+        assert!(!fe.is_connected());
+        let e = fe.get_features().unwrap_err();
+        assert!(matches!(e, VhostUserError::Disconnected { .. }), "{e:?}");
+        assert!(e.to_string().contains("reconnect()"), "{e}");
+    }
+
+    #[test]
+    fn a_reply_for_the_wrong_request_is_an_error_and_ends_the_session() {
+        let (mut fake, mut fe) = answering(
+            reply_header(Request::GetProtocolFeatures, 8),
+            7u64.to_ne_bytes().to_vec(),
+        );
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::WrongReply {
+                    sent: Request::GetFeatures,
+                    got: 15
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("(VHOST_USER_GET_PROTOCOL_FEATURES) but VHOST_USER_GET_FEATURES"),
+            "{e}"
+        );
+        assert!(e.is_fatal());
+        assert_unusable(&mut fe);
+        fake.join();
+    }
+
+    #[test]
+    fn an_oversized_size_field_is_refused_before_reading_it() {
+        let (mut fake, mut fe) = answering(reply_header(Request::GetFeatures, u32::MAX), vec![]);
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::PayloadSize {
+                    size: u32::MAX,
+                    expected: 8,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(
+                "payload size 4294967295 invalid for the reply to VHOST_USER_GET_FEATURES"
+            ),
+            "{e}"
+        );
+        assert_unusable(&mut fe);
+        fake.join();
+    }
+
+    #[test]
+    fn a_short_size_field_is_refused_too() {
+        let (mut fake, mut fe) = answering(reply_header(Request::GetFeatures, 4), vec![1, 2, 3, 4]);
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::PayloadSize { size: 4, .. }),
+            "{e:?}"
+        );
+        fake.join();
+    }
+
+    #[test]
+    fn bad_reply_flags_are_refused() {
+        for bad in [
+            flags::VERSION,                       // no reply bit
+            2 | flags::REPLY,                     // version 2
+            flags::VERSION | flags::REPLY | 0x10, // reserved bit
+        ] {
+            let (mut fake, mut fe) = answering(
+                Header {
+                    request: 1,
+                    flags: bad,
+                    size: 8,
+                },
+                vec![0; 8],
+            );
+            let e = fe.get_features().unwrap_err();
+            assert!(
+                matches!(e, VhostUserError::BadReplyFlags { flags, .. } if flags == bad),
+                "{bad:#x}: {e:?}"
+            );
+            fake.join();
+        }
+    }
+
+    #[test]
+    fn a_truncated_payload_then_a_close_is_truncated() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.expect(Request::GetFeatures);
+            p.raw(reply_header(Request::GetFeatures, 8), &[1, 2, 3, 4], &[]);
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::Truncated {
+                    got: 16,
+                    want: 20,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.is_backend_closed());
+        assert!(e.to_string().contains("after 16 of 20 bytes"), "{e}");
+        assert_unusable(&mut fe);
+        fake.join();
+    }
+
+    #[test]
+    fn a_close_in_the_middle_of_the_header_is_truncated() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.expect(Request::GetFeatures);
+            let h = reply_header(Request::GetFeatures, 8).to_bytes();
+            p.conn.send_raw_for_test(&h[..6]);
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::Truncated {
+                    got: 6,
+                    want: 12,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        fake.join();
+    }
+
+    #[test]
+    fn a_truncated_payload_that_never_ends_times_out() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.expect(Request::GetFeatures);
+            p.raw(reply_header(Request::GetFeatures, 8), &[1, 2, 3, 4], &[]);
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        let start = Instant::now();
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::Timeout {
+                    request: Request::GetFeatures,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_unusable(&mut fe);
+        fake.join();
+    }
+
+    #[test]
+    fn silence_times_out_and_a_close_without_reply_is_backend_closed() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.expect(Request::GetFeatures);
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.get_features().unwrap_err();
+        assert!(matches!(e, VhostUserError::Timeout { .. }), "{e:?}");
+        fake.join();
+
+        let mut fe = frontend(&fake);
+        fake.serve(|p| {
+            p.expect(Request::GetFeatures);
+        });
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::BackendClosed {
+                    request: Some(Request::GetFeatures)
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e
+            .to_string()
+            .contains("closed the socket during VHOST_USER_GET_FEATURES"));
+        fake.join();
+    }
+
+    #[test]
+    fn descriptors_in_a_reply_are_closed_and_refused() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut fake = FakeBackend::new();
+        fake.serve(move |p| {
+            p.expect(Request::GetFeatures);
+            p.raw(
+                reply_header(Request::GetFeatures, 8),
+                &0u64.to_ne_bytes(),
+                &[r.as_fd()],
+            );
+            drop(r);
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.get_features().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::UnexpectedFds { count: 1, .. }),
+            "{e:?}"
+        );
+        fake.join();
+        // The read end came to this process and was closed: nobody reads the pipe any more.
+        assert_eq!(nix::unistd::write(&w, b"x"), Err(Errno::EPIPE));
+    }
+
+    #[test]
+    fn a_nack_is_an_error_but_the_session_goes_on() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.features(V1 | PF);
+            assert_eq!(p.protocol(MQ | ACK), ACK);
+            let r = p.expect(Request::SetOwner);
+            assert_ne!(r.header.flags & flags::NEED_REPLY, 0, "REPLY_ACK asks");
+            p.reply(Request::SetOwner, &Payload::U64(1));
+            p.expect_acked(Request::SetFeatures);
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        fe.get_features().unwrap();
+        fe.get_protocol_features().unwrap();
+        fe.set_protocol_features(ACK).unwrap();
+        let e = fe.set_owner().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VhostUserError::Nack {
+                    request: Request::SetOwner,
+                    code: 1
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!e.is_fatal() && fe.is_connected());
+        fe.set_features(V1).unwrap();
+        assert_eq!(fe.acked_features(), Some(V1));
+        drop(fe);
+        fake.join();
+    }
+
+    #[test]
+    fn a_vring_base_for_another_ring_is_refused() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.expect(Request::GetVringBase);
+            p.reply(
+                Request::GetVringBase,
+                &Payload::VringState(VringState { index: 3, num: 9 }),
+            );
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.get_vring_base(1).unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::WrongVring { asked: 1, got: 3 }),
+            "{e:?}"
+        );
+        assert_eq!(fe.vring_base(1), None);
+        fake.join();
+    }
+
+    #[test]
+    fn misuse_is_caught_before_anything_is_sent() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.features(V1);
+            // Nothing else arrives: every call below fails in the frontend.
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        let e = fe.set_features(V1).unwrap_err();
+        assert!(matches!(e, VhostUserError::OutOfOrder { .. }), "{e:?}");
+        assert!(e.to_string().contains("get_features first"), "{e}");
+        fe.get_features().unwrap();
+        let e = fe.set_features(V1 | PF).unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::FeatureNotOffered { missing: PF, .. }),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("does not support feature(s) VHOST_USER_F_PROTOCOL_FEATURES"),
+            "{e}"
+        );
+        let e = fe.get_protocol_features().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::FeatureNotOffered { missing: PF, .. }),
+            "{e:?}"
+        );
+        let e = fe
+            .set_protocol_features(1 << protocol::SLAVE_REQ)
+            .unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::FrontendUnsupported { bits: 32 }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("SLAVE_REQ"), "{e}");
+        let e = fe.get_queue_num().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::NotNegotiated { feature: 0, .. }),
+            "{e:?}"
+        );
+        let e = fe.set_vring_enable(0, true).unwrap_err();
+        assert!(matches!(e, VhostUserError::OutOfOrder { .. }), "{e:?}");
+        assert!(matches!(
+            fe.set_vring_num(256, 256),
+            Err(VhostUserError::VringIndex { index: 256 })
+        ));
+        for bad in [0, 3, 65536] {
+            assert!(matches!(
+                fe.set_vring_num(0, bad),
+                Err(VhostUserError::VringSize { .. })
+            ));
+        }
+        assert!(matches!(
+            fe.set_vring_kick(300, None),
+            Err(VhostUserError::VringIndex { .. })
+        ));
+        assert!(matches!(
+            fe.set_mem_table(&[]),
+            Err(VhostUserError::MemTable {
+                reason: MemTableProblem::Empty
+            })
+        ));
+        assert!(fe.is_connected(), "none of these is fatal");
+        drop(fe);
+        fake.join();
+    }
+
+    /// A full session against the fake: what arrives is exactly what was asked, with the
+    /// descriptors where they belong; then the fake restarts and sees the same session again.
+    #[test]
+    fn a_session_arrives_as_sent_and_is_replayed_after_a_restart() {
+        let os = LinuxOs::new(MemoryConfig::plain()).unwrap();
+        let region = os.dma_alloc(&DmaRequest::new("vhost", 64 << 10)).unwrap();
+        let va = region.va().get() as u64;
+        let len = region.len() as u64;
+        let kick = EventFd::new().unwrap();
+        let addrs = VringAddrs {
+            desc: region.va(),
+            avail: region.va().wrapping_add(4096),
+            used: region.va().wrapping_add(8192),
+        };
+
+        // What both sessions must show, after the opening; `base` differs.
+        let session = move |p: &Peer, base: u32| {
+            let r = p.expect_acked(Request::SetMemTable);
+            assert_eq!(r.fds.len(), 1, "one descriptor per region");
+            let Payload::MemTable(t) = r.payload else {
+                panic!()
+            };
+            assert_eq!(
+                t,
+                [RegionDesc {
+                    guest_phys_addr: va,
+                    memory_size: len,
+                    userspace_addr: va,
+                    mmap_offset: 0
+                }]
+            );
+            let r = p.expect_acked(Request::SetVringNum);
+            assert_eq!(
+                r.payload,
+                Payload::VringState(VringState { index: 1, num: 256 })
+            );
+            let r = p.expect_acked(Request::SetVringBase);
+            assert_eq!(
+                r.payload,
+                Payload::VringState(VringState {
+                    index: 1,
+                    num: base
+                })
+            );
+            let r = p.expect_acked(Request::SetVringAddr);
+            assert_eq!(
+                r.payload,
+                Payload::VringAddr(VringAddr {
+                    index: 1,
+                    flags: 0,
+                    desc: va,
+                    used: va + 8192,
+                    avail: va + 4096,
+                    log: 0
+                })
+            );
+            let r = p.expect_acked(Request::SetVringKick);
+            assert_eq!(r.payload, Payload::U64(1));
+            assert_eq!(r.fds.len(), 1);
+            // The descriptor is the frontend's eventfd.
+            nix::unistd::write(&r.fds[0], &1u64.to_ne_bytes()).unwrap();
+            let r = p.expect_acked(Request::SetVringCall);
+            assert_eq!(
+                r.payload,
+                Payload::U64(1 | VRING_NOFD_MASK),
+                "polling: no fd"
+            );
+            assert!(r.fds.is_empty());
+            let r = p.expect_acked(Request::SetVringEnable);
+            assert_eq!(
+                r.payload,
+                Payload::VringState(VringState { index: 1, num: 1 })
+            );
+        };
+
+        let mut fake = FakeBackend::new();
+        fake.serve(move |p| {
+            p.features(V1 | PF | 1 << 40);
+            assert_eq!(p.protocol(MQ | ACK | 1 << 5), MQ | ACK);
+            p.expect_acked(Request::SetOwner);
+            let r = p.expect_acked(Request::SetFeatures);
+            assert_eq!(r.payload, Payload::U64(V1 | PF));
+            p.expect(Request::GetQueueNum);
+            p.reply(Request::GetQueueNum, &Payload::U64(4));
+            session(&p, 0);
+            p.expect(Request::GetVringBase);
+            p.reply(
+                Request::GetVringBase,
+                &Payload::VringState(VringState { index: 1, num: 5 }),
+            );
+            // Kick again (restart the ring), then the backend dies.
+            p.expect_acked(Request::SetVringKick);
+        });
+        let mut fe = frontend(&fake);
+        assert_eq!(fe.get_features().unwrap(), V1 | PF | 1 << 40);
+        fe.get_protocol_features().unwrap();
+        fe.set_protocol_features(MQ | ACK).unwrap();
+        fe.set_owner().unwrap();
+        fe.set_features(V1 | PF).unwrap();
+        assert_eq!(fe.get_queue_num().unwrap(), 4);
+        fe.set_mem_table(&[MemRegion::of(&region).unwrap()])
+            .unwrap();
+        fe.set_vring_num(1, 256).unwrap();
+        fe.set_vring_base(1, 0).unwrap();
+        fe.set_vring_addr(1, addrs).unwrap();
+        fe.set_vring_kick(1, Some(kick.as_fd())).unwrap();
+        assert_eq!(
+            kick.ack().unwrap(),
+            1,
+            "the backend kicked through our eventfd"
+        );
+        fe.set_vring_call(1, None).unwrap();
+        fe.set_vring_enable(1, true).unwrap();
+        assert_eq!(fe.get_vring_base(1).unwrap(), 5);
+        fe.set_vring_kick(1, Some(kick.as_fd())).unwrap();
+        fake.join();
+        fake.close();
+
+        // Gone: the socket says so, and reconnecting fails (typed) while nobody listens.
+        let e = fe.check_connection().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::BackendClosed { request: None }),
+            "{e:?}"
+        );
+        let e = fe.reconnect().unwrap_err();
+        assert!(matches!(e, VhostUserError::Connect { .. }), "{e:?}");
+        assert!(e.to_string().contains("client=0"), "{e}");
+
+        // Restarted: the same session, with the last base the backend reported.
+        fake.reopen();
+        fake.serve(move |p| {
+            p.features(V1 | PF);
+            assert_eq!(p.protocol(MQ | ACK), MQ | ACK);
+            p.expect_acked(Request::SetOwner);
+            let r = p.expect_acked(Request::SetFeatures);
+            assert_eq!(r.payload, Payload::U64(V1 | PF));
+            session(&p, 5);
+            p.expect_eof();
+        });
+        fe.reconnect_within(Duration::from_secs(5)).unwrap();
+        assert_eq!(kick.ack().unwrap(), 1);
+        assert_eq!(fe.vring_base(1), Some(5));
+        fe.disconnect();
+        fake.join();
+
+        // A restarted backend without a feature acknowledged before is refused.
+        fake.serve(move |p| {
+            p.features(V1);
+            p.expect_eof();
+        });
+        let e = fe.reconnect().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::FeatureNotOffered { missing: PF, .. }),
+            "{e:?}"
+        );
+        fe.disconnect();
+        fake.join();
     }
 }

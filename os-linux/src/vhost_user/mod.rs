@@ -21,6 +21,8 @@
 
 pub mod conn;
 mod error;
+#[cfg(test)]
+mod fake;
 pub mod features;
 mod frontend;
 mod memory;
