@@ -17,8 +17,6 @@
 //! - [`intr`]: the interrupt thread (epoll sources, alarms) and RX-queue interrupts.
 //! - [`pci`] and [`vfio`]: sysfs PCI discovery and binding, and VFIO devices implementing
 //!   rdk-core's PCI trait.
-//! - [`vhost_user`]: a vhost-user frontend, sharing hugepage memory and rings with a backend
-//!   process (DPDK's `net_vhost`).
 //!
 //! `unsafe` lives in three places: `mapping` (mmap, munmap, mlock) and the `unsafe impl
 //! DmaRegion` of [`LinuxRegion`] and [`Memzone`], each with its reasoning next to it.

@@ -452,6 +452,13 @@ fn negotiates_features_protocol_features_and_queues_with_dpdk() {
         e.to_string().contains("does not support feature(s) bit 63"),
         "{e}"
     );
+    // RESET_OWNER ends the session on the same connection (acknowledged, as REPLY_ACK was
+    // on), and a new one starts from scratch.
+    fe.reset_owner().unwrap();
+    assert_eq!(fe.acked_features(), None);
+    b.expect("VHOST_USER_RESET_OWNER succeeded", Duration::from_secs(5));
+    negotiate(&mut fe);
+    fe.check_connection().unwrap();
     b.drain();
     note(T, &format!("testpmd said:\n{}", b.log.join("\n")));
 }

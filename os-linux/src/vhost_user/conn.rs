@@ -81,11 +81,17 @@ impl Connection {
 
     /// Wraps an already connected stream (a test backend's accepted socket, a socketpair).
     pub fn from_stream(stream: UnixStream, send_timeout: Duration) -> Result<Connection, Errno> {
-        // A zero duration means "no timeout" to the kernel; keep at least a millisecond.
-        let t = send_timeout.max(Duration::from_millis(1));
-        stream.set_write_timeout(Some(t)).map_err(io_errno)?;
         stream.set_nonblocking(false).map_err(io_errno)?;
-        Ok(Connection { stream })
+        let c = Connection { stream };
+        c.set_send_timeout(send_timeout)?;
+        Ok(c)
+    }
+
+    /// How long a send may block on a full socket buffer.
+    pub fn set_send_timeout(&self, timeout: Duration) -> Result<(), Errno> {
+        // A zero duration means "no timeout" to the kernel; keep at least a millisecond.
+        let t = timeout.max(Duration::from_millis(1));
+        self.stream.set_write_timeout(Some(t)).map_err(io_errno)
     }
 
     /// Sends `header`, `payload` and `fds` as one message. The descriptors go with the first

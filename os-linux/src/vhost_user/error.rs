@@ -97,6 +97,15 @@ pub enum VhostUserError {
         /// What was wrong.
         error: PayloadError,
     },
+    /// A reply's value is out of range for what it stands for.
+    BadValue {
+        /// The request sent.
+        request: Request,
+        /// The value received.
+        value: u64,
+        /// What it should have been.
+        want: &'static str,
+    },
     /// The backend answered a `NEED_REPLY` request with a failure code.
     Nack {
         /// The request refused.
@@ -320,6 +329,11 @@ impl fmt::Display for VhostUserError {
             VhostUserError::Payload { request, error } => {
                 write!(f, "bad reply to {request}: {error}")
             }
+            VhostUserError::BadValue {
+                request,
+                value,
+                want,
+            } => write!(f, "the reply to {request} says {value:#x}, not {want}"),
             VhostUserError::Nack { request, code } => write!(
                 f,
                 "the backend refused {request} (REPLY_ACK code {code}); see the backend's log"

@@ -87,9 +87,14 @@ impl VhostUserFrontend {
         self.timeout
     }
 
-    /// Sets how long a reply may take; applies from the next connection for sends.
+    /// Sets how long a reply (and a send into a full socket buffer) may take.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+        if let Ok(c) = &self.conn {
+            if let Err(errno) = c.set_send_timeout(timeout) {
+                self.conn = Err(format!("setting the send timeout failed: {errno}"));
+            }
+        }
     }
 
     /// The socket, for an epoll thread to watch for a hang-up; `None` when disconnected.
@@ -301,10 +306,7 @@ impl VhostUserFrontend {
             &[],
         )?;
         let Payload::VringState(s) = reply else {
-            return Err(self.fail(VhostUserError::Payload {
-                request: Request::GetVringBase,
-                error: super::msg::PayloadError::Size { got: 0, want: 8 },
-            }));
+            return Err(self.fail(mismatched(Request::GetVringBase, &reply)));
         };
         if s.index != index {
             return Err(self.fail(VhostUserError::WrongVring {
@@ -406,9 +408,10 @@ impl VhostUserFrontend {
         self.need_protocol(protocol::STATUS, Request::GetStatus)?;
         let v = self.get_u64(Request::GetStatus)?;
         u8::try_from(v).map_err(|_| {
-            self.fail(VhostUserError::Payload {
+            self.fail(VhostUserError::BadValue {
                 request: Request::GetStatus,
-                error: super::msg::PayloadError::Size { got: 8, want: 1 },
+                value: v,
+                want: "a status byte (0..=255)",
             })
         })
     }
@@ -599,10 +602,7 @@ impl VhostUserFrontend {
     fn get_u64(&mut self, request: Request) -> Result<u64, VhostUserError> {
         match self.transact(request, &Payload::Empty, &[])? {
             Payload::U64(v) => Ok(v),
-            _ => Err(self.fail(VhostUserError::Payload {
-                request,
-                error: super::msg::PayloadError::Size { got: 0, want: 8 },
-            })),
+            other => Err(self.fail(mismatched(request, &other))),
         }
     }
 
@@ -757,6 +757,18 @@ fn open(path: &Path, timeout: Duration) -> Result<Connection, VhostUserError> {
         path: path.to_path_buf(),
         errno,
     })
+}
+
+/// A reply decoded as another kind than the request's. Cannot happen (`recv_reply` decodes
+/// as `reply_kind()`), but a wrong guess here must not panic.
+fn mismatched(request: Request, got: &Payload) -> VhostUserError {
+    VhostUserError::Payload {
+        request,
+        error: super::msg::PayloadError::Size {
+            got: got.kind().max_size(),
+            want: request.reply_kind().map_or(0, |k| k.max_size()),
+        },
+    }
 }
 
 /// A connection refused or a socket not there yet: worth another try.
@@ -1182,6 +1194,57 @@ mod tests {
         fake.join();
     }
 
+    #[test]
+    fn reset_owner_forgets_the_session() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.features(V1);
+            p.expect(Request::SetOwner);
+            p.expect(Request::SetFeatures);
+            p.expect(Request::ResetOwner);
+        });
+        let mut fe = frontend(&fake);
+        fe.get_features().unwrap();
+        fe.set_owner().unwrap();
+        fe.set_features(V1).unwrap();
+        fe.reset_owner().unwrap();
+        assert_eq!(fe.acked_features(), None);
+        fake.join();
+        // Reconnecting after a reset replays nothing but the opening question.
+        fake.serve(|p| {
+            p.features(V1);
+            p.expect_eof();
+        });
+        fe.reconnect().unwrap();
+        fe.disconnect();
+        fake.join();
+    }
+
+    #[test]
+    fn a_status_beyond_a_byte_is_refused() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.features(PF);
+            assert_eq!(p.protocol(1 << protocol::STATUS), 1 << protocol::STATUS);
+            p.expect(Request::SetStatus);
+            p.expect(Request::GetStatus);
+            p.reply(Request::GetStatus, &Payload::U64(0x10f));
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        fe.get_features().unwrap();
+        fe.get_protocol_features().unwrap();
+        fe.set_protocol_features(1 << protocol::STATUS).unwrap();
+        fe.set_status(0xf).unwrap();
+        let e = fe.get_status().unwrap_err();
+        assert!(
+            matches!(e, VhostUserError::BadValue { value: 0x10f, .. }),
+            "{e:?}"
+        );
+        assert!(!fe.is_connected());
+        fake.join();
+    }
+
     /// A full session against the fake: what arrives is exactly what was asked, with the
     /// descriptors where they belong; then the fake restarts and sees the same session again.
     #[test]
@@ -1322,6 +1385,7 @@ mod tests {
             p.expect_eof();
         });
         fe.reconnect_within(Duration::from_secs(5)).unwrap();
+        assert!(kick.wait(Some(Duration::from_secs(5))).unwrap());
         assert_eq!(kick.ack().unwrap(), 1);
         assert_eq!(fe.vring_base(1), Some(5));
         fe.disconnect();

@@ -13,7 +13,9 @@
 //!    addresses through its guest-physical address (the region's IOVA).
 //! 3. Per ring: `SET_VRING_NUM`, `SET_VRING_BASE`, `SET_VRING_ADDR`, `SET_VRING_KICK`,
 //!    `SET_VRING_CALL`, and with protocol features `SET_VRING_ENABLE` (rings start disabled).
-//! 4. `GET_VRING_BASE` stops a ring and says where it stopped.
+//! 4. With the `STATUS` protocol feature, `SET_STATUS` with `DRIVER_OK`: a backend that
+//!    negotiated it (DPDK does) starts the device only then.
+//! 5. `GET_VRING_BASE` stops a ring and says where it stopped.
 //!
 //! Layers: [`msg`] is the wire format (both directions), [`conn`] moves whole messages over
 //! the socket with deadlines, [`VhostUserFrontend`] is the request API with checked replies
