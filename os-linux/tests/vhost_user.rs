@@ -459,8 +459,6 @@ fn negotiates_features_protocol_features_and_queues_with_dpdk() {
     b.expect("VHOST_USER_RESET_OWNER succeeded", Duration::from_secs(5));
     negotiate(&mut fe);
     fe.check_connection().unwrap();
-    b.drain();
-    note(T, &format!("testpmd said:\n{}", b.log.join("\n")));
 }
 
 #[test]
@@ -525,8 +523,6 @@ fn dpdk_moves_packets_through_our_rings_and_memory() {
     assert_eq!(fe.get_vring_base(0).unwrap(), u32::from(n));
     assert_eq!(fe.get_vring_base(1).unwrap(), 1);
     assert_eq!(fe.vring_base(0), Some(u32::from(n)));
-    b.drain();
-    note(T, &format!("testpmd said:\n{}", b.log.join("\n")));
 }
 
 #[test]
@@ -626,7 +622,6 @@ fn a_killed_backend_is_a_typed_error_and_a_restarted_one_gets_the_session_back()
         "DPDK found a stale base:\n{}",
         b.log.join("\n")
     );
-    note(T, &format!("testpmd said:\n{}", b.log.join("\n")));
 }
 
 #[test]
@@ -676,6 +671,4 @@ fn dpdk_starts_a_device_only_once_its_rings_are_enabled() {
     // GET_VRING_BASE stops the device (DPDK calls the application's destroy_device).
     assert_eq!(fe.get_vring_base(1).unwrap(), 0);
     b.expect("link state change", Duration::from_secs(10));
-    b.drain();
-    note(T, &format!("testpmd said:\n{}", b.log.join("\n")));
 }

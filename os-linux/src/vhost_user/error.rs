@@ -344,7 +344,7 @@ impl fmt::Display for VhostUserError {
             ),
             VhostUserError::FeatureNotOffered { set, missing } => write!(
                 f,
-                "the backend does not support feature(s) {} ; acknowledge only offered bits \
+                "the backend does not support feature(s) {}; acknowledge only offered bits \
                  (get_features / get_protocol_features)",
                 names(*set, *missing)
             ),
