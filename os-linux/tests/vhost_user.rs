@@ -624,51 +624,77 @@ fn a_killed_backend_is_a_typed_error_and_a_restarted_one_gets_the_session_back()
     );
 }
 
+/// Sets up both rings of the first pair on `fe` (negotiated already), without enabling them.
+fn rings_without_enable(
+    fe: &mut VhostUserFrontend,
+    shared: &Shared,
+    kick: &EventFd,
+    call: &EventFd,
+) {
+    fe.set_mem_table(&[MemRegion::of(&shared.region).unwrap()])
+        .unwrap();
+    for (q, off) in [(0, RX_RING), (1, TX_RING)] {
+        fe.set_vring_num(q, QSIZE.into()).unwrap();
+        fe.set_vring_base(q, 0).unwrap();
+        fe.set_vring_addr(q, SplitRing::new(&shared.region, off).addrs())
+            .unwrap();
+        fe.set_vring_kick(q, Some(kick.as_fd())).unwrap();
+        fe.set_vring_call(q, Some(call.as_fd())).unwrap();
+    }
+}
+
 #[test]
-fn dpdk_starts_a_device_only_once_its_rings_are_enabled() {
-    const T: &str = "dpdk_starts_a_device_only_once_its_rings_are_enabled";
+fn dpdk_starts_a_device_only_once_its_rings_are_enabled_and_driver_ok_is_set() {
+    const T: &str = "dpdk_starts_a_device_only_once_its_rings_are_enabled_and_driver_ok_is_set";
     let Some(_env) = prerequisites(T) else { return };
     let shared = Shared::new();
     let mut b = Backend::start(&socket_path());
     let mut fe = VhostUserFrontend::connect_within(&b.sock, Duration::from_secs(30)).unwrap();
-    // Protocol features without STATUS: readiness then hangs on the rings alone.
-    let offered = fe.get_features().unwrap();
-    let proto = fe.get_protocol_features().unwrap();
-    fe.set_protocol_features(proto & (1 << protocol::MQ | 1 << protocol::REPLY_ACK))
-        .unwrap();
-    fe.set_owner().unwrap();
-    fe.set_features(offered & (1 << virtio::F_VERSION_1 | 1 << virtio::USER_F_PROTOCOL_FEATURES))
-        .unwrap();
-    fe.set_mem_table(&[MemRegion::of(&shared.region).unwrap()])
-        .unwrap();
-    let rings = [
-        SplitRing::new(&shared.region, RX_RING),
-        SplitRing::new(&shared.region, TX_RING),
-    ];
     let kick = EventFd::new().unwrap();
     let call = EventFd::new().unwrap();
-    for (q, ring) in rings.iter().enumerate() {
-        let q = q as u32;
-        fe.set_vring_num(q, QSIZE.into()).unwrap();
-        fe.set_vring_base(q, 0).unwrap();
-        fe.set_vring_addr(q, ring.addrs()).unwrap();
-        fe.set_vring_kick(q, Some(kick.as_fd())).unwrap();
-        fe.set_vring_call(q, Some(call.as_fd())).unwrap();
-    }
+    let features = 1 << virtio::F_VERSION_1 | 1 << virtio::USER_F_PROTOCOL_FEATURES;
+    let ready = "ready for processing";
+
+    // Protocol features without STATUS: readiness hangs on the rings alone.
+    fe.get_features().unwrap();
+    fe.get_protocol_features().unwrap();
+    fe.set_protocol_features(1 << protocol::MQ | 1 << protocol::REPLY_ACK)
+        .unwrap();
+    fe.set_owner().unwrap();
+    fe.set_features(features).unwrap();
+    rings_without_enable(&mut fe, &shared, &kick, &call);
     assert!(
-        b.wait_for("ready for processing", Duration::from_secs(2))
-            .is_none(),
+        b.wait_for(ready, Duration::from_secs(2)).is_none(),
         "with VHOST_USER_F_PROTOCOL_FEATURES, rings start disabled"
     );
     fe.set_vring_enable(0, true).unwrap();
     assert!(
-        b.wait_for("ready for processing", Duration::from_secs(1))
-            .is_none(),
+        b.wait_for(ready, Duration::from_secs(1)).is_none(),
         "both rings of the first pair must be enabled"
     );
     fe.set_vring_enable(1, true).unwrap();
-    b.expect("ready for processing", Duration::from_secs(10));
+    b.expect(ready, Duration::from_secs(10));
     // GET_VRING_BASE stops the device (DPDK calls the application's destroy_device).
     assert_eq!(fe.get_vring_base(1).unwrap(), 0);
     b.expect("link state change", Duration::from_secs(10));
+
+    // A second session on the same connection, with STATUS: enabled rings are not enough,
+    // the device starts at DRIVER_OK.
+    fe.reset_owner().unwrap();
+    fe.get_features().unwrap();
+    fe.get_protocol_features().unwrap();
+    fe.set_protocol_features(FRONTEND_PROTOCOL_FEATURES)
+        .unwrap();
+    fe.set_owner().unwrap();
+    fe.set_features(features).unwrap();
+    rings_without_enable(&mut fe, &shared, &kick, &call);
+    fe.set_vring_enable(0, true).unwrap();
+    fe.set_vring_enable(1, true).unwrap();
+    assert!(
+        b.wait_for(ready, Duration::from_secs(2)).is_none(),
+        "with STATUS negotiated, DPDK waits for DRIVER_OK"
+    );
+    fe.set_status(STATUS_DRIVER_OK).unwrap();
+    b.expect(ready, Duration::from_secs(10));
+    assert_eq!(fe.get_status().unwrap(), STATUS_DRIVER_OK);
 }
