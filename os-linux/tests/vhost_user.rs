@@ -251,8 +251,8 @@ impl SplitRing {
     }
 
     fn write<T: Copy>(&self, off: usize, v: T) {
-        // SAFETY: every offset used is inside the region (rings in the first 32 KiB, checked
-        // by `new`), aligned for `T` (the layout keeps each field naturally aligned), and the
+        // SAFETY: every offset used is inside the ring's 16 KiB, which `new` checked lies inside
+        // the region, aligned for `T` (the layout keeps each field naturally aligned), and the
         // region outlives the ring in every test. Volatile: the backend reads it concurrently.
         unsafe { std::ptr::write_volatile(self.base.add(off).cast::<T>(), v) }
     }
