@@ -35,6 +35,7 @@ pub mod pagemap;
 pub mod pci;
 pub mod roots;
 pub mod vfio;
+pub mod vhost_user;
 
 pub use clock::LinuxClock;
 pub use dma::{Backend, IovaMode, LinuxRegion, MemoryConfig, RegionKind};
