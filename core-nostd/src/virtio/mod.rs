@@ -11,7 +11,11 @@
 //!   per kind ([`Health`]), the element is dropped, and past a threshold the queue is broken.
 //!   Both implement [`Virtqueue`]; [`AnyQueue`] is whichever the device negotiated.
 //!
-//! Devices, transports (PCI, vhost-user) and the network driver live elsewhere
+//! - [`Transport`] (feature `alloc`): how a driver reaches its device — feature and status
+//!   registers, queue setup, doorbells, interrupts, device config — so one network driver runs
+//!   over modern PCI and vhost-user alike.
+//!
+//! Devices, transport implementations (PCI, vhost-user) and the network driver live elsewhere
 //! (`rdk-pmd-virtio`); a device model for tests is in `rdk-os-mock`.
 
 pub mod features;
@@ -23,6 +27,8 @@ mod queue;
 mod split;
 #[cfg(all(test, feature = "alloc"))]
 mod tests;
+#[cfg(feature = "alloc")]
+pub mod transport;
 
 pub use features::{net_status, DeviceStatus, Features};
 #[cfg(feature = "alloc")]
@@ -33,6 +39,8 @@ pub use queue::{
 };
 #[cfg(feature = "alloc")]
 pub use split::SplitQueue;
+#[cfg(feature = "alloc")]
+pub use transport::{Interrupts, QueueNotify, Transport, TransportError};
 
 #[cfg(feature = "alloc")]
 use crate::os::DmaRegion;
@@ -49,6 +57,16 @@ pub enum AnyQueue<R: DmaRegion> {
 }
 
 #[cfg(feature = "alloc")]
+macro_rules! each {
+    ($self:ident, $q:ident => $e:expr) => {
+        match $self {
+            AnyQueue::Split($q) => $e,
+            AnyQueue::Packed($q) => $e,
+        }
+    };
+}
+
+#[cfg(feature = "alloc")]
 impl<R: DmaRegion> AnyQueue<R> {
     /// A queue of `size` entries in `region`, of the layout `features` negotiated.
     pub fn new(region: R, size: u16, features: Features) -> Result<Self, VirtqError> {
@@ -61,6 +79,11 @@ impl<R: DmaRegion> AnyQueue<R> {
         })
     }
 
+    /// Gives the ring memory back.
+    pub fn into_region(self) -> R {
+        each!(self, q => q.into_region())
+    }
+
     /// Bytes of DMA memory a queue of `size` entries needs with `features`.
     pub const fn bytes_needed(size: u16, features: Features) -> usize {
         if features.contains(Features::RING_PACKED) {
@@ -69,16 +92,6 @@ impl<R: DmaRegion> AnyQueue<R> {
             format::SplitLayout::new(size).total
         }
     }
-}
-
-#[cfg(feature = "alloc")]
-macro_rules! each {
-    ($self:ident, $q:ident => $e:expr) => {
-        match $self {
-            AnyQueue::Split($q) => $e,
-            AnyQueue::Packed($q) => $e,
-        }
-    };
 }
 
 #[cfg(feature = "alloc")]
@@ -94,6 +107,10 @@ impl<R: DmaRegion> Virtqueue for AnyQueue<R> {
     #[inline(always)]
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
         each!(self, q => q.add(bufs))
+    }
+    #[inline(always)]
+    fn next_id(&self) -> Option<u16> {
+        each!(self, q => q.next_id())
     }
     #[inline(always)]
     fn kick_prepare(&mut self) -> bool {

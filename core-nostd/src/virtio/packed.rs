@@ -95,6 +95,11 @@ impl<R: DmaRegion> PackedQueue<R> {
         &self.region
     }
 
+    /// Gives the ring memory back (to zero and reuse after a device reset).
+    pub fn into_region(self) -> R {
+        self.region
+    }
+
     #[inline(always)]
     fn base(&self) -> *mut u8 {
         self.region.as_ptr()
@@ -247,6 +252,11 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
         self.order[pos as usize] = id;
         self.posted = self.posted.wrapping_add(1);
         Ok(id)
+    }
+
+    #[inline(always)]
+    fn next_id(&self) -> Option<u16> {
+        (self.free_count > 0 && self.num_free > 0).then(|| self.free_ids[self.free_pos as usize])
     }
 
     #[inline]

@@ -270,6 +270,10 @@ pub trait Virtqueue {
     /// it after [`kick_prepare`](Self::kick_prepare).
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError>;
 
+    /// The id the next successful [`add`](Self::add) will return (`None` when no id is free),
+    /// so a driver can place per-chain data (a transmit header) before adding.
+    fn next_id(&self) -> Option<u16>;
+
     /// Publishes everything added since the last call; returns whether the device wants a
     /// notification (one doorbell write per burst).
     fn kick_prepare(&mut self) -> bool;

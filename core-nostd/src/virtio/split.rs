@@ -90,6 +90,11 @@ impl<R: DmaRegion> SplitQueue<R> {
         &self.region
     }
 
+    /// Gives the ring memory back (to zero and reuse after a device reset).
+    pub fn into_region(self) -> R {
+        self.region
+    }
+
     #[inline(always)]
     fn base(&self) -> *mut u8 {
         self.region.as_ptr()
@@ -220,6 +225,11 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         self.avail_idx = self.avail_idx.wrapping_add(1);
         self.in_flight += 1;
         Ok(head)
+    }
+
+    #[inline(always)]
+    fn next_id(&self) -> Option<u16> {
+        (self.num_free > 0).then_some(self.free_head)
     }
 
     #[inline]

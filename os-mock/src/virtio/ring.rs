@@ -51,7 +51,7 @@ pub enum UsedLie {
     IdNeverPosted,
     /// Reports more bytes written than the chain has.
     LenTooLong,
-    /// Moves the split used index far past what it returned.
+    /// Moves the split used index far (16 Ki entries) past what it returned.
     IdxJump,
     /// Marks a packed descriptor used with the wrong wrap counter.
     BadWrap,
@@ -239,7 +239,7 @@ impl DevRing {
             mem.write_u32(Self::at(e, 4), len)?;
             self.c.used_idx = self.c.used_idx.wrapping_add(1);
             let shown = if lie == Some(UsedLie::IdxJump) {
-                self.c.used_idx.wrapping_add(40)
+                self.c.used_idx.wrapping_add(0x4000)
             } else {
                 self.c.used_idx
             };
