@@ -13,21 +13,25 @@ fn region(len: usize) -> TestRegion {
         .unwrap()
 }
 
-fn rd16(r: &TestRegion, off: usize) -> u16 {
-    // SAFETY: tests pass offsets inside the region.
-    u16::from_le(unsafe { r.as_ptr().add(off).cast::<u16>().read_volatile() })
+/// The ring memory as the test's device reaches it: the region's base pointer (taken once,
+/// so the queue's own borrows of its struct do not invalidate it).
+type Mem = *mut u8;
+
+fn rd16(r: Mem, off: usize) -> u16 {
+    // SAFETY: tests pass offsets inside the region, which outlives the test's queue use.
+    u16::from_le(unsafe { r.add(off).cast::<u16>().read_volatile() })
 }
-fn wr16(r: &TestRegion, off: usize, v: u16) {
+fn wr16(r: Mem, off: usize, v: u16) {
     // SAFETY: as above.
-    unsafe { r.as_ptr().add(off).cast::<u16>().write_volatile(v.to_le()) }
+    unsafe { r.add(off).cast::<u16>().write_volatile(v.to_le()) }
 }
-fn rd<T>(r: &TestRegion, off: usize) -> T {
+fn rd<T>(r: Mem, off: usize) -> T {
     // SAFETY: as above; T is plain data.
-    unsafe { r.as_ptr().add(off).cast::<T>().read_volatile() }
+    unsafe { r.add(off).cast::<T>().read_volatile() }
 }
-fn wr<T>(r: &TestRegion, off: usize, v: T) {
+fn wr<T>(r: Mem, off: usize, v: T) {
     // SAFETY: as above.
-    unsafe { r.as_ptr().add(off).cast::<T>().write_volatile(v) }
+    unsafe { r.add(off).cast::<T>().write_volatile(v) }
 }
 
 /// The device side of a split ring.
@@ -46,7 +50,7 @@ impl SplitDev {
         }
     }
     /// The next available chain: head and its descriptors.
-    fn take(&mut self, r: &TestRegion) -> Option<(u16, Vec<SplitDesc>)> {
+    fn take(&mut self, r: Mem) -> Option<(u16, Vec<SplitDesc>)> {
         if rd16(r, self.l.avail + 2) == self.last_avail {
             return None;
         }
@@ -64,7 +68,7 @@ impl SplitDev {
         }
         Some((head, out))
     }
-    fn put(&mut self, r: &TestRegion, id: u32, len: u32) {
+    fn put(&mut self, r: Mem, id: u32, len: u32) {
         let pos = self.used_idx % self.l.size;
         wr(
             r,
@@ -97,9 +101,7 @@ fn split(size: u16, event_idx: bool, in_order: bool) -> SplitQueue<TestRegion> {
 fn split_round_trip_with_chains_and_wraps() {
     let mut q = split(8, false, false);
     let mut dev = SplitDev::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: the region lives as long as q; the test only reads/writes ring memory through it.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     // Many laps, so free-running indices wrap past 65535.
     for round in 0..20_000u64 {
         let a = q
@@ -150,9 +152,7 @@ fn split_full_and_empty_chains_are_refused() {
 fn split_notification_suppression() {
     let mut q = split(8, false, false);
     let l = SplitLayout::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     assert!(!q.kick_prepare(), "nothing added");
     wr16(r, l.used, used_flags::NO_NOTIFY);
     q.add(&[Buf::readable(iova(0), 1)]).unwrap();
@@ -160,9 +160,7 @@ fn split_notification_suppression() {
     assert_eq!(rd16(r, l.avail + 2), 1, "published anyway");
 
     let mut q = split(8, true, false);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     // The device wants to hear about index 2 only.
     wr16(r, l.avail_event(), 2);
     q.add(&[Buf::readable(iova(0), 1)]).unwrap();
@@ -182,9 +180,7 @@ fn split_notification_suppression() {
 fn split_in_order_batches_complete_earlier_chains() {
     let mut q = split(8, false, true);
     let mut dev = SplitDev::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     let ids: Vec<u16> = (0..3)
         .map(|i| q.add(&[Buf::readable(iova(i), 64)]).unwrap())
         .collect();
@@ -212,9 +208,7 @@ fn split_in_order_batches_complete_earlier_chains() {
 fn split_hostile_used_elements_are_counted_and_dropped() {
     let mut q = split(8, false, false);
     let mut dev = SplitDev::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     let a = q.add(&[Buf::writable(iova(0), 100)]).unwrap();
     let b = q.add(&[Buf::writable(iova(1), 100)]).unwrap();
     q.kick_prepare();
@@ -273,9 +267,7 @@ fn split_breaks_after_the_threshold_and_then_refuses_everything() {
     let mut q = split(4, false, false);
     q.set_broken_threshold(3);
     let mut dev = SplitDev::new(4);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     q.add(&[Buf::writable(iova(0), 10)]).unwrap();
     q.kick_prepare();
     for _ in 0..3 {
@@ -306,9 +298,7 @@ fn split_random_device_writes_never_break_the_invariants() {
     let mut q = split(16, true, false);
     q.set_broken_threshold(u32::MAX);
     let l = SplitLayout::new(16);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     let mut out = 0u32;
     for _ in 0..rounds {
         let x = rng(&mut seed);
@@ -366,7 +356,7 @@ impl PackedDev {
             used_wrap: true,
         }
     }
-    fn take(&mut self, r: &TestRegion) -> Option<(u16, Vec<PackedDesc>)> {
+    fn take(&mut self, r: Mem) -> Option<(u16, Vec<PackedDesc>)> {
         let mut out = Vec::new();
         loop {
             let d: PackedDesc = rd(r, 16 * self.avail_pos as usize);
@@ -388,7 +378,7 @@ impl PackedDev {
             }
         }
     }
-    fn put_raw(&mut self, r: &TestRegion, id: u16, len: u32, descs: u16, wrap: bool) {
+    fn put_raw(&mut self, r: Mem, id: u16, len: u32, descs: u16, wrap: bool) {
         let flags = if wrap {
             desc_flags::AVAIL | desc_flags::USED
         } else {
@@ -404,7 +394,7 @@ impl PackedDev {
         }
         self.used_pos = (next % self.size as u32) as u16;
     }
-    fn put(&mut self, r: &TestRegion, id: u16, len: u32, descs: u16) {
+    fn put(&mut self, r: Mem, id: u16, len: u32, descs: u16) {
         let w = self.used_wrap;
         self.put_raw(r, id, len, descs, w)
     }
@@ -424,9 +414,7 @@ fn packed(size: u16, event_idx: bool, in_order: bool) -> PackedQueue<TestRegion>
 fn packed_round_trip_with_chains_and_wraps() {
     let mut q = packed(8, false, false);
     let mut dev = PackedDev::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     for round in 0..5_000u64 {
         let a = q
             .add(&[Buf::readable(iova(round), 12), Buf::readable(iova(1), 60)])
@@ -466,9 +454,7 @@ fn packed_round_trip_with_chains_and_wraps() {
 fn packed_hostile_device_is_counted() {
     let mut q = packed(8, false, false);
     let mut dev = PackedDev::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     let a = q.add(&[Buf::writable(iova(0), 100)]).unwrap();
     let b = q.add(&[Buf::writable(iova(1), 100)]).unwrap();
     q.kick_prepare();
@@ -504,9 +490,7 @@ fn packed_hostile_device_is_counted() {
 fn packed_event_suppression() {
     let mut q = packed(8, true, false);
     let l = PackedLayout::new(8);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     wr16(r, l.device + 2, event_flags::DISABLE);
     q.add(&[Buf::readable(iova(0), 1)]).unwrap();
     assert!(!q.kick_prepare());
@@ -528,9 +512,7 @@ fn packed_event_suppression() {
 fn packed_in_order_batch() {
     let mut q = packed(4, false, true);
     let mut dev = PackedDev::new(4);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     for lap in 0..10 {
         let ids: Vec<u16> = (0..3)
             .map(|i| q.add(&[Buf::readable(iova(i), 64)]).unwrap())
@@ -553,9 +535,7 @@ fn packed_random_device_writes_never_break_the_invariants() {
     let rounds = if cfg!(miri) { 200 } else { 20_000 };
     let mut q = packed(16, true, false);
     q.set_broken_threshold(u32::MAX);
-    let r = q.region() as *const TestRegion;
-    // SAFETY: as above.
-    let r = unsafe { &*r };
+    let r = q.region().as_ptr();
     let mut out = 0u32;
     for _ in 0..rounds {
         let x = rng(&mut seed);

@@ -620,6 +620,8 @@ impl Shared {
 
     fn process_tx_queue(&self, s: &mut State, q: u16) {
         let lie = s.lie();
+        let batch = lie.is_none() && s.features().contains(Features::IN_ORDER);
+        let (mut batch_descs, mut last) = (0u16, None);
         let mem = &self.mem;
         let Some(ring) = Self::ring(s, q) else {
             return;
@@ -663,9 +665,20 @@ impl Shared {
                 data: bytes[12..].to_vec(),
                 descs: chain.bufs.len(),
             });
-            if let Err(f) = ring.push(mem, chain.id, 0, chain.bufs.len() as u16, lie) {
+            let n = chain.bufs.len() as u16;
+            if batch {
+                // IN_ORDER: one used entry for the whole batch, naming its last chain
+                // (virtio 1.2 §2.7.9, §2.8.9); written once the ring is drained.
+                batch_descs = batch_descs.wrapping_add(n);
+                last = Some(chain.id);
+            } else if let Err(f) = ring.push(mem, chain.id, 0, n, lie) {
                 err = Some(RingError::Fault(f));
                 break;
+            }
+        }
+        if let Some(id) = last {
+            if let Err(f) = ring.push(mem, id, 0, batch_descs, None) {
+                err = Some(RingError::Fault(f));
             }
         }
         s.n.tx_frames += frames.len() as u64;

@@ -123,10 +123,24 @@ fn bytes_of(m: &Mbuf) -> Vec<u8> {
 }
 
 fn traffic_both_ways(want: Features) {
-    let mut r = rig(want);
+    traffic_both_ways_on(NetDevConfig::default(), want)
+}
+
+fn traffic_both_ways_on(dcfg: NetDevConfig, want: Features) {
+    let dcfg_in_order = dcfg.features.contains(Features::IN_ORDER);
+    let mut r = rig_with(
+        dcfg,
+        want,
+        PortConfig::queues(1, 1),
+        rdk_core::mbuf::DEFAULT_DATA_ROOM,
+    );
     assert_eq!(
         r.dev.driver_features().contains(Features::RING_PACKED),
         want.contains(Features::RING_PACKED)
+    );
+    assert_eq!(
+        r.dev.driver_features().contains(Features::IN_ORDER),
+        dcfg_in_order
     );
     assert!(r.port.link().up);
     // 600 frames: more than the ring holds, so refills and the backlog are exercised.
@@ -188,9 +202,20 @@ fn packed_ring_traffic_both_ways_is_byte_exact() {
 }
 
 #[test]
-fn event_idx_off_and_in_order_still_work() {
+fn without_event_idx_flags_suppress_notifications() {
     traffic_both_ways(split_only() - Features::EVENT_IDX);
     traffic_both_ways(SUPPORTED - Features::EVENT_IDX);
+}
+
+#[test]
+fn in_order_devices_complete_transmit_batches_with_one_entry() {
+    let dcfg = NetDevConfig {
+        features: NetDevConfig::default().features | Features::IN_ORDER,
+        ..Default::default()
+    };
+    for want in [split_only(), SUPPORTED] {
+        traffic_both_ways_on(dcfg, want);
+    }
 }
 
 fn merged(want: Features) {
