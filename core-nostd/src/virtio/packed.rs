@@ -7,8 +7,8 @@
 
 use super::format::{desc_flags, event_flags, PackedDesc, PackedLayout};
 use super::queue::{
-    area_iova, check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot,
-    Used, VirtqError, Virtqueue,
+    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, Used,
+    VirtqError, Virtqueue,
 };
 use crate::os::DmaRegion;
 use alloc::vec;
@@ -59,12 +59,15 @@ impl<R: DmaRegion> PackedQueue<R> {
                 have: region.len(),
             });
         }
-        let areas = QueueAreas {
+        let areas = QueueAreas::of(
+            &region,
             size,
-            desc: area_iova(&region, layout.desc, layout.driver, "descriptor")?,
-            driver: area_iova(&region, layout.driver, 4, "driver")?,
-            device: area_iova(&region, layout.device, 4, "device")?,
-        };
+            [
+                (layout.desc, layout.driver),
+                (layout.driver, 4),
+                (layout.device, 4),
+            ],
+        )?;
         let n = size as usize;
         Ok(Self {
             region,

@@ -5,7 +5,7 @@
 // Without `alloc` only the types are public; the helpers serve the queues.
 #![cfg_attr(not(feature = "alloc"), allow(dead_code))]
 
-use crate::addr::Iova;
+use crate::addr::{Iova, VirtAddr};
 use crate::os::DmaRegion;
 use core::fmt;
 
@@ -231,7 +231,8 @@ impl fmt::Display for VirtqError {
 impl core::error::Error for VirtqError {}
 
 /// The three addresses the device is told for a queue (§4.1.4.3 `queue_desc`, `queue_driver`,
-/// `queue_device`).
+/// `queue_device`), and where the same bytes are in the driver's address space (what a
+/// vhost-user frontend sends in `SET_VRING_ADDR`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueAreas {
     /// Entries.
@@ -242,6 +243,32 @@ pub struct QueueAreas {
     pub driver: Iova,
     /// Device area (split: used ring; packed: device event suppression).
     pub device: Iova,
+    /// The descriptor area's virtual address.
+    pub desc_va: VirtAddr,
+    /// The driver area's virtual address.
+    pub driver_va: VirtAddr,
+    /// The device area's virtual address.
+    pub device_va: VirtAddr,
+}
+
+impl QueueAreas {
+    /// The areas of a ring at offsets `desc`, `driver`, `device` of `r` with the given lengths,
+    /// each checked to be IOVA-contiguous and aligned.
+    pub(crate) fn of<R: DmaRegion>(
+        r: &R,
+        size: u16,
+        [desc, driver, device]: [(usize, usize); 3],
+    ) -> Result<Self, VirtqError> {
+        Ok(Self {
+            size,
+            desc: area_iova(r, desc.0, desc.1, "descriptor")?,
+            driver: area_iova(r, driver.0, driver.1, "driver")?,
+            device: area_iova(r, device.0, device.1, "device")?,
+            desc_va: r.va().wrapping_add(desc.0),
+            driver_va: r.va().wrapping_add(driver.0),
+            device_va: r.va().wrapping_add(device.0),
+        })
+    }
 }
 
 /// Whether an event at index `event` falls between `old` (exclusive) and `new` (inclusive),

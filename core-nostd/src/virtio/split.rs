@@ -7,8 +7,8 @@
 
 use super::format::{avail_flags, desc_flags, used_flags, SplitDesc, SplitLayout, UsedElem};
 use super::queue::{
-    area_iova, check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot,
-    Used, VirtqError, Virtqueue,
+    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, Used,
+    VirtqError, Virtqueue,
 };
 use crate::os::DmaRegion;
 use alloc::vec;
@@ -56,12 +56,15 @@ impl<R: DmaRegion> SplitQueue<R> {
                 have: region.len(),
             });
         }
-        let areas = QueueAreas {
+        let areas = QueueAreas::of(
+            &region,
             size,
-            desc: area_iova(&region, layout.desc, layout.desc_len(), "descriptor")?,
-            driver: area_iova(&region, layout.avail, layout.used - layout.avail, "driver")?,
-            device: area_iova(&region, layout.used, layout.total - layout.used, "device")?,
-        };
+            [
+                (layout.desc, layout.desc_len()),
+                (layout.avail, layout.used - layout.avail),
+                (layout.used, layout.total - layout.used),
+            ],
+        )?;
         let n = size as usize;
         Ok(Self {
             region,

@@ -571,9 +571,14 @@ fn any_queue_picks_the_layout() {
     let f = Features::VERSION_1 | Features::RING_PACKED;
     let n = AnyQueue::<TestRegion>::bytes_needed(8, f);
     assert_eq!(n, PackedLayout::new(8).total);
-    let q = AnyQueue::new(region(n), 8, f).unwrap();
+    let r = region(n);
+    let va = r.va();
+    let q = AnyQueue::new(r, 8, f).unwrap();
     assert!(matches!(q, AnyQueue::Packed(_)));
-    assert_eq!(q.areas().driver.get(), q.areas().desc.get() + 128);
+    let a = q.areas();
+    assert_eq!(a.driver.get(), a.desc.get() + 128);
+    assert_eq!((a.desc_va, a.driver_va), (va, va.wrapping_add(128)));
+    assert_ne!(a.desc.get(), va.get() as u64, "IOVA is not the VA");
     let q = AnyQueue::new(region(4096), 8, Features::VERSION_1).unwrap();
     assert!(matches!(q, AnyQueue::Split(_)));
 }

@@ -634,6 +634,13 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
     }
 }
 
+impl<T: Transport, D: DmaAlloc> Drop for VirtioNet<T, D> {
+    fn drop(&mut self) {
+        // The device must stop using the control ring before its memory is freed.
+        let _ = self.t.lock().reset();
+    }
+}
+
 impl<T: Transport, D: DmaAlloc> core::fmt::Debug for VirtioNet<T, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VirtioNet")

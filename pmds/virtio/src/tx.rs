@@ -140,7 +140,7 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             let len = m.pkt_len() as u64;
             // Put the header in the headroom when the mbuf is ours alone; else a header
             // descriptor from the queue's header area.
-            let push = !m.is_shared() && m.headroom() >= HDR;
+            let mut push = !m.is_shared() && m.headroom() >= HDR;
             let need = segs + !push as usize;
             let Some(q) = self.q.as_mut() else { break };
             if (q.num_free() as usize) < need {
@@ -153,10 +153,13 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             };
             let mut k = 0;
             if push {
-                if let Ok(h) = m.prepend(HDR) {
-                    h.fill(0);
+                match m.prepend(HDR) {
+                    Ok(h) => h.fill(0),
+                    // Checked above; were it refused, the header area serves.
+                    Err(_) => push = false,
                 }
-            } else {
+            }
+            if !push {
                 let Some(iova) = self.hdr_iova(next) else {
                     *slot = Some(m);
                     break;
