@@ -459,7 +459,7 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         queue: u16,
         nb_desc: u16,
         pool: &PktMbufPool,
-        _config: &RxQueueConfig,
+        config: &RxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<Self::Rx, EthError> {
         if pool.headroom() < HDR {
@@ -479,21 +479,18 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
         let region = self.alloc("virtio-rxq", bytes)?;
         let stats = self.rx_stats.fresh(queue);
-        Ok(VirtioRx::new(
-            region,
-            size,
-            pool.clone(),
-            self.port_id,
-            counters,
-            stats,
-        ))
+        let mut q = VirtioRx::new(region, size, pool.clone(), self.port_id, counters, stats);
+        if config.free_thresh != 0 {
+            q.set_refill_thresh(config.free_thresh);
+        }
+        Ok(q)
     }
 
     fn tx_queue_setup(
         &mut self,
         queue: u16,
         nb_desc: u16,
-        _config: &TxQueueConfig,
+        config: &TxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<Self::Tx, EthError> {
         let size = self.queue_size(2 * queue + 1, nb_desc)?;
@@ -501,7 +498,11 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         let region = self.alloc("virtio-txq", bytes)?;
         let hdrs = self.alloc("virtio-txhdr", Tx::<T, D>::hdr_bytes(size))?;
         let stats = self.tx_stats.fresh(queue);
-        Ok(VirtioTx::new(region, hdrs, size, counters, stats))
+        let mut q = VirtioTx::new(region, hdrs, size, counters, stats);
+        if config.free_thresh != 0 {
+            q.set_free_thresh(config.free_thresh);
+        }
+        Ok(q)
     }
 
     fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {

@@ -84,6 +84,12 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         Ok(self.q.insert(q))
     }
 
+    /// Refills once at least `n` descriptors are free (DPDK's `rx_free_thresh`; default a
+    /// quarter of the ring, at most 32).
+    pub fn set_refill_thresh(&mut self, n: u16) {
+        self.refill_thresh = n.clamp(1, self.size);
+    }
+
     /// Fills every free descriptor with a fresh mbuf and tells the device.
     pub(crate) fn fill(&mut self) {
         self.refill();

@@ -54,6 +54,12 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         }
     }
 
+    /// Reclaims completions when fewer than `n` descriptors are free (DPDK's
+    /// `tx_free_thresh`; default half the ring).
+    pub fn set_free_thresh(&mut self, n: u16) {
+        self.free_thresh = n.clamp(1, self.size);
+    }
+
     /// Bytes of header area a queue of `size` needs.
     pub(crate) const fn hdr_bytes(size: u16) -> usize {
         size as usize * HDR_SLOT
