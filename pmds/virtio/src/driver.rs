@@ -28,6 +28,7 @@ pub const SUPPORTED: Features = Features::VERSION_1
     .union(Features::NET_STATUS)
     .union(Features::NET_MTU)
     .union(Features::NET_MRG_RXBUF)
+    .union(Features::NET_CSUM)
     .union(Features::NET_GUEST_CSUM)
     .union(Features::NET_CTRL_VQ)
     .union(Features::NET_CTRL_RX)
@@ -413,6 +414,10 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         if self.features.contains(Features::NET_MRG_RXBUF) {
             rx_off |= RxOffload::SCATTER;
         }
+        let mut tx_off = TxOffload::MULTI_SEGS;
+        if self.features.contains(Features::NET_CSUM) {
+            tx_off |= TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+        }
         DevInfo {
             driver_name: "net_virtio",
             max_rx_queues: self.max_pairs,
@@ -422,7 +427,7 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
             min_mtu: 68,
             max_mtu: self.mtu,
             rx_offload_capa: rx_off,
-            tx_offload_capa: TxOffload::MULTI_SEGS,
+            tx_offload_capa: tx_off,
             rss_hash_types: RssHashTypes::empty(),
             speed_mbps: SPEED_MBPS,
         }

@@ -410,6 +410,42 @@ fn tx_chains_and_shared_mbufs() {
 }
 
 #[test]
+fn tx_checksum_requests_become_needs_csum_headers() {
+    use rdk_core::mbuf::OlFlags;
+    fn request(m: &mut Mbuf, l4: OlFlags, l2: u16) {
+        let mut meta = m.meta_mut().unwrap();
+        meta.set_ol_flags(OlFlags::TX_IPV4 | l4);
+        let mut t = meta.tx_offload();
+        t.set_l2_len(l2).unwrap();
+        t.set_l3_len(20).unwrap();
+        meta.set_tx_offload(t);
+    }
+    let mut r = rig(split_only());
+    let mut udp = mbuf_of(&r.pool, &frame(5, 80));
+    request(&mut udp, OlFlags::TX_UDP_CKSUM, 14);
+    let mut tcp = mbuf_of(&r.pool, &frame(6, 90));
+    request(&mut tcp, OlFlags::TX_TCP_CKSUM, 18);
+    let keep = tcp.share().unwrap();
+    let plain = mbuf_of(&r.pool, &frame(7, 60));
+    let mut burst = [Some(udp), Some(tcp), Some(plain)];
+    assert_eq!(r.port.queues().unwrap().tx[0].tx_burst(&mut burst), 3);
+    let out = r.dev.take_sent();
+    let h = |i: usize| {
+        (
+            out[i].hdr.flags,
+            out[i].hdr.csum_start.get(),
+            out[i].hdr.csum_offset.get(),
+        )
+    };
+    assert_eq!(h(0), (1, 34, 6), "UDP, header pushed");
+    assert_eq!(h(1), (1, 38, 16), "TCP, header from the header area");
+    assert_eq!(h(2), (0, 0, 0), "no request, no flags");
+    assert_eq!(out[1].data, frame(6, 90));
+    drop(keep);
+    r.finish();
+}
+
+#[test]
 fn control_queue_sets_modes_mac_and_queue_pairs() {
     for want in [split_only(), SUPPORTED] {
         let mut r = rig_with(

@@ -6,8 +6,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::addr::Iova;
 use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
-use rdk_core::mbuf::Mbuf;
+use rdk_core::mbuf::{Mbuf, TxL4Cksum};
 use rdk_core::os::DmaRegion;
+use rdk_core::virtio::format::net_hdr_flags;
 use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
 
 /// Most descriptors one packet may take (its segments, plus a header descriptor).
@@ -17,15 +18,39 @@ const FREE_BATCH: usize = 32;
 /// Bytes per slot of the header area (a net header, padded).
 const HDR_SLOT: usize = 16;
 
+/// The net header for `m`: all zero, or `NEEDS_CSUM` when `csum` and the mbuf asks for a
+/// TCP or UDP checksum (the device completes it from `l2_len + l3_len` on; as on every NIC
+/// with this offload, the checksum field holds the pseudo-header sum, §5.1.6.2).
+#[inline(always)]
+fn header(m: &Mbuf, csum: bool) -> [u8; HDR as usize] {
+    let mut h = [0u8; HDR as usize];
+    if !csum {
+        return h;
+    }
+    let field = match m.ol_flags().tx_l4_cksum() {
+        TxL4Cksum::Tcp => 16u16,
+        TxL4Cksum::Udp => 6,
+        _ => return h,
+    };
+    let t = m.tx_offload();
+    let start = t.l2_len() + t.l3_len();
+    h[0] = net_hdr_flags::NEEDS_CSUM;
+    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[8..10].copy_from_slice(&field.to_le_bytes());
+    h
+}
+
 /// A virtio-net transmit queue.
 pub struct VirtioTx<R: DmaRegion, N: QueueNotify> {
     pub(crate) q: Option<AnyQueue<R>>,
     pub(crate) region: Option<R>,
-    /// One zeroed net header per chain id, for packets whose headroom cannot take one.
+    /// One net header slot per chain id, for packets whose headroom cannot take one.
     hdrs: R,
     pub(crate) size: u16,
     mbufs: Vec<Option<Mbuf>>,
     pub(crate) notify: Option<N>,
+    /// `NET_CSUM` negotiated: checksum requests in `ol_flags` become `NEEDS_CSUM` headers.
+    pub(crate) csum: bool,
     free_thresh: u16,
     seen: (u32, [u32; 5]),
     counters: Arc<QueueCounters>,
@@ -47,6 +72,7 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
             size,
             mbufs: (0..size).map(|_| None).collect(),
             notify: None,
+            csum: false,
             free_thresh: (size / 2).max(1),
             seen: (0, [0; 5]),
             counters,
@@ -70,6 +96,7 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         self.mbufs.iter_mut().for_each(|m| *m = None);
         self.seen = (0, [0; 5]);
         self.notify = None;
+        self.csum = features.contains(Features::NET_CSUM);
         let region = match self.q.take() {
             Some(q) => q.into_region(),
             None => self.region.take().ok_or(crate::driver::lost_ring())?,
@@ -158,9 +185,10 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
                 break;
             };
             let mut k = 0;
+            let hdr = header(&m, self.csum);
             if push {
                 match m.prepend(HDR) {
-                    Ok(h) => h.fill(0),
+                    Ok(h) => h.copy_from_slice(&hdr),
                     // Checked above; were it refused, the header area serves.
                     Err(_) => push = false,
                 }
@@ -170,8 +198,15 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
                     *slot = Some(m);
                     break;
                 };
-                // The area is zeroed at allocation and never written by anyone: every
-                // header it holds is the all-zero "no offload" header.
+                // SAFETY: slot `next` is inside the area (hdr_iova found it) and belongs to
+                // an id that is not in flight, so the device is not reading it.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        hdr.as_ptr(),
+                        self.hdrs.as_ptr().add(next as usize * HDR_SLOT),
+                        hdr.len(),
+                    )
+                };
                 bufs[0] = Buf::readable(iova, HDR as u32);
                 k = 1;
             }
