@@ -383,6 +383,39 @@ fn without_mrg_rxbuf_small_buffers_are_refused_at_setup() {
 }
 
 #[test]
+fn a_full_transmit_ring_pushes_back_and_completions_are_reclaimed_in_batches() {
+    for want in [split_only(), SUPPORTED] {
+        let dcfg = NetDevConfig {
+            auto_tx: false,
+            ..Default::default()
+        };
+        let mut r = rig_with(
+            dcfg,
+            want,
+            PortConfig::queues(1, 1),
+            rdk_core::mbuf::DEFAULT_DATA_ROOM,
+        );
+        let mut burst: Vec<Option<Mbuf>> = (0..300)
+            .map(|i| Some(mbuf_of(&r.pool, &frame(i, 64))))
+            .collect();
+        let n = r.port.queues().unwrap().tx[0].tx_burst(&mut burst);
+        assert_eq!(n, 256, "the ring's worth, the rest stays with the caller");
+        assert!(burst[..256].iter().all(Option::is_none));
+        assert!(burst[256..].iter().all(Option::is_some));
+        assert_eq!(r.dev.take_sent().len(), 0, "not processed yet");
+        r.dev.process_tx();
+        let n = r.port.queues().unwrap().tx[0].tx_burst(&mut burst[256..]);
+        assert_eq!(n, 44, "completions reclaimed, room again");
+        r.dev.process_tx();
+        let out = r.dev.take_sent();
+        assert_eq!(out.len(), 300);
+        assert!(out.iter().enumerate().all(|(i, f)| f.data == frame(i, 64)));
+        assert_eq!(r.port.stats().opackets, 300);
+        r.finish();
+    }
+}
+
+#[test]
 fn tx_chains_and_shared_mbufs() {
     for want in [split_only(), SUPPORTED] {
         let mut r = rig(want);
