@@ -7,8 +7,9 @@ use crate::tx::VirtioTx;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::ethdev::{
-    DescLimits, DevInfo, DeviceReason, Driver, EthError, LinkStatus, MacAddr, PerQueue, PortConfig,
-    QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload, TxQueueConfig, XStat,
+    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
+    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
+    TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
@@ -45,6 +46,34 @@ pub struct VirtioNetConfig {
     pub features: Features,
     /// Input port stamped on received mbufs.
     pub port_id: u16,
+}
+
+/// The device arguments `net_virtio` accepts (a `1` allows a feature if the device offers
+/// it, a `0` refuses it; the names are those of DPDK's virtio-user).
+pub const DEVARGS_KEYS: &[&str] = &["packed_vq", "in_order", "mrg_rxbuf", "event_idx", "mq"];
+
+impl VirtioNetConfig {
+    /// The configuration `net_virtioN[,packed_vq=0|1][,in_order=0|1][,mrg_rxbuf=0|1]
+    /// [,event_idx=0|1][,mq=0|1]` asks for (every feature allowed by default).
+    pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
+        args.check_keys(DEVARGS_KEYS)?;
+        let mut features = SUPPORTED;
+        for (key, f) in [
+            ("packed_vq", Features::RING_PACKED),
+            ("in_order", Features::IN_ORDER),
+            ("mrg_rxbuf", Features::NET_MRG_RXBUF),
+            ("event_idx", Features::EVENT_IDX),
+            ("mq", Features::NET_MQ),
+        ] {
+            if !args.get_bool(key, true)? {
+                features -= f;
+            }
+        }
+        Ok(Self {
+            features,
+            ..Self::default()
+        })
+    }
 }
 
 impl Default for VirtioNetConfig {

@@ -16,12 +16,18 @@
 //!   with one notification per burst.
 //! - Transmit: the header goes into the headroom (or a per-queue header area when the mbuf
 //!   is shared), one descriptor per segment, one notification per burst, completions
-//!   reclaimed in batches.
+//!   reclaimed in batches; with `CSUM`, TCP/UDP checksum requests become `NEEDS_CSUM`.
 //! - Control queue: promiscuous, all-multicast, MAC address, queue pairs (`MQ`).
 //! - Link from the config `status` field (`STATUS`); [`VirtioNet::config_changed`] after a
 //!   configuration interrupt.
 //! - Buffers are always given to the device as IOVAs (right with `ACCESS_PLATFORM` behind
 //!   an IOMMU, and the only thing rdk has).
+//!
+//! Device arguments ([`VirtioNetConfig::from_devargs`]) can refuse features:
+//!
+//! ```text
+//! net_virtio0,packed_vq=0,in_order=0,mrg_rxbuf=1,event_idx=1,mq=1
+//! ```
 //!
 //! Queue indices follow the spec: receive queue `k` is virtqueue `2k`, transmit queue `k` is
 //! `2k + 1`, the control queue is `2 * max_virtqueue_pairs`.
@@ -39,7 +45,7 @@ mod stats;
 mod tests;
 mod tx;
 
-pub use driver::{Rx, Tx, VirtioNet, VirtioNetConfig, SUPPORTED};
+pub use driver::{Rx, Tx, VirtioNet, VirtioNetConfig, DEVARGS_KEYS, SUPPORTED};
 pub use pci::{PciNotify, PciTransport};
 pub use rdk_core::virtio::{QueueNotify, Transport, TransportError};
 pub use rx::VirtioRx;

@@ -677,3 +677,18 @@ fn a_legacy_only_device_is_refused() {
     let e = VirtioNet::new(t, os.clone(), VirtioNetConfig::default()).unwrap_err();
     assert!(e.to_string().contains("legacy"), "{e}");
 }
+
+#[test]
+fn devargs_refuse_features() {
+    use rdk_core::ethdev::DevArgs;
+    let c = VirtioNetConfig::from_devargs(&DevArgs::parse("net_virtio0").unwrap()).unwrap();
+    assert_eq!(c.features, SUPPORTED);
+    let a = DevArgs::parse("net_virtio0,packed_vq=0,mrg_rxbuf=0").unwrap();
+    let c = VirtioNetConfig::from_devargs(&a).unwrap();
+    assert!(!c.features.contains(Features::RING_PACKED));
+    assert!(!c.features.contains(Features::NET_MRG_RXBUF));
+    assert!(c.features.contains(Features::EVENT_IDX));
+    let e = VirtioNetConfig::from_devargs(&DevArgs::parse("net_virtio0,packed=1").unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("packed_vq"), "{e}");
+}
