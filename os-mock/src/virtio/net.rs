@@ -137,6 +137,8 @@ pub struct VirtioNetCounters {
     pub resets: u64,
     /// Driver-side nonsense the device saw (malformed chains, faults).
     pub driver_errors: u64,
+    /// Register accesses not of the field's natural width (virtio 1.2 §4.1.3.1).
+    pub width_errors: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -888,12 +890,43 @@ impl Shared {
     }
 }
 
+/// The natural access width of the register at `offset` of the BAR (§4.1.3.1: 64-bit
+/// fields as two 32-bit halves), or `None` outside every structure.
+fn natural_width(offset: usize) -> Option<usize> {
+    let o = offset as u32;
+    if (COMMON_OFF..COMMON_OFF + 56).contains(&o) {
+        return Some(match (o - COMMON_OFF) as usize {
+            0..16 => 4,
+            16..20 => 2,
+            20 | 21 => 1,
+            22..32 => 2,
+            _ => 4,
+        });
+    }
+    if (DEVICE_OFF..DEVICE_OFF + 12).contains(&o) {
+        return Some(if o - DEVICE_OFF < 6 { 1 } else { 2 });
+    }
+    if (ISR_OFF..ISR_OFF + 4).contains(&o) {
+        return Some(1);
+    }
+    (o >= NOTIFY_OFF).then_some(2)
+}
+
 /// The BAR, as the driver sees it.
 struct Front(Arc<Shared>);
+
+impl Front {
+    fn check_width(s: &mut State, offset: usize, width: usize) {
+        if natural_width(offset).is_some_and(|w| w != width) {
+            s.n.width_errors += 1;
+        }
+    }
+}
 
 impl BarHandler for Front {
     fn read(&self, offset: usize, width: usize) -> u32 {
         let mut s = self.0.lock();
+        Self::check_width(&mut s, offset, width);
         let range = |img: &[u8], base: u32| -> u32 {
             let o = offset - base as usize;
             let mut b = [0u8; 4];
@@ -919,6 +952,7 @@ impl BarHandler for Front {
 
     fn write(&self, offset: usize, width: usize, value: u32) {
         let mut s = self.0.lock();
+        Self::check_width(&mut s, offset, width);
         match offset as u32 {
             o if (COMMON_OFF..COMMON_OFF + 56).contains(&o) => {
                 s.write_common(offset - COMMON_OFF as usize, width, value)
@@ -971,5 +1005,9 @@ mod tests {
         );
         assert_eq!(bar.read16(common::NUM_QUEUES), 9);
         assert_eq!(pci.mmio_faults(), 0);
+        assert_eq!(dev.counters().width_errors, 0);
+        // The MTU is a 16-bit field: a byte read of it is a driver bug.
+        bar.read8(DEVICE_OFF as usize + net_cfg::MTU);
+        assert_eq!(dev.counters().width_errors, 1);
     }
 }

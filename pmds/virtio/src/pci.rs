@@ -332,8 +332,17 @@ impl<D: PciDevice> Transport for PciTransport<D> {
                 limit: self.device.len as u64,
             }));
         }
-        for (i, x) in buf.iter_mut().enumerate() {
-            *x = self.device.bar.read8(self.device.off + offset + i);
+        // Fields are read with their natural width (§4.1.3.1): a 16- or 32-bit field in one
+        // access, byte arrays (the MAC) byte by byte.
+        let (b, at) = (&self.device.bar, self.device.off + offset);
+        match buf.len() {
+            2 if at % 2 == 0 => buf.copy_from_slice(&b.read16(at).to_le_bytes()),
+            4 if at % 4 == 0 => buf.copy_from_slice(&b.read32(at).to_le_bytes()),
+            _ => {
+                for (i, x) in buf.iter_mut().enumerate() {
+                    *x = b.read8(at + i);
+                }
+            }
         }
         Ok(())
     }

@@ -86,6 +86,11 @@ impl Rig {
     /// Closes the port and checks conservation and the device's view.
     fn finish(mut self) {
         assert_eq!(self.mmio_faults(), 0, "BAR accesses outside a window");
+        assert_eq!(
+            self.dev.counters().width_errors,
+            0,
+            "registers at their natural width"
+        );
         self.port.close().unwrap();
         drop(self.port);
         assert_eq!(self.pool.available(), self.pool.size(), "pool full again");
