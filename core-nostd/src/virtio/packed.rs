@@ -191,7 +191,6 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
         self.free_count -= 1;
         let base = self.base();
         let head = self.next_avail;
-        let head_wrap = self.avail_wrap;
         let mut head_flags = 0;
         let mut write_len = 0u32;
         for (i, b) in bufs.iter().enumerate() {
@@ -206,28 +205,28 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
                 desc_flags::USED
             };
             let off = self.layout.desc + 16 * self.next_avail as usize;
-            let desc = PackedDesc {
-                addr: b.iova.get().into(),
-                len: b.len.into(),
-                id: id.into(),
-                // The head's flags are stored last, below.
-                flags: if i == 0 {
-                    if head_wrap {
-                        desc_flags::USED
-                    } else {
-                        desc_flags::AVAIL
-                    }
-                } else {
-                    flags
-                }
-                .into(),
-            };
             if i == 0 {
+                // The head's flags word may be polled by the device right now (it is the next
+                // slot it looks at): leave it alone and store it last, atomically, below.
+                // SAFETY: next_avail < size: inside the ring, which `new` checked lies in the
+                // region; each field is naturally aligned.
+                unsafe {
+                    mem::write(base, off, b.iova.get().to_le());
+                    mem::write(base, off + 8, b.len.to_le());
+                    mem::write(base, off + 12, id.to_le());
+                }
                 head_flags = flags;
+            } else {
+                let desc = PackedDesc {
+                    addr: b.iova.get().into(),
+                    len: b.len.into(),
+                    id: id.into(),
+                    flags: flags.into(),
+                };
+                // SAFETY: as above; 16-aligned. The device reads this descriptor only after
+                // the head's Release store makes the chain available.
+                unsafe { mem::write(base, off, desc) };
             }
-            // SAFETY: next_avail < size: inside the ring, which `new` checked lies in the
-            // region; 16-aligned.
-            unsafe { mem::write(base, off, desc) };
             self.next_avail += 1;
             if self.next_avail == self.layout.size {
                 self.next_avail = 0;
