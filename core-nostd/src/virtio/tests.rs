@@ -486,7 +486,12 @@ fn packed_hostile_device_is_counted() {
     );
     assert_eq!(q.pop_used(), None, "nothing more used");
     assert_eq!(q.num_free(), 7, "b still out");
-    let _ = b;
+    dev.put(r, b, 100, 1);
+    assert_eq!(
+        q.pop_used(),
+        Some(Completion::Done(Used { id: b, len: 100 }))
+    );
+    assert_eq!(q.num_free(), 8);
 }
 
 #[test]

@@ -377,13 +377,12 @@ impl std::fmt::Debug for MockVirtioNet {
 impl State {
     fn reset_queues(&mut self) {
         let max = self.cfg.max_queue_size;
-        for (i, q) in self.queues.iter_mut().enumerate() {
+        for q in self.queues.iter_mut() {
             *q = QueueRegs {
                 size: max,
                 msix: common::NO_VECTOR,
                 ..Default::default()
             };
-            let _ = i;
         }
     }
 
@@ -795,7 +794,7 @@ impl Shared {
             let saved = ring.save();
             let need = frame.len() + 12;
             // Take chains until the frame fits (one without MRG_RXBUF).
-            let mut chains: Vec<(Chain, usize)> = Vec::new();
+            let mut chains: Vec<Chain> = Vec::new();
             let mut room = 0usize;
             let mut short = false;
             while room < need {
@@ -808,7 +807,7 @@ impl Shared {
                             .map(|b| b.len as usize)
                             .sum();
                         room += cap;
-                        chains.push((c, cap));
+                        chains.push(c);
                         if !mrg {
                             break;
                         }
@@ -833,7 +832,7 @@ impl Shared {
                 // Never fits: the driver's buffers are too small for it. Give the chain back
                 // empty, as a device that drops does.
                 dropped += 1;
-                for (c, _) in &chains {
+                for c in &chains {
                     if let Err(e) = ring.push(&mem, c.id, 0, c.bufs.len() as u16, lie) {
                         err = Some(RingError::Fault(e));
                     }
@@ -856,7 +855,7 @@ impl Shared {
             let mut bytes = hdr.as_bytes().to_vec();
             bytes.extend_from_slice(&frame);
             let mut at = 0usize;
-            for (c, cap) in &chains {
+            for c in &chains {
                 let mut written = 0usize;
                 for b in c.bufs.iter().filter(|b| b.writable) {
                     let n = (b.len as usize).min(bytes.len() - at);
@@ -869,7 +868,6 @@ impl Shared {
                     at += n;
                     written += n;
                 }
-                let _ = cap;
                 if let Err(e) = ring.push(&mem, c.id, written as u32, c.bufs.len() as u16, lie) {
                     err = Some(RingError::Fault(e));
                 }
