@@ -21,6 +21,8 @@
 //!   Internet checksum.
 //! - [`pci`]: PCI addresses, config-space layout, the loop-proof capability walk, BAR decoding
 //!   and id tables.
+//! - [`virtio`]: virtio's shared formats and feature bits, and (feature `alloc`) the split and
+//!   packed virtqueues, which check everything a device writes.
 //!
 //! Hot paths (ring, mempool get/put, bursts) are generic and inlined: no `dyn`, no locks, no
 //! allocation. Anything a device or a peer writes is treated as untrusted input.
@@ -49,3 +51,4 @@ pub mod ring;
 pub(crate) mod sync;
 #[cfg(feature = "alloc")]
 pub mod udp;
+pub mod virtio;

@@ -19,6 +19,10 @@
 //! - [`MockEvent`] is an eventfd-like counter that can be closed; [`MockClock`] is time that
 //!   moves when the test says so.
 //!
+//! - [`pci::MockPciDevice`] is a PCI function with a capability list and BARs a device model
+//!   serves; [`virtio::MockVirtioNet`] is such a model: a virtio-net device (modern PCI
+//!   transport, split and packed rings) with hostile modes.
+//!
 //! Every safe access to DMA memory in this crate (device side and [`MockRegion::read_at`] /
 //! [`MockRegion::write_at`]) is made of atomic loads and stores, so a device-model thread and
 //! the driver's thread can share memory without undefined behaviour; see `atomic_copy`.
@@ -31,6 +35,8 @@ mod event;
 mod iommu;
 mod memory;
 mod os;
+pub mod pci;
+pub mod virtio;
 
 pub use clock::MockClock;
 pub use device_mem::{DeviceMemory, Fault, FaultKind};

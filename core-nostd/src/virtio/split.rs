@@ -1,0 +1,354 @@
+//! The split virtqueue (virtio 1.2 §2.7), driver side.
+//!
+//! The driver keeps its own copy of everything it needs to trust: the free-descriptor links,
+//! the chain each id heads (descriptor count, writable bytes, whether it is in flight) and the
+//! order chains were made available. The descriptor table is only ever written; the used ring
+//! is read and every element checked against that shadow.
+
+use super::format::{avail_flags, desc_flags, used_flags, SplitDesc, SplitLayout, UsedElem};
+use super::queue::{
+    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, Used,
+    VirtqError, Virtqueue,
+};
+use crate::os::DmaRegion;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{fence, Ordering};
+
+/// A split virtqueue over the DMA region `R`, which it owns.
+pub struct SplitQueue<R: DmaRegion> {
+    region: R,
+    layout: SplitLayout,
+    areas: QueueAreas,
+    mask: u16,
+    /// Free descriptors, a FIFO list through `next` (kept FIFO so that with `IN_ORDER` chains
+    /// stay consecutive in the table, as §2.7.9 asks).
+    free_head: u16,
+    free_tail: u16,
+    num_free: u16,
+    /// Shadow of the descriptors' `next` links.
+    next: Vec<u16>,
+    slots: Vec<Slot>,
+    /// Chain ids in the order they were made available (indexed by avail position).
+    order: Vec<u16>,
+    avail_idx: u16,
+    published: u16,
+    last_used: u16,
+    /// Chains made available and not yet returned.
+    in_flight: u16,
+    /// Completions so far (with `IN_ORDER`: `order[completed]` is the next one due).
+    completed: u16,
+    event_idx: bool,
+    in_order: bool,
+    health: Health,
+}
+
+impl<R: DmaRegion> SplitQueue<R> {
+    /// A queue of `size` entries in `region` (at least [`SplitLayout::total`] bytes,
+    /// IOVA-contiguous, 16-byte aligned, zeroed). `event_idx` and `in_order` say which of
+    /// those features were negotiated.
+    pub fn new(region: R, size: u16, event_idx: bool, in_order: bool) -> Result<Self, VirtqError> {
+        check_size(size)?;
+        let layout = SplitLayout::new(size);
+        if region.len() < layout.total {
+            return Err(VirtqError::RegionTooSmall {
+                need: layout.total,
+                have: region.len(),
+            });
+        }
+        let areas = QueueAreas::of(
+            &region,
+            size,
+            [
+                (layout.desc, layout.desc_len()),
+                (layout.avail, layout.used - layout.avail),
+                (layout.used, layout.total - layout.used),
+            ],
+        )?;
+        let n = size as usize;
+        Ok(Self {
+            region,
+            layout,
+            areas,
+            mask: size - 1,
+            free_head: 0,
+            free_tail: size - 1,
+            num_free: size,
+            next: (0..n).map(|i| ((i + 1) % n) as u16).collect(),
+            slots: vec![Slot::default(); n],
+            order: vec![0; n],
+            avail_idx: 0,
+            published: 0,
+            last_used: 0,
+            in_flight: 0,
+            completed: 0,
+            event_idx,
+            in_order,
+            health: Health::new(),
+        })
+    }
+
+    /// The ring memory.
+    pub fn region(&self) -> &R {
+        &self.region
+    }
+
+    /// Gives the ring memory back (to zero and reuse after a device reset).
+    pub fn into_region(self) -> R {
+        self.region
+    }
+
+    #[inline(always)]
+    fn base(&self) -> *mut u8 {
+        self.region.as_ptr()
+    }
+
+    /// Returns chain `id`'s descriptors to the free list.
+    #[inline]
+    fn reclaim(&mut self, id: u16) {
+        let slot = &mut self.slots[id as usize];
+        slot.in_flight = false;
+        let descs = slot.descs;
+        let mut tail = id;
+        for _ in 1..descs {
+            tail = self.next[tail as usize];
+        }
+        if self.num_free == 0 {
+            self.free_head = id;
+        } else {
+            self.next[self.free_tail as usize] = id;
+        }
+        self.free_tail = tail;
+        self.num_free += descs;
+        self.in_flight -= 1;
+        self.completed = self.completed.wrapping_add(1);
+    }
+
+    /// Checks one used element and reclaims its chain.
+    #[inline]
+    fn complete(&mut self, id: u32, len: u32) -> Completion {
+        if id >= self.layout.size as u32 {
+            self.last_used = self.last_used.wrapping_add(1);
+            return self.dropped(None, Anomaly::UnknownId);
+        }
+        let id = id as u16;
+        let slot = self.slots[id as usize];
+        if !slot.in_flight {
+            self.last_used = self.last_used.wrapping_add(1);
+            return self.dropped(None, Anomaly::NotInFlight);
+        }
+        if self.in_order {
+            let due = self.order[(self.completed & self.mask) as usize];
+            if due != id {
+                // §2.7.9: one used element for a batch names its last chain; the earlier
+                // ones are done (a transmit completion carries no length). Leave the element
+                // for the next call, which meets it again until it is due.
+                self.reclaim(due);
+                return Completion::Done(Used { id: due, len: 0 });
+            }
+        }
+        self.last_used = self.last_used.wrapping_add(1);
+        self.reclaim(id);
+        if len > slot.write_len {
+            return self.dropped(Some(id), Anomaly::LenTooLong);
+        }
+        Completion::Done(Used { id, len })
+    }
+
+    #[cold]
+    fn dropped(&mut self, id: Option<u16>, anomaly: Anomaly) -> Completion {
+        self.health.record(anomaly);
+        Completion::Dropped { id, anomaly }
+    }
+}
+
+impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
+    #[inline(always)]
+    fn size(&self) -> u16 {
+        self.layout.size
+    }
+
+    #[inline(always)]
+    fn num_free(&self) -> u16 {
+        self.num_free
+    }
+
+    #[inline]
+    fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
+        if self.health.is_broken() {
+            return Err(VirtqError::Broken);
+        }
+        let n = bufs.len();
+        if n == 0 {
+            return Err(VirtqError::NoBuffers);
+        }
+        if n > self.num_free as usize {
+            return Err(VirtqError::Full {
+                need: n,
+                free: self.num_free,
+            });
+        }
+        let base = self.base();
+        let head = self.free_head;
+        let mut d = head;
+        let mut write_len = 0u32;
+        for (i, b) in bufs.iter().enumerate() {
+            let more = i + 1 < n;
+            let next = self.next[d as usize];
+            let mut flags = if more { desc_flags::NEXT } else { 0 };
+            if b.writable {
+                flags |= desc_flags::WRITE;
+                write_len = write_len.saturating_add(b.len);
+            }
+            let desc = SplitDesc {
+                addr: b.iova.get().into(),
+                len: b.len.into(),
+                flags: flags.into(),
+                next: if more { next } else { 0 }.into(),
+            };
+            // SAFETY: d < size, so the descriptor is inside the table, which `new` checked
+            // lies in the region; the region is 16-aligned.
+            unsafe { mem::write(base, self.layout.desc + 16 * d as usize, desc) };
+            if more {
+                d = next;
+            } else {
+                self.free_head = next;
+            }
+        }
+        self.num_free -= n as u16;
+        self.slots[head as usize] = Slot {
+            descs: n as u16,
+            write_len,
+            in_flight: true,
+        };
+        let pos = self.avail_idx & self.mask;
+        self.order[pos as usize] = head;
+        // SAFETY: pos < size: inside the available ring; 2-aligned.
+        unsafe { mem::write(base, self.layout.avail_ring(pos), head.to_le()) };
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.in_flight += 1;
+        Ok(head)
+    }
+
+    #[inline(always)]
+    fn next_id(&self) -> Option<u16> {
+        (self.num_free > 0).then_some(self.free_head)
+    }
+
+    #[inline]
+    fn kick_prepare(&mut self) -> bool {
+        let (old, new) = (self.published, self.avail_idx);
+        if old == new {
+            return false;
+        }
+        let base = self.base();
+        // Release: the descriptors and ring entries are visible before the index (§2.7.13).
+        // SAFETY: avail.idx is inside the region, 2-aligned.
+        unsafe { mem::store16(base, self.layout.avail + 2, new, Ordering::Release) };
+        self.published = new;
+        // The index store must be visible before the suppression word is read (§2.7.13.4),
+        // or a device that just went idle is never woken.
+        fence(Ordering::SeqCst);
+        if self.event_idx {
+            // SAFETY: avail_event is inside the region, 2-aligned.
+            let ev = unsafe { mem::load16(base, self.layout.avail_event(), Ordering::Relaxed) };
+            need_event(ev, new, old)
+        } else {
+            // SAFETY: used.flags is inside the region, 2-aligned.
+            let f = unsafe { mem::load16(base, self.layout.used, Ordering::Relaxed) };
+            f & used_flags::NO_NOTIFY == 0
+        }
+    }
+
+    #[inline]
+    fn pop_used(&mut self) -> Option<Completion> {
+        if self.health.is_broken() {
+            return None;
+        }
+        let base = self.base();
+        // Acquire: the used elements are read after the index that publishes them.
+        // SAFETY: used.idx is inside the region, 2-aligned.
+        let used_idx = unsafe { mem::load16(base, self.layout.used + 2, Ordering::Acquire) };
+        let ready = used_idx.wrapping_sub(self.last_used);
+        if ready == 0 {
+            return None;
+        }
+        if ready > self.in_flight {
+            // More returned than was ever out: nothing in the ring can be trusted this time.
+            self.health.record(Anomaly::IndexJump);
+            return None;
+        }
+        let pos = self.last_used & self.mask;
+        // SAFETY: pos < size: inside the used ring; 4-aligned.
+        let e: UsedElem = unsafe { mem::read(base, self.layout.used_ring(pos)) };
+        Some(self.complete(e.id.get(), e.len.get()))
+    }
+
+    #[inline]
+    fn has_used(&self) -> bool {
+        // SAFETY: used.idx is inside the region, 2-aligned.
+        let used_idx = unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };
+        used_idx != self.last_used
+    }
+
+    fn enable_interrupts(&mut self) -> bool {
+        let base = self.base();
+        // SAFETY: avail.flags and used_event are inside the region, 2-aligned.
+        unsafe {
+            mem::store16(base, self.layout.avail, 0, Ordering::Relaxed);
+            if self.event_idx {
+                mem::store16(
+                    base,
+                    self.layout.used_event(),
+                    self.last_used,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        // The request is visible before the used index is checked again (§2.7.10).
+        fence(Ordering::SeqCst);
+        self.has_used()
+    }
+
+    fn disable_interrupts(&mut self) {
+        let base = self.base();
+        // SAFETY: as above.
+        unsafe {
+            mem::store16(
+                base,
+                self.layout.avail,
+                avail_flags::NO_INTERRUPT,
+                Ordering::Relaxed,
+            );
+            if self.event_idx {
+                // As far behind as it gets: the device passes it only after 64 Ki more.
+                let ev = self.last_used.wrapping_sub(1);
+                mem::store16(base, self.layout.used_event(), ev, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn set_broken_threshold(&mut self, threshold: u32) {
+        self.health.set_threshold(threshold)
+    }
+
+    fn areas(&self) -> QueueAreas {
+        self.areas
+    }
+}
+
+impl<R: DmaRegion> core::fmt::Debug for SplitQueue<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SplitQueue")
+            .field("size", &self.layout.size)
+            .field("num_free", &self.num_free)
+            .field("avail_idx", &self.avail_idx)
+            .field("last_used", &self.last_used)
+            .field("health", &self.health)
+            .finish()
+    }
+}

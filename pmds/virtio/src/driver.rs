@@ -1,0 +1,688 @@
+//! The `net_virtio` device: negotiation, configuration, queue lifecycle, link and control.
+
+use crate::ctrl::{CtrlQueue, CTRL_BUF, CTRL_SIZE};
+use crate::rx::{VirtioRx, HDR};
+use crate::stats::{anomaly_xstats, RxStats, TxStats};
+use crate::tx::VirtioTx;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use rdk_core::ethdev::{
+    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
+    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
+    TxOffload, TxQueueConfig, XStat,
+};
+use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
+use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
+use rdk_core::virtio::format::{ctrl, net_cfg};
+use rdk_core::virtio::{
+    net_status, AnyQueue, DeviceStatus, Features, Interrupts, Transport, TransportError,
+};
+use spin::Mutex;
+
+/// The features this driver knows how to use; it accepts the ones the device offers too.
+pub const SUPPORTED: Features = Features::VERSION_1
+    .union(Features::ACCESS_PLATFORM)
+    .union(Features::RING_PACKED)
+    .union(Features::IN_ORDER)
+    .union(Features::EVENT_IDX)
+    .union(Features::NET_MAC)
+    .union(Features::NET_STATUS)
+    .union(Features::NET_MTU)
+    .union(Features::NET_MRG_RXBUF)
+    .union(Features::NET_CSUM)
+    .union(Features::NET_GUEST_CSUM)
+    .union(Features::NET_CTRL_VQ)
+    .union(Features::NET_CTRL_RX)
+    .union(Features::NET_CTRL_MAC_ADDR)
+    .union(Features::NET_MQ);
+
+/// Link speed reported (virtio-net without `SPEED_DUPLEX` says nothing).
+const SPEED_MBPS: u32 = 10_000;
+
+/// How a [`VirtioNet`] is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct VirtioNetConfig {
+    /// Features the driver may accept (intersected with [`SUPPORTED`] and the offer).
+    pub features: Features,
+    /// Input port stamped on received mbufs.
+    pub port_id: u16,
+}
+
+/// The device arguments `net_virtio` accepts (a `1` allows a feature if the device offers
+/// it, a `0` refuses it; the names are those of DPDK's virtio-user).
+pub const DEVARGS_KEYS: &[&str] = &["packed_vq", "in_order", "mrg_rxbuf", "event_idx", "mq"];
+
+impl VirtioNetConfig {
+    /// The configuration `net_virtioN[,packed_vq=0|1][,in_order=0|1][,mrg_rxbuf=0|1]
+    /// [,event_idx=0|1][,mq=0|1]` asks for (every feature allowed by default).
+    pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
+        args.check_keys(DEVARGS_KEYS)?;
+        let mut features = SUPPORTED;
+        for (key, f) in [
+            ("packed_vq", Features::RING_PACKED),
+            ("in_order", Features::IN_ORDER),
+            ("mrg_rxbuf", Features::NET_MRG_RXBUF),
+            ("event_idx", Features::EVENT_IDX),
+            ("mq", Features::NET_MQ),
+        ] {
+            if !args.get_bool(key, true)? {
+                features -= f;
+            }
+        }
+        Ok(Self {
+            features,
+            ..Self::default()
+        })
+    }
+}
+
+impl Default for VirtioNetConfig {
+    fn default() -> Self {
+        Self {
+            features: SUPPORTED,
+            port_id: PORT_INVALID,
+        }
+    }
+}
+
+/// The receive queue type of a [`VirtioNet`].
+pub type Rx<T, D> =
+    VirtioRx<<D as DmaAlloc>::Region, <T as Transport>::Notify, <T as Transport>::Irq>;
+/// The transmit queue type of a [`VirtioNet`].
+pub type Tx<T, D> = VirtioTx<<D as DmaAlloc>::Region, <T as Transport>::Notify>;
+
+/// A virtio-net device, over transport `T`, with DMA memory from `D`.
+pub struct VirtioNet<T: Transport, D: DmaAlloc> {
+    t: Mutex<T>,
+    dma: D,
+    want: Features,
+    features: Features,
+    mac: MacAddr,
+    mtu: u16,
+    max_pairs: u16,
+    pairs: u16,
+    port_id: u16,
+    rx_interrupts: bool,
+    irqs: Option<Interrupts<T::Irq>>,
+    ctrl: Option<CtrlQueue<D::Region, T::Notify>>,
+    promisc: bool,
+    allmulti: bool,
+    mac_set: bool,
+    started: bool,
+    rx_stats: PerQueue<RxStats>,
+    tx_stats: PerQueue<TxStats>,
+}
+
+pub(crate) fn lost_ring() -> EthError {
+    device(
+        "queue setup",
+        "the queue lost its ring memory; set the queue up again",
+    )
+}
+
+fn device(op: &'static str, text: &'static str) -> EthError {
+    EthError::Device {
+        op,
+        reason: DeviceReason { text, code: 0 },
+    }
+}
+
+/// A transport error as a port error (the text of the most common causes).
+fn tr(op: &'static str, e: TransportError) -> EthError {
+    let text = match e {
+        TransportError::Pci(_) => "PCI access to the virtio device failed",
+        TransportError::Event(_) => "an interrupt event failed",
+        TransportError::Malformed { what } => what,
+        TransportError::NoSuchQueue { .. } => "the device has fewer queues than asked for",
+        TransportError::ResetTimeout => "the device did not come out of reset",
+        TransportError::Refused { what } => what,
+        TransportError::Os { op, .. } => op,
+        _ => "virtio transport failure",
+    };
+    let code = match e {
+        TransportError::Os { code, .. } => code,
+        _ => 0,
+    };
+    EthError::Device {
+        op,
+        reason: DeviceReason { text, code },
+    }
+}
+
+/// Zeroes a ring region and builds a queue over it.
+pub(crate) fn fresh_queue<R: DmaRegion>(
+    region: R,
+    size: u16,
+    features: Features,
+) -> Result<AnyQueue<R>, EthError> {
+    // SAFETY: the region is ours and the device was reset (or never told of it), so nothing
+    // else reads or writes it.
+    unsafe { core::ptr::write_bytes(region.as_ptr(), 0, region.len()) };
+    AnyQueue::new(region, size, features)
+        .map_err(|_| device("queue setup", "ring memory is too small or not contiguous"))
+}
+
+/// Reads device config `len` bytes at `off`, retrying while the generation changes.
+fn read_config<T: Transport>(t: &mut T, off: usize, buf: &mut [u8]) -> Result<(), TransportError> {
+    for _ in 0..64 {
+        let g = t.config_generation()?;
+        t.read_config(off, buf)?;
+        if t.config_generation()? == g {
+            return Ok(());
+        }
+    }
+    Err(TransportError::Malformed {
+        what: "the config generation never settles",
+    })
+}
+
+/// Resets the device and negotiates features; leaves it at `FEATURES_OK`.
+fn negotiate<T: Transport>(t: &mut T, want: Features) -> Result<Features, EthError> {
+    let op = "virtio feature negotiation";
+    t.reset().map_err(|e| tr(op, e))?;
+    let s = DeviceStatus::ACKNOWLEDGE;
+    t.set_status(s).map_err(|e| tr(op, e))?;
+    let s = s | DeviceStatus::DRIVER;
+    t.set_status(s).map_err(|e| tr(op, e))?;
+    let offered = t.device_features().map_err(|e| tr(op, e))?;
+    if !offered.contains(Features::VERSION_1) {
+        let _ = t.set_status(s | DeviceStatus::FAILED);
+        return Err(device(
+            op,
+            "the device is legacy-only (no VERSION_1); use a modern virtio device",
+        ));
+    }
+    let f = offered & want & SUPPORTED;
+    t.set_driver_features(f).map_err(|e| tr(op, e))?;
+    let s = s | DeviceStatus::FEATURES_OK;
+    t.set_status(s).map_err(|e| tr(op, e))?;
+    let st = t.status().map_err(|e| tr(op, e))?;
+    if !st.contains(DeviceStatus::FEATURES_OK) {
+        let _ = t.set_status(s | DeviceStatus::FAILED);
+        return Err(device(
+            op,
+            "the device refused the features the driver accepted",
+        ));
+    }
+    if t.device_features().map_err(|e| tr(op, e))? != offered {
+        let _ = t.set_status(s | DeviceStatus::FAILED);
+        return Err(device(
+            op,
+            "the device changed its features after FEATURES_OK; it is broken — reset it",
+        ));
+    }
+    Ok(f)
+}
+
+impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
+    /// Negotiates with the device behind `t` and reads its configuration.
+    pub fn new(mut t: T, dma: D, cfg: VirtioNetConfig) -> Result<Self, EthError> {
+        let features = negotiate(&mut t, cfg.features)?;
+        let op = "read virtio-net config";
+        let mut mac = MacAddr::local_from_name("net_virtio");
+        if features.contains(Features::NET_MAC) {
+            read_config(&mut t, net_cfg::MAC, &mut mac.0).map_err(|e| tr(op, e))?;
+        }
+        let mut b = [0u8; 2];
+        let mut max_pairs = 1;
+        if features.contains(Features::NET_MQ) {
+            read_config(&mut t, net_cfg::MAX_VIRTQUEUE_PAIRS, &mut b).map_err(|e| tr(op, e))?;
+            max_pairs = u16::from_le_bytes(b);
+            // §5.1.4: 1..=0x8000; a device outside that is lying.
+            if !(1..=0x8000).contains(&max_pairs) {
+                return Err(device(op, "max_virtqueue_pairs outside 1..=32768"));
+            }
+        }
+        let mut mtu = 1500;
+        if features.contains(Features::NET_MTU) {
+            read_config(&mut t, net_cfg::MTU, &mut b).map_err(|e| tr(op, e))?;
+            mtu = u16::from_le_bytes(b).max(68);
+        }
+        let nq = t.num_queues().map_err(|e| tr(op, e))?;
+        let ctrl_vq = features.contains(Features::NET_CTRL_VQ);
+        if (nq as u32) < 2 * max_pairs as u32 + ctrl_vq as u32 {
+            return Err(device(
+                op,
+                "the device has fewer queues than its queue pairs need",
+            ));
+        }
+        Ok(Self {
+            t: Mutex::new(t),
+            dma,
+            want: cfg.features,
+            features,
+            mac,
+            mtu,
+            max_pairs,
+            pairs: 1,
+            port_id: cfg.port_id,
+            rx_interrupts: false,
+            irqs: None,
+            ctrl: None,
+            promisc: false,
+            allmulti: false,
+            mac_set: false,
+            started: false,
+            rx_stats: PerQueue::default(),
+            tx_stats: PerQueue::default(),
+        })
+    }
+
+    /// Runs `f` on the transport (for diagnostics; the driver's own state is not touched).
+    pub fn with_transport<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.t.lock())
+    }
+
+    /// The negotiated features.
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The configuration-change interrupt (link changes, `DEVICE_NEEDS_RESET`), once the port
+    /// started with `lsc_interrupt` or `rx_interrupts`.
+    pub fn config_irq(&self) -> Option<&Arc<T::Irq>> {
+        self.irqs.as_ref().map(|i| &i.config)
+    }
+
+    /// Whether the device asked to be reset (`DEVICE_NEEDS_RESET`); stop and start the port
+    /// to do so.
+    pub fn needs_reset(&self) -> bool {
+        self.t
+            .lock()
+            .status()
+            .is_ok_and(|s| s.contains(DeviceStatus::DEVICE_NEEDS_RESET))
+    }
+
+    /// Acknowledges a configuration interrupt (and the ISR); returns the link now.
+    pub fn config_changed(&self) -> LinkStatus {
+        if let Some(i) = &self.irqs {
+            let _ = i.config.ack();
+        }
+        let _ = self.t.lock().interrupt_status();
+        self.link()
+    }
+
+    /// Runs a control command, when the control queue is up.
+    fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), EthError> {
+        match self.ctrl.as_mut() {
+            Some(c) if self.started => c.command(class, cmd, data),
+            _ => Ok(()),
+        }
+    }
+
+    fn alloc(&self, name: &str, len: usize) -> Result<D::Region, EthError> {
+        self.dma
+            .dma_alloc(&DmaRequest::new(name, len).align(4096).contiguous())
+            .map_err(|_| {
+                device(
+                    "allocate virtqueue memory",
+                    "no IOVA-contiguous DMA memory for a ring; free memory or add hugepages",
+                )
+            })
+    }
+
+    /// Queue size for `nb_desc`: the largest power of two not above it.
+    fn queue_size(&self, queue: u16, nb_desc: u16) -> Result<u16, EthError> {
+        let max = self
+            .t
+            .lock()
+            .max_queue_size(queue)
+            .map_err(|e| tr("queue setup", e))?;
+        let size = 1u16 << (15 - nb_desc.max(1).leading_zeros().min(15));
+        let size = size.min(max);
+        if size == 0 || !size.is_power_of_two() {
+            return Err(device(
+                "queue setup",
+                "the device offers no usable queue size",
+            ));
+        }
+        Ok(size)
+    }
+
+    /// Tells the device about one queue and returns its doorbell.
+    fn attach(
+        &self,
+        t: &mut T,
+        index: u16,
+        q: &AnyQueue<D::Region>,
+    ) -> Result<T::Notify, EthError> {
+        use rdk_core::virtio::Virtqueue;
+        let op = "virtqueue setup";
+        t.setup_queue(index, &q.areas()).map_err(|e| tr(op, e))?;
+        t.enable_queue(index).map_err(|e| tr(op, e))?;
+        t.queue_notify(index).map_err(|e| tr(op, e))
+    }
+
+    fn start_inner(&mut self, rx: &mut [Rx<T, D>], tx: &mut [Tx<T, D>]) -> Result<(), EthError> {
+        let mut guard = self.t.lock();
+        let t = &mut *guard;
+        let f = negotiate(t, self.want)?;
+        if f != self.features {
+            return Err(device(
+                "start",
+                "the device offers different features than when the port was created",
+            ));
+        }
+        let irq_queues: Vec<u16> = if self.rx_interrupts {
+            (0..rx.len() as u16).map(|i| 2 * i).collect()
+        } else {
+            Vec::new()
+        };
+        self.irqs = t
+            .setup_interrupts(&irq_queues)
+            .map_err(|e| tr("interrupt setup", e))?;
+        for (i, q) in rx.iter_mut().enumerate() {
+            let ring = q.rebuild(f)?;
+            q.notify = Some(self.attach(t, 2 * i as u16, ring)?);
+            q.irq = self
+                .irqs
+                .as_ref()
+                .and_then(|irqs| irqs.queues.get(i).cloned());
+        }
+        for (i, q) in tx.iter_mut().enumerate() {
+            let ring = q.rebuild(f)?;
+            q.notify = Some(self.attach(t, 2 * i as u16 + 1, ring)?);
+        }
+        if let Some(c) = self.ctrl.as_mut() {
+            let ring = c.rebuild(f)?;
+            let notify = {
+                let op = "control queue setup";
+                let index = 2 * self.max_pairs;
+                t.setup_queue(index, &rdk_core::virtio::Virtqueue::areas(ring))
+                    .map_err(|e| tr(op, e))?;
+                t.enable_queue(index).map_err(|e| tr(op, e))?;
+                t.queue_notify(index).map_err(|e| tr(op, e))?
+            };
+            c.notify = Some(notify);
+        }
+        let s = DeviceStatus::ACKNOWLEDGE
+            | DeviceStatus::DRIVER
+            | DeviceStatus::FEATURES_OK
+            | DeviceStatus::DRIVER_OK;
+        t.set_status(s).map_err(|e| tr("start", e))?;
+        drop(guard);
+        self.started = true;
+        if f.contains(Features::NET_MQ) && self.pairs > 1 {
+            let n = self.pairs.to_le_bytes();
+            self.command(ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, &n)?;
+        }
+        if f.contains(Features::NET_CTRL_RX) {
+            let (p, a) = (self.promisc as u8, self.allmulti as u8);
+            self.command(ctrl::CLASS_RX, ctrl::RX_PROMISC, &[p])?;
+            self.command(ctrl::CLASS_RX, ctrl::RX_ALLMULTI, &[a])?;
+        }
+        if self.mac_set && f.contains(Features::NET_CTRL_MAC_ADDR) {
+            let mac = self.mac.0;
+            self.command(ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET, &mac)?;
+        }
+        for q in rx.iter_mut() {
+            q.fill();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
+    type Rx = Rx<T, D>;
+    type Tx = Tx<T, D>;
+
+    fn info(&self) -> DevInfo {
+        let mut max_desc = self.t.lock().max_queue_size(0).unwrap_or(256);
+        if max_desc == 0 {
+            max_desc = 256;
+        }
+        let lim = DescLimits {
+            min: 1,
+            max: max_desc,
+            align: 1,
+        };
+        let mut rx_off = RxOffload::empty();
+        if self.features.contains(Features::NET_GUEST_CSUM) {
+            rx_off |= RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM;
+        }
+        if self.features.contains(Features::NET_MRG_RXBUF) {
+            rx_off |= RxOffload::SCATTER;
+        }
+        let mut tx_off = TxOffload::MULTI_SEGS;
+        if self.features.contains(Features::NET_CSUM) {
+            tx_off |= TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+        }
+        DevInfo {
+            driver_name: "net_virtio",
+            max_rx_queues: self.max_pairs,
+            max_tx_queues: self.max_pairs,
+            rx_desc_lim: lim,
+            tx_desc_lim: lim,
+            min_mtu: 68,
+            max_mtu: self.mtu,
+            rx_offload_capa: rx_off,
+            tx_offload_capa: tx_off,
+            rss_hash_types: RssHashTypes::empty(),
+            speed_mbps: SPEED_MBPS,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
+        let pairs = config.nb_rxq.max(config.nb_txq).max(1);
+        if pairs > 1
+            && !self
+                .features
+                .contains(Features::NET_MQ | Features::NET_CTRL_VQ)
+        {
+            return Err(device(
+                "configure",
+                "several queue pairs need the device's MQ and CTRL_VQ features",
+            ));
+        }
+        if let Some(mtu) = config.mtu {
+            self.mtu = mtu;
+        }
+        self.pairs = pairs;
+        self.rx_interrupts = config.rx_interrupts;
+        if self.features.contains(Features::NET_CTRL_VQ) && self.ctrl.is_none() {
+            let bytes = AnyQueue::<D::Region>::bytes_needed(CTRL_SIZE, self.features);
+            let ring = self.alloc("virtio-ctrlq", bytes)?;
+            let buf = self.alloc("virtio-ctrlbuf", CTRL_BUF)?;
+            self.ctrl = Some(CtrlQueue::new(ring, buf));
+        }
+        Ok(())
+    }
+
+    fn rx_queue_setup(
+        &mut self,
+        queue: u16,
+        nb_desc: u16,
+        pool: &PktMbufPool,
+        config: &RxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Rx, EthError> {
+        if pool.headroom() < HDR {
+            return Err(device(
+                "rx queue setup",
+                "mbuf headroom is smaller than the 12-byte virtio-net header",
+            ));
+        }
+        let frame = self.mtu as u32 + 14 + 4;
+        if !self.features.contains(Features::NET_MRG_RXBUF) && (pool.data_room() as u32) < frame {
+            return Err(EthError::BuffersTooSmall {
+                data_room: pool.data_room(),
+                needed: frame,
+            });
+        }
+        let size = self.queue_size(2 * queue, nb_desc)?;
+        let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
+        let region = self.alloc("virtio-rxq", bytes)?;
+        let stats = self.rx_stats.fresh(queue);
+        let mut q = VirtioRx::new(region, size, pool.clone(), self.port_id, counters, stats);
+        if config.free_thresh != 0 {
+            q.set_refill_thresh(config.free_thresh);
+        }
+        Ok(q)
+    }
+
+    fn tx_queue_setup(
+        &mut self,
+        queue: u16,
+        nb_desc: u16,
+        config: &TxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Tx, EthError> {
+        let size = self.queue_size(2 * queue + 1, nb_desc)?;
+        let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
+        let region = self.alloc("virtio-txq", bytes)?;
+        let hdrs = self.alloc("virtio-txhdr", Tx::<T, D>::hdr_bytes(size))?;
+        let stats = self.tx_stats.fresh(queue);
+        let mut q = VirtioTx::new(region, hdrs, size, counters, stats);
+        if config.free_thresh != 0 {
+            q.set_free_thresh(config.free_thresh);
+        }
+        Ok(q)
+    }
+
+    fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        let r = self.start_inner(rx, tx);
+        if r.is_err() {
+            self.started = false;
+            let _ = self.t.lock().reset();
+        }
+        r
+    }
+
+    fn stop(&mut self, _rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        // Completed packets go home now; after the reset nothing more completes, and what is
+        // still in flight is freed when the queues are rebuilt or dropped.
+        for q in tx.iter_mut() {
+            q.reclaim();
+        }
+        self.started = false;
+        self.irqs = None;
+        self.t.lock().reset().map_err(|e| tr("stop", e))
+    }
+
+    fn close(&mut self) {
+        self.started = false;
+        self.irqs = None;
+        let _ = self.t.lock().reset();
+    }
+
+    fn link(&self) -> LinkStatus {
+        let mut up = self.started;
+        if up {
+            let mut t = self.t.lock();
+            let st = t.status().unwrap_or(DeviceStatus::DEVICE_NEEDS_RESET);
+            if st.contains(DeviceStatus::DEVICE_NEEDS_RESET)
+                || !st.contains(DeviceStatus::DRIVER_OK)
+            {
+                up = false;
+            } else if self.features.contains(Features::NET_STATUS) {
+                let mut b = [0u8; 2];
+                up = read_config(&mut *t, net_cfg::STATUS, &mut b).is_ok()
+                    && u16::from_le_bytes(b) & net_status::LINK_UP != 0;
+            }
+        }
+        LinkStatus {
+            up,
+            speed_mbps: SPEED_MBPS,
+            full_duplex: true,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
+        if !self.features.contains(Features::NET_CTRL_MAC_ADDR) {
+            return Err(EthError::NotSupported {
+                op: "set_mac_addr (the device lacks CTRL_MAC_ADDR)",
+            });
+        }
+        self.command(ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET, &mac.0)?;
+        self.mac = mac;
+        self.mac_set = true;
+        Ok(())
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
+        if !self.features.contains(Features::NET_CTRL_RX) {
+            // Without CTRL_RX the device delivers everything (§5.1.6.5.1).
+            return if on {
+                Ok(())
+            } else {
+                Err(EthError::NotSupported {
+                    op: "promiscuous off (the device lacks CTRL_RX)",
+                })
+            };
+        }
+        self.command(ctrl::CLASS_RX, ctrl::RX_PROMISC, &[on as u8])?;
+        self.promisc = on;
+        Ok(())
+    }
+
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
+        if !self.features.contains(Features::NET_CTRL_RX) {
+            return if on {
+                Ok(())
+            } else {
+                Err(EthError::NotSupported {
+                    op: "all-multicast off (the device lacks CTRL_RX)",
+                })
+            };
+        }
+        self.command(ctrl::CLASS_RX, ctrl::RX_ALLMULTI, &[on as u8])?;
+        self.allmulti = on;
+        Ok(())
+    }
+
+    fn xstats(&self, out: &mut Vec<XStat>) {
+        XStat::extend(
+            out,
+            &[
+                ("rx_runt_errors", self.rx_stats.sum(|s| &s.runt)),
+                (
+                    "rx_bad_num_buffers_errors",
+                    self.rx_stats.sum(|s| &s.bad_num_buffers),
+                ),
+                (
+                    "rx_broken_chain_errors",
+                    self.rx_stats.sum(|s| &s.broken_chain),
+                ),
+                ("rx_queues_broken", self.rx_stats.sum(|s| &s.broken)),
+                (
+                    "tx_too_many_segs_errors",
+                    self.tx_stats.sum(|s| &s.too_many_segs),
+                ),
+                ("tx_queues_broken", self.tx_stats.sum(|s| &s.broken)),
+            ],
+        );
+        anomaly_xstats(out, "rx_device_", |k| {
+            self.rx_stats.sum(|s| &s.anomalies[k])
+        });
+        anomaly_xstats(out, "tx_device_", |k| {
+            self.tx_stats.sum(|s| &s.anomalies[k])
+        });
+    }
+}
+
+impl<T: Transport, D: DmaAlloc> Drop for VirtioNet<T, D> {
+    fn drop(&mut self) {
+        // The device must stop using the control ring before its memory is freed.
+        let _ = self.t.lock().reset();
+    }
+}
+
+impl<T: Transport, D: DmaAlloc> core::fmt::Debug for VirtioNet<T, D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioNet")
+            .field("features", &self.features)
+            .field("mac", &self.mac)
+            .field("max_pairs", &self.max_pairs)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,53 @@
+//! # rdk-pmd-virtio: DPDK's `net_virtio`, `no_std`
+//!
+//! A virtio-net driver (virtio 1.2 §5.1) written against [`Transport`]: modern virtio-pci
+//! over any [`PciDevice`](rdk_core::os::pci::PciDevice) ([`PciTransport`]) today, vhost-user
+//! through the same trait. Rings are rdk-core's [`SplitQueue`](rdk_core::virtio::SplitQueue)
+//! or [`PackedQueue`](rdk_core::virtio::PackedQueue), whichever the device negotiates; they
+//! check everything the device writes, and this driver counts what they report.
+//!
+//! - Initialisation (§3.1.1): reset, `ACKNOWLEDGE`, `DRIVER`, features (checking that
+//!   `FEATURES_OK` stuck and that the device did not change its offer), interrupts, queues,
+//!   `DRIVER_OK`. [`VirtioNet::new`] negotiates to learn the device; every port start
+//!   resets and negotiates again, so a stop/start recovers a device that set
+//!   `DEVICE_NEEDS_RESET`.
+//! - Receive: one mbuf per descriptor, the 12-byte header in its headroom; `MRG_RXBUF`
+//!   frames become mbuf chains; `GUEST_CSUM` results become `ol_flags`; refills in batches
+//!   with one notification per burst.
+//! - Transmit: the header goes into the headroom (or a per-queue header area when the mbuf
+//!   is shared), one descriptor per segment, one notification per burst, completions
+//!   reclaimed in batches; with `CSUM`, TCP/UDP checksum requests become `NEEDS_CSUM`.
+//! - Control queue: promiscuous, all-multicast, MAC address, queue pairs (`MQ`).
+//! - Link from the config `status` field (`STATUS`); [`VirtioNet::config_changed`] after a
+//!   configuration interrupt.
+//! - Buffers are always given to the device as IOVAs (right with `ACCESS_PLATFORM` behind
+//!   an IOMMU, and the only thing rdk has).
+//!
+//! Device arguments ([`VirtioNetConfig::from_devargs`]) can refuse features:
+//!
+//! ```text
+//! net_virtio0,packed_vq=0,in_order=0,mrg_rxbuf=1,event_idx=1,mq=1
+//! ```
+//!
+//! Queue indices follow the spec: receive queue `k` is virtqueue `2k`, transmit queue `k` is
+//! `2k + 1`, the control queue is `2 * max_virtqueue_pairs`.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+mod ctrl;
+mod driver;
+mod pci;
+mod rx;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod tx;
+
+pub use driver::{Rx, Tx, VirtioNet, VirtioNetConfig, DEVARGS_KEYS, SUPPORTED};
+pub use pci::{PciNotify, PciTransport};
+pub use rdk_core::virtio::{QueueNotify, Transport, TransportError};
+pub use rx::VirtioRx;
+pub use stats::{RxStats, TxStats};
+pub use tx::{VirtioTx, MAX_TX_SEGS};

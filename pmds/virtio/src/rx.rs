@@ -1,0 +1,336 @@
+//! Receiving: buffers from the queue's mempool in a virtqueue, frames out as mbufs.
+
+use crate::stats::RxStats;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use rdk_core::ethdev::{EthError, QueueCounters, RxQueue};
+use rdk_core::mbuf::{Mbuf, PktMbufPool, RxCksum};
+use rdk_core::os::{DmaRegion, EventNotifier, WaitHandle};
+use rdk_core::virtio::format::{net_hdr_flags, NetHdr};
+use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
+use zerocopy::FromBytes;
+
+/// Bytes of the net header (`VERSION_1`).
+pub(crate) const HDR: u16 = 12;
+/// Buffers allocated per refill step.
+const REFILL_BATCH: usize = 32;
+
+/// A virtio-net receive queue.
+pub struct VirtioRx<R: DmaRegion, N: QueueNotify, E: EventNotifier> {
+    pub(crate) q: Option<AnyQueue<R>>,
+    pub(crate) region: Option<R>,
+    pub(crate) size: u16,
+    mbufs: Vec<Option<Mbuf>>,
+    pool: PktMbufPool,
+    pub(crate) notify: Option<N>,
+    pub(crate) irq: Option<Arc<E>>,
+    mrg: bool,
+    csum: bool,
+    port: u16,
+    /// A merged frame still collecting buffers: head, buffers still to come.
+    pending: Option<(Mbuf, u16)>,
+    /// Buffers still to come of a merged frame that was dropped: discarded on arrival.
+    skip: u16,
+    refill_thresh: u16,
+    seen: (u32, [u32; 5]),
+    counters: Arc<QueueCounters>,
+    stats: Arc<RxStats>,
+}
+
+impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
+    pub(crate) fn new(
+        region: R,
+        size: u16,
+        pool: PktMbufPool,
+        port: u16,
+        counters: Arc<QueueCounters>,
+        stats: Arc<RxStats>,
+    ) -> Self {
+        Self {
+            q: None,
+            region: Some(region),
+            size,
+            mbufs: (0..size).map(|_| None).collect(),
+            pool,
+            notify: None,
+            irq: None,
+            mrg: false,
+            csum: false,
+            port,
+            pending: None,
+            skip: 0,
+            refill_thresh: (size / 4).clamp(1, REFILL_BATCH as u16),
+            seen: (0, [0; 5]),
+            counters,
+            stats,
+        }
+    }
+
+    /// Frees every buffer and rebuilds an empty ring for a device that was just reset.
+    pub(crate) fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
+        self.mbufs.iter_mut().for_each(|m| *m = None);
+        self.pending = None;
+        self.skip = 0;
+        self.seen = (0, [0; 5]);
+        self.notify = None;
+        self.irq = None;
+        self.mrg = features.contains(Features::NET_MRG_RXBUF);
+        self.csum = features.contains(Features::NET_GUEST_CSUM);
+        let region = match self.q.take() {
+            Some(q) => q.into_region(),
+            None => self.region.take().ok_or(crate::driver::lost_ring())?,
+        };
+        let q = crate::driver::fresh_queue(region, self.size, features)?;
+        Ok(self.q.insert(q))
+    }
+
+    /// Refills once at least `n` descriptors are free (DPDK's `rx_free_thresh`; default a
+    /// quarter of the ring, at most 32).
+    pub fn set_refill_thresh(&mut self, n: u16) {
+        self.refill_thresh = n.clamp(1, self.size);
+    }
+
+    /// Fills every free descriptor with a fresh mbuf and tells the device.
+    pub(crate) fn fill(&mut self) {
+        self.refill();
+        self.kick();
+    }
+
+    /// The interrupt event, when interrupts are set up.
+    pub fn irq(&self) -> Option<&Arc<E>> {
+        self.irq.as_ref()
+    }
+
+    /// Whether the queue gave up on its device (too many anomalies).
+    pub fn is_broken(&self) -> bool {
+        self.q.as_ref().is_some_and(|q| q.health().is_broken())
+    }
+
+    #[inline]
+    fn kick(&mut self) {
+        if let (Some(q), Some(n)) = (self.q.as_mut(), self.notify.as_ref()) {
+            if q.kick_prepare() {
+                n.notify();
+            }
+        }
+    }
+
+    /// Gives the device fresh buffers for every free descriptor the pool can fill.
+    #[inline]
+    fn refill(&mut self) {
+        let Some(q) = self.q.as_mut() else { return };
+        let mut batch: [Option<Mbuf>; REFILL_BATCH] = Default::default();
+        while q.num_free() > 0 {
+            let want = (q.num_free() as usize).min(REFILL_BATCH);
+            let got = if self.pool.alloc_bulk(&mut batch[..want]) {
+                want
+            } else {
+                let mut k = 0;
+                while k < want {
+                    match self.pool.alloc() {
+                        Some(m) => batch[k] = Some(m),
+                        None => break,
+                    }
+                    k += 1;
+                }
+                k
+            };
+            for slot in &mut batch[..got] {
+                let Some(m) = slot.take() else { continue };
+                // The header goes into the headroom right before the data (checked at setup:
+                // headroom >= 12), so the frame lands at the usual data offset.
+                let buf = Buf::writable(
+                    rdk_core::addr::Iova::new(m.data_iova().get() - HDR as u64),
+                    m.tailroom() as u32 + HDR as u32,
+                );
+                match q.add(&[buf]) {
+                    Ok(id) => self.mbufs[id as usize] = Some(m),
+                    Err(_) => break,
+                }
+            }
+            if got < want {
+                self.counters.add_nombuf((want - got) as u64);
+                break;
+            }
+        }
+    }
+
+    /// Drops the frame being merged, whose `rem` further buffers are still to come (one of
+    /// which may be the one that failed: `arrived`).
+    #[cold]
+    fn drop_merged(&mut self, rem: u16, arrived: bool) {
+        self.stats.broken_chain.add(1);
+        self.counters.add_errors(1);
+        self.skip = rem - arrived as u16;
+    }
+}
+
+/// Makes `m` hold the `len` bytes the device wrote from `HDR` bytes before its data offset;
+/// returns the header if `with_hdr` (then the data is what follows it).
+#[inline]
+fn shape(m: &mut Mbuf, len: u32, with_hdr: bool) -> Result<Option<NetHdr>, ()> {
+    let len = len as u16;
+    if with_hdr {
+        let payload = len.checked_sub(HDR).ok_or(())?;
+        m.append(payload).map_err(|_| ())?;
+        let h = m.prepend(HDR).map_err(|_| ())?;
+        let hdr = NetHdr::read_from_bytes(h).map_err(|_| ())?;
+        m.adj(HDR).map_err(|_| ())?;
+        Ok(Some(hdr))
+    } else {
+        m.prepend(HDR).map_err(|_| ())?;
+        if len >= HDR {
+            m.append(len - HDR).map_err(|_| ())?;
+        } else {
+            m.trim(HDR - len).map_err(|_| ())?;
+        }
+        Ok(None)
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> RxQueue for VirtioRx<R, N, E> {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
+        let Some(q) = self.q.as_mut() else { return 0 };
+        if q.health().is_broken() {
+            let (last, each) = &mut self.seen;
+            crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
+            if self.stats.broken.get() == 0 {
+                self.stats.broken.add(1);
+            }
+            return 0;
+        }
+        let size = self.size;
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < out.len() {
+            let Some(c) = self.q.as_mut().and_then(|q| q.pop_used()) else {
+                break;
+            };
+            let u = match c {
+                Completion::Done(u) => u,
+                Completion::Dropped { id, .. } => {
+                    if let Some(id) = id {
+                        self.mbufs[id as usize] = None;
+                    }
+                    if let Some((_, rem)) = self.pending.take() {
+                        self.drop_merged(rem, true);
+                    } else if self.skip > 0 {
+                        self.skip -= 1;
+                    } else {
+                        self.counters.add_errors(1);
+                    }
+                    continue;
+                }
+            };
+            // Cannot be None: the queue returns only ids in flight, each with its mbuf.
+            let Some(mut m) = self.mbufs[u.id as usize].take() else {
+                continue;
+            };
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
+            if let Some((mut head, rem)) = self.pending.take() {
+                if shape(&mut m, u.len, false).is_err() || head.chain(m).is_err() {
+                    self.drop_merged(rem, true);
+                    continue;
+                }
+                if rem > 1 {
+                    self.pending = Some((head, rem - 1));
+                    continue;
+                }
+                bytes += head.pkt_len() as u64;
+                out[n] = Some(head);
+                n += 1;
+                continue;
+            }
+            let hdr = match shape(&mut m, u.len, true) {
+                Ok(Some(h)) => h,
+                _ => {
+                    self.stats.runt.add(1);
+                    self.counters.add_errors(1);
+                    continue;
+                }
+            };
+            if let Ok(mut meta) = m.meta_mut() {
+                if self.csum {
+                    let f = meta.ol_flags();
+                    if hdr.flags & net_hdr_flags::DATA_VALID != 0 {
+                        meta.set_ol_flags(f.with_rx_l4_cksum(RxCksum::Good));
+                    } else if hdr.flags & net_hdr_flags::NEEDS_CSUM != 0 {
+                        // The data is good; the checksum field is partial (§5.1.6.4).
+                        meta.set_ol_flags(f.with_rx_l4_cksum(RxCksum::Verified));
+                    }
+                }
+                if self.port != rdk_core::mbuf::PORT_INVALID {
+                    meta.set_port(self.port);
+                }
+            }
+            let nbuf = if self.mrg { hdr.num_buffers.get() } else { 1 };
+            if nbuf == 0 || nbuf > size {
+                self.stats.bad_num_buffers.add(1);
+                self.counters.add_errors(1);
+                continue;
+            }
+            if nbuf > 1 {
+                self.pending = Some((m, nbuf - 1));
+                continue;
+            }
+            bytes += m.pkt_len() as u64;
+            out[n] = Some(m);
+            n += 1;
+        }
+        self.counters.add(n as u64, bytes);
+        if let Some(q) = self.q.as_ref() {
+            let (last, each) = &mut self.seen;
+            crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
+        }
+        if self
+            .q
+            .as_ref()
+            .is_some_and(|q| q.num_free() >= self.refill_thresh)
+        {
+            self.refill();
+            self.kick();
+        }
+        n
+    }
+
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        let (Some(q), Some(irq)) = (self.q.as_mut(), self.irq.as_ref()) else {
+            return Err(EthError::NotSupported {
+                op: "rx interrupts (configure the port with rx_interrupts)",
+            });
+        };
+        if q.enable_interrupts() {
+            // Something arrived meanwhile: wake the waiter now rather than never.
+            let _ = irq.signal();
+        }
+        Ok(())
+    }
+
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        if let Some(q) = self.q.as_mut() {
+            q.disable_interrupts();
+        }
+        if let Some(irq) = self.irq.as_ref() {
+            let _ = irq.ack();
+        }
+        Ok(())
+    }
+
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        self.irq.as_ref().and_then(|e| e.wait_handle())
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> core::fmt::Debug for VirtioRx<R, N, E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioRx")
+            .field("size", &self.size)
+            .field("mrg", &self.mrg)
+            .field("broken", &self.is_broken())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,256 @@
+//! Transmitting: mbuf chains out as descriptor chains, completions reclaimed in batches.
+
+use crate::rx::HDR;
+use crate::stats::TxStats;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use rdk_core::addr::Iova;
+use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
+use rdk_core::mbuf::{Mbuf, TxL4Cksum};
+use rdk_core::os::DmaRegion;
+use rdk_core::virtio::format::net_hdr_flags;
+use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
+
+/// Most descriptors one packet may take (its segments, plus a header descriptor).
+pub const MAX_TX_SEGS: usize = 64;
+/// Completions freed per batch.
+const FREE_BATCH: usize = 32;
+/// Bytes per slot of the header area (a net header, padded).
+const HDR_SLOT: usize = 16;
+
+/// The net header for `m`: all zero, or `NEEDS_CSUM` when `csum` and the mbuf asks for a
+/// TCP or UDP checksum (the device completes it from `l2_len + l3_len` on; as on every NIC
+/// with this offload, the checksum field holds the pseudo-header sum, §5.1.6.2).
+#[inline(always)]
+fn header(m: &Mbuf, csum: bool) -> [u8; HDR as usize] {
+    let mut h = [0u8; HDR as usize];
+    if !csum {
+        return h;
+    }
+    let field = match m.ol_flags().tx_l4_cksum() {
+        TxL4Cksum::Tcp => 16u16,
+        TxL4Cksum::Udp => 6,
+        _ => return h,
+    };
+    let t = m.tx_offload();
+    let start = t.l2_len() + t.l3_len();
+    h[0] = net_hdr_flags::NEEDS_CSUM;
+    h[6..8].copy_from_slice(&start.to_le_bytes());
+    h[8..10].copy_from_slice(&field.to_le_bytes());
+    h
+}
+
+/// A virtio-net transmit queue.
+pub struct VirtioTx<R: DmaRegion, N: QueueNotify> {
+    pub(crate) q: Option<AnyQueue<R>>,
+    pub(crate) region: Option<R>,
+    /// One net header slot per chain id, for packets whose headroom cannot take one.
+    hdrs: R,
+    pub(crate) size: u16,
+    mbufs: Vec<Option<Mbuf>>,
+    pub(crate) notify: Option<N>,
+    /// `NET_CSUM` negotiated: checksum requests in `ol_flags` become `NEEDS_CSUM` headers.
+    pub(crate) csum: bool,
+    free_thresh: u16,
+    seen: (u32, [u32; 5]),
+    counters: Arc<QueueCounters>,
+    stats: Arc<TxStats>,
+}
+
+impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
+    pub(crate) fn new(
+        region: R,
+        hdrs: R,
+        size: u16,
+        counters: Arc<QueueCounters>,
+        stats: Arc<TxStats>,
+    ) -> Self {
+        Self {
+            q: None,
+            region: Some(region),
+            hdrs,
+            size,
+            mbufs: (0..size).map(|_| None).collect(),
+            notify: None,
+            csum: false,
+            free_thresh: (size / 2).max(1),
+            seen: (0, [0; 5]),
+            counters,
+            stats,
+        }
+    }
+
+    /// Reclaims completions when fewer than `n` descriptors are free (DPDK's
+    /// `tx_free_thresh`; default half the ring).
+    pub fn set_free_thresh(&mut self, n: u16) {
+        self.free_thresh = n.clamp(1, self.size);
+    }
+
+    /// Bytes of header area a queue of `size` needs.
+    pub(crate) const fn hdr_bytes(size: u16) -> usize {
+        size as usize * HDR_SLOT
+    }
+
+    /// Frees every packet in flight and rebuilds an empty ring for a reset device.
+    pub(crate) fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
+        self.mbufs.iter_mut().for_each(|m| *m = None);
+        self.seen = (0, [0; 5]);
+        self.notify = None;
+        self.csum = features.contains(Features::NET_CSUM);
+        let region = match self.q.take() {
+            Some(q) => q.into_region(),
+            None => self.region.take().ok_or(crate::driver::lost_ring())?,
+        };
+        let q = crate::driver::fresh_queue(region, self.size, features)?;
+        Ok(self.q.insert(q))
+    }
+
+    /// Whether the queue gave up on its device (too many anomalies).
+    pub fn is_broken(&self) -> bool {
+        self.q.as_ref().is_some_and(|q| q.health().is_broken())
+    }
+
+    /// Frees every completed packet now; returns how many came back.
+    pub fn reclaim(&mut self) -> usize {
+        let Some(q) = self.q.as_mut() else { return 0 };
+        let mut batch: [Option<Mbuf>; FREE_BATCH] = Default::default();
+        let (mut k, mut total) = (0, 0);
+        while let Some(c) = q.pop_used() {
+            let id = match c {
+                Completion::Done(u) => Some(u.id),
+                Completion::Dropped { id, .. } => id,
+            };
+            let Some(m) = id.and_then(|id| self.mbufs[id as usize].take()) else {
+                continue;
+            };
+            batch[k] = Some(m);
+            k += 1;
+            total += 1;
+            if k == FREE_BATCH {
+                Mbuf::free_bulk(&mut batch);
+                k = 0;
+            }
+        }
+        Mbuf::free_bulk(&mut batch[..k]);
+        let (last, each) = &mut self.seen;
+        crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
+        total
+    }
+
+    /// The IOVA of header slot `id`.
+    #[inline(always)]
+    fn hdr_iova(&self, id: u16) -> Option<Iova> {
+        self.hdrs.iova_at(id as usize * HDR_SLOT)
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        let Some(q) = self.q.as_ref() else { return 0 };
+        if q.health().is_broken() {
+            let (last, each) = &mut self.seen;
+            crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
+            if self.stats.broken.get() == 0 {
+                self.stats.broken.add(1);
+            }
+            return 0;
+        }
+        if q.num_free() < self.free_thresh {
+            self.reclaim();
+        }
+        let mut bufs = [Buf::readable(Iova::new(0), 0); MAX_TX_SEGS];
+        let (mut taken, mut sent, mut bytes) = (0usize, 0u64, 0u64);
+        for slot in pkts.iter_mut() {
+            let Some(mut m) = slot.take() else { break };
+            let segs = m.nb_segs() as usize;
+            if segs + 1 > MAX_TX_SEGS {
+                self.stats.too_many_segs.add(1);
+                self.counters.add_errors(1);
+                taken += 1;
+                continue;
+            }
+            let len = m.pkt_len() as u64;
+            // Put the header in the headroom when the mbuf is ours alone; else a header
+            // descriptor from the queue's header area.
+            let mut push = !m.is_shared() && m.headroom() >= HDR;
+            let need = segs + !push as usize;
+            let Some(q) = self.q.as_mut() else { break };
+            if (q.num_free() as usize) < need {
+                self.reclaim();
+            }
+            let Some(q) = self.q.as_mut() else { break };
+            let Some(next) = q.next_id().filter(|_| q.num_free() as usize >= need) else {
+                *slot = Some(m);
+                break;
+            };
+            let mut k = 0;
+            let hdr = header(&m, self.csum);
+            if push {
+                match m.prepend(HDR) {
+                    Ok(h) => h.copy_from_slice(&hdr),
+                    // Checked above; were it refused, the header area serves.
+                    Err(_) => push = false,
+                }
+            }
+            if !push {
+                let Some(iova) = self.hdr_iova(next) else {
+                    *slot = Some(m);
+                    break;
+                };
+                // SAFETY: slot `next` is inside the area (hdr_iova found it) and belongs to
+                // an id that is not in flight, so the device is not reading it.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        hdr.as_ptr(),
+                        self.hdrs.as_ptr().add(next as usize * HDR_SLOT),
+                        hdr.len(),
+                    )
+                };
+                bufs[0] = Buf::readable(iova, HDR as u32);
+                k = 1;
+            }
+            for s in m.segments() {
+                if s.data_len() == 0 {
+                    continue;
+                }
+                bufs[k] = Buf::readable(s.data_iova(), s.data_len() as u32);
+                k += 1;
+            }
+            let Some(q) = self.q.as_mut() else { break };
+            match q.add(&bufs[..k]) {
+                Ok(id) => {
+                    self.mbufs[id as usize] = Some(m);
+                    taken += 1;
+                    sent += 1;
+                    bytes += len;
+                }
+                Err(_) => {
+                    if push {
+                        let _ = m.adj(HDR);
+                    }
+                    *slot = Some(m);
+                    break;
+                }
+            }
+        }
+        if sent > 0 {
+            if let (Some(q), Some(n)) = (self.q.as_mut(), self.notify.as_ref()) {
+                if q.kick_prepare() {
+                    n.notify();
+                }
+            }
+        }
+        self.counters.add(sent, bytes);
+        taken
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify> core::fmt::Debug for VirtioTx<R, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioTx")
+            .field("size", &self.size)
+            .field("broken", &self.is_broken())
+            .finish_non_exhaustive()
+    }
+}
