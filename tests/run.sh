@@ -120,8 +120,10 @@ bench() {
 	cargo run -q --release -p rdk-examples --bin rdk-testpmd -- --duration 2 --stats-period 0 || return 1
 	# UDP ping-pong over two ring ports: every round trip completes.
 	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --count 5000 --duration 20 || return 1
-	# ... and over a veth pair on net_af_packet next to the kernel's UDP sockets.
-	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --veth --count 5000 --duration 20 || return 1
+	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --threaded --count 5000 --duration 20 || return 1
+	# ... and over a veth pair (net_af_packet; TAPs bridged to it) next to the kernel's sockets.
+	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --port af_packet --count 5000 --duration 20 || return 1
+	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --port tap --count 5000 --duration 20 || return 1
 	if [ -f examples/bench/testpmd_vs_dpdk.sh ]; then
 		bash examples/bench/testpmd_vs_dpdk.sh --quick || return 1
 	fi

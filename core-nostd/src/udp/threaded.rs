@@ -64,6 +64,10 @@ pub struct ServiceConfig {
     /// on a full ring, a control call): `core::hint::spin_loop` by default;
     /// `std::thread::yield_now` shares a core better.
     pub relax: fn(),
+    /// How long a blocking receive polls its ring before it sleeps on the event (the socket
+    /// option `SO_BUSY_POLL`): a datagram due within microseconds is taken without the cost of
+    /// a wake-up. Zero (the default) sleeps at once.
+    pub busy_poll: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -72,6 +76,7 @@ impl Default for ServiceConfig {
             ring_size: 1024,
             events: None,
             relax: core::hint::spin_loop,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -81,6 +86,7 @@ impl fmt::Debug for ServiceConfig {
         f.debug_struct("ServiceConfig")
             .field("ring_size", &self.ring_size)
             .field("events", &self.events.is_some())
+            .field("busy_poll", &self.busy_poll)
             .finish()
     }
 }
@@ -520,8 +526,22 @@ impl UdpSocket {
     /// otherwise, until a datagram arrives, the timeout passes, or the poller goes.
     #[cold]
     fn wait(&mut self) -> Result<Mbuf, UdpError> {
-        let deadline = self.timeout.map(|t| self.shared.now().saturating_add(t));
+        let start = self.shared.now();
+        let deadline = self.timeout.map(|t| start.saturating_add(t));
         let sleeps = self.rx_ring.has_rx_event();
+        let busy = self.shared.cfg.busy_poll;
+        if sleeps && !busy.is_zero() {
+            let until = start.saturating_add(match self.timeout {
+                Some(t) => busy.min(t),
+                None => busy,
+            });
+            while self.shared.now() < until {
+                if let Some(m) = self.rx.dequeue() {
+                    return Ok(m);
+                }
+                (self.shared.cfg.relax)();
+            }
+        }
         loop {
             let left = match deadline {
                 Some(d) => {

@@ -7,22 +7,35 @@
 //! unikernel uses); PING runs on CPU 1, PONG on CPU 0. It prints RTT p50/p99/max and round
 //! trips per second.
 //!
-//! `--veth` (root): the benchmark of the UDP issue (#8). It builds two network namespaces joined by a
-//! veth pair and runs the same ping-pong with each stack on an `net_af_packet` port
-//! (`rxversion=2`: no block timer) on its end, then two kernel UDP sockets (blocking
-//! `recv_from`, as applications use them) over the same veth pair with the same CPU placement,
-//! and prints both and the ratio (target: rdk p50 <= 0.5x the kernel's).
+//! `--port af_packet` (root; `--veth` is the same): the benchmark of the UDP issue (#8). It
+//! builds two network namespaces joined by a veth pair and runs the same ping-pong with each
+//! stack on a `net_af_packet` port (`rxversion=2`: no block timer) on its end, then two kernel
+//! UDP sockets (blocking `recv_from`, as applications use them) over the same veth pair with
+//! the same CPU placement, and prints both and the ratio (target: rdk p50 <= 0.5x the
+//! kernel's).
+//!
+//! `--port tap` (root): each namespace gets a bridge holding its veth end and a TAP interface
+//! rdk's `net_tap` made; the stacks run on the TAPs, the kernel's sockets on the bridges.
+//!
+//! `--threaded`: both sides run the stack in threaded mode (the seed's model): a poller thread
+//! per side busy-polls the port, and the PING and PONG application threads hold blocking
+//! sockets that sleep on an eventfd until the poller hands them a datagram through the
+//! socket's exchange ring. The round trip then includes two wake-ups.
 
 use clap::Parser;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueueConfig, TxQueueConfig};
 use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
-use rdk_core::udp::{IfaceConfig, Stack, StackLimits, UdpError};
+use rdk_core::os::{EventNotifier, Events};
+use rdk_core::udp::{
+    threaded, IfaceConfig, ServiceConfig, Stack, StackLimits, UdpError, UdpService,
+};
 use rdk_examples::cpu;
 use rdk_os_linux::{LinuxClock, LinuxOs};
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_pmd_ring::RingDriver;
-use rdk_tests::netns::{Netns, Veth};
+use rdk_pmd_tap::TapDriver;
+use rdk_tests::netns::{unique_name, Netns, Veth};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,10 +54,32 @@ struct Args {
     /// Payload bytes per datagram.
     #[arg(long, default_value_t = 32)]
     size: usize,
-    /// Over a veth pair between two namespaces (root): rdk on net_af_packet, then the kernel's
-    /// UDP sockets, with the ratio.
+    /// The ports the stacks run on: `ring` (two ring ports in one process), or, over a veth
+    /// pair between two namespaces (root, with the kernel's UDP sockets on the same pair for
+    /// comparison), `af_packet` or `tap`.
+    #[arg(long, value_enum, default_value_t = PortKind::Ring)]
+    port: PortKind,
+    /// Same as `--port af_packet`.
     #[arg(long)]
     veth: bool,
+    /// Threaded mode: a poller thread per side, the application threads on blocking sockets.
+    #[arg(long)]
+    threaded: bool,
+    /// Threaded mode: microseconds a blocking receive polls before it sleeps (SO_BUSY_POLL).
+    #[arg(long, default_value_t = 0)]
+    busy_poll: u64,
+}
+
+/// Which ports the stacks run on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PortKind {
+    /// Two `net_ring` ports back to back.
+    Ring,
+    /// `net_af_packet` (TPACKET_V2 receive ring) on each end of a veth pair.
+    #[value(name = "af_packet")]
+    AfPacket,
+    /// `net_tap` in a bridge with each end of a veth pair.
+    Tap,
 }
 
 const PING_PORT: u16 = 10000;
@@ -167,9 +202,163 @@ fn ping<D: Driver>(
     Ok(Rtts { ns, secs, lost })
 }
 
+/// The stack in threaded mode: a poller thread (pinned to `cpu`) drives `port` until `stop`;
+/// `app` runs on the calling thread with the service.
+fn threaded_side<D: Driver + Send, R: Send>(
+    mut port: Port<D>,
+    s: Stack<LinuxClock>,
+    args: &Args,
+    cpu_no: usize,
+    stop: &AtomicBool,
+    app: impl FnOnce(UdpService) -> Result<R, String>,
+) -> Result<R, String> {
+    let svc_cfg = ServiceConfig {
+        events: Some(Arc::new(|| {
+            LinuxOs::plain()
+                .event_create()
+                .map(|e| Box::new(e) as Box<dyn EventNotifier>)
+        })),
+        busy_poll: Duration::from_micros(args.busy_poll),
+        relax: std::thread::yield_now,
+        ..ServiceConfig::default()
+    };
+    let (mut poller, service) = threaded(s, svc_cfg).map_err(|e| e.to_string())?;
+    let poller_stop = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| -> Result<(), String> {
+            let _ = cpu::pin_current_thread(cpu_no);
+            while !poller_stop.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                let q = port.queues().map_err(|x| x.to_string())?;
+                if poller.poll(&mut q.rx[0], &mut q.tx[0]) == 0 {
+                    // Idle: let an application thread that shares this CPU run now rather
+                    // than at the next scheduler tick (returns at once when none waits).
+                    std::thread::yield_now();
+                }
+            }
+            Ok(())
+        });
+        // The application sleeps between datagrams; let the scheduler wake it wherever.
+        let _ = cpu::unpin_current_thread();
+        let r = app(service);
+        poller_stop.store(true, Ordering::Relaxed);
+        h.join()
+            .map_err(|_| "the poller thread panicked".to_string())??;
+        r
+    })
+}
+
+/// PONG on a threaded stack: a blocking socket echoes until `stop`.
+fn pong_threaded(svc: UdpService, stop: &AtomicBool) -> Result<u64, String> {
+    let e = |x: UdpError| x.to_string();
+    let mut sock = svc.socket().map_err(e)?;
+    sock.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PONG_PORT))
+        .map_err(e)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut echoed = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match sock.recv_mbuf() {
+            Ok((m, from)) => {
+                sock.send_mbuf(m, from).map_err(e)?;
+                echoed += 1;
+            }
+            Err(UdpError::WouldBlock) => {}
+            Err(x) => return Err(x.to_string()),
+        }
+    }
+    Ok(echoed)
+}
+
+/// PING on a threaded stack: sends, then sleeps in a blocking receive for the echo.
+fn ping_threaded(svc: UdpService, to: SocketAddrV4, args: &Args) -> Result<Rtts, String> {
+    let e = |x: UdpError| x.to_string();
+    let mut sock = svc.socket().map_err(e)?;
+    sock.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PING_PORT))
+        .map_err(e)?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)));
+    let payload = vec![0x5au8; args.size.min(svc.config().max_payload())];
+    let mut buf = vec![0u8; 2048];
+    let mut ns = Vec::with_capacity(args.count.min(10_000_000) as usize);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(args.duration);
+    let mut lost = 0;
+    while (args.count == 0 || (ns.len() as u64) < args.count) && Instant::now() < end {
+        let t0 = Instant::now();
+        sock.send_to(&payload, to).map_err(e)?;
+        match sock.recv_from(&mut buf) {
+            Ok(_) => ns.push(t0.elapsed().as_nanos() as u64),
+            Err(UdpError::WouldBlock) => lost += 1,
+            Err(x) => return Err(x.to_string()),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if ns.is_empty() {
+        return Err("no round trip completed".into());
+    }
+    ns.sort_unstable();
+    Ok(Rtts { ns, secs, lost })
+}
+
+/// Runs PONG on `pb` (pinned to PONG_CPU) until PING on `pa` (PING_CPU) is done, in the
+/// chosen mode; returns PING's figures and how many PONG echoed.
+fn pingpong<D: Driver + Send>(
+    make_a: impl FnOnce() -> Result<Port<D>, String> + Send,
+    make_b: impl FnOnce() -> Result<Port<D>, String> + Send,
+    stacks: (Stack<LinuxClock>, Stack<LinuxClock>),
+    to: SocketAddrV4,
+    args: &Args,
+) -> Result<(Rtts, u64), String> {
+    let stop = AtomicBool::new(false);
+    let (sa, sb) = stacks;
+    std::thread::scope(|sc| -> Result<(Rtts, u64), String> {
+        let stop = &stop;
+        let pong_thread = sc.spawn(move || -> Result<u64, String> {
+            let _ = cpu::pin_current_thread(PONG_CPU);
+            let port = make_b()?;
+            if args.threaded {
+                threaded_side(port, sb, args, PONG_CPU, stop, |svc| {
+                    pong_threaded(svc, stop)
+                })
+            } else {
+                pong(port, sb, stop)
+            }
+        });
+        let r = sc
+            .spawn(move || -> Result<Rtts, String> {
+                let _ = cpu::pin_current_thread(PING_CPU % cpu::online_cpus().max(1));
+                let port = make_a()?;
+                if args.threaded {
+                    let never = AtomicBool::new(false);
+                    threaded_side(
+                        port,
+                        sa,
+                        args,
+                        PING_CPU % cpu::online_cpus().max(1),
+                        &never,
+                        |svc| ping_threaded(svc, to, args),
+                    )
+                } else {
+                    ping(port, sa, to, args)
+                }
+            })
+            .join()
+            .map_err(|_| "the ping thread panicked".to_string())?;
+        stop.store(true, Ordering::Relaxed);
+        let echoed = pong_thread
+            .join()
+            .map_err(|_| "the pong thread panicked".to_string())??;
+        Ok((r?, echoed))
+    })
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let r = if args.veth { veth(&args) } else { ring(&args) };
+    let mut args = Args::parse();
+    if args.veth {
+        args.port = PortKind::AfPacket;
+    }
+    let r = match args.port {
+        PortKind::Ring => ring(&args),
+        PortKind::AfPacket | PortKind::Tap => veth(&args),
+    };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,43 +377,75 @@ fn pool(name: &str) -> Result<PktMbufPool, String> {
 fn ring(args: &Args) -> Result<(), String> {
     let pool = pool("pingpong")?;
     let (da, db) = RingDriver::pair();
-    let (pa, pb) = (start(da, &pool)?, start(db, &pool)?);
     let (ping_ip, pong_ip) = (
         Ipv4Addr::new(192, 168, 77, 1),
         Ipv4Addr::new(192, 168, 77, 2),
     );
     println!(
-        "udp-pingpong: PING {ping_ip}:{PING_PORT} <-> PONG {pong_ip}:{PONG_PORT} over net_ring, {} B",
-        args.size
+        "udp-pingpong: PING {ping_ip}:{PING_PORT} <-> PONG {pong_ip}:{PONG_PORT} over net_ring, {} B{}",
+        args.size,
+        mode(args)
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let (st, pp) = (stop.clone(), pool.clone());
-    let pong_thread = std::thread::spawn(move || {
-        let _ = cpu::pin_current_thread(PONG_CPU);
-        pong(pb, stack(2, pong_ip, &pp), &st)
-    });
-    let _ = cpu::pin_current_thread(PING_CPU % cpu::online_cpus().max(1));
-    let r = ping(
-        pa,
-        stack(1, ping_ip, &pool),
+    let (r, echoed) = pingpong(
+        || start(da, &pool),
+        || start(db, &pool),
+        (stack(1, ping_ip, &pool), stack(2, pong_ip, &pool)),
         SocketAddrV4::new(pong_ip, PONG_PORT),
         args,
-    );
-    stop.store(true, Ordering::Relaxed);
-    let echoed = pong_thread
-        .join()
-        .map_err(|_| "the pong thread panicked".to_string())??;
-    let r = r?;
-    r.print("rdk, net_ring");
+    )?;
+    r.print(&format!("rdk, net_ring{}", mode(args)));
     println!("pong echoed {echoed}");
     Ok(())
 }
 
-/// rdk on af_packet over a veth pair, then the kernel's sockets over the same pair.
+fn mode(args: &Args) -> &'static str {
+    if args.threaded {
+        " (threaded)"
+    } else {
+        ""
+    }
+}
+
+/// A started `net_tap` port on a new TAP `tap` in `ns`, in a bridge `br0` with `veth_end`.
+fn tap_port(
+    ns: &Netns,
+    tap: &str,
+    veth_end: &str,
+    pool: &PktMbufPool,
+) -> Result<Port<TapDriver>, String> {
+    let err = |e: rdk_tests::netns::HarnessError| e.to_string();
+    let port = {
+        let _inside = ns.enter().map_err(|e| e.to_string())?;
+        start(TapDriver::new(tap), pool)?
+    };
+    if ns.exec(&["ip", "link", "show", "br0"]).is_err() {
+        ns.exec(&["ip", "link", "add", "br0", "type", "bridge"])
+            .map_err(err)?;
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.br0.disable_ipv6=1"])
+            .map_err(err)?;
+        ns.exec(&["ip", "link", "set", veth_end, "master", "br0"])
+            .map_err(err)?;
+        ns.exec(&["ip", "link", "set", "br0", "up"]).map_err(err)?;
+    }
+    ns.exec(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{tap}.disable_ipv6=1"),
+    ])
+    .map_err(err)?;
+    ns.exec(&["ip", "link", "set", tap, "master", "br0", "up"])
+        .map_err(err)?;
+    // A bridge forwards only once its port left the learning states (no STP here: at once).
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(port)
+}
+
+/// rdk over a veth pair (on af_packet, or on TAPs bridged to it), then the kernel's sockets
+/// over the same pair.
 fn veth(args: &Args) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("--veth needs root (network namespaces, AF_PACKET)".into());
+        return Err("--port af_packet/tap needs root (network namespaces, AF_PACKET, TAP)".into());
     }
     let err = |e: rdk_tests::netns::HarnessError| e.to_string();
     let (na, nb) = (
@@ -241,42 +462,63 @@ fn veth(args: &Args) -> Result<(), String> {
         .map_err(err)?;
     }
     println!(
-        "udp-pingpong --veth: {} B datagrams over veth {} <-> {} (two namespaces); PING on CPU {PING_CPU}, PONG on CPU {PONG_CPU}",
-        args.size, veth.a, veth.b
+        "udp-pingpong --port {:?}: {} B datagrams over veth {} <-> {} (two namespaces); PING on CPU {PING_CPU}, PONG on CPU {PONG_CPU}{}",
+        args.port, args.size, veth.a, veth.b, mode(args)
     );
 
-    // rdk: a stack on each end, on net_af_packet with the per-frame (V2) receive ring.
     let (ping_ip, pong_ip) = (Ipv4Addr::new(10, 80, 0, 1), Ipv4Addr::new(10, 80, 0, 2));
     let pool = pool("pingpong")?;
-    let stop = AtomicBool::new(false);
-    let (ours, echoed) = std::thread::scope(|sc| -> Result<(Rtts, u64), String> {
-        let pong_thread = sc.spawn(|| -> Result<u64, String> {
-            let _ = cpu::pin_current_thread(PONG_CPU);
-            let _inside = nb.enter().map_err(|e| e.to_string())?;
-            let port = start(AfPacketDriver::new(&veth.b, 1).with_rx_v2(true), &pool)?;
-            pong(port, stack(2, pong_ip, &pool), &stop)
-        });
-        let r = sc
-            .spawn(|| -> Result<Rtts, String> {
-                let _ = cpu::pin_current_thread(PING_CPU);
-                let _inside = na.enter().map_err(|e| e.to_string())?;
-                let port = start(AfPacketDriver::new(&veth.a, 1).with_rx_v2(true), &pool)?;
-                let to = SocketAddrV4::new(pong_ip, PONG_PORT);
-                ping(port, stack(1, ping_ip, &pool), to, args)
-            })
-            .join()
-            .map_err(|_| "the ping thread panicked".to_string())?;
-        stop.store(true, Ordering::Relaxed);
-        let echoed = pong_thread
-            .join()
-            .map_err(|_| "the pong thread panicked".to_string())??;
-        Ok((r?, echoed))
-    })?;
+    let stacks = (stack(1, ping_ip, &pool), stack(2, pong_ip, &pool));
+    let to = SocketAddrV4::new(pong_ip, PONG_PORT);
+    // The kernel's sockets use the veth ends, or the bridges the TAPs share with them.
+    let (ka, kb, what) = match args.port {
+        PortKind::Tap => {
+            let (ta, tb) = (unique_name("ppt"), unique_name("ppt"));
+            let (ours, echoed) = pingpong(
+                || tap_port(&na, &ta, &veth.a, &pool),
+                || tap_port(&nb, &tb, &veth.b, &pool),
+                stacks,
+                to,
+                args,
+            )?;
+            (
+                "br0".to_string(),
+                "br0".to_string(),
+                (ours, echoed, format!("rdk, net_tap{}", mode(args))),
+            )
+        }
+        _ => {
+            // A stack on each end, on net_af_packet with the per-frame (V2) receive ring.
+            let (ours, echoed) = pingpong(
+                || {
+                    let _inside = na.enter().map_err(|e| e.to_string())?;
+                    start(AfPacketDriver::new(&veth.a, 1).with_rx_v2(true), &pool)
+                },
+                || {
+                    let _inside = nb.enter().map_err(|e| e.to_string())?;
+                    start(AfPacketDriver::new(&veth.b, 1).with_rx_v2(true), &pool)
+                },
+                stacks,
+                to,
+                args,
+            )?;
+            (
+                veth.a.clone(),
+                veth.b.clone(),
+                (
+                    ours,
+                    echoed,
+                    format!("rdk, net_af_packet (rxversion=2){}", mode(args)),
+                ),
+            )
+        }
+    };
+    let (ours, echoed, label) = what;
 
     // The kernel: two UDP sockets over the same veth, same CPUs.
-    na.exec(&["ip", "addr", "add", "10.81.0.1/24", "dev", &veth.a])
+    na.exec(&["ip", "addr", "add", "10.81.0.1/24", "dev", &ka])
         .map_err(err)?;
-    nb.exec(&["ip", "addr", "add", "10.81.0.2/24", "dev", &veth.b])
+    nb.exec(&["ip", "addr", "add", "10.81.0.2/24", "dev", &kb])
         .map_err(err)?;
     let stop = AtomicBool::new(false);
     let kernel = std::thread::scope(|sc| -> Result<Rtts, String> {
@@ -311,7 +553,7 @@ fn veth(args: &Args) -> Result<(), String> {
         r
     })?;
 
-    ours.print("rdk, net_af_packet (rxversion=2)");
+    ours.print(&label);
     println!("  (pong echoed {echoed})");
     kernel.print("kernel UDP sockets");
     let ratio = ours.pct(0.5) / kernel.pct(0.5);
