@@ -110,7 +110,8 @@ impl AfPacketDriver {
             iface: iface.to_string(),
             qpairs: qpairs.clamp(1, MAX_QUEUES),
             geo: RingGeometry::default(),
-            qdisc_bypass: false,
+            // DPDK's net_af_packet has bypassed the qdisc layer by default since 2014.
+            qdisc_bypass: true,
             rx_v2: false,
             netif: None,
             ifindex: 0,
@@ -195,7 +196,7 @@ impl AfPacketDriver {
         }
         let mut drv = Self::new(iface, qpairs);
         drv.geo = geo;
-        drv.qdisc_bypass = args.get_bool("qdisc_bypass", false)?;
+        drv.qdisc_bypass = args.get_bool("qdisc_bypass", true)?;
         drv.rx_v2 = match args.get_num::<u8>("rxversion", 3, "2 or 3")? {
             2 => true,
             3 => false,
@@ -569,6 +570,11 @@ mod tests {
         let a = DevArgs::parse("net_af_packet0,iface=veth0,qpairs=2,qdisc_bypass=1").unwrap();
         let d = AfPacketDriver::from_devargs(&a).unwrap();
         assert_eq!((d.iface(), d.qpairs, d.qdisc_bypass), ("veth0", 2, true));
+        // Bypass is the default, as in DPDK; 0 sends through the qdisc.
+        let d = AfPacketDriver::from_devargs(&DevArgs::parse("net_af_packet0,iface=v").unwrap());
+        assert!(d.unwrap().qdisc_bypass);
+        let a = DevArgs::parse("net_af_packet0,iface=v,qdisc_bypass=0").unwrap();
+        assert!(!AfPacketDriver::from_devargs(&a).unwrap().qdisc_bypass);
         for bad in [
             "net_af_packet0",
             "net_af_packet0,iface=x,qpairs=0",

@@ -14,7 +14,7 @@
 //! | `blocksz` | 4096 | ring block size (TX; RX blocks are at least 64 KiB and hold an MTU frame) |
 //! | `framesz` | 2048 | TX slot size (grown to hold an MTU frame) |
 //! | `framecnt` | 512 | frames per ring (sets the ring memory: framesz × framecnt) |
-//! | `qdisc_bypass` | 0 | 1: `PACKET_QDISC_BYPASS` on the TX sockets |
+//! | `qdisc_bypass` | 1 | 1: `PACKET_QDISC_BYPASS` on the TX sockets (frames go straight to the driver, as DPDK's default); 0: through the interface's qdisc (traffic control applies) |
 //! | `blocktimeout` | 1 | ms before the kernel hands over a partly filled RX block |
 //! | `rxversion` | 3 | 2: a `TPACKET_V2` RX ring, one slot per frame handed over at once (lowest latency: no block timer); 3: `TPACKET_V3` blocks (fewer wake-ups under load) |
 //!
