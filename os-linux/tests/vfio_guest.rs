@@ -13,6 +13,8 @@
 //! legacy 16-byte TX/RX descriptors, STATUS = 0x00080283 after reset with link up.
 
 mod common;
+#[path = "vfio_guest/virtio_pmd.rs"]
+mod virtio_pmd;
 
 use rdk_core::os::pci::{IrqKind, Mmio, PciDevice};
 use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
@@ -545,6 +547,37 @@ fn viommu_e1000e_dma_msix_msi_intx_and_a_blocked_stray_dma() {
     assert_eq!(container.mapping_count(), 1, "region unmapped on drop");
     drop(early);
     assert_eq!(container.mapping_count(), 0);
+}
+
+#[test]
+fn viommu_virtio_net_pmd_traffic_both_ways_link_and_rx_interrupt() {
+    let Some(lab) = lab("viommu_virtio_net_pmd_traffic_both_ways_link_and_rx_interrupt") else {
+        return;
+    };
+    assert!(!noiommu_guest(), "this test needs the intel-iommu guest");
+    let virtio = lab.virtio.expect("boot with --nics virtio,...");
+    let peer = lab.peer.expect("boot with --peer virtio");
+    let os = virtio_pmd::SharedOs(Arc::new(vfio_os(IovaMode::Va)));
+    let dev = os.0.open(virtio).unwrap();
+    virtio_pmd::run(&os, dev, &peer);
+    let container = os.0.vfio().container();
+    assert_eq!(
+        container.mapping_count(),
+        0,
+        "every ring and pool region unmapped once the port and pool are gone"
+    );
+    assert!(
+        container.iommu().is_none(),
+        "the last group left: the kernel released the IOMMU model"
+    );
+    // Opened again, the group attaches anew and the device negotiates from scratch.
+    let dev = os.0.open(virtio).unwrap();
+    assert!(container.iommu().is_some());
+    let t = rdk_pmd_virtio::PciTransport::new(dev).unwrap();
+    let again = rdk_pmd_virtio::VirtioNet::new(t, os.clone(), Default::default()).unwrap();
+    assert!(again
+        .features()
+        .contains(rdk_core::virtio::Features::ACCESS_PLATFORM));
 }
 
 #[test]
