@@ -38,6 +38,9 @@ extern crate alloc;
 
 mod ctrl;
 mod driver;
+mod legacy;
+#[cfg(test)]
+mod legacy_tests;
 mod pci;
 mod rx;
 mod stats;
@@ -46,6 +49,7 @@ mod tests;
 mod tx;
 
 pub use driver::{Rx, Tx, VirtioNet, VirtioNetConfig, DEVARGS_KEYS, SUPPORTED};
+pub use legacy::{legacy_features, LegacyNotify, LegacyPciTransport, ANY_LAYOUT};
 pub use pci::{PciNotify, PciTransport};
 pub use rdk_core::virtio::{QueueNotify, Transport, TransportError};
 pub use rx::VirtioRx;
