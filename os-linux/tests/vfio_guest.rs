@@ -627,7 +627,13 @@ fn noiommu_transitional_virtio_net_pmd_legacy_io_bar_then_modern() {
         &os,
         dev,
         &peer,
-        |d| rdk_pmd_virtio::LegacyPciTransport::new(d).expect("legacy virtio-pci transport"),
+        |d| {
+            // A transitional device has both interfaces: the legacy one only when asked.
+            let args = rdk_core::ethdev::DevArgs::parse("net_virtio0,force_legacy=1").unwrap();
+            let t = rdk_pmd_virtio::AnyPciTransport::from_devargs(d, &args).unwrap();
+            assert!(t.legacy(), "force_legacy=1 picks the legacy transport");
+            t
+        },
         |f| {
             assert!(!f.contains(Features::VERSION_1), "{f:?}");
             assert!(
@@ -637,13 +643,21 @@ fn noiommu_transitional_virtio_net_pmd_legacy_io_bar_then_modern() {
         },
     );
     assert_eq!(os.0.vfio().container().mapping_count(), 0);
-    // The same function through its modern interface, in the same boot.
+    // The same function through its modern interface, in the same boot: what rdk picks
+    // unasked.
     let dev = os.0.open(virtio).unwrap();
     virtio_pmd::run(
         &os,
         dev,
         &peer,
-        |d| rdk_pmd_virtio::PciTransport::new(d).expect("modern virtio-pci transport"),
+        |d| {
+            let t = rdk_pmd_virtio::AnyPciTransport::open(d, false).unwrap();
+            assert!(
+                !t.legacy(),
+                "a device with modern capabilities is driven as modern"
+            );
+            t
+        },
         |f| assert!(f.contains(Features::VERSION_1), "{f:?}"),
     );
     assert_eq!(os.0.vfio().container().mapping_count(), 0);

@@ -13,7 +13,7 @@ use rdk_core::os::{DmaAlloc, DmaError, DmaRequest, EventNotifier};
 use rdk_core::pci::MsixInfo;
 use rdk_core::virtio::{Features, Transport};
 use rdk_os_linux::vfio::{VfioDevice, VfioOs, VfioRegion};
-use rdk_pmd_virtio::{LegacyPciTransport, PciTransport, VirtioNet, VirtioNetConfig};
+use rdk_pmd_virtio::{AnyPciTransport, PciTransport, VirtioNet, VirtioNetConfig};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -199,7 +199,7 @@ pub fn arp_reply(req: &[u8], mac: [u8; 6], ip: Ipv4Addr) -> Option<Vec<u8>> {
     Some(r)
 }
 
-/// The virtio-pci transports over a [`VfioDevice`] (modern and legacy), for the MSI-X check.
+/// The virtio-pci transports over a [`VfioDevice`], for the MSI-X check.
 pub trait OnVfio: Transport {
     /// The device.
     fn vfio(&self) -> &VfioDevice;
@@ -211,7 +211,7 @@ impl OnVfio for PciTransport<VfioDevice> {
     }
 }
 
-impl OnVfio for LegacyPciTransport<VfioDevice> {
+impl OnVfio for AnyPciTransport<VfioDevice> {
     fn vfio(&self) -> &VfioDevice {
         self.device()
     }

@@ -49,8 +49,16 @@ pub struct VirtioNetConfig {
 }
 
 /// The device arguments `net_virtio` accepts (a `1` allows a feature if the device offers
-/// it, a `0` refuses it; the names are those of DPDK's virtio-user).
-pub const DEVARGS_KEYS: &[&str] = &["packed_vq", "in_order", "mrg_rxbuf", "event_idx", "mq"];
+/// it, a `0` refuses it; the names are those of DPDK's virtio-user), and `force_legacy`,
+/// which [`AnyPciTransport::from_devargs`](crate::AnyPciTransport::from_devargs) reads.
+pub const DEVARGS_KEYS: &[&str] = &[
+    "packed_vq",
+    "in_order",
+    "mrg_rxbuf",
+    "event_idx",
+    "mq",
+    "force_legacy",
+];
 
 impl VirtioNetConfig {
     /// The configuration `net_virtioN[,packed_vq=0|1][,in_order=0|1][,mrg_rxbuf=0|1]

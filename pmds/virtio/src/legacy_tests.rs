@@ -276,3 +276,59 @@ fn the_modern_transport_still_refuses_a_device_without_version_1() {
     .to_string();
     assert!(e.contains("LegacyPciTransport"), "{e}");
 }
+
+#[test]
+fn any_pci_transport_picks_by_capabilities_and_devargs() {
+    let os = MockOs::new();
+    let args = |s: &str| DevArgs::parse(s).unwrap();
+    // No modern capabilities: legacy, and the driver runs over it end to end.
+    let (pci, dev) = legacy_dev(&os);
+    assert!(!has_modern_caps(&pci).unwrap());
+    let t = AnyPciTransport::from_devargs(pci, &args("net_virtio0")).unwrap();
+    assert!(t.legacy() && t.is_legacy());
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("any", 512)).unwrap();
+    let cfg = VirtioNetConfig::from_devargs(&args("net_virtio0,force_legacy=1")).unwrap();
+    let mut port = Port::new(0, VirtioNet::new(t, os.clone(), cfg).unwrap());
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+        .unwrap();
+    port.tx_queue_setup(0, 256, &TxQueueConfig::default())
+        .unwrap();
+    port.start().unwrap();
+    dev.deliver(0, &frame(7, 99), RxCsum::None);
+    let mut burst: [Option<Mbuf>; 4] = Default::default();
+    let mut n = 0;
+    for _ in 0..100 {
+        n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
+        if n > 0 {
+            break;
+        }
+    }
+    assert_eq!(n, 1);
+    assert_eq!(bytes_of(burst[0].as_ref().unwrap()), frame(7, 99));
+    let mut m = burst[0].take();
+    assert_eq!(
+        port.queues().unwrap().tx[0].tx_burst(core::slice::from_mut(&mut m)),
+        1
+    );
+    assert_eq!(dev.take_sent()[0].data, frame(7, 99));
+    port.close().unwrap();
+    drop(port);
+    assert_eq!(pool.available(), pool.size());
+
+    // Modern capabilities: modern, unless force_legacy (this model has no BAR0, so the
+    // legacy transport says why it cannot).
+    let (pci, _dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    assert!(has_modern_caps(&pci).unwrap());
+    assert!(!AnyPciTransport::open(pci, false).unwrap().legacy());
+    let (pci, _dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let e = AnyPciTransport::from_devargs(pci, &args("net_virtio0,force_legacy=1"))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("BAR0"), "{e}");
+    let (pci, _dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let e = AnyPciTransport::from_devargs(pci, &args("net_virtio0,force_legacy=maybe"))
+        .err()
+        .unwrap();
+    assert!(matches!(e, AnyPciError::DevArgs(_)), "{e}");
+}
