@@ -1,7 +1,9 @@
 //! VFIO against real (emulated) PCI devices, inside the VM lab's QEMU guest
-//! (/work/shared/lab/vm): virtio-net, e1000e and igb behind an intel-iommu, and an e1000e in
-//! no-IOMMU mode. `tests/run.sh` (tier `vm`) builds the guests, boots them and runs this binary
-//! with the filter `viommu_` (IOMMU guest) or `noiommu_` (no-IOMMU guest).
+//! (/work/shared/lab/vm): virtio-net, e1000e and igb behind an intel-iommu, and an e1000e and a
+//! transitional virtio-net (legacy + modern) in no-IOMMU mode. `tests/run.sh` (tier `vm`)
+//! builds the guests, boots them and runs this binary with the filter `viommu_` (IOMMU guest)
+//! or `noiommu_` (no-IOMMU guest). The virtio tests drive rdk-pmd-virtio over VFIO against
+//! QEMU's device model, with the guest kernel's virtio-net as the peer (`vfio_guest/virtio_pmd.rs`).
 //!
 //! Outside the lab (`VMLAB_E1000E_BDF` unset) every test prints why it skips and passes, so a
 //! host `cargo test` stays green, under `CI=true` too: the lab is not a prerequisite of the
@@ -13,12 +15,15 @@
 //! legacy 16-byte TX/RX descriptors, STATUS = 0x00080283 after reset with link up.
 
 mod common;
+#[path = "vfio_guest/virtio_pmd.rs"]
+mod virtio_pmd;
 
 use rdk_core::os::pci::{IrqKind, Mmio, PciDevice};
 use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
 use rdk_core::pci::caps::{self, id as cap_id, CapIter};
 use rdk_core::pci::config::{command, DeviceConfig, COMMAND};
 use rdk_core::pci::{MsixInfo, PciAddr, PciId};
+use rdk_core::virtio::Features;
 use rdk_os_linux::pci::{bind_to_driver, bind_to_vfio, scan_one, VFIO_PCI_DRIVER};
 use rdk_os_linux::vfio::{IommuKind, Vfio, VfioBar, VfioDevice, VfioError, VfioOs, VfioRegion};
 use rdk_os_linux::{HugePageSize, IovaMode, LinuxOs, MemoryConfig, SysRoots};
@@ -545,6 +550,117 @@ fn viommu_e1000e_dma_msix_msi_intx_and_a_blocked_stray_dma() {
     assert_eq!(container.mapping_count(), 1, "region unmapped on drop");
     drop(early);
     assert_eq!(container.mapping_count(), 0);
+}
+
+#[test]
+fn viommu_virtio_net_pmd_traffic_both_ways_link_and_rx_interrupt() {
+    let Some(lab) = lab("viommu_virtio_net_pmd_traffic_both_ways_link_and_rx_interrupt") else {
+        return;
+    };
+    assert!(!noiommu_guest(), "this test needs the intel-iommu guest");
+    let virtio = lab.virtio.expect("boot with --nics virtio,...");
+    let peer = lab.peer.expect("boot with --peer virtio");
+    let os = virtio_pmd::SharedOs(Arc::new(vfio_os(IovaMode::Va)));
+    let dev = os.0.open(virtio).unwrap();
+    let id = PciId::read(&DeviceConfig(&dev)).unwrap();
+    assert_eq!(id.device, 0x1041, "the lab's virtio-net is modern-only");
+    virtio_pmd::run(
+        &os,
+        dev,
+        &peer,
+        |d| rdk_pmd_virtio::PciTransport::new(d).expect("modern virtio-pci transport"),
+        |f| {
+            assert!(
+                f.contains(Features::VERSION_1 | Features::ACCESS_PLATFORM),
+                "VERSION_1 and ACCESS_PLATFORM negotiated (iommu_platform=on): {f:?}"
+            )
+        },
+    );
+    let container = os.0.vfio().container();
+    assert_eq!(
+        container.mapping_count(),
+        0,
+        "every ring and pool region unmapped once the port and pool are gone"
+    );
+    assert!(
+        container.iommu().is_none(),
+        "the last group left: the kernel released the IOMMU model"
+    );
+    // Opened again, the group attaches anew and the device negotiates from scratch.
+    let dev = os.0.open(virtio).unwrap();
+    assert!(container.iommu().is_some());
+    let t = rdk_pmd_virtio::PciTransport::new(dev).unwrap();
+    let again = rdk_pmd_virtio::VirtioNet::new(t, os.clone(), Default::default()).unwrap();
+    assert!(again.features().contains(Features::ACCESS_PLATFORM));
+}
+
+/// The transitional boot (`tests/run.sh` vm): the lab's virtio NIC with `disable-legacy=off`
+/// in the no-IOMMU guest. QEMU refuses `iommu_platform=on` on a device with a legacy
+/// interface (a legacy driver cannot accept ACCESS_PLATFORM), so its DMA bypasses any vIOMMU
+/// and only physical addresses are right: the no-IOMMU group, `IovaMode::Pa`. The same
+/// device through its legacy I/O BAR0, then through its modern capabilities.
+#[test]
+fn noiommu_transitional_virtio_net_pmd_legacy_io_bar_then_modern() {
+    let Some(lab) = lab("noiommu_transitional_virtio_net_pmd_legacy_io_bar_then_modern") else {
+        return;
+    };
+    assert!(
+        noiommu_guest(),
+        "this test needs the no-IOMMU guest (VMLAB_NOIOMMU=1 build-guest.sh, --noiommu)"
+    );
+    let virtio = lab.virtio.expect("boot with --nics virtio");
+    let peer = lab.peer.expect("boot with --peer virtio");
+    let os = virtio_pmd::SharedOs(Arc::new(vfio_os(IovaMode::Pa)));
+    let dev = os.0.open(virtio).unwrap();
+    let id = PciId::read(&DeviceConfig(&dev)).unwrap();
+    assert_eq!(
+        id.device, 0x1000,
+        "a transitional virtio-net (1af4:1000); boot it with disable-legacy=off"
+    );
+    let bar0 = dev.bar_info(0).unwrap().expect("BAR0");
+    println!("legacy BAR0: {bar0:?}");
+    assert!(
+        !bar0.kind.is_memory(),
+        "the legacy registers are in I/O space"
+    );
+    virtio_pmd::run(
+        &os,
+        dev,
+        &peer,
+        |d| {
+            // A transitional device has both interfaces: the legacy one only when asked.
+            let args = rdk_core::ethdev::DevArgs::parse("net_virtio0,force_legacy=1").unwrap();
+            let t = rdk_pmd_virtio::AnyPciTransport::from_devargs(d, &args).unwrap();
+            assert!(t.legacy(), "force_legacy=1 picks the legacy transport");
+            t
+        },
+        |f| {
+            assert!(!f.contains(Features::VERSION_1), "{f:?}");
+            assert!(
+                f.contains(Features::NET_MRG_RXBUF | rdk_pmd_virtio::ANY_LAYOUT),
+                "{f:?}"
+            );
+        },
+    );
+    assert_eq!(os.0.vfio().container().mapping_count(), 0);
+    // The same function through its modern interface, in the same boot: what rdk picks
+    // unasked.
+    let dev = os.0.open(virtio).unwrap();
+    virtio_pmd::run(
+        &os,
+        dev,
+        &peer,
+        |d| {
+            let t = rdk_pmd_virtio::AnyPciTransport::open(d, false).unwrap();
+            assert!(
+                !t.legacy(),
+                "a device with modern capabilities is driven as modern"
+            );
+            t
+        },
+        |f| assert!(f.contains(Features::VERSION_1), "{f:?}"),
+    );
+    assert_eq!(os.0.vfio().container().mapping_count(), 0);
 }
 
 #[test]

@@ -101,13 +101,28 @@ pub struct SplitLayout {
     pub total: usize,
 }
 
+/// The used-ring alignment of the legacy interface (virtio 1.2 §2.7.2, "Legacy Interfaces":
+/// the legacy PCI transport's `QUEUE_ALIGN` of 4096, the device computes the used ring's
+/// address from the descriptor table's).
+pub const LEGACY_USED_ALIGN: usize = 4096;
+
 impl SplitLayout {
     /// The layout for `size` entries.
     pub const fn new(size: u16) -> Self {
+        Self::with_used_align(size, 4)
+    }
+
+    /// The legacy layout for `size` entries: the used ring starts at the next multiple of
+    /// [`LEGACY_USED_ALIGN`] after the available ring.
+    pub const fn legacy(size: u16) -> Self {
+        Self::with_used_align(size, LEGACY_USED_ALIGN)
+    }
+
+    const fn with_used_align(size: u16, used_align: usize) -> Self {
         let n = size as usize;
         let avail = n * size_of::<SplitDesc>();
         let avail_len = size_of::<AvailHeader>() + 2 * n + 2;
-        let used = (avail + avail_len).next_multiple_of(4);
+        let used = (avail + avail_len).next_multiple_of(used_align);
         let used_len = size_of::<UsedHeader>() + size_of::<UsedElem>() * n + 2;
         Self {
             size,
@@ -479,6 +494,11 @@ mod tests {
         assert_eq!(l.total, l.avail_event() + 2);
         let l = SplitLayout::new(1);
         assert_eq!(l.used % 4, 0);
+        // Legacy: the used ring on the next page; the rest as before.
+        let l = SplitLayout::legacy(256);
+        assert_eq!((l.desc, l.avail, l.used), (0, 4096, 8192));
+        assert_eq!(l.total, 8192 + 4 + 8 * 256 + 2);
+        assert_eq!(SplitLayout::legacy(1).used, 4096);
     }
 
     #[test]

@@ -68,12 +68,15 @@ macro_rules! each {
 
 #[cfg(feature = "alloc")]
 impl<R: DmaRegion> AnyQueue<R> {
-    /// A queue of `size` entries in `region`, of the layout `features` negotiated.
+    /// A queue of `size` entries in `region`, of the layout `features` negotiated (without
+    /// `VERSION_1`, the legacy split layout).
     pub fn new(region: R, size: u16, features: Features) -> Result<Self, VirtqError> {
         let event_idx = features.contains(Features::EVENT_IDX);
         let in_order = features.contains(Features::IN_ORDER);
         Ok(if features.contains(Features::RING_PACKED) {
             AnyQueue::Packed(PackedQueue::new(region, size, event_idx, in_order)?)
+        } else if !features.contains(Features::VERSION_1) {
+            AnyQueue::Split(SplitQueue::new_legacy(region, size, event_idx, in_order)?)
         } else {
             AnyQueue::Split(SplitQueue::new(region, size, event_idx, in_order)?)
         })
@@ -88,6 +91,8 @@ impl<R: DmaRegion> AnyQueue<R> {
     pub const fn bytes_needed(size: u16, features: Features) -> usize {
         if features.contains(Features::RING_PACKED) {
             format::PackedLayout::new(size).total
+        } else if !features.contains(Features::VERSION_1) {
+            format::SplitLayout::legacy(size).total
         } else {
             format::SplitLayout::new(size).total
         }

@@ -48,8 +48,28 @@ impl<R: DmaRegion> SplitQueue<R> {
     /// IOVA-contiguous, 16-byte aligned, zeroed). `event_idx` and `in_order` say which of
     /// those features were negotiated.
     pub fn new(region: R, size: u16, event_idx: bool, in_order: bool) -> Result<Self, VirtqError> {
+        Self::with_layout(region, SplitLayout::new(size), event_idx, in_order)
+    }
+
+    /// The same in the legacy layout ([`SplitLayout::legacy`]), for a device driven through
+    /// a legacy transport (no `VERSION_1`).
+    pub fn new_legacy(
+        region: R,
+        size: u16,
+        event_idx: bool,
+        in_order: bool,
+    ) -> Result<Self, VirtqError> {
+        Self::with_layout(region, SplitLayout::legacy(size), event_idx, in_order)
+    }
+
+    fn with_layout(
+        region: R,
+        layout: SplitLayout,
+        event_idx: bool,
+        in_order: bool,
+    ) -> Result<Self, VirtqError> {
+        let size = layout.size;
         check_size(size)?;
-        let layout = SplitLayout::new(size);
         if region.len() < layout.total {
             return Err(VirtqError::RegionTooSmall {
                 need: layout.total,

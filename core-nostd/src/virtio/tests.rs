@@ -586,4 +586,16 @@ fn any_queue_picks_the_layout() {
     assert_ne!(a.desc.get(), va.get() as u64, "IOVA is not the VA");
     let q = AnyQueue::new(region(4096), 8, Features::VERSION_1).unwrap();
     assert!(matches!(q, AnyQueue::Split(_)));
+    // Without VERSION_1 (a legacy transport): the used ring on the next 4096-byte boundary.
+    let legacy = Features::EVENT_IDX;
+    let n = AnyQueue::<TestRegion>::bytes_needed(8, legacy);
+    assert_eq!(n, SplitLayout::legacy(8).total);
+    assert!(
+        AnyQueue::new(region(4096), 8, legacy).is_err(),
+        "too small for it"
+    );
+    let q = AnyQueue::new(region(n), 8, legacy).unwrap();
+    let a = q.areas();
+    assert_eq!(a.driver.get(), a.desc.get() + 128);
+    assert_eq!(a.device.get(), a.desc.get() + 4096);
 }

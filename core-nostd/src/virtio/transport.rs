@@ -164,4 +164,12 @@ pub trait Transport: Send {
     fn interrupt_status(&mut self) -> Result<u8, TransportError> {
         Ok(0)
     }
+
+    /// Whether this is a legacy interface (virtio 1.2 §4.1.4.8 and the "Legacy Interface"
+    /// sections): 32 feature bits, so never `VERSION_1`; the legacy split-ring layout
+    /// ([`SplitLayout::legacy`](crate::virtio::format::SplitLayout::legacy)); queue sizes
+    /// fixed by the device. A driver refuses a device without `VERSION_1` on any other.
+    fn is_legacy(&self) -> bool {
+        false
+    }
 }

@@ -8,6 +8,7 @@
 //! the device.
 #![allow(unsafe_code)] // mmap of the BAR, and volatile accesses into it.
 
+use super::group::VfioGroup;
 use rdk_core::os::pci::{check_window, Mmio};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -140,6 +141,10 @@ pub struct VfioBar {
     size: usize,
     map: Option<BarMap>,
     areas: Vec<Area>,
+    /// The device's group, kept attached while this window (an open device fd and maybe a
+    /// mapping) lives; declared last so both are gone before the group may leave its
+    /// container (the kernel refuses to detach a group with open devices).
+    group: Option<Arc<VfioGroup>>,
 }
 
 // SAFETY: the raw pointer in `map` is to device memory this value owns; every access through
@@ -182,7 +187,14 @@ impl VfioBar {
             size: usize::try_from(size).map_err(|_| nix::errno::Errno::E2BIG)?,
             map,
             areas,
+            group: None,
         })
+    }
+
+    /// Keeps `group` alive as long as this window.
+    pub(crate) fn keeping(mut self, group: Arc<VfioGroup>) -> Self {
+        self.group = Some(group);
+        self
     }
 
     /// The mapped areas `[start, end)`; accesses elsewhere go through the file.

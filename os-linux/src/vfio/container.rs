@@ -70,6 +70,8 @@ struct State {
     space: IovaSpace,
     /// iova → mapping.
     maps: BTreeMap<u64, Mapping>,
+    /// Groups attached now.
+    groups: usize,
 }
 
 /// A VFIO container (`/dev/vfio/vfio`): the IOMMU context its groups share.
@@ -117,6 +119,7 @@ impl VfioContainer {
                 iommu: None,
                 space: IovaSpace::assumed(),
                 maps: BTreeMap::new(),
+                groups: 0,
             }),
         })
     }
@@ -157,9 +160,20 @@ impl VfioContainer {
         }
         sys::ioctl_set_container(group_fd, self.fd())
             .map_err(|e| VfioError::ioctl("VFIO_GROUP_SET_CONTAINER", e))?;
+        st.groups += 1;
         if st.iommu.is_some() {
             return Ok(());
         }
+        let r = self.set_model(&mut st, noiommu);
+        if r.is_err() {
+            // The caller drops the group, which detaches it; count it out now.
+            st.groups -= 1;
+        }
+        r
+    }
+
+    /// Chooses the IOMMU model for the first group and maps every registered region.
+    fn set_model(&self, st: &mut State, noiommu: bool) -> Result<(), VfioError> {
         let candidates: &[IommuKind] = if noiommu {
             &[IommuKind::NoIommu]
         } else {
@@ -197,6 +211,24 @@ impl VfioContainer {
             }
         }
         Ok(())
+    }
+
+    /// Detaches the group `group_fd` (`VFIO_GROUP_UNSET_CONTAINER`). When the last group
+    /// leaves, the kernel releases the container's IOMMU model and with it every DMA mapping,
+    /// so the model is forgotten and the regions still registered become pending again:
+    /// their unmap is then only bookkeeping, and the next attach chooses a model and maps
+    /// them anew (as for memory allocated before the first device was opened).
+    pub(crate) fn detach(&self, group_fd: BorrowedFd<'_>) {
+        let mut st = self.lock();
+        if sys::ioctl_val(group_fd, sys::GROUP_UNSET_CONTAINER, 0).is_err() {
+            // Not attached (an attach that failed half-way): nothing changed in the kernel.
+            return;
+        }
+        st.groups = st.groups.saturating_sub(1);
+        if st.groups == 0 {
+            st.iommu = None;
+            st.maps.values_mut().for_each(|m| m.mapped = false);
+        }
     }
 
     /// `VFIO_IOMMU_GET_INFO`: page sizes and the IOVA-range capability.

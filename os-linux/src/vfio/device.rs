@@ -96,6 +96,7 @@ pub struct VfioDevice {
     /// Vectors currently enabled per kind (INTx, MSI, MSI-X), to know when the kernel needs a
     /// disable before a different count.
     enabled: Mutex<[u32; 3]>,
+    /// Last, so the device fd is closed before the group may leave its container.
     group: Arc<VfioGroup>,
 }
 
@@ -262,6 +263,7 @@ impl VfioDevice {
             areas,
             page,
         )
+        .map(|b| b.keeping(self.group.clone()))
         .map_err(|e| os_err("mmap the BAR through VFIO", e))
     }
 

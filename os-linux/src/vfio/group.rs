@@ -25,6 +25,14 @@ pub struct VfioGroup {
     container: Arc<VfioContainer>,
 }
 
+impl Drop for VfioGroup {
+    fn drop(&mut self) {
+        // Explicitly, so the container knows when its last group left (closing the fd
+        // would detach it too, but behind the container's back).
+        self.container.detach(self.file.as_fd());
+    }
+}
+
 impl VfioGroup {
     /// Opens group `number` from `dev_vfio` (normally `/dev/vfio`), checks that it is viable
     /// and attaches it to `container`.

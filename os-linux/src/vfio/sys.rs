@@ -22,6 +22,7 @@ pub(crate) const CHECK_EXTENSION: u32 = io(1);
 pub(crate) const SET_IOMMU: u32 = io(2);
 pub(crate) const GROUP_GET_STATUS: u32 = io(3);
 pub(crate) const GROUP_SET_CONTAINER: u32 = io(4);
+pub(crate) const GROUP_UNSET_CONTAINER: u32 = io(5);
 pub(crate) const GROUP_GET_DEVICE_FD: u32 = io(6);
 pub(crate) const DEVICE_GET_INFO: u32 = io(7);
 pub(crate) const DEVICE_GET_REGION_INFO: u32 = io(8);
@@ -222,7 +223,8 @@ pub(crate) fn ioctl_info(
 /// Calls `ioctl(fd, req, arg)` for requests whose argument is a plain integer (or none).
 pub(crate) fn ioctl_val(fd: BorrowedFd<'_>, req: u32, arg: libc::c_ulong) -> Result<i32, Errno> {
     // SAFETY: the requests passed here (GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU,
-    // DEVICE_RESET) take their argument by value and touch no memory of ours.
+    // GROUP_UNSET_CONTAINER, DEVICE_RESET) take their argument by value (or none) and touch
+    // no memory of ours.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg) };
     Errno::result(r)
 }

@@ -120,6 +120,7 @@ impl IrqLines {
 /// One BAR of a [`MockPciDevice`].
 struct BarSlot {
     size: u64,
+    io: bool,
     handler: Arc<dyn BarHandler>,
 }
 
@@ -129,6 +130,8 @@ pub struct MockPciDevice {
     config: Mutex<Vec<u8>>,
     bars: Vec<Option<BarSlot>>,
     msix_vectors: u32,
+    /// Offset of the MSI-X capability in config space, when the builder added one.
+    msix_cap: Option<usize>,
     irqs: IrqLines,
     mmio_faults: Arc<AtomicU64>,
     resets: AtomicU64,
@@ -145,6 +148,7 @@ impl MockPciDevice {
             bars: (0..6).map(|_| None).collect(),
             caps: Vec::new(),
             msix_vectors: 0,
+            msix_cap: false,
             addr: DEFAULT_ADDR,
             next_cap: None,
             irqs: IrqLines::default(),
@@ -182,6 +186,7 @@ pub struct MockPciBuilder {
     bars: Vec<Option<BarSlot>>,
     caps: Vec<(u8, Vec<u8>)>,
     msix_vectors: u32,
+    msix_cap: bool,
     addr: PciAddr,
     next_cap: Option<u8>,
     irqs: IrqLines,
@@ -199,7 +204,24 @@ impl MockPciBuilder {
         let i = index as usize;
         let off = BAR0 as usize + 4 * i;
         self.config[off..off + 4].copy_from_slice(&0x0000_000cu32.to_le_bytes());
-        self.bars[i] = Some(BarSlot { size, handler });
+        self.bars[i] = Some(BarSlot {
+            size,
+            io: false,
+            handler,
+        });
+        self
+    }
+
+    /// An I/O-space BAR of `size` bytes served by `handler` (a legacy register block).
+    pub fn io_bar(mut self, index: u8, size: u64, handler: Arc<dyn BarHandler>) -> Self {
+        let i = index as usize;
+        let off = BAR0 as usize + 4 * i;
+        self.config[off..off + 4].copy_from_slice(&0x0000_0001u32.to_le_bytes());
+        self.bars[i] = Some(BarSlot {
+            size,
+            io: true,
+            handler,
+        });
         self
     }
 
@@ -229,8 +251,23 @@ impl MockPciBuilder {
         self
     }
 
+    /// Also an MSI-X capability in config space (added last), whose enable bit follows
+    /// [`PciDevice::irq_enable`] and [`PciDevice::irq_disable`], as on a real function.
+    pub fn msix_cap(mut self) -> Self {
+        self.msix_cap = true;
+        self
+    }
+
     /// The device.
     pub fn build(mut self) -> MockPciDevice {
+        if self.msix_cap {
+            // Message control (table size - 1), table and PBA in BAR1 (PCI 3.0 §6.8.2).
+            let n = self.msix_vectors.clamp(1, 2048) as u16 - 1;
+            let mut body = n.to_le_bytes().to_vec();
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(&0x800u32.to_le_bytes());
+            self.caps.push((0x11, body));
+        }
         let mut off = HEADER_END as usize;
         let mut ptrs = Vec::new();
         for (id, body) in &self.caps {
@@ -255,11 +292,13 @@ impl MockPciBuilder {
             ]) | status::CAP_LIST;
             self.config[STATUS as usize..STATUS as usize + 2].copy_from_slice(&s.to_le_bytes());
         }
+        let msix_cap = self.msix_cap.then(|| ptrs.last().copied()).flatten();
         MockPciDevice {
             addr: self.addr,
             config: Mutex::new(self.config),
             bars: self.bars,
             msix_vectors: self.msix_vectors,
+            msix_cap,
             irqs: self.irqs,
             mmio_faults: Arc::new(AtomicU64::new(0)),
             resets: AtomicU64::new(0),
@@ -313,11 +352,16 @@ impl PciDevice for MockPciDevice {
         }
         Ok(self.bars[bar as usize].as_ref().map(|b| BarInfo {
             index: bar,
-            kind: BarKind::Mem64 {
-                prefetchable: false,
+            kind: if b.io {
+                BarKind::Io
+            } else {
+                BarKind::Mem64 {
+                    prefetchable: false,
+                }
             },
             size: b.size,
-            mappable: true,
+            // As vfio-pci: I/O space is reached through the device file, not mapped.
+            mappable: !b.io,
         }))
     }
 
@@ -360,6 +404,7 @@ impl PciDevice for MockPciDevice {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) =
             events.iter().map(|e| (*e).clone()).collect();
+        self.set_msix_enable(kind == IrqKind::Msix);
         Ok(())
     }
 
@@ -369,12 +414,23 @@ impl PciDevice for MockPciDevice {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.set_msix_enable(false);
         Ok(())
     }
 
     fn reset(&self) -> Result<(), PciError> {
         self.resets.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl MockPciDevice {
+    fn set_msix_enable(&self, on: bool) {
+        if let Some(cap) = self.msix_cap {
+            let mut c = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+            // Message control bit 15: MSI-X enable.
+            c[cap + 3] = (c[cap + 3] & 0x7f) | ((on as u8) << 7);
+        }
     }
 }
 

@@ -24,6 +24,11 @@ const NOTIFY_OFF: u32 = 0x3000;
 const NOTIFY_MULT: u32 = 4;
 /// Frames kept for the driver while it has no receive buffers.
 const BACKLOG: usize = 4096;
+/// The legacy register block (BAR0, I/O space): common registers, the MSI-X vectors, then
+/// device configuration (virtio 1.2 §4.1.4.8).
+const LEGACY_BAR_SIZE: u64 = 0x40;
+/// `VIRTIO_F_ANY_LAYOUT`, which the legacy model always offers (as QEMU does).
+const ANY_LAYOUT: u64 = 1 << 27;
 
 /// Ways the device lies, to test a driver's defences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +159,8 @@ struct QueueRegs {
 
 struct State {
     cfg: NetDevConfig,
+    /// Serving the legacy interface (BAR0) instead of the modern one.
+    legacy: bool,
     hostile: Option<Hostile>,
     dfs: u32,
     gfs: u32,
@@ -190,38 +197,9 @@ pub struct MockVirtioNet {
 impl MockVirtioNet {
     /// A device in `os`'s memory, and the PCI function a driver opens.
     pub fn new(os: &MockOs, cfg: NetDevConfig) -> (MockPciDevice, MockVirtioNet) {
+        let sh = Self::shared(os, cfg, false);
         let nq = 2 * cfg.max_pairs as usize + 1;
-        let state = State {
-            cfg,
-            hostile: cfg.hostile,
-            dfs: 0,
-            gfs: 0,
-            driver_features: 0,
-            status: 0,
-            generation: 0,
-            config_msix: common::NO_VECTOR,
-            queue_select: 0,
-            isr: 0,
-            queues: vec![QueueRegs::default(); nq],
-            link_up: cfg.link_up,
-            mac: cfg.mac,
-            promisc: false,
-            allmulti: false,
-            pairs: 1,
-            backlog: vec![VecDeque::new(); cfg.max_pairs as usize],
-            sent: Vec::new(),
-            n: VirtioNetCounters::default(),
-            last_error: None,
-        };
-        let irqs = IrqLines::default();
-        let sh = Arc::new(Shared {
-            state: Mutex::new(state),
-            mem: os.device_memory(),
-            irqs: irqs.clone(),
-        });
-        let mut s = sh.lock();
-        s.reset_queues();
-        drop(s);
+        let irqs = sh.irqs.clone();
         let handler: Arc<dyn BarHandler> = Arc::new(Front(sh.clone()));
         let cap = |t: u8, off: u32, len: u32, extra: &[u8]| {
             let mut body = vec![(16 + extra.len()) as u8, t, BAR, 0, 0, 0];
@@ -255,6 +233,58 @@ impl MockVirtioNet {
             b = b.last_cap_next(0x40);
         }
         (b.build(), MockVirtioNet { sh })
+    }
+
+    /// A transitional device driven through its legacy interface (`1af4:1000`, registers in
+    /// I/O BAR0, an MSI-X capability in config space): only the low 32 feature bits of
+    /// `cfg.features` (plus `ANY_LAYOUT`), a queue address as a page number, the legacy ring
+    /// layout, queue sizes fixed at `cfg.max_queue_size`, a 10-byte net header without
+    /// `MRG_RXBUF`.
+    pub fn new_legacy(os: &MockOs, cfg: NetDevConfig) -> (MockPciDevice, MockVirtioNet) {
+        let sh = Self::shared(os, cfg, true);
+        let nq = 2 * cfg.max_pairs as u32 + 1;
+        let handler: Arc<dyn BarHandler> = Arc::new(LegacyFront(sh.clone()));
+        let pci = MockPciDevice::builder(0x1af4, 0x1000)
+            .io_bar(0, LEGACY_BAR_SIZE, handler)
+            .irq_lines(sh.irqs.clone())
+            .msix(nq + 1)
+            .msix_cap()
+            .build();
+        (pci, MockVirtioNet { sh })
+    }
+
+    fn shared(os: &MockOs, cfg: NetDevConfig, legacy: bool) -> Arc<Shared> {
+        let nq = 2 * cfg.max_pairs as usize + 1;
+        let state = State {
+            cfg,
+            legacy,
+            hostile: cfg.hostile,
+            dfs: 0,
+            gfs: 0,
+            driver_features: 0,
+            status: 0,
+            generation: 0,
+            config_msix: common::NO_VECTOR,
+            queue_select: 0,
+            isr: 0,
+            queues: vec![QueueRegs::default(); nq],
+            link_up: cfg.link_up,
+            mac: cfg.mac,
+            promisc: false,
+            allmulti: false,
+            pairs: 1,
+            backlog: vec![VecDeque::new(); cfg.max_pairs as usize],
+            sent: Vec::new(),
+            n: VirtioNetCounters::default(),
+            last_error: None,
+        };
+        let sh = Arc::new(Shared {
+            state: Mutex::new(state),
+            mem: os.device_memory(),
+            irqs: IrqLines::default(),
+        });
+        sh.lock().reset_queues();
+        sh
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -410,7 +440,10 @@ impl State {
     }
 
     fn offered(&self) -> u64 {
-        let f = self.cfg.features.bits();
+        let mut f = self.cfg.features.bits();
+        if self.legacy {
+            f = (f & 0xffff_ffff) | ANY_LAYOUT;
+        }
         if self.hostile == Some(Hostile::FeaturesChangeAfterOk)
             && self.status & DeviceStatus::FEATURES_OK.bits() != 0
         {
@@ -418,6 +451,88 @@ impl State {
         } else {
             f
         }
+    }
+
+    /// Bytes of net header before each frame: 10 for a legacy driver without `MRG_RXBUF`
+    /// (§5.1.6, legacy), else 12.
+    fn hdr_len(&self) -> usize {
+        if self.legacy && !self.features().contains(Features::NET_MRG_RXBUF) {
+            10
+        } else {
+            12
+        }
+    }
+
+    /// The legacy register block at `off` (`width` bytes); `msix`: whether MSI-X is enabled,
+    /// which inserts the two vector registers before device configuration.
+    fn legacy_read(&mut self, off: usize, width: usize, msix: bool) -> u32 {
+        let sel = self.queue_select as usize;
+        let q = self.queues.get(sel);
+        let config = if msix { 0x18 } else { 0x14 };
+        match off {
+            0x00 => self.offered() as u32,
+            0x04 => self.driver_features as u32,
+            0x08 => q.map_or(0, |q| (q.desc >> 12) as u32),
+            0x0c => q.map_or(0, |q| q.size) as u32,
+            0x0e => self.queue_select as u32,
+            0x12 => self.status as u32,
+            0x13 => std::mem::take(&mut self.isr) as u32,
+            0x14 if msix => self.config_msix as u32,
+            0x16 if msix => q.map_or(common::NO_VECTOR, |q| q.msix) as u32,
+            o if o >= config => {
+                let img = self.device_image();
+                let mut b = [0u8; 4];
+                if let Some(src) = img.as_bytes().get(o - config..o - config + width) {
+                    b[..width].copy_from_slice(src);
+                }
+                u32::from_le_bytes(b)
+            }
+            _ => 0,
+        }
+    }
+
+    /// A legacy register write; returns a queue to process when it was a notify.
+    fn legacy_write(&mut self, off: usize, v: u32, msix: bool) -> Option<u16> {
+        let sel = self.queue_select as usize;
+        match off {
+            0x04 => self.driver_features = v as u64,
+            0x08 => {
+                let f = self.features();
+                let q = self.queues.get_mut(sel)?;
+                if v == 0 {
+                    q.enabled = false;
+                    q.ring = None;
+                    q.desc = 0;
+                    return None;
+                }
+                // The device derives the rings from the page number (legacy layout).
+                let l = rdk_core::virtio::format::SplitLayout::legacy(q.size);
+                q.desc = (v as u64) << 12;
+                q.driver = q.desc + l.avail as u64;
+                q.device = q.desc + l.used as u64;
+                q.ring = Some(DevRing::new(
+                    q.size,
+                    [Iova::new(q.desc), Iova::new(q.driver), Iova::new(q.device)],
+                    false,
+                    f.contains(Features::EVENT_IDX),
+                ));
+                q.enabled = true;
+            }
+            0x0e => self.queue_select = v as u16,
+            0x10 => {
+                self.n.notifies += 1;
+                return Some(v as u16);
+            }
+            0x12 => self.write_status(v as u8),
+            0x14 if msix => self.config_msix = v as u16,
+            0x16 if msix => {
+                if let Some(q) = self.queues.get_mut(sel) {
+                    q.msix = v as u16;
+                }
+            }
+            _ => {}
+        }
+        None
     }
 
     fn lie(&self) -> Option<UsedLie> {
@@ -543,9 +658,10 @@ impl State {
         let mut v = v;
         let fok = DeviceStatus::FEATURES_OK.bits();
         if v & fok != 0 && self.status & fok == 0 {
-            // Refuse features that were not offered, or a modern driver without VERSION_1.
-            let ok = self.driver_features & !self.cfg.features.bits() == 0
-                && self.features().contains(Features::VERSION_1);
+            // Refuse features that were not offered, or a modern driver without VERSION_1
+            // (a legacy device has no FEATURES_OK handshake: it keeps the bit as written).
+            let ok = self.driver_features & !self.offered() == 0
+                && (self.legacy || self.features().contains(Features::VERSION_1));
             if !ok {
                 v &= !fok;
             }
@@ -621,6 +737,7 @@ impl Shared {
 
     fn process_tx_queue(&self, s: &mut State, q: u16) {
         let lie = s.lie();
+        let hl = s.hdr_len();
         let batch = lie.is_none() && s.features().contains(Features::IN_ORDER);
         let (mut batch_descs, mut last) = (0u16, None);
         let mem = &self.mem;
@@ -654,16 +771,17 @@ impl Shared {
                     break;
                 }
             }
-            if bad || bytes.len() < 12 {
+            if bad || bytes.len() < hl {
                 err.get_or_insert(RingError::Malformed("transmit chain without a net header"));
                 break;
             }
-            let hdr =
-                <NetHdr as zerocopy::FromBytes>::read_from_bytes(&bytes[..12]).unwrap_or_default();
+            let mut h = [0u8; 12];
+            h[..hl].copy_from_slice(&bytes[..hl]);
+            let hdr = <NetHdr as zerocopy::FromBytes>::read_from_bytes(&h).unwrap_or_default();
             frames.push(SentFrame {
                 pair: q / 2,
                 hdr,
-                data: bytes[12..].to_vec(),
+                data: bytes[hl..].to_vec(),
                 descs: chain.bufs.len(),
             });
             let n = chain.bufs.len() as u16;
@@ -779,6 +897,7 @@ impl Shared {
         let f = s.features();
         let mrg = f.contains(Features::NET_MRG_RXBUF);
         let lie = s.lie();
+        let hl = s.hdr_len();
         let mem = self.mem.clone();
         let Some(old) = Self::ring(s, q).map(|r| r.used_mark()) else {
             return;
@@ -792,7 +911,7 @@ impl Shared {
                 break;
             };
             let saved = ring.save();
-            let need = frame.len() + 12;
+            let need = frame.len() + hl;
             // Take chains until the frame fits (one without MRG_RXBUF).
             let mut chains: Vec<Chain> = Vec::new();
             let mut room = 0usize;
@@ -852,7 +971,7 @@ impl Shared {
                     hdr.csum_offset = offset.into();
                 }
             }
-            let mut bytes = hdr.as_bytes().to_vec();
+            let mut bytes = hdr.as_bytes()[..hl].to_vec();
             bytes.extend_from_slice(&frame);
             let mut at = 0usize;
             for c in &chains {
@@ -965,6 +1084,56 @@ impl BarHandler for Front {
                 self.0.process(&mut s, q);
             }
             _ => {}
+        }
+    }
+}
+
+/// The legacy register block (I/O BAR0), as the driver sees it.
+struct LegacyFront(Arc<Shared>);
+
+/// The natural width of the legacy register at `offset` (device configuration at `config`).
+fn legacy_width(offset: usize, config: usize) -> usize {
+    match offset {
+        0x00..0x0c => 4,
+        0x0c..0x12 => 2,
+        0x12 | 0x13 => 1,
+        o if o < config => 2,
+        // virtio-net configuration: the MAC bytewise, the rest 16-bit fields.
+        o if o - config < 6 => 1,
+        _ => 2,
+    }
+}
+
+impl LegacyFront {
+    fn msix(&self) -> bool {
+        self.0.irqs.connected() > 0
+    }
+}
+
+impl BarHandler for LegacyFront {
+    fn read(&self, offset: usize, width: usize) -> u32 {
+        let msix = self.msix();
+        let mut s = self.0.lock();
+        let config = if msix { 0x18 } else { 0x14 };
+        if legacy_width(offset, config) != width {
+            s.n.width_errors += 1;
+        }
+        s.legacy_read(offset, width, msix)
+    }
+
+    fn write(&self, offset: usize, width: usize, value: u32) {
+        let msix = self.msix();
+        let mut s = self.0.lock();
+        let config = if msix { 0x18 } else { 0x14 };
+        if legacy_width(offset, config) != width {
+            s.n.width_errors += 1;
+        }
+        if let Some(q) = s.legacy_write(offset, value, msix) {
+            let ctrl_q = 2 * s.cfg.max_pairs;
+            if q % 2 == 1 && q != ctrl_q && !s.cfg.auto_tx {
+                return;
+            }
+            self.0.process(&mut s, q);
         }
     }
 }

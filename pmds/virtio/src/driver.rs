@@ -49,8 +49,16 @@ pub struct VirtioNetConfig {
 }
 
 /// The device arguments `net_virtio` accepts (a `1` allows a feature if the device offers
-/// it, a `0` refuses it; the names are those of DPDK's virtio-user).
-pub const DEVARGS_KEYS: &[&str] = &["packed_vq", "in_order", "mrg_rxbuf", "event_idx", "mq"];
+/// it, a `0` refuses it; the names are those of DPDK's virtio-user), and `force_legacy`,
+/// which [`AnyPciTransport::from_devargs`](crate::AnyPciTransport::from_devargs) reads.
+pub const DEVARGS_KEYS: &[&str] = &[
+    "packed_vq",
+    "in_order",
+    "mrg_rxbuf",
+    "event_idx",
+    "mq",
+    "force_legacy",
+];
 
 impl VirtioNetConfig {
     /// The configuration `net_virtioN[,packed_vq=0|1][,in_order=0|1][,mrg_rxbuf=0|1]
@@ -185,14 +193,22 @@ fn negotiate<T: Transport>(t: &mut T, want: Features) -> Result<Features, EthErr
     let s = s | DeviceStatus::DRIVER;
     t.set_status(s).map_err(|e| tr(op, e))?;
     let offered = t.device_features().map_err(|e| tr(op, e))?;
-    if !offered.contains(Features::VERSION_1) {
+    let legacy = t.is_legacy();
+    if !legacy && !offered.contains(Features::VERSION_1) {
         let _ = t.set_status(s | DeviceStatus::FAILED);
         return Err(device(
             op,
-            "the device is legacy-only (no VERSION_1); use a modern virtio device",
+            "the device is legacy-only (no VERSION_1); use a modern virtio device or the \
+             legacy transport (LegacyPciTransport)",
         ));
     }
-    let f = offered & want & SUPPORTED;
+    let mut f = offered & want & SUPPORTED;
+    if legacy {
+        f = crate::legacy::legacy_features(offered, f).map_err(|what| {
+            let _ = t.set_status(s | DeviceStatus::FAILED);
+            device(op, what)
+        })?;
+    }
     t.set_driver_features(f).map_err(|e| tr(op, e))?;
     let s = s | DeviceStatus::FEATURES_OK;
     t.set_status(s).map_err(|e| tr(op, e))?;

@@ -1,8 +1,8 @@
 //! # rdk-pmd-virtio: DPDK's `net_virtio`, `no_std`
 //!
 //! A virtio-net driver (virtio 1.2 §5.1) written against [`Transport`]: modern virtio-pci
-//! over any [`PciDevice`](rdk_core::os::pci::PciDevice) ([`PciTransport`]) today, vhost-user
-//! through the same trait. Rings are rdk-core's [`SplitQueue`](rdk_core::virtio::SplitQueue)
+//! over any [`PciDevice`](rdk_core::os::pci::PciDevice) ([`PciTransport`]), legacy virtio-pci
+//! ([`LegacyPciTransport`]; [`AnyPciTransport`] picks one), vhost-user through the same trait. Rings are rdk-core's [`SplitQueue`](rdk_core::virtio::SplitQueue)
 //! or [`PackedQueue`](rdk_core::virtio::PackedQueue), whichever the device negotiates; they
 //! check everything the device writes, and this driver counts what they report.
 //!
@@ -29,6 +29,9 @@
 //! net_virtio0,packed_vq=0,in_order=0,mrg_rxbuf=1,event_idx=1,mq=1
 //! ```
 //!
+//! and `force_legacy=1` makes [`AnyPciTransport::from_devargs`] drive a transitional device
+//! through its legacy interface.
+//!
 //! Queue indices follow the spec: receive queue `k` is virtqueue `2k`, transmit queue `k` is
 //! `2k + 1`, the control queue is `2 * max_virtqueue_pairs`.
 #![no_std]
@@ -38,7 +41,11 @@ extern crate alloc;
 
 mod ctrl;
 mod driver;
+mod legacy;
+#[cfg(test)]
+mod legacy_tests;
 mod pci;
+mod pci_any;
 mod rx;
 mod stats;
 #[cfg(test)]
@@ -46,7 +53,9 @@ mod tests;
 mod tx;
 
 pub use driver::{Rx, Tx, VirtioNet, VirtioNetConfig, DEVARGS_KEYS, SUPPORTED};
+pub use legacy::{legacy_features, LegacyNotify, LegacyPciTransport, ANY_LAYOUT};
 pub use pci::{PciNotify, PciTransport};
+pub use pci_any::{has_modern_caps, AnyPciError, AnyPciNotify, AnyPciTransport};
 pub use rdk_core::virtio::{QueueNotify, Transport, TransportError};
 pub use rx::VirtioRx;
 pub use stats::{RxStats, TxStats};
