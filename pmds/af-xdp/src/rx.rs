@@ -257,9 +257,13 @@ impl RxQueue for AfXdpRx {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::ring::KernelSide;
+    use rdk_core::mbuf::PktMbufPoolConfig;
+    use std::os::fd::OwnedFd;
+
     #[test]
     fn place_covers_every_offset() {
-        use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
         let os = rdk_os_linux::LinuxOs::plain();
         let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("place", 8)).unwrap();
         for (off, len) in [
@@ -271,16 +275,97 @@ mod tests {
             (128, 2048),
         ] {
             let mut m = pool.alloc().unwrap();
-            super::place(&mut m, off, len).unwrap();
+            place(&mut m, off, len).unwrap();
             assert_eq!(
                 (m.data_off(), m.data_len(), m.pkt_len()),
                 (off, len, len as u32)
             );
         }
         let mut m = pool.alloc().unwrap();
-        assert!(
-            super::place(&mut m, 2000, 400).is_err(),
-            "beyond the buffer"
+        assert!(place(&mut m, 2000, 400).is_err(), "beyond the buffer");
+    }
+
+    /// The test plays the kernel on fake rings: it takes fill addresses, writes frames there
+    /// and publishes RX descriptors, among them every kind of lie.
+    #[test]
+    fn hostile_rx_descriptors_are_counted_and_every_mbuf_comes_back() {
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("hrx", 256)).unwrap();
+        let umem = Umem::of_pool(&pool).unwrap();
+        let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
+        let sock = Arc::new(XskSock::new(fd, pool.clone()));
+        let (rxr, rxb) = Ring::<XdpDesc>::fake(64);
+        let (fill, fb) = Ring::<u64>::fake(64);
+        let (krx, kfill) = (
+            KernelSide::<XdpDesc>::new(rxb, 64),
+            KernelSide::<u64>::new(fb, 64),
         );
+        let counters = Arc::new(QueueCounters::new());
+        let drops = Arc::new(RxDrops::default());
+        let cache = pool.cache(32).unwrap();
+        let mut q = AfXdpRx::new(pool.clone(), cache, 64, counters.clone(), drops.clone(), 3);
+        q.attach(RxLive::new(sock, rxr, fill, umem));
+        assert_eq!(
+            (kfill.prod(), q.in_kernel()),
+            (64, 64),
+            "the fill ring is full"
+        );
+
+        let addrs: Vec<u64> = (0..4).map(|i| kfill.read(i)).collect();
+        kfill.set_cons(4);
+        let frame = |j: u8, len: usize| -> Vec<u8> { (0..len).map(|b| (b as u8) ^ j).collect() };
+        for (j, a) in addrs[..2].iter().enumerate() {
+            let f = frame(j as u8, 100);
+            // SAFETY: the chunk at `a` is the "kernel's" (posted); 256 bytes in is the frame.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    f.as_ptr(),
+                    (umem.base + *a as usize + 256) as *mut u8,
+                    f.len(),
+                )
+            };
+        }
+        let d = |addr: u64, len: u32| XdpDesc {
+            addr,
+            len,
+            options: 0,
+        };
+        let descs = [
+            d(addrs[0] | 256 << 48, 60),
+            d(addrs[0] | 256 << 48, 60),   // the same chunk twice
+            d(addrs[1] + 8, 60),           // not a chunk start
+            d(addrs[1] | 256 << 48, 5000), // leaves the chunk
+            d(u64::MAX, u32::MAX),
+            d(addrs[1] | 256 << 48, 100),
+            d(addrs[2], 60), // a frame over the mbuf header
+        ];
+        for (i, x) in descs.iter().enumerate() {
+            krx.write(i as u32, *x);
+        }
+        krx.set_prod(descs.len() as u32);
+        let mut out: [Option<Mbuf>; 16] = Default::default();
+        assert_eq!(q.rx_burst(&mut out), 2);
+        let (a, b) = (out[0].as_ref().unwrap(), out[1].as_ref().unwrap());
+        assert_eq!(a.data(), &frame(0, 100)[..60]);
+        assert_eq!(b.data(), &frame(1, 100)[..]);
+        assert_eq!((a.port(), a.data_off()), (3, pool.headroom()));
+        assert_eq!(drops.bad_desc.get(), 5);
+        assert_eq!(counters.snapshot().errors, 5);
+        assert_eq!(krx.cons(), 7, "every descriptor consumed");
+        assert_eq!(kfill.prod(), 66, "the two delivered mbufs were replaced");
+
+        krx.set_prod(7 + 65);
+        assert_eq!(
+            q.rx_burst(&mut out[2..]),
+            0,
+            "a producer 65 ahead of a 64-entry ring"
+        );
+        assert_eq!(drops.ring_anomalies.get(), 1);
+        drop(out);
+        // Two chunks the "kernel" kept (addrs 2 and 3) and 62 still in the fill ring come
+        // back when the queue lets go of the socket.
+        q.detach();
+        drop(q);
+        assert_eq!(pool.available(), pool.size());
     }
 }

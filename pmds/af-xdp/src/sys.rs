@@ -260,6 +260,27 @@ impl RingMap {
         })
     }
 
+    /// Anonymous memory standing in for a kernel ring (tests play the kernel's side).
+    #[cfg(test)]
+    pub(crate) fn anon(len: usize) -> Self {
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Self {
+            base: NonNull::new(p.cast()).expect("mmap gave a non-null address"),
+            len,
+        }
+    }
+
     /// The first byte.
     pub(crate) fn base(&self) -> *mut u8 {
         self.base.as_ptr()
