@@ -592,3 +592,203 @@ fn restart_rebinds_and_keeps_the_pool_whole() {
     port.close().unwrap();
     assert_pool_full(&pool);
 }
+
+/// The receive queue's socket is its interrupt handle: it polls readable once a frame is in
+/// the RX ring, not before.
+#[test]
+fn rx_interrupt_handle_wakes_on_a_frame() {
+    if !need_netns("afx rx_interrupt_handle_wakes_on_a_frame") {
+        return;
+    }
+    let lab = Lab::new("xi");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    let fd = {
+        let q = port.queues().unwrap();
+        q.rx[0].intr_enable().unwrap();
+        q.rx[0].intr_handle().expect("a wait handle").0 as i32
+    };
+    let readable = |ms: i32| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        r == 1 && p.revents & libc::POLLIN != 0
+    };
+    assert!(!readable(100), "quiet link, nothing to wake for");
+    lab.send_udp("beef");
+    assert!(readable(5000), "a frame wakes the queue");
+    let frames = receive(&mut port, 1, Duration::from_secs(2));
+    assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), [0xbe, 0xef]);
+    drop(frames);
+    assert!(!readable(50), "drained: not readable any more");
+    port.queues().unwrap().rx[0].intr_disable().unwrap();
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// Two queues (one socket each, queue ids 0 and 1 of a two-queue veth): 40 flows from the
+/// peer arrive once each, spread over both queues by the peer's transmit queue choice.
+#[test]
+fn two_queues_one_socket_each() {
+    if !need_netns("afx two_queues_one_socket_each") {
+        return;
+    }
+    let rdk = Netns::new("xq").unwrap();
+    let peer = Netns::new("xq").unwrap();
+    let (a, b) = (
+        rdk_tests::netns::unique_name("xqa"),
+        rdk_tests::netns::unique_name("xqb"),
+    );
+    rdk.exec(&[
+        "ip",
+        "link",
+        "add",
+        &a,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+    ])
+    .unwrap();
+    rdk.exec(&["ip", "link", "set", &b, "netns", peer.name()])
+        .unwrap();
+    rdk.exec(&["ip", "link", "set", &a, "up"]).unwrap();
+    peer.exec(&["ip", "link", "set", &b, "up"]).unwrap();
+    peer.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", &b])
+        .unwrap();
+    peer.exec(&["ethtool", "-K", &b, "tx", "off"]).unwrap();
+    peer.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.79.0.2",
+        "lladdr",
+        "02:00:00:00:00:0b",
+        "dev",
+        &b,
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    let pool = pool(4096);
+    let mut port = {
+        let _inside = rdk.enter().unwrap();
+        let mut p = Port::new(0, AfXdpDriver::new(&a, 2));
+        p.configure(&PortConfig::queues(2, 2)).unwrap();
+        for q in 0..2 {
+            p.rx_queue_setup(q, 256, &pool, &RxQueueConfig::default())
+                .unwrap();
+            p.tx_queue_setup(q, 256, &TxQueueConfig::default()).unwrap();
+        }
+        p.start().unwrap();
+        p
+    };
+    for sport in 30000..30040u16 {
+        peer.exec(&[
+            "python3",
+            "-c",
+            PY_UDP_SEND,
+            "10.79.0.2",
+            "9999",
+            &hex(&sport.to_be_bytes()),
+            &sport.to_string(),
+        ])
+        .unwrap();
+    }
+    let frames = receive(&mut port, 40, Duration::from_secs(5));
+    let mut got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload_of(m, 9999))
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = (30000..30040u16)
+        .map(|s| s.to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(got, want, "each flow once");
+    let st = port.stats();
+    assert!(
+        st.rx_queues.iter().all(|q| q.packets > 0),
+        "both queues received: {:?}",
+        st.rx_queues
+    );
+    drop(frames);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+    let _ = rdk.exec(&["ip", "link", "del", &a]);
+}
+
+/// Capabilities are per thread on Linux: a thread that drops its effective set gets the
+/// permission error, with the words that say what to do.
+#[test]
+fn without_privileges_the_error_says_what_to_grant() {
+    if !need_netns("afx without_privileges_the_error_says_what_to_grant") {
+        return;
+    }
+    let lab = Lab::new("xc");
+    let pool = pool(256);
+    let iface = lab.veth.a.clone();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = lab.rdk.enter().unwrap();
+            set_effective_capabilities(false);
+            let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+            let e = p.configure(&PortConfig::queues(1, 1)).unwrap_err();
+            // Back, so the guard may return to the original namespace.
+            set_effective_capabilities(true);
+            (e.to_string(), p.driver().last_error().cloned())
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(r.0.contains("CAP_NET_ADMIN"), "{}", r.0);
+    assert!(
+        matches!(r.1, Some(AfXdpError::Permission { .. })),
+        "{:?}",
+        r.1
+    );
+    assert_eq!(lab.attached_prog(), 0);
+    assert_pool_full(&pool);
+}
+
+/// Clears the calling thread's effective capabilities, or raises them back to the permitted
+/// set (raw capset: this thread only).
+fn set_effective_capabilities(on: bool) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset with a valid header and two data words, as the ABI wants.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+        for w in d.iter_mut() {
+            w.effective = if on { w.permitted } else { 0 };
+        }
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+    }
+}
