@@ -43,6 +43,10 @@ pub(crate) struct Ring<T> {
     mask: u32,
     /// Our side's index (producer or consumer, depending on the ring).
     local: u32,
+    /// The kernel's index as last read (checked when read): re-read only when what it
+    /// allows runs out, so an idle or steady queue does not pull the kernel's cache line
+    /// over on every burst.
+    other: u32,
     _t: PhantomData<T>,
 }
 
@@ -80,6 +84,7 @@ impl<T: Copy> Ring<T> {
             desc: off.desc as usize,
             mask: size - 1,
             local: 0,
+            other: 0,
             map,
             _t: PhantomData,
         }
@@ -155,9 +160,15 @@ impl<T: Copy> Ring<T> {
     /// Entries ready to consume, at most `max`; `None` if the kernel's producer index is
     /// impossible.
     #[inline(always)]
-    pub(crate) fn peek(&self, max: u32) -> Option<u32> {
+    pub(crate) fn peek(&mut self, max: u32) -> Option<u32> {
+        let cached = self.other.wrapping_sub(self.local);
+        if cached >= max && cached <= self.size() {
+            return Some(max);
+        }
         let prod = self.word(self.producer).load(Ordering::Acquire);
-        filled(prod, self.local, self.size()).map(|n| n.min(max))
+        let n = filled(prod, self.local, self.size())?;
+        self.other = prod;
+        Some(n.min(max))
     }
 
     /// Gives `n` consumed entries back to the kernel.
@@ -172,9 +183,16 @@ impl<T: Copy> Ring<T> {
 
     /// Free slots, at most `max`; `None` if the kernel's consumer index is impossible.
     #[inline(always)]
-    pub(crate) fn free(&self, max: u32) -> Option<u32> {
+    pub(crate) fn free(&mut self, max: u32) -> Option<u32> {
+        if let Some(n) = free_slots(self.local, self.other, self.size()) {
+            if n >= max {
+                return Some(max);
+            }
+        }
         let cons = self.word(self.consumer).load(Ordering::Acquire);
-        free_slots(self.local, cons, self.size()).map(|n| n.min(max))
+        let n = free_slots(self.local, cons, self.size())?;
+        self.other = cons;
+        Some(n.min(max))
     }
 
     /// Entries produced that the kernel has not consumed yet (0 if its index is impossible).

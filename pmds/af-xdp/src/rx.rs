@@ -70,6 +70,10 @@ impl RxLive {
     #[inline]
     fn refill(&mut self, cache: &mut MbufCache, drops: &RxDrops, counters: &QueueCounters) {
         let cap = self.fill.size() - self.in_kernel.min(self.fill.size());
+        if cap == 0 {
+            // All posted: nothing to do, and no need to look at the kernel's index.
+            return;
+        }
         let Some(room) = self.fill.free(cap) else {
             drops.ring_anomalies.add(1);
             return;
