@@ -293,14 +293,18 @@ impl AfXdpDriver {
         sys::set_opt(&fd, sys::XDP_UMEM_REG, &reg).map_err(|e| os("XDP_UMEM_REG", e))?;
         let rx_size = rx.nb_desc.next_power_of_two();
         let tx_size = tx.as_ref().map_or(64, |t| t.nb_desc.next_power_of_two());
-        sys::set_opt(&fd, sys::XDP_UMEM_FILL_RING, &rx_size)
+        // The fill ring holds twice the RX ring (as libxdp and DPDK size it): while the
+        // application holds a ring's worth of received mbufs, the kernel still has a full
+        // ring of empty ones, and a receiver that is descheduled for a moment loses nothing.
+        let fill_size = rx_size * 2;
+        sys::set_opt(&fd, sys::XDP_UMEM_FILL_RING, &fill_size)
             .map_err(|e| os("XDP_UMEM_FILL_RING", e))?;
         sys::set_opt(&fd, sys::XDP_UMEM_COMPLETION_RING, &tx_size)
             .map_err(|e| os("XDP_UMEM_COMPLETION_RING", e))?;
         sys::set_opt(&fd, sys::XDP_RX_RING, &rx_size).map_err(|e| os("XDP_RX_RING", e))?;
         sys::set_opt(&fd, sys::XDP_TX_RING, &tx_size).map_err(|e| os("XDP_TX_RING", e))?;
         let off = sys::mmap_offsets(&fd).map_err(|e| os("XDP_MMAP_OFFSETS", e))?;
-        let fill = Ring::<u64>::map(&fd, &off.fr, rx_size, sys::XDP_UMEM_PGOFF_FILL_RING)
+        let fill = Ring::<u64>::map(&fd, &off.fr, fill_size, sys::XDP_UMEM_PGOFF_FILL_RING)
             .map_err(|e| os("mmap fill ring", e))?;
         let comp = Ring::<u64>::map(&fd, &off.cr, tx_size, sys::XDP_UMEM_PGOFF_COMPLETION_RING)
             .map_err(|e| os("mmap completion ring", e))?;
@@ -349,7 +353,14 @@ impl AfXdpDriver {
         }
         self.bind_mode = mode;
         let sock = Arc::new(XskSock::new(fd, rx.pool.clone()));
-        rx.attach(RxLive::new(sock.clone(), rxr, fill, umem));
+        rx.attach(RxLive::new(
+            sock.clone(),
+            rxr,
+            fill,
+            umem,
+            rx_size,
+            self.busy_budget > 0,
+        ));
         if let Some(tx) = tx {
             let cache = tx_cache(&rx.pool).map_err(|_| AfXdpError::Os {
                 op: "mbuf cache for tx copies",

@@ -51,11 +51,30 @@ pub(crate) struct RxLive {
     umem: Umem,
     posted: Vec<bool>,
     in_kernel: u32,
+    /// Most mbufs posted at once.
+    max_posted: u32,
+    /// Busy polling (`busy_budget`): an empty ring makes a `recvfrom`, which runs the
+    /// interface's NAPI in this thread (`SO_PREFER_BUSY_POLL`).
+    busy: bool,
 }
 
 impl RxLive {
-    pub(crate) fn new(sock: Arc<XskSock>, rx: Ring<XdpDesc>, fill: Ring<u64>, umem: Umem) -> Self {
+    pub(crate) fn new(
+        sock: Arc<XskSock>,
+        rx: Ring<XdpDesc>,
+        fill: Ring<u64>,
+        umem: Umem,
+        rx_size: u32,
+        busy: bool,
+    ) -> Self {
+        // Up to a fill ring's worth (twice the RX ring), but never more than half the pool
+        // unless that is less than one RX ring: the application needs mbufs too.
+        let max_posted = fill
+            .size()
+            .min(rx_size.max((umem.count / 2).min(u32::MAX as usize) as u32));
         Self {
+            max_posted,
+            busy,
             sock,
             rx,
             fill,
@@ -69,7 +88,7 @@ impl RxLive {
     /// kernel's hands. One wake-up call if the kernel asked for one.
     #[inline]
     fn refill(&mut self, cache: &mut MbufCache, drops: &RxDrops, counters: &QueueCounters) {
-        let cap = self.fill.size() - self.in_kernel.min(self.fill.size());
+        let cap = self.max_posted - self.in_kernel.min(self.max_posted);
         if cap == 0 {
             // All posted: nothing to do, and no need to look at the kernel's index.
             return;
@@ -196,6 +215,9 @@ impl AfXdpRx {
                 0
             }
         };
+        if n == 0 && l.busy {
+            sys::wake_rx(l.sock.fd());
+        }
         let (mut got, mut bytes) = (0usize, 0u64);
         let start = l.rx.local();
         for k in 0..n {
@@ -308,7 +330,7 @@ mod tests {
         let drops = Arc::new(RxDrops::default());
         let cache = pool.cache(32).unwrap();
         let mut q = AfXdpRx::new(pool.clone(), cache, 64, counters.clone(), drops.clone(), 3);
-        q.attach(RxLive::new(sock, rxr, fill, umem));
+        q.attach(RxLive::new(sock, rxr, fill, umem, 64, false));
         assert_eq!(
             (kfill.prod(), q.in_kernel()),
             (64, 64),
