@@ -792,3 +792,25 @@ fn set_effective_capabilities(on: bool) {
         assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
     }
 }
+
+/// A started port dropped without stop or close still takes its program off the interface
+/// and gives every mbuf back.
+#[test]
+fn dropping_a_started_port_detaches_and_returns_every_mbuf() {
+    if !need_netns("afx dropping_a_started_port_detaches_and_returns_every_mbuf") {
+        return;
+    }
+    let lab = Lab::new("xz");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    lab.send_udp("00ff");
+    let frames = receive(&mut port, 1, Duration::from_secs(5));
+    assert_eq!(frames.len(), 1);
+    let mut burst = [Some(mbuf_of(&pool, &[0x5a; 60]))];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    assert_ne!(lab.attached_prog(), 0);
+    drop(port);
+    assert_eq!(lab.attached_prog(), 0);
+    drop(frames);
+    assert_pool_full(&pool);
+}

@@ -168,3 +168,56 @@ impl AfXdpError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errnos_become_the_kinds_users_act_on() {
+        assert_eq!(
+            AfXdpError::os("socket(AF_XDP)", Errno::EPERM),
+            AfXdpError::Permission {
+                op: "socket(AF_XDP)"
+            }
+        );
+        assert_eq!(
+            AfXdpError::os("socket(AF_XDP)", Errno::EAFNOSUPPORT),
+            AfXdpError::Unsupported
+        );
+        let e = AfXdpError::os("bind", Errno::EBUSY);
+        assert!(matches!(e, AfXdpError::Os { op: "bind", code } if code == libc::EBUSY));
+        for (e, words) in [
+            (AfXdpError::Unsupported, "CONFIG_XDP_SOCKETS"),
+            (AfXdpError::Permission { op: "x" }, "CAP_NET_ADMIN"),
+            (
+                AfXdpError::ForeignProgram {
+                    iface: "eth9".into(),
+                    id: 42,
+                    name: "xdp_fw".into(),
+                },
+                "ip link set dev eth9 xdp off",
+            ),
+            (
+                AfXdpError::InterfaceNotFound {
+                    iface: "nope0".into(),
+                },
+                "not found",
+            ),
+        ] {
+            assert!(e.to_string().contains(words), "{e}");
+            let eth = e.to_eth("start").to_string();
+            assert!(!eth.is_empty());
+        }
+        let f = AfXdpError::ForeignProgram {
+            iface: "eth9".into(),
+            id: 42,
+            name: "xdp_fw".into(),
+        };
+        assert!(f.to_string().contains("id 42") && f.to_string().contains("xdp_fw"));
+        assert!(matches!(
+            AfXdpError::Unsupported.to_eth("configure"),
+            EthError::Device { reason, .. } if reason.code == libc::EAFNOSUPPORT
+        ));
+    }
+}

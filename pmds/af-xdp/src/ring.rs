@@ -62,7 +62,8 @@ impl<T: Copy> Ring<T> {
             .checked_mul(std::mem::size_of::<T>() as u64)
             .and_then(|b| b.checked_add(off.desc))
             .ok_or(Errno::EINVAL)?;
-        let idx_ok = |o: u64| o.is_multiple_of(4) && o + 4 <= off.desc;
+        let idx_ok =
+            |o: u64| o.is_multiple_of(4) && o.checked_add(4).is_some_and(|e| e <= off.desc);
         if !size.is_power_of_two()
             || !idx_ok(off.producer)
             || !idx_ok(off.consumer)
