@@ -25,9 +25,22 @@
 //! - [`bpf`]: the XSKMAP and a five-instruction redirect program written by hand (no libbpf),
 //!   named [`bpf::PROG_NAME`] so a leftover of a crashed run is recognised and replaced, while
 //!   anyone else's program is left alone ([`AfXdpError::ForeignProgram`]).
-//! - [`netlink`]: attaching with `RTM_SETLINK`/`IFLA_XDP` — see the driver for why not a BPF link.
+//! - [`netlink`]: attaching with `RTM_SETLINK`/`IFLA_XDP` (its docs say why not a BPF link).
 //! - [`AfXdpRx`] / [`AfXdpTx`]: the bursts, with a shadow of every mbuf in the kernel's hands;
 //!   stopping the port closes the sockets and so returns all of them to the pool.
+//!
+//! One socket per queue, each with its own UMEM over its rx queue's pool, rather than one
+//! `XDP_SHARED_UMEM`: queues may have different pools, sockets on different queue ids need
+//! their own fill and completion rings even when sharing, and registering one pool twice
+//! only pins it twice. The bind tries zero-copy and falls back to copy mode (veth, most
+//! virtual devices), saying why ([`AfXdpDriver::bind_mode`], the `zero_copy` xstat, a log
+//! line). The fill ring is twice the RX ring; at most half the pool is posted.
+//!
+//! Known limits: no multi-buffer frames (the MTU must fit one chunk, at most 3822 bytes, and
+//! the pool's data room); no checksum or other metadata from the kernel in copy mode (a
+//! local sender with checksum offload delivers only the pseudo-header sum, as with any
+//! AF_XDP socket); in zero-copy mode the kernel releases a closed socket's DMA mappings from
+//! a work queue, so a driver could in principle still write a buffer freed right after stop.
 //!
 //! Every frame is counted: received, sent, or dropped by reason (xstats `rx_bad_descs`,
 //! `rx_fill_no_mbuf`, `tx_frames_too_big`, `tx_ring_full`, `tx_no_buffer`, the kernel's own

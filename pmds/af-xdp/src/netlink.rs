@@ -4,6 +4,15 @@
 //! The socket is opened once (in the caller's network namespace) and kept, so a port can
 //! detach its program from whatever namespace it is later stopped in. Replies are the kernel's
 //! bytes and are parsed with every length checked.
+//!
+//! Why rtnetlink and not `BPF_LINK_CREATE`: a BPF link would detach by itself when rdk dies,
+//! but the one mechanism here covers every case the driver must handle — reading what is
+//! attached (`IFLA_XDP_PROG_ID`, also for programs attached by others or by older tools),
+//! attaching only if nothing is (`XDP_FLAGS_UPDATE_IF_NOEXIST`), replacing exactly the leftover
+//! it inspected and nothing that raced in (`XDP_FLAGS_REPLACE` + `IFLA_XDP_EXPECTED_FD`), and
+//! detaching only its own program on stop. An interface that already has a netlink-attached
+//! program refuses a link anyway, the result is what `ip link` shows and removes, and it
+//! works on kernels before 5.9.
 #![allow(unsafe_code)] // socket, bind, send, recv on our netlink descriptor.
 
 use nix::errno::Errno;
