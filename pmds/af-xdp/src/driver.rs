@@ -351,8 +351,15 @@ impl AfXdpDriver {
                 eprintln!("net_af_xdp {}: copy mode: {reason}", self.iface);
             }
         }
-        self.bind_mode = mode;
+        let probe = sys::Probe::new().map_err(|e| os("probe socket", e))?;
         let sock = Arc::new(XskSock::new(fd, rx.pool.clone()));
+        sock.set_bound(
+            self.ifindex,
+            queue,
+            matches!(mode, BindMode::ZeroCopy),
+            probe,
+        );
+        self.bind_mode = mode;
         rx.attach(RxLive::new(
             sock.clone(),
             rxr,

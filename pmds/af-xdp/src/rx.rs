@@ -45,7 +45,6 @@ pub struct AfXdpRx {
 /// The bound half: rings and the shadow.
 #[derive(Debug)]
 pub(crate) struct RxLive {
-    sock: Arc<XskSock>,
     rx: Ring<XdpDesc>,
     fill: Ring<u64>,
     umem: Umem,
@@ -56,6 +55,9 @@ pub(crate) struct RxLive {
     /// Busy polling (`busy_budget`): an empty ring makes a `recvfrom`, which runs the
     /// interface's NAPI in this thread (`SO_PREFER_BUSY_POLL`).
     busy: bool,
+    /// Last, so it drops after the rings: a ring mapping keeps the socket open in the
+    /// kernel, and the parked mbufs may only be freed once the socket is really released.
+    sock: Arc<XskSock>,
 }
 
 impl RxLive {

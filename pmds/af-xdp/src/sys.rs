@@ -178,6 +178,79 @@ pub(crate) fn bind(fd: &OwnedFd, ifindex: u32, queue: u32, flags: u16) -> Result
     .map(drop)
 }
 
+/// A spare copy-mode socket with a one-page UMEM, made next to a real one (so in its network
+/// namespace), that tells whether a queue is free for a new socket: its bind fails with
+/// `EBUSY` while the kernel still holds the buffer pool of a socket closed there (it releases
+/// it, and a zero-copy driver's DMA mappings, from a work queue after the close).
+#[derive(Debug)]
+pub(crate) struct Probe {
+    fd: Option<OwnedFd>,
+    mem: NonNull<u8>,
+}
+
+// SAFETY: the mapping is only touched by the kernel (as a UMEM) and unmapped on drop.
+unsafe impl Send for Probe {}
+// SAFETY: as above; `&Probe` gives no access to the memory.
+unsafe impl Sync for Probe {}
+
+const PROBE_LEN: usize = 4096;
+
+impl Probe {
+    /// A probe socket in the current network namespace.
+    pub(crate) fn new() -> Result<Self, Errno> {
+        let fd = xsk_socket()?;
+        // SAFETY: a fresh private anonymous mapping, unmapped on drop after the socket closes.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PROBE_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let probe = Self {
+            fd: Some(fd),
+            mem: NonNull::new(mem.cast()).ok_or(Errno::ENOMEM)?,
+        };
+        let fd = probe.fd.as_ref().ok_or(Errno::EBADF)?;
+        let reg = UmemReg {
+            addr: mem as u64,
+            len: PROBE_LEN as u64,
+            chunk_size: 2048,
+            ..UmemReg::default()
+        };
+        set_opt(fd, XDP_UMEM_REG, &reg)?;
+        set_opt(fd, XDP_UMEM_FILL_RING, &2u32)?;
+        set_opt(fd, XDP_UMEM_COMPLETION_RING, &2u32)?;
+        set_opt(fd, XDP_RX_RING, &2u32)?;
+        Ok(probe)
+    }
+
+    /// Whether queue `queue` of `ifindex` can be bound now (`Ok(false)`: busy). A successful
+    /// probe stays bound there until dropped.
+    pub(crate) fn queue_is_free(&self, ifindex: u32, queue: u32) -> Result<bool, Errno> {
+        let fd = self.fd.as_ref().ok_or(Errno::EBADF)?;
+        match bind(fd, ifindex, queue, XDP_COPY) {
+            Ok(()) => Ok(true),
+            Err(Errno::EBUSY) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        drop(self.fd.take());
+        // SAFETY: our mapping; the socket that registered it is closed.
+        unsafe { libc::munmap(self.mem.as_ptr().cast(), PROBE_LEN) };
+    }
+}
+
 /// What a TX kick left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kicked {

@@ -53,7 +53,6 @@ pub struct AfXdpTx {
 /// The bound half.
 #[derive(Debug)]
 pub(crate) struct TxLive {
-    sock: Arc<XskSock>,
     tx: Ring<XdpDesc>,
     comp: Ring<u64>,
     umem: Umem,
@@ -62,6 +61,8 @@ pub(crate) struct TxLive {
     inflight: Vec<bool>,
     pending: u32,
     max_frame: u32,
+    /// Last, so it drops after the rings (see `RxLive`).
+    sock: Arc<XskSock>,
 }
 
 impl TxLive {
