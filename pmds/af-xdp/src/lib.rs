@@ -39,8 +39,10 @@
 //! Known limits: no multi-buffer frames (the MTU must fit one chunk, at most 3822 bytes, and
 //! the pool's data room); no checksum or other metadata from the kernel in copy mode (a
 //! local sender with checksum offload delivers only the pseudo-header sum, as with any
-//! AF_XDP socket); in zero-copy mode the kernel releases a closed socket's DMA mappings from
-//! a work queue, so a driver could in principle still write a buffer freed right after stop.
+//! AF_XDP socket); zero-copy is implemented but untested here (veth has none). Mbufs the
+//! kernel held are freed at stop only after it has released the socket's buffer pool (a
+//! probe bind on the queue stops failing with `EBUSY`), so not even a zero-copy device can
+//! write a freed buffer.
 //!
 //! Every frame is counted: received, sent, or dropped by reason (xstats `rx_bad_descs`,
 //! `rx_fill_no_mbuf`, `tx_frames_too_big`, `tx_ring_full`, `tx_no_buffer`, the kernel's own
