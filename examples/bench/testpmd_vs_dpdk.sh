@@ -15,6 +15,9 @@
 #   afpacket_tx  net_af_packet0 txonly 64 B on a veth (testpmd_afpacket.sh)  target >= 1.3
 #   afpacket_rx  net_af_packet0 rxonly on a veth, dpdk-testpmd txonly generator on the peer
 #                                                                         target >= 1.3
+#   afxdp_tx     net_af_xdp0 txonly 64 B on the same veth (testpmd_afxdp.sh)   target >= 1.1
+#   afxdp_rx     net_af_xdp0 rxonly on the veth, dpdk-testpmd net_af_xdp txonly generator on
+#                the peer (testpmd_afxdp.sh)                              target >= 1.1
 # CASES="null_io tap_txonly" selects cases (default: all).
 # Both programs: main thread (statistics) on CPU 0, the forwarding thread on CPU 1
 # (dpdk-testpmd -l 0-1; rdk-testpmd pins core c to CPU (c+1) % ncpus). DPDK and rdk alternate
@@ -194,8 +197,8 @@ HZ_TICKS=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------------------------
 # Cases: DPDK's arguments exactly as in the anchors; rdk-testpmd gets the same vdevs and the
 # flags after `--` that its --help knows, plus --duration.
-read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly afpacket_tx afpacket_rx}"
-declare -A VDEVS ARGS FIELD TARGET DESC NETNS GEN EALS MAINCPU
+read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly afpacket_tx afpacket_rx afxdp_tx afxdp_rx}"
+declare -A VDEVS ARGS FIELD TARGET DESC NETNS GEN EALS MAINCPU RDKARGS
 MB="--total-num-mbufs=32768"
 VDEVS[null_io]="net_null0 net_null1"
 ARGS[null_io]="--forward-mode=io --nb-cores=1 --auto-start --stats-period=1 $MB"
@@ -239,6 +242,27 @@ NETNS[afpacket_rx]=$NS_A
 EALS[afpacket_rx]="--no-pci --lcores 0@1,1@0 --in-memory"
 MAINCPU[afpacket_rx]=1
 GEN[afpacket_rx]="ip netns exec $NS_B $TESTPMD --no-pci --lcores 0@0,1@1 --in-memory --file-prefix rdkbench_gen --vdev net_af_packet0,iface=$VB -- --forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+# AF_XDP on the same pair (testpmd_afxdp.sh): both programs attach their own XDP program to A
+# (the kernel picks native XDP on veth) and bind in copy mode (veth has no zero-copy); the rx
+# generator is dpdk-testpmd's net_af_xdp on B, as in the anchors.
+VDEVS[afxdp_tx]="net_af_xdp0,iface=$VA,start_queue=0,queue_count=1"
+ARGS[afxdp_tx]="--forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+FIELD[afxdp_tx]=tx
+TARGET[afxdp_tx]=1.1
+NETNS[afxdp_tx]=$NS_A
+VDEVS[afxdp_rx]="net_af_xdp0,iface=$VA,start_queue=0,queue_count=1"
+ARGS[afxdp_rx]="--forward-mode=rxonly --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+FIELD[afxdp_rx]=rx
+TARGET[afxdp_rx]=1.1
+NETNS[afxdp_rx]=$NS_A
+EALS[afxdp_rx]="--no-pci --lcores 0@1,1@0 --in-memory"
+MAINCPU[afxdp_rx]=1
+# dpdk-testpmd passes no descriptor count (--rxd/--txd default 0), so DPDK's net_af_xdp uses its
+# own default rings of 2048 (fill 4096); rdk-testpmd always passes --rxd/--txd (default 1024), so
+# it is given the same 2048 here: equal rings, not a tuned rdk.
+RDKARGS[afxdp_tx]="--rxd=2048 --txd=2048"
+RDKARGS[afxdp_rx]="--rxd=2048 --txd=2048"
+GEN[afxdp_rx]="ip netns exec $NS_B $TESTPMD --no-pci --lcores 0@0,1@1 --in-memory --file-prefix rdkbench_gen --vdev net_af_xdp0,iface=$VB,start_queue=0,queue_count=1 -- --forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
 EAL=(--no-pci -l 0-1 --in-memory)
 # A case with a generator needs time for it to start and a few seconds of traffic.
 for c in "${CASES[@]}"; do
@@ -266,6 +290,7 @@ rdk_args() {
 			case " $DROPPED_FLAGS " in *" $name "*) ;; *) DROPPED_FLAGS="$DROPPED_FLAGS $name" ;; esac
 		fi
 	done
+	for f in ${RDKARGS[$1]:-}; do printf '%s\n' "$f"; done
 	[ -n "${MAINCPU[$1]:-}" ] && printf '%s\n' --main-cpu "${MAINCPU[$1]}"
 	printf '%s\n' --duration "$DUR"
 }

@@ -7,6 +7,7 @@ use rdk_core::ethdev::{
 };
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use rdk_pmd_af_packet::AfPacketDriver;
+use rdk_pmd_af_xdp::AfXdpDriver;
 use rdk_pmd_null::NullDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
@@ -19,6 +20,8 @@ type TapRx = <TapDriver as Driver>::Rx;
 type TapTx = <TapDriver as Driver>::Tx;
 type AfpRx = <AfPacketDriver as Driver>::Rx;
 type AfpTx = <AfPacketDriver as Driver>::Tx;
+type AfxRx = <AfXdpDriver as Driver>::Rx;
+type AfxTx = <AfXdpDriver as Driver>::Tx;
 
 /// A port of any linked driver.
 pub enum AnyPort {
@@ -30,6 +33,8 @@ pub enum AnyPort {
     Tap(Port<TapDriver>),
     /// `net_af_packet`.
     AfPacket(Port<AfPacketDriver>),
+    /// `net_af_xdp`.
+    AfXdp(Port<AfXdpDriver>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -42,6 +47,8 @@ pub enum AnyRx<'a> {
     Tap(&'a mut TapRx),
     /// `net_af_packet`.
     AfPacket(&'a mut AfpRx),
+    /// `net_af_xdp`.
+    AfXdp(&'a mut AfxRx),
 }
 
 /// A borrowed transmit queue of any linked driver.
@@ -54,6 +61,8 @@ pub enum AnyTx<'a> {
     Tap(&'a mut TapTx),
     /// `net_af_packet`.
     AfPacket(&'a mut AfpTx),
+    /// `net_af_xdp`.
+    AfXdp(&'a mut AfxTx),
 }
 
 impl RxQueue for AnyRx<'_> {
@@ -64,6 +73,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Ring(q) => q.rx_burst(out),
             AnyRx::Tap(q) => q.rx_burst(out),
             AnyRx::AfPacket(q) => q.rx_burst(out),
+            AnyRx::AfXdp(q) => q.rx_burst(out),
         }
     }
 
@@ -74,6 +84,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Ring(q) => q.rx_burst_cached(out, cache),
             AnyRx::Tap(q) => q.rx_burst_cached(out, cache),
             AnyRx::AfPacket(q) => q.rx_burst_cached(out, cache),
+            AnyRx::AfXdp(q) => q.rx_burst_cached(out, cache),
         }
     }
 }
@@ -86,6 +97,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Ring(q) => q.tx_burst(pkts),
             AnyTx::Tap(q) => q.tx_burst(pkts),
             AnyTx::AfPacket(q) => q.tx_burst(pkts),
+            AnyTx::AfXdp(q) => q.tx_burst(pkts),
         }
     }
 
@@ -96,6 +108,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Ring(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::Tap(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::AfPacket(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::AfXdp(q) => q.tx_burst_cached(pkts, cache),
         }
     }
 }
@@ -108,6 +121,7 @@ macro_rules! each {
             AnyPort::Ring($p) => $e,
             AnyPort::Tap($p) => $e,
             AnyPort::AfPacket($p) => $e,
+            AnyPort::AfXdp($p) => $e,
         }
     };
 }
@@ -205,6 +219,13 @@ impl AnyPort {
                     q.tx.iter_mut().map(AnyTx::AfPacket).collect(),
                 )
             }
+            AnyPort::AfXdp(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::AfXdp).collect(),
+                    q.tx.iter_mut().map(AnyTx::AfXdp).collect(),
+                )
+            }
         })
     }
 }
@@ -236,6 +257,13 @@ pub fn registry() -> PortRegistry<AnyPort> {
         Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
             let d = AfPacketDriver::from_devargs(a)?.with_port_id(id);
             Ok(AnyPort::AfPacket(Port::new(id, d)))
+        }),
+    );
+    r.register_driver(
+        "net_af_xdp",
+        Box::new(|id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            let d = AfXdpDriver::from_devargs(a)?.with_port_id(id);
+            Ok(AnyPort::AfXdp(Port::new(id, d)))
         }),
     );
     r

@@ -1,0 +1,872 @@
+//! The `net_af_xdp` device: arguments, sockets, UMEMs, the XDP program, control operations.
+//!
+//! Sockets live from `start` to `stop`: start builds one socket per queue pair (UMEM = the rx
+//! queue's pool, four rings, bind), puts them in an `XSKMAP` and attaches the redirect program;
+//! stop detaches the program and closes the sockets, which returns every mbuf the kernel held
+//! to the pool. So a stopped port holds no kernel resources and no mbufs but its caches'.
+
+use crate::bpf;
+use crate::error::AfXdpError;
+use crate::netlink::{
+    Rtnl, XDP_FLAGS_DRV_MODE, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE, XDP_FLAGS_UPDATE_IF_NOEXIST,
+};
+use crate::ring::Ring;
+use crate::rx::{AfXdpRx, RxDrops, RxLive};
+use crate::sys::{self, XdpStatistics};
+use crate::tx::{AfXdpTx, TxDrops, TxLive};
+use crate::umem::Umem;
+use crate::xsk::XskSock;
+use nix::errno::Errno;
+use rdk_core::ethdev::{
+    DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr, PerQueue,
+    PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload, TxQueueConfig,
+    XStat,
+};
+use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
+use rdk_os_linux::netif::{NetIf, NetIfError};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Most queues.
+pub const MAX_QUEUES: u16 = 16;
+
+/// The device arguments `net_af_xdp` accepts (DPDK's names where they exist).
+pub const DEVARGS_KEYS: &[&str] = &[
+    "iface",
+    "start_queue",
+    "queue_count",
+    "xdp_mode",
+    "force_copy",
+    "busy_budget",
+];
+
+const SPEED_MBPS: u32 = 10_000;
+const L2_OVERHEAD: u32 = 18;
+const CACHE_SIZE: usize = 256;
+const SO_BUSY_POLL: libc::c_int = 46;
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Where the XDP program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// The kernel's choice: the driver's hook if it has one, else generic.
+    Auto,
+    /// The driver's hook (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// The generic hook after skb allocation (`XDP_FLAGS_SKB_MODE`), any interface.
+    Generic,
+}
+
+impl XdpMode {
+    fn flags(self) -> u32 {
+        match self {
+            XdpMode::Auto => 0,
+            XdpMode::Native => XDP_FLAGS_DRV_MODE,
+            XdpMode::Generic => XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+/// How the sockets ended up bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// Not started.
+    Unbound,
+    /// Zero-copy: the NIC DMAs straight into the mbufs.
+    ZeroCopy,
+    /// Copy mode: the kernel copies each frame into the mbuf.
+    Copy {
+        /// Why not zero-copy (`force_copy=1`, or the kernel's refusal).
+        reason: String,
+    },
+}
+
+/// The attached program, its map, and how to take it off again.
+#[derive(Debug)]
+struct Attachment {
+    prog: OwnedFd,
+    map: OwnedFd,
+    /// The mode flag it ended up in (for the detach).
+    mode: u32,
+}
+
+/// A `net_af_xdp` device.
+#[derive(Debug)]
+pub struct AfXdpDriver {
+    iface: String,
+    start_queue: u32,
+    queue_count: u16,
+    xdp_mode: XdpMode,
+    force_copy: bool,
+    busy_budget: u32,
+    netif: Option<NetIf>,
+    rtnl: Option<Rtnl>,
+    ifindex: u32,
+    mtu: u16,
+    port_id: u16,
+    socks: Vec<Arc<XskSock>>,
+    prog: Option<Attachment>,
+    bind_mode: BindMode,
+    rx_drops: PerQueue<RxDrops>,
+    tx_drops: PerQueue<TxDrops>,
+    /// Kernel counters of sockets already closed, added to the live ones.
+    closed_stats: Mutex<XdpStatistics>,
+    gone: Arc<AtomicBool>,
+    replaced_leftover: Option<u32>,
+    last_error: Option<AfXdpError>,
+}
+
+impl AfXdpDriver {
+    /// A port on queues `0..queue_count` of `iface`.
+    pub fn new(iface: &str, queue_count: u16) -> Self {
+        Self {
+            iface: iface.to_string(),
+            start_queue: 0,
+            queue_count: queue_count.clamp(1, MAX_QUEUES),
+            xdp_mode: XdpMode::Auto,
+            force_copy: false,
+            busy_budget: 0,
+            netif: None,
+            rtnl: None,
+            ifindex: 0,
+            mtu: 1500,
+            port_id: PORT_INVALID,
+            socks: Vec::new(),
+            prog: None,
+            bind_mode: BindMode::Unbound,
+            rx_drops: PerQueue::default(),
+            tx_drops: PerQueue::default(),
+            closed_stats: Mutex::new(XdpStatistics::default()),
+            gone: Arc::new(AtomicBool::new(false)),
+            replaced_leftover: None,
+            last_error: None,
+        }
+    }
+
+    /// A device from `net_af_xdpN,iface=X[,start_queue=Q][,queue_count=N]
+    /// [,xdp_mode=auto|native|generic][,force_copy=0|1][,busy_budget=B]`.
+    pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
+        args.check_keys(DEVARGS_KEYS)?;
+        let iface = args.get("iface").ok_or(DevArgsError::Required {
+            driver: "net_af_xdp".into(),
+            key: "iface",
+        })?;
+        rdk_os_linux::netif::ifname(iface).map_err(|_| DevArgsError::BadValue {
+            key: "iface".into(),
+            value: iface.into(),
+            expected: "an interface name of 1 to 15 bytes",
+        })?;
+        let count: u16 = args.get_num("queue_count", 1, "a queue count, 1..=16")?;
+        if !(1..=MAX_QUEUES).contains(&count) {
+            return Err(DevArgsError::BadValue {
+                key: "queue_count".into(),
+                value: count.to_string(),
+                expected: "a queue count, 1..=16",
+            });
+        }
+        let start: u32 = args.get_num("start_queue", 0, "the first queue id, 0..=1023")?;
+        if start > 1023 {
+            return Err(DevArgsError::BadValue {
+                key: "start_queue".into(),
+                value: start.to_string(),
+                expected: "the first queue id, 0..=1023",
+            });
+        }
+        let mode = match args.get("xdp_mode").unwrap_or("auto") {
+            "auto" => XdpMode::Auto,
+            "native" | "drv" => XdpMode::Native,
+            "generic" | "skb" => XdpMode::Generic,
+            v => {
+                return Err(DevArgsError::BadValue {
+                    key: "xdp_mode".into(),
+                    value: v.into(),
+                    expected: "auto, native or generic",
+                })
+            }
+        };
+        let mut d = Self::new(iface, count);
+        d.start_queue = start;
+        d.xdp_mode = mode;
+        d.force_copy = args.get_bool("force_copy", false)?;
+        d.busy_budget = args.get_num("busy_budget", 0, "frames per busy poll, 0 (off)..=1024")?;
+        if d.busy_budget > 1024 {
+            return Err(DevArgsError::BadValue {
+                key: "busy_budget".into(),
+                value: d.busy_budget.to_string(),
+                expected: "frames per busy poll, 0 (off)..=1024",
+            });
+        }
+        Ok(d)
+    }
+
+    /// Runs the program in `mode`.
+    pub fn with_xdp_mode(mut self, mode: XdpMode) -> Self {
+        self.xdp_mode = mode;
+        self
+    }
+
+    /// Uses queues from `start_queue` on.
+    pub fn with_start_queue(mut self, start_queue: u32) -> Self {
+        self.start_queue = start_queue;
+        self
+    }
+
+    /// Stamps received mbufs with input port `id`.
+    pub fn with_port_id(mut self, id: u16) -> Self {
+        self.port_id = id;
+        self
+    }
+
+    /// The interface.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Whether the interface disappeared under the port.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// How the sockets are bound (and why not zero-copy).
+    pub fn bind_mode(&self) -> &BindMode {
+        &self.bind_mode
+    }
+
+    /// The last set-up failure in full (the ethdev error carries only a fixed text).
+    pub fn last_error(&self) -> Option<&AfXdpError> {
+        self.last_error.as_ref()
+    }
+
+    /// The id of a program of rdk's left behind on the interface (by a crashed run) that the
+    /// last start replaced.
+    pub fn replaced_leftover(&self) -> Option<u32> {
+        self.replaced_leftover
+    }
+
+    /// The kernel's drop counters, summed over the queues (closed sockets included).
+    pub fn kernel_stats(&self) -> XdpStatistics {
+        let mut s = *self.closed_stats.lock().unwrap_or_else(|e| e.into_inner());
+        for k in &self.socks {
+            if let Ok(x) = sys::statistics(k.fd()) {
+                add_stats(&mut s, &x);
+            }
+        }
+        s
+    }
+
+    fn fail(&mut self, op: &'static str, e: AfXdpError) -> EthError {
+        eprintln!("net_af_xdp {}: {op}: {e}", self.iface);
+        let eth = e.to_eth(op);
+        self.last_error = Some(e);
+        eth
+    }
+
+    fn max_frame(&self) -> u32 {
+        self.mtu as u32 + L2_OVERHEAD
+    }
+
+    /// One socket for queue pair `q`: UMEM from `rx`'s pool, rings, bind.
+    fn open_queue(
+        &mut self,
+        q: usize,
+        rx: &mut AfXdpRx,
+        tx: Option<&mut AfXdpTx>,
+    ) -> Result<(), AfXdpError> {
+        let os = AfXdpError::os;
+        let umem = Umem::of_pool(&rx.pool).map_err(AfXdpError::Umem)?;
+        if (umem.max_rx_frame() as u32) < self.max_frame() {
+            return Err(AfXdpError::Umem(crate::umem::UmemError::ChunkTooSmall {
+                chunk: umem.chunk,
+            }));
+        }
+        let fd = sys::xsk_socket().map_err(|e| os("socket(AF_XDP)", e))?;
+        let reg = sys::UmemReg {
+            addr: umem.base as u64,
+            len: umem.len as u64,
+            chunk_size: umem.chunk as u32,
+            headroom: 0,
+            flags: sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG,
+            tx_metadata_len: 0,
+        };
+        sys::set_opt(&fd, sys::XDP_UMEM_REG, &reg).map_err(|e| os("XDP_UMEM_REG", e))?;
+        let rx_size = rx.nb_desc.next_power_of_two();
+        let tx_size = tx.as_ref().map_or(64, |t| t.nb_desc.next_power_of_two());
+        // The fill ring holds twice the RX ring (as libxdp and DPDK size it): while the
+        // application holds a ring's worth of received mbufs, the kernel still has a full
+        // ring of empty ones, and a receiver that is descheduled for a moment loses nothing.
+        let fill_size = rx_size * 2;
+        sys::set_opt(&fd, sys::XDP_UMEM_FILL_RING, &fill_size)
+            .map_err(|e| os("XDP_UMEM_FILL_RING", e))?;
+        sys::set_opt(&fd, sys::XDP_UMEM_COMPLETION_RING, &tx_size)
+            .map_err(|e| os("XDP_UMEM_COMPLETION_RING", e))?;
+        sys::set_opt(&fd, sys::XDP_RX_RING, &rx_size).map_err(|e| os("XDP_RX_RING", e))?;
+        sys::set_opt(&fd, sys::XDP_TX_RING, &tx_size).map_err(|e| os("XDP_TX_RING", e))?;
+        let off = sys::mmap_offsets(&fd).map_err(|e| os("XDP_MMAP_OFFSETS", e))?;
+        let fill = Ring::<u64>::map(&fd, &off.fr, fill_size, sys::XDP_UMEM_PGOFF_FILL_RING)
+            .map_err(|e| os("mmap fill ring", e))?;
+        let comp = Ring::<u64>::map(&fd, &off.cr, tx_size, sys::XDP_UMEM_PGOFF_COMPLETION_RING)
+            .map_err(|e| os("mmap completion ring", e))?;
+        let rxr = Ring::map(&fd, &off.rx, rx_size, sys::XDP_PGOFF_RX_RING)
+            .map_err(|e| os("mmap rx ring", e))?;
+        let txr = Ring::map(&fd, &off.tx, tx_size, sys::XDP_PGOFF_TX_RING)
+            .map_err(|e| os("mmap tx ring", e))?;
+        if self.busy_budget > 0 {
+            // Best effort: kernels before 5.11 lack preferred busy polling; polling still works.
+            for (opt, v) in [
+                (SO_PREFER_BUSY_POLL, 1),
+                (SO_BUSY_POLL, 20),
+                (SO_BUSY_POLL_BUDGET, self.busy_budget as libc::c_int),
+            ] {
+                let _ = set_sol_socket(&fd, opt, v);
+            }
+        }
+        let queue = self.start_queue + q as u32;
+        let copy = sys::XDP_USE_NEED_WAKEUP | sys::XDP_COPY;
+        let mode = if self.force_copy {
+            bind_retrying(&fd, self.ifindex, queue, copy).map_err(|e| os("bind", e))?;
+            BindMode::Copy {
+                reason: "force_copy=1".into(),
+            }
+        } else {
+            let zc = sys::XDP_USE_NEED_WAKEUP | sys::XDP_ZEROCOPY;
+            match bind_retrying(&fd, self.ifindex, queue, zc) {
+                Ok(()) => BindMode::ZeroCopy,
+                Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL | Errno::EPROTONOSUPPORT)) => {
+                    bind_retrying(&fd, self.ifindex, queue, copy).map_err(|e| os("bind", e))?;
+                    BindMode::Copy {
+                        reason: format!(
+                            "the driver of {} refused zero-copy on queue {queue} ({})",
+                            self.iface,
+                            e.desc()
+                        ),
+                    }
+                }
+                Err(e) => return Err(os("bind", e)),
+            }
+        };
+        if let BindMode::Copy { reason } = &mode {
+            if q == 0 && !self.force_copy {
+                eprintln!("net_af_xdp {}: copy mode: {reason}", self.iface);
+            }
+        }
+        let probe = sys::Probe::new().map_err(|e| os("probe socket", e))?;
+        let sock = Arc::new(XskSock::new(fd, rx.pool.clone()));
+        sock.set_bound(
+            self.ifindex,
+            queue,
+            matches!(mode, BindMode::ZeroCopy),
+            probe,
+        );
+        self.bind_mode = mode;
+        rx.attach(RxLive::new(
+            sock.clone(),
+            rxr,
+            fill,
+            umem,
+            rx_size,
+            self.busy_budget > 0,
+        ));
+        if let Some(tx) = tx {
+            let cache = tx_cache(&rx.pool).map_err(|_| AfXdpError::Os {
+                op: "mbuf cache for tx copies",
+                code: libc::ENOSPC,
+            })?;
+            let max = self.max_frame().min(rx.pool.data_room() as u32);
+            tx.attach(TxLive::new(
+                sock.clone(),
+                txr,
+                comp,
+                umem,
+                rx.pool.clone(),
+                cache,
+                max,
+            ));
+        }
+        self.socks.push(sock);
+        Ok(())
+    }
+
+    /// Loads the program, fills its map, attaches it — replacing a leftover of rdk's, never
+    /// someone else's.
+    fn attach_program(&mut self) -> Result<(), AfXdpError> {
+        let os = AfXdpError::os;
+        let entries = self.start_queue + self.socks.len() as u32;
+        let map = bpf::create_xskmap(entries).map_err(|e| os("BPF_MAP_CREATE (XSKMAP)", e))?;
+        for (q, s) in self.socks.iter().enumerate() {
+            bpf::xskmap_set(&map, self.start_queue + q as u32, s.fd())
+                .map_err(|e| os("XSKMAP update", e))?;
+        }
+        let prog = bpf::load_xdp(&bpf::redirect_program(map.as_raw_fd()), bpf::PROG_NAME).map_err(
+            |(e, log)| match e {
+                Errno::EPERM => AfXdpError::Permission {
+                    op: "BPF_PROG_LOAD",
+                },
+                e if log.is_empty() => os("BPF_PROG_LOAD", e),
+                e => AfXdpError::Verifier {
+                    code: e as i32,
+                    log,
+                },
+            },
+        )?;
+        let (ifindex, iface, mode) = (self.ifindex, self.iface.clone(), self.xdp_mode.flags());
+        let rtnl = self.rtnl.as_mut().ok_or(AfXdpError::Os {
+            op: "netlink",
+            code: libc::EBADF,
+        })?;
+        let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
+        let mut attached_mode = mode;
+        if now.prog_id != 0 {
+            let fd = bpf::prog_fd_by_id(now.prog_id).map_err(|e| os("BPF_PROG_GET_FD_BY_ID", e))?;
+            let (_, name) = bpf::prog_info(&fd).map_err(|e| os("BPF_OBJ_GET_INFO_BY_FD", e))?;
+            if name != bpf::PROG_NAME {
+                return Err(AfXdpError::ForeignProgram {
+                    iface,
+                    id: now.prog_id,
+                    name,
+                });
+            }
+            // Ours, from a run that did not clean up: replace exactly that program, in its mode.
+            let m = if now.mode != 0 { now.mode } else { mode };
+            rtnl.attach(
+                ifindex,
+                prog.as_raw_fd(),
+                m | XDP_FLAGS_REPLACE,
+                Some(fd.as_raw_fd()),
+            )
+            .map_err(|e| os("RTM_SETLINK (replace leftover XDP program)", e))?;
+            eprintln!(
+                "net_af_xdp {iface}: replaced XDP program {} left behind by an earlier rdk run",
+                now.prog_id
+            );
+            self.replaced_leftover = Some(now.prog_id);
+            attached_mode = m;
+        } else {
+            match rtnl.attach(
+                ifindex,
+                prog.as_raw_fd(),
+                mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                None,
+            ) {
+                Ok(()) => {}
+                Err(Errno::EEXIST | Errno::EBUSY) => {
+                    // Someone attached between the query and now.
+                    let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
+                    let name = bpf::prog_fd_by_id(now.prog_id)
+                        .and_then(|f| bpf::prog_info(&f))
+                        .map(|(_, n)| n)
+                        .unwrap_or_default();
+                    return Err(AfXdpError::ForeignProgram {
+                        iface,
+                        id: now.prog_id,
+                        name,
+                    });
+                }
+                Err(e) => return Err(os("RTM_SETLINK (attach XDP program)", e)),
+            }
+        }
+        if attached_mode == 0 {
+            attached_mode = rtnl.query(ifindex).map(|a| a.mode).unwrap_or(0);
+        }
+        self.prog = Some(Attachment {
+            prog,
+            map,
+            mode: attached_mode,
+        });
+        Ok(())
+    }
+
+    /// Takes the program off (only if it is still ours) and closes every socket.
+    fn teardown(&mut self, rx: &mut [AfXdpRx], tx: &mut [AfXdpTx]) {
+        if let Some(a) = self.prog.take() {
+            for q in 0..self.socks.len() {
+                let _ = bpf::xskmap_clear(&a.map, self.start_queue + q as u32);
+            }
+            if let Some(rtnl) = self.rtnl.as_mut() {
+                match rtnl.detach(self.ifindex, a.mode, a.prog.as_raw_fd()) {
+                    Ok(()) | Err(Errno::ENODEV) => {}
+                    Err(_) if self.is_gone() => {}
+                    Err(e) => eprintln!(
+                        "net_af_xdp {}: could not detach rdk's XDP program: {}; it is replaced \
+                         on the next start, or remove it with `ip link set dev {} xdp off`",
+                        self.iface,
+                        e.desc(),
+                        self.iface
+                    ),
+                }
+            }
+        }
+        {
+            let mut closed = self.closed_stats.lock().unwrap_or_else(|e| e.into_inner());
+            for k in &self.socks {
+                if let Ok(x) = sys::statistics(k.fd()) {
+                    add_stats(&mut closed, &x);
+                }
+            }
+        }
+        self.socks.clear();
+        for q in tx.iter_mut() {
+            q.detach();
+        }
+        for q in rx.iter_mut() {
+            q.detach();
+        }
+        self.bind_mode = BindMode::Unbound;
+    }
+}
+
+/// Binds, retrying while the queue is still busy with a socket closed a moment ago (the
+/// kernel releases a closed socket's buffer pool from a work queue, `xp_release_deferred`).
+fn bind_retrying(fd: &OwnedFd, ifindex: u32, queue: u32, flags: u16) -> Result<(), Errno> {
+    let mut left = 200;
+    loop {
+        match sys::bind(fd, ifindex, queue, flags) {
+            Err(Errno::EBUSY) if left > 0 => {
+                left -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn set_sol_socket(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: a valid int of the size passed, read by the kernel only.
+    Errno::result(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn tx_cache(pool: &PktMbufPool) -> Result<rdk_core::mbuf::MbufCache, ()> {
+    pool.cache(CACHE_SIZE.min(pool.size() / 2).max(2))
+        .or_else(|_| pool.cache(0))
+        .map_err(drop)
+}
+
+fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
+    s.rx_dropped += x.rx_dropped;
+    s.rx_invalid_descs += x.rx_invalid_descs;
+    s.tx_invalid_descs += x.tx_invalid_descs;
+    s.rx_ring_full += x.rx_ring_full;
+    s.rx_fill_ring_empty_descs += x.rx_fill_ring_empty_descs;
+    s.tx_ring_empty_descs += x.tx_ring_empty_descs;
+}
+
+impl Drop for AfXdpDriver {
+    /// A driver dropped without a close still takes its program off the interface.
+    fn drop(&mut self) {
+        self.teardown(&mut [], &mut []);
+    }
+}
+
+impl Driver for AfXdpDriver {
+    type Rx = AfXdpRx;
+    type Tx = AfXdpTx;
+
+    fn info(&self) -> DevInfo {
+        let lim = DescLimits {
+            min: 64,
+            max: 4096,
+            align: 1,
+        };
+        DevInfo {
+            driver_name: "net_af_xdp",
+            max_rx_queues: self.queue_count,
+            max_tx_queues: self.queue_count,
+            rx_desc_lim: lim,
+            tx_desc_lim: lim,
+            min_mtu: 68,
+            // A frame is one chunk of at most a page, after the kernel's 256-byte headroom.
+            max_mtu: (4096 - 256 - L2_OVERHEAD) as u16,
+            rx_offload_capa: RxOffload::empty(),
+            tx_offload_capa: TxOffload::MULTI_SEGS,
+            rss_hash_types: RssHashTypes::empty(),
+            speed_mbps: SPEED_MBPS,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
+        const OP: &str = "configure";
+        if config.nb_txq > config.nb_rxq {
+            let e = AfXdpError::QueuesUnpaired {
+                rx: config.nb_rxq,
+                tx: config.nb_txq,
+            };
+            return Err(self.fail(OP, e));
+        }
+        let netif = match NetIf::open(&self.iface) {
+            Ok(n) => n,
+            Err(NetIfError::NotFound { .. }) => {
+                let iface = self.iface.clone();
+                return Err(self.fail(OP, AfXdpError::InterfaceNotFound { iface }));
+            }
+            Err(e) => return Err(e.to_eth(OP)),
+        };
+        self.ifindex = match netif.index() {
+            Ok(i) => i,
+            Err(NetIfError::NotFound { .. }) => {
+                let iface = self.iface.clone();
+                return Err(self.fail(OP, AfXdpError::InterfaceNotFound { iface }));
+            }
+            Err(e) => return Err(e.to_eth(OP)),
+        };
+        // Fail early, with the right words, where AF_XDP or the privileges are missing.
+        if let Err(e) = sys::xsk_socket() {
+            return Err(self.fail(OP, AfXdpError::os("socket(AF_XDP)", e)));
+        }
+        match config.mtu {
+            Some(mtu) => {
+                netif
+                    .set_mtu(mtu)
+                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
+                self.mtu = mtu;
+            }
+            None => self.mtu = netif.mtu().map_err(|e| e.to_eth(OP))?,
+        }
+        match Rtnl::open() {
+            Ok(r) => self.rtnl = Some(r),
+            Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
+        }
+        self.netif = Some(netif);
+        self.gone.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rx_queue_setup(
+        &mut self,
+        queue: u16,
+        nb_desc: u16,
+        pool: &PktMbufPool,
+        _config: &RxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<AfXdpRx, EthError> {
+        let cache = pool
+            .cache(CACHE_SIZE.min(pool.size() / 2).max(2))
+            .or_else(|_| pool.cache(0))
+            .map_err(|_| EthError::Device {
+                op: "rx_queue_setup",
+                reason: rdk_core::ethdev::DeviceReason {
+                    text: "the pool has no room for another cache; create it with more caches",
+                    code: 0,
+                },
+            })?;
+        let need = self.max_frame();
+        if (pool.data_room() as u32) < need {
+            return Err(EthError::BuffersTooSmall {
+                data_room: pool.data_room(),
+                needed: need,
+            });
+        }
+        Ok(AfXdpRx::new(
+            pool.clone(),
+            cache,
+            nb_desc as u32,
+            counters,
+            self.rx_drops.fresh(queue),
+            self.port_id,
+        ))
+    }
+
+    fn tx_queue_setup(
+        &mut self,
+        queue: u16,
+        nb_desc: u16,
+        _config: &TxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<AfXdpTx, EthError> {
+        Ok(AfXdpTx::new(
+            nb_desc as u32,
+            counters,
+            self.tx_drops.fresh(queue),
+            self.gone.clone(),
+        ))
+    }
+
+    /// Sockets, UMEMs and rings for every queue pair, then the program.
+    fn start(&mut self, rx: &mut [AfXdpRx], tx: &mut [AfXdpTx]) -> Result<(), EthError> {
+        self.replaced_leftover = None;
+        let mut txs = tx.iter_mut();
+        for (q, r) in rx.iter_mut().enumerate() {
+            if let Err(e) = self.open_queue(q, r, txs.next()) {
+                self.teardown(rx, tx);
+                return Err(self.fail("start", e));
+            }
+        }
+        if let Err(e) = self.attach_program() {
+            self.teardown(rx, tx);
+            return Err(self.fail("start", e));
+        }
+        Ok(())
+    }
+
+    /// Waits (briefly) for frames in flight, then detaches and closes: every mbuf comes back.
+    fn stop(&mut self, rx: &mut [AfXdpRx], tx: &mut [AfXdpTx]) -> Result<(), EthError> {
+        for _ in 0..100 {
+            tx.iter_mut().for_each(|q| q.reap(None));
+            if self.is_gone() || tx.iter().all(|q| q.in_flight() == 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.teardown(rx, tx);
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.teardown(&mut [], &mut []);
+        self.netif = None;
+    }
+
+    fn link(&self) -> LinkStatus {
+        let up = !self.is_gone()
+            && self
+                .netif
+                .as_ref()
+                .map(|n| match n.is_running() {
+                    Ok(r) => r,
+                    Err(NetIfError::NotFound { .. }) => {
+                        self.gone.store(true, Ordering::Relaxed);
+                        false
+                    }
+                    Err(_) => false,
+                })
+                .unwrap_or(false);
+        LinkStatus {
+            up,
+            speed_mbps: if up { SPEED_MBPS } else { 0 },
+            full_duplex: up,
+        }
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.netif
+            .as_ref()
+            .and_then(|n| n.mac().ok())
+            .map(MacAddr)
+            .unwrap_or(MacAddr([0; 6]))
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_mac_addr before configure",
+        })?;
+        n.set_mac(mac.0).map_err(|e| e.to_eth("set_mac_addr"))
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_mtu before configure",
+        })?;
+        n.set_mtu(mtu).map_err(|e| e.to_eth("set_mtu"))?;
+        self.mtu = mtu;
+        Ok(())
+    }
+
+    /// The interface's promiscuous flag (as DPDK's af_xdp does).
+    fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_promiscuous before configure",
+        })?;
+        n.set_flags(rdk_os_linux::netif::flags::PROMISC, on)
+            .map_err(|e| e.to_eth("set_promiscuous"))
+    }
+
+    fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
+        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
+            op: "set_allmulticast before configure",
+        })?;
+        n.set_flags(rdk_os_linux::netif::flags::ALLMULTI, on)
+            .map_err(|e| e.to_eth("set_allmulticast"))
+    }
+
+    fn xstats(&self, out: &mut Vec<XStat>) {
+        let k = self.kernel_stats();
+        XStat::extend(
+            out,
+            &[
+                ("rx_kernel_dropped", k.rx_dropped),
+                ("rx_kernel_ring_full", k.rx_ring_full),
+                ("rx_kernel_fill_ring_empty", k.rx_fill_ring_empty_descs),
+                ("rx_kernel_invalid_descs", k.rx_invalid_descs),
+                ("tx_kernel_invalid_descs", k.tx_invalid_descs),
+                ("rx_bad_descs", self.rx_drops.sum(|d| &d.bad_desc)),
+                (
+                    "rx_ring_anomalies",
+                    self.rx_drops.sum(|d| &d.ring_anomalies),
+                ),
+                ("rx_fill_no_mbuf", self.rx_drops.sum(|d| &d.fill_nombuf)),
+                ("rx_fill_wakeups", self.rx_drops.sum(|d| &d.fill_wakeups)),
+                ("tx_frames_too_big", self.tx_drops.sum(|d| &d.too_big)),
+                ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
+                ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
+                ("tx_no_buffer", self.tx_drops.sum(|d| &d.no_buffer)),
+                ("tx_copied", self.tx_drops.sum(|d| &d.copied)),
+                (
+                    "tx_bad_completions",
+                    self.tx_drops.sum(|d| &d.bad_completion),
+                ),
+                (
+                    "tx_ring_anomalies",
+                    self.tx_drops.sum(|d| &d.ring_anomalies),
+                ),
+                (
+                    "zero_copy",
+                    matches!(self.bind_mode, BindMode::ZeroCopy) as u64,
+                ),
+                ("interface_gone", self.is_gone() as u64),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devargs() {
+        let a = DevArgs::parse(
+            "net_af_xdp0,iface=veth0,start_queue=2,queue_count=3,xdp_mode=generic,force_copy=1",
+        )
+        .unwrap();
+        let d = AfXdpDriver::from_devargs(&a).unwrap();
+        assert_eq!(
+            (
+                d.iface(),
+                d.start_queue,
+                d.queue_count,
+                d.xdp_mode,
+                d.force_copy
+            ),
+            ("veth0", 2, 3, XdpMode::Generic, true)
+        );
+        let d = AfXdpDriver::from_devargs(&DevArgs::parse("net_af_xdp0,iface=x").unwrap()).unwrap();
+        assert_eq!(
+            (d.start_queue, d.queue_count, d.xdp_mode),
+            (0, 1, XdpMode::Auto)
+        );
+        for bad in [
+            "net_af_xdp0",
+            "net_af_xdp0,iface=x,queue_count=0",
+            "net_af_xdp0,iface=x,queue_count=17",
+            "net_af_xdp0,iface=x,start_queue=-1",
+            "net_af_xdp0,iface=x,start_queue=5000",
+            "net_af_xdp0,iface=x,xdp_mode=hw",
+            "net_af_xdp0,iface=x,force_copy=maybe",
+            "net_af_xdp0,iface=x,busy_budget=99999",
+            "net_af_xdp0,iface=x,shared_umem=1",
+            "net_af_xdp0,iface=a_name_longer_than_15",
+        ] {
+            let r = AfXdpDriver::from_devargs(&DevArgs::parse(bad).unwrap());
+            assert!(r.is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! # rdk-pmd-af-xdp: DPDK's `net_af_xdp`
+//!
+//! A port on any Linux interface through AF_XDP sockets, whose UMEM is the receive queue's
+//! rdk mbuf pool itself: the kernel writes received frames straight into mbuf data rooms and
+//! sends mbufs of that pool by address — no copy by rdk on either path.
+//!
+//! ```text
+//! net_af_xdp0,iface=veth0,start_queue=0,queue_count=2,xdp_mode=native
+//! ```
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `iface` | required | the interface |
+//! | `start_queue` | 0 | the first of the interface's queues to take |
+//! | `queue_count` | 1 | queue pairs (one AF_XDP socket each, on queues `start_queue..`) |
+//! | `xdp_mode` | auto | `native` (driver hook), `generic` (skb hook), `auto` (the kernel's choice) |
+//! | `force_copy` | 0 | 1: bind in copy mode without trying zero-copy |
+//! | `busy_budget` | 0 | frames per preferred busy poll (`SO_PREFER_BUSY_POLL`); 0: off |
+//!
+//! How it fits together:
+//! - [`umem`] lays a pool's objects out as UMEM chunks in unaligned-chunk mode so
+//!   the kernel's frame lands at the mbuf's data offset, and checks every address coming back.
+//! - `ring`: the four shared rings, with the kernel's indices checked (wraparound, impossible
+//!   values).
+//! - [`bpf`]: the XSKMAP and a five-instruction redirect program written by hand (no libbpf),
+//!   named [`bpf::PROG_NAME`] so a leftover of a crashed run is recognised and replaced, while
+//!   anyone else's program is left alone ([`AfXdpError::ForeignProgram`]).
+//! - [`netlink`]: attaching with `RTM_SETLINK`/`IFLA_XDP` (its docs say why not a BPF link).
+//! - [`AfXdpRx`] / [`AfXdpTx`]: the bursts, with a shadow of every mbuf in the kernel's hands;
+//!   stopping the port closes the sockets and so returns all of them to the pool.
+//!
+//! One socket per queue, each with its own UMEM over its rx queue's pool, rather than one
+//! `XDP_SHARED_UMEM`: queues may have different pools, sockets on different queue ids need
+//! their own fill and completion rings even when sharing, and registering one pool twice
+//! only pins it twice. The bind tries zero-copy and falls back to copy mode (veth, most
+//! virtual devices), saying why ([`AfXdpDriver::bind_mode`], the `zero_copy` xstat, a log
+//! line). The fill ring is twice the RX ring; at most half the pool is posted.
+//!
+//! Known limits: no multi-buffer frames (the MTU must fit one chunk, at most 3822 bytes, and
+//! the pool's data room); no checksum or other metadata from the kernel in copy mode (a
+//! local sender with checksum offload delivers only the pseudo-header sum, as with any
+//! AF_XDP socket); zero-copy is implemented but untested here (veth has none). Mbufs the
+//! kernel held are freed at stop only after it has released the socket's buffer pool (a
+//! probe bind on the queue stops failing with `EBUSY`), so not even a zero-copy device can
+//! write a freed buffer.
+//!
+//! Every frame is counted: received, sent, or dropped by reason (xstats `rx_bad_descs`,
+//! `rx_fill_no_mbuf`, `tx_frames_too_big`, `tx_ring_full`, `tx_no_buffer`, the kernel's own
+//! `rx_kernel_*` from `XDP_STATISTICS`, …). Each receive queue's socket is its interrupt handle.
+#![deny(missing_docs)]
+
+pub mod bpf;
+mod driver;
+mod error;
+pub mod netlink;
+mod ring;
+mod rx;
+mod sys;
+mod tx;
+pub mod umem;
+mod xsk;
+
+pub use driver::{AfXdpDriver, BindMode, XdpMode, DEVARGS_KEYS, MAX_QUEUES};
+pub use error::AfXdpError;
+pub use rx::AfXdpRx;
+pub use sys::XdpStatistics;
+pub use tx::AfXdpTx;

@@ -1,0 +1,307 @@
+//! Attaching, replacing, querying and detaching an interface's XDP program over rtnetlink
+//! (`RTM_SETLINK` / `RTM_GETLINK` with the nested `IFLA_XDP` attribute, linux/if_link.h).
+//!
+//! The socket is opened once (in the caller's network namespace) and kept, so a port can
+//! detach its program from whatever namespace it is later stopped in. Replies are the kernel's
+//! bytes and are parsed with every length checked.
+//!
+//! Why rtnetlink and not `BPF_LINK_CREATE`: a BPF link would detach by itself when rdk dies,
+//! but the one mechanism here covers every case the driver must handle — reading what is
+//! attached (`IFLA_XDP_PROG_ID`, also for programs attached by others or by older tools),
+//! attaching only if nothing is (`XDP_FLAGS_UPDATE_IF_NOEXIST`), replacing exactly the leftover
+//! it inspected and nothing that raced in (`XDP_FLAGS_REPLACE` + `IFLA_XDP_EXPECTED_FD`), and
+//! detaching only its own program on stop. An interface that already has a netlink-attached
+//! program refuses a link anyway, the result is what `ip link` shows and removes, and it
+//! works on kernels before 5.9.
+#![allow(unsafe_code)] // socket, bind, send, recv on our netlink descriptor.
+
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLA_F_NESTED: u16 = 1 << 15;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_ATTACHED: u16 = 2;
+const IFLA_XDP_FLAGS: u16 = 3;
+const IFLA_XDP_PROG_ID: u16 = 4;
+const IFLA_XDP_DRV_PROG_ID: u16 = 5;
+const IFLA_XDP_SKB_PROG_ID: u16 = 6;
+const IFLA_XDP_EXPECTED_FD: u16 = 8;
+/// `XDP_FLAGS_*`.
+pub const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1;
+/// Generic (skb) mode.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+/// Native (driver) mode.
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// Replace only the program `IFLA_XDP_EXPECTED_FD` names.
+pub const XDP_FLAGS_REPLACE: u32 = 1 << 4;
+/// `XDP_ATTACHED_*` as reported by `IFLA_XDP_ATTACHED`.
+const XDP_ATTACHED_DRV: u8 = 1;
+const XDP_ATTACHED_SKB: u8 = 2;
+const XDP_ATTACHED_HW: u8 = 3;
+
+/// What is attached to an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    /// The program id, 0 if none.
+    pub prog_id: u32,
+    /// The mode flag it is attached with (`XDP_FLAGS_DRV_MODE` / `XDP_FLAGS_SKB_MODE`), 0 if
+    /// none or several.
+    pub mode: u32,
+}
+
+/// A route-netlink socket.
+#[derive(Debug)]
+pub struct Rtnl {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(align4(buf.len()), 0);
+}
+
+/// Iterates the attributes in `b` as (type without flags, payload); stops at the first one
+/// whose length does not fit.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let payload = &b[4..len];
+        b = &b[align4(len).min(b.len())..];
+        Some((kind, payload))
+    })
+}
+
+fn u32_of(p: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
+}
+
+/// Reads `IFLA_XDP` out of an `RTM_NEWLINK` message body (after the netlink header).
+pub(crate) fn parse_link_xdp(body: &[u8]) -> Attached {
+    let mut out = Attached::default();
+    // struct ifinfomsg is 16 bytes; the attributes follow.
+    let Some(rest) = body.get(16..) else {
+        return out;
+    };
+    for (kind, payload) in attrs(rest) {
+        if kind != IFLA_XDP {
+            continue;
+        }
+        for (k, p) in attrs(payload) {
+            match k {
+                IFLA_XDP_ATTACHED => {
+                    out.mode = match p.first() {
+                        Some(&XDP_ATTACHED_DRV) => XDP_FLAGS_DRV_MODE,
+                        Some(&XDP_ATTACHED_SKB) => XDP_FLAGS_SKB_MODE,
+                        Some(&XDP_ATTACHED_HW) => 1 << 3,
+                        _ => 0,
+                    }
+                }
+                IFLA_XDP_PROG_ID | IFLA_XDP_DRV_PROG_ID | IFLA_XDP_SKB_PROG_ID
+                    if out.prog_id == 0 =>
+                {
+                    out.prog_id = u32_of(p).unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+impl Rtnl {
+    /// Opens a route-netlink socket in the current network namespace.
+    pub fn open() -> Result<Self, Errno> {
+        // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+        let fd = Errno::result(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
+        // SAFETY: fresh descriptor, ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A receive timeout: a kernel that never answers must not hang a port's stop.
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid timeval of the size passed.
+        Errno::result(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
+        Ok(Self { fd, seq: 1 })
+    }
+
+    /// Sends a request of `kind` for `ifindex` with `attrs` and returns the reply body of the
+    /// message answering it (an ack's error is returned as `Err`).
+    fn request(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        ifindex: u32,
+        attrs: &[u8],
+    ) -> Result<Vec<u8>, Errno> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::with_capacity(64 + attrs.len());
+        let len = 16 + 16 + attrs.len();
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+        msg.extend_from_slice(&seq.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        // struct ifinfomsg: family, pad, type, index, flags, change.
+        msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        msg.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        msg.extend_from_slice(&[0; 8]);
+        msg.extend_from_slice(attrs);
+        // SAFETY: sends our buffer; the kernel only reads it.
+        let r = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        Errno::result(r)?;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: the kernel writes at most buf.len() bytes into buf.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = Errno::result(n)? as usize;
+            let mut b = &buf[..n.min(buf.len())];
+            while b.len() >= 16 {
+                let mlen = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let mkind = u16::from_ne_bytes([b[4], b[5]]);
+                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+                if mlen < 16 || mlen > b.len() {
+                    return Err(Errno::EPROTO);
+                }
+                let body = &b[16..mlen];
+                if mseq == seq {
+                    match mkind {
+                        NLMSG_ERROR => {
+                            let code = body
+                                .get(..4)
+                                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                                .ok_or(Errno::EPROTO)?;
+                            return if code == 0 {
+                                Ok(Vec::new())
+                            } else {
+                                Err(Errno::from_raw(-code))
+                            };
+                        }
+                        NLMSG_DONE => return Ok(Vec::new()),
+                        k if k == RTM_NEWLINK => return Ok(body.to_vec()),
+                        _ => {}
+                    }
+                }
+                b = &b[align4(mlen).min(b.len())..];
+            }
+        }
+    }
+
+    /// The XDP program attached to `ifindex`.
+    pub fn query(&mut self, ifindex: u32) -> Result<Attached, Errno> {
+        let body = self.request(RTM_GETLINK, 0, ifindex, &[])?;
+        Ok(parse_link_xdp(&body))
+    }
+
+    /// Attaches `prog_fd` to `ifindex` with `flags`; with `XDP_FLAGS_REPLACE`, only if the
+    /// program now attached is `expected` (atomic in the kernel).
+    pub fn attach(
+        &mut self,
+        ifindex: u32,
+        prog_fd: i32,
+        flags: u32,
+        expected: Option<i32>,
+    ) -> Result<(), Errno> {
+        let mut inner = Vec::new();
+        push_attr(&mut inner, IFLA_XDP_FD, &prog_fd.to_ne_bytes());
+        if flags != 0 {
+            push_attr(&mut inner, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
+        }
+        if let Some(e) = expected {
+            push_attr(&mut inner, IFLA_XDP_EXPECTED_FD, &e.to_ne_bytes());
+        }
+        let mut outer = Vec::new();
+        push_attr(&mut outer, IFLA_XDP | NLA_F_NESTED, &inner);
+        self.request(RTM_SETLINK, NLM_F_ACK, ifindex, &outer)
+            .map(drop)
+    }
+
+    /// Detaches the program `ours` (attached in `mode`) from `ifindex`, and nothing else: if
+    /// another program replaced it meanwhile, that one stays (`EEXIST`/`EBUSY`).
+    pub fn detach(&mut self, ifindex: u32, mode: u32, ours: i32) -> Result<(), Errno> {
+        self.attach(ifindex, -1, mode | XDP_FLAGS_REPLACE, Some(ours))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_msg(xdp: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8; 16];
+        push_attr(&mut body, 3, b"veth0\0"); // IFLA_IFNAME first
+        push_attr(&mut body, IFLA_XDP | NLA_F_NESTED, xdp);
+        body
+    }
+
+    #[test]
+    fn parses_the_attached_program() {
+        let mut xdp = Vec::new();
+        push_attr(&mut xdp, IFLA_XDP_ATTACHED, &[XDP_ATTACHED_SKB]);
+        push_attr(&mut xdp, IFLA_XDP_PROG_ID, &77u32.to_ne_bytes());
+        assert_eq!(
+            parse_link_xdp(&link_msg(&xdp)),
+            Attached {
+                prog_id: 77,
+                mode: XDP_FLAGS_SKB_MODE
+            }
+        );
+        let mut none = Vec::new();
+        push_attr(&mut none, IFLA_XDP_ATTACHED, &[0]);
+        assert_eq!(parse_link_xdp(&link_msg(&none)), Attached::default());
+    }
+
+    #[test]
+    fn hostile_replies_do_not_panic() {
+        let mut xdp = Vec::new();
+        push_attr(&mut xdp, IFLA_XDP_PROG_ID, &[1, 2]); // too short for a u32
+        assert_eq!(parse_link_xdp(&link_msg(&xdp)).prog_id, 0);
+        let mut body = link_msg(&[]);
+        body.extend_from_slice(&[0xff, 0xff, 43, 0]); // length beyond the buffer
+        let _ = parse_link_xdp(&body);
+        for n in 0..40 {
+            let _ = parse_link_xdp(&vec![0xffu8; n]);
+            let _ = parse_link_xdp(&vec![4u8; n]);
+        }
+    }
+}

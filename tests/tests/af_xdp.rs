@@ -1,0 +1,816 @@
+//! `net_af_xdp` against the real kernel over a veth pair between two namespaces the tests
+//! create: rdk owns end A (an AF_XDP socket per queue, rdk's XDP program attached), the kernel
+//! (or dpdk-testpmd) end B.
+
+use rdk_core::ethdev::{
+    EthError, LinkStatus, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+};
+use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
+use rdk_os_linux::LinuxOs;
+use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_SKB_MODE};
+use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode};
+use rdk_tests::dpdk::{need_testpmd, Testpmd};
+use rdk_tests::frames::{
+    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    PY_UDP_SEND,
+};
+use rdk_tests::netns::{need_netns, Netns, Veth};
+use rdk_tests::port::await_link;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+const RDK_IP: [u8; 4] = [10, 79, 0, 2];
+const PEER_IP: [u8; 4] = [10, 79, 0, 1];
+
+/// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
+/// addressed with a static neighbour entry for rdk's address.
+struct Lab {
+    rdk: Netns,
+    peer: Netns,
+    veth: Veth,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let rdk = Netns::new(tag).unwrap();
+        let peer = Netns::new(tag).unwrap();
+        let veth = Veth::new(Some(&rdk), Some(&peer)).unwrap();
+        for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
+            ])
+            .unwrap();
+        }
+        peer.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", &veth.b])
+            .unwrap();
+        // The peer's kernel fills in full checksums: an AF_XDP socket gets no skb metadata,
+        // so a checksum left to offload (CHECKSUM_PARTIAL, a veth's default) would arrive as
+        // only the pseudo-header sum.
+        peer.exec(&["ethtool", "-K", &veth.b, "tx", "off"]).unwrap();
+        peer.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            "10.79.0.2",
+            "lladdr",
+            "02:00:00:00:00:0b",
+            "dev",
+            &veth.b,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+        Lab { rdk, peer, veth }
+    }
+
+    /// A configured, set-up port on end A; `start` decides whether it is started.
+    fn port_with(
+        &self,
+        pool: &PktMbufPool,
+        drv: AfXdpDriver,
+        start: bool,
+    ) -> Result<Port<AfXdpDriver>, EthError> {
+        let _inside = self.rdk.enter().unwrap();
+        let mut p = Port::new(0, drv);
+        p.configure(&PortConfig::queues(1, 1))?;
+        p.rx_queue_setup(0, 512, pool, &RxQueueConfig::default())?;
+        p.tx_queue_setup(0, 512, &TxQueueConfig::default())?;
+        if start {
+            p.start()?;
+        }
+        Ok(p)
+    }
+
+    fn port(&self, pool: &PktMbufPool) -> Port<AfXdpDriver> {
+        self.port_with(pool, AfXdpDriver::new(&self.veth.a, 1), true)
+            .unwrap()
+    }
+
+    fn send_udp(&self, payload_hex: &str) {
+        self.peer
+            .exec(&[
+                "python3",
+                "-c",
+                PY_UDP_SEND,
+                "10.79.0.2",
+                "9999",
+                payload_hex,
+            ])
+            .unwrap();
+    }
+
+    /// The id of the XDP program on end A (0: none), read with rdk's own netlink code.
+    fn attached_prog(&self) -> u32 {
+        let _inside = self.rdk.enter().unwrap();
+        let idx = rdk_os_linux::netif::NetIf::open(&self.veth.a)
+            .unwrap()
+            .index()
+            .unwrap();
+        Rtnl::open().unwrap().query(idx).unwrap().prog_id
+    }
+
+    /// Attaches a program named `name` (generic mode) to end A and leaves it there, as a
+    /// crashed process would; returns its id.
+    fn leave_program(&self, name: &str) -> u32 {
+        let _inside = self.rdk.enter().unwrap();
+        let idx = rdk_os_linux::netif::NetIf::open(&self.veth.a)
+            .unwrap()
+            .index()
+            .unwrap();
+        let prog = bpf::load_xdp(&bpf::pass_program(), name).unwrap();
+        let mut rtnl = Rtnl::open().unwrap();
+        rtnl.attach(
+            idx,
+            std::os::fd::AsRawFd::as_raw_fd(&prog),
+            XDP_FLAGS_SKB_MODE,
+            None,
+        )
+        .unwrap();
+        let id = rtnl.query(idx).unwrap().prog_id;
+        assert_ne!(id, 0);
+        id
+    }
+}
+
+fn pool(n: usize) -> PktMbufPool {
+    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("afx", n)).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn assert_pool_full(pool: &PktMbufPool) {
+    assert_eq!(pool.available(), pool.size(), "every mbuf back in the pool");
+}
+
+#[test]
+fn kernel_udp_reaches_rdk_byte_exact_in_place() {
+    if !need_netns("afx kernel_udp_reaches_rdk_byte_exact_in_place") {
+        return;
+    }
+    let lab = Lab::new("xk");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool);
+    assert!(
+        matches!(port.driver().bind_mode(), BindMode::Copy { reason } if reason.contains("zero-copy")),
+        "veth has no zero-copy: {:?}",
+        port.driver().bind_mode()
+    );
+    assert_ne!(lab.attached_prog(), 0, "rdk's program is attached");
+    let payloads: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| (0..64 + 300 * i as usize).map(|b| (b as u8) ^ i).collect())
+        .collect();
+    for p in &payloads {
+        lab.send_udp(&hex(p));
+    }
+    let frames = receive(&mut port, 5, Duration::from_secs(5));
+    let got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload_of(m, 9999))
+        .collect();
+    assert_eq!(got, payloads);
+    for m in &frames {
+        assert!(pool.owns(m), "the frame is in an mbuf of the rx pool");
+        assert_eq!(
+            m.data_off(),
+            128,
+            "landed at the usual data offset, no copy"
+        );
+        assert_eq!(m.nb_segs(), 1);
+    }
+    assert_eq!(port.stats().ipackets, 5, "nothing else on the wire");
+    drop(frames);
+    port.stop().unwrap();
+    assert_eq!(lab.attached_prog(), 0, "stop detaches the program");
+    assert_pool_full(&pool);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+#[test]
+fn rdk_frames_reach_the_kernel_byte_exact() {
+    if !need_netns("afx rdk_frames_reach_the_kernel_byte_exact") {
+        return;
+    }
+    let lab = Lab::new("xt");
+    let pool = pool(2048);
+    let other = pool_named("afx-other", 256);
+    let mut port = lab.port(&pool);
+    let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
+    let cap = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "4", "5"]);
+        c
+    });
+    let udp = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.79.0.1", "7777", "5"]);
+        c
+    });
+    let mut sent = Vec::new();
+    let mut burst = Vec::new();
+    for i in 0..4u8 {
+        let mut f = vec![0xffu8; 6];
+        f.extend_from_slice(&RDK_MAC);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+        // By address (the UMEM's pool), copied (another pool), copied (a chain).
+        let m = match i {
+            0 | 1 => mbuf_of(&pool, &f),
+            2 => mbuf_of(&other, &f),
+            _ => chain_of(&pool, &f, 200),
+        };
+        burst.push(Some(m));
+        sent.push(f);
+    }
+    let f = ipv4_udp_frame(
+        RDK_MAC,
+        [0xff; 6],
+        RDK_IP,
+        PEER_IP,
+        5555,
+        7777,
+        b"af_xdp says hi",
+    );
+    burst.push(Some(mbuf_of(&pool, &f)));
+    // Too big for the MTU: counted, dropped.
+    let big = vec![0u8; 3000];
+    burst.push(Some(chain_of(&pool, &big, 1000)));
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 6);
+    let captured = cap.finish();
+    assert_eq!(captured, sent.iter().map(|f| hex(f)).collect::<Vec<_>>());
+    assert_eq!(udp.finish(), ["af_xdp says hi"]);
+    assert_eq!(
+        lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
+        rx0 + 5
+    );
+    let x = port.xstats();
+    let xs = |n: &str| x.iter().find(|s| s.name == n).map(|s| s.value);
+    assert_eq!(xs("tx_frames_too_big"), Some(1));
+    assert_eq!(xs("tx_copied"), Some(2), "the foreign mbuf and the chain");
+    assert_eq!(port.stats().opackets, 5);
+    assert_eq!(port.stats().oerrors, 1);
+    port.stop().unwrap();
+    assert_pool_full(&pool);
+    assert_pool_full(&other);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+fn pool_named(name: &str, n: usize) -> PktMbufPool {
+    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new(name, n)).unwrap()
+}
+
+/// `python3 -c PY_PING IP COUNT`: prints `ready`, sends COUNT ICMP echo requests with 200
+/// bytes of payload from a raw socket, and prints how many matching replies came back.
+const PY_PING: &str = r#"
+import socket, sys, struct, time
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(2)
+print("ready", flush=True)
+got = 0
+for seq in range(int(sys.argv[2])):
+    payload = bytes((i * 7 + seq) & 0xff for i in range(200))
+    h = struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq)
+    pkt = struct.pack("!BBHHH", 8, 0, csum(h + payload), 0x4242, seq) + payload
+    s.sendto(pkt, (sys.argv[1], 0))
+    end = time.time() + 2
+    while time.time() < end:
+        try:
+            d = s.recv(4096)
+        except socket.timeout:
+            break
+        icmp = d[(d[0] & 15) * 4:]
+        if icmp[0] == 0 and icmp[4:8] == struct.pack("!HH", 0x4242, seq) and icmp[8:] == payload and csum(icmp) == 0:
+            got += 1
+            break
+print("%d replies" % got, flush=True)
+"#;
+
+/// ICMP echo from the peer's kernel: rdk receives each request byte-exact, answers it by
+/// swapping addresses in the same mbuf and sending that mbuf back by address.
+#[test]
+fn kernel_ping_is_answered_by_rdk() {
+    if !need_netns("afx kernel_ping_is_answered_by_rdk") {
+        return;
+    }
+    let lab = Lab::new("xp");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool);
+    let pinger = Peer::start({
+        let mut c = lab.peer.command("python3");
+        c.args(["-c", PY_PING, "10.79.0.2", "3"]);
+        c
+    });
+    let t = std::time::Instant::now();
+    let mut answered = 0;
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    while answered < 3 && t.elapsed() < Duration::from_secs(8) {
+        let q = port.queues().unwrap();
+        let n = q.rx[0].rx_burst(&mut burst);
+        for slot in burst[..n].iter_mut() {
+            let Some(mut m) = slot.take() else { continue };
+            let d = m.data_mut().unwrap();
+            // IPv4 ICMP echo request, 200 bytes of payload, byte-exact pattern from ping.
+            if d.len() == 14 + 20 + 8 + 200
+                && d[12..14] == [8, 0]
+                && d[23] == 1
+                && d[34] == 8
+                && d[42..]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == ((i * 7 + d[41] as usize) & 0xff) as u8)
+            {
+                let (dst, src) = (d[0..6].to_vec(), d[6..12].to_vec());
+                d[0..6].copy_from_slice(&src);
+                d[6..12].copy_from_slice(&dst);
+                let ip = d[26..30].to_vec();
+                d.copy_within(30..34, 26);
+                d[30..34].copy_from_slice(&ip);
+                d[34] = 0; // echo reply
+                           // ICMP checksum: type 8 -> 0 adds 0x0800 to the one's-complement sum.
+                let ck = u16::from_be_bytes([d[36], d[37]]) as u32 + 0x0800;
+                let ck = ((ck & 0xffff) + (ck >> 16)) as u16;
+                d[36..38].copy_from_slice(&ck.to_be_bytes());
+                let mut out = [Some(m)];
+                assert_eq!(q.tx[0].tx_burst(&mut out), 1);
+                answered += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(pinger.finish(), ["3 replies"]);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// Link down/up of the peer reaches link callbacks; deleting the interface is reported and
+/// the port still stops cleanly with every mbuf back.
+#[test]
+fn link_events_and_a_vanishing_interface() {
+    if !need_netns("afx link_events_and_a_vanishing_interface") {
+        return;
+    }
+    let lab = Lab::new("xl");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    port.set_promiscuous(true).unwrap();
+    port.set_promiscuous(false).unwrap();
+    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
+    let ev = events.clone();
+    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
+    await_link(&mut port, true);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
+        .unwrap();
+    await_link(&mut port, false);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
+        .unwrap();
+    await_link(&mut port, true);
+    assert_eq!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
+    assert!(!port.link_update().up);
+    assert!(port.driver().is_gone());
+    let mut burst: Vec<Option<Mbuf>> = vec![Some(mbuf_of(&pool, &[0xab; 60]))];
+    let _ = port.queues().unwrap().tx[0].tx_burst(&mut burst);
+    drop(burst);
+    port.stop().unwrap();
+    assert_pool_full(&pool);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// A program of rdk's left attached by a run that died is recognised by its name and replaced;
+/// stop then leaves the interface clean.
+#[test]
+fn leftover_rdk_program_is_replaced() {
+    if !need_netns("afx leftover_rdk_program_is_replaced") {
+        return;
+    }
+    let lab = Lab::new("xr");
+    let old = lab.leave_program(bpf::PROG_NAME);
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    assert_eq!(port.driver().replaced_leftover(), Some(old));
+    let now = lab.attached_prog();
+    assert!(now != 0 && now != old, "{now} replaced {old}");
+    lab.send_udp("c0ffee");
+    let frames = receive(&mut port, 1, Duration::from_secs(5));
+    assert_eq!(
+        udp_payload_of(&frames[0], 9999).unwrap(),
+        [0xc0, 0xff, 0xee]
+    );
+    drop(frames);
+    port.close().unwrap();
+    assert_eq!(lab.attached_prog(), 0);
+    assert_pool_full(&pool);
+}
+
+/// Someone else's program: a typed error naming it, and it stays attached, untouched.
+#[test]
+fn foreign_program_is_a_typed_error_and_left_alone() {
+    if !need_netns("afx foreign_program_is_a_typed_error_and_left_alone") {
+        return;
+    }
+    let lab = Lab::new("xf");
+    let theirs = lab.leave_program("their_pass");
+    let pool = pool(1024);
+    let mut port = lab
+        .port_with(&pool, AfXdpDriver::new(&lab.veth.a, 1), false)
+        .unwrap();
+    let err = {
+        let _inside = lab.rdk.enter().unwrap();
+        port.start().unwrap_err()
+    };
+    assert!(matches!(err, EthError::Device { .. }), "{err}");
+    match port.driver().last_error() {
+        Some(AfXdpError::ForeignProgram { id, name, iface }) => {
+            assert_eq!(
+                (*id, name.as_str(), iface.as_str()),
+                (theirs, "their_pass", lab.veth.a.as_str())
+            );
+            let text = port.driver().last_error().unwrap().to_string();
+            assert!(
+                text.contains("xdp off") && text.contains("their_pass"),
+                "{text}"
+            );
+        }
+        e => panic!("expected ForeignProgram, got {e:?}"),
+    }
+    assert_eq!(lab.attached_prog(), theirs, "their program is untouched");
+    port.close().unwrap();
+    assert_eq!(lab.attached_prog(), theirs);
+    assert_pool_full(&pool);
+}
+
+#[test]
+fn missing_interface_is_a_typed_error() {
+    if !need_netns("afx missing_interface_is_a_typed_error") {
+        return;
+    }
+    let lab = Lab::new("xn");
+    let pool = pool(256);
+    let r = lab.port_with(&pool, AfXdpDriver::new("rdk-nope0", 1), false);
+    let Err(e) = r else {
+        panic!("configured a missing interface")
+    };
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert_pool_full(&pool);
+}
+
+/// dpdk-testpmd (net_af_packet on the peer end) as generator and as receiver, exact counts.
+#[test]
+fn dpdk_testpmd_generates_and_receives_exact_counts() {
+    if !need_netns("afx dpdk_testpmd_generates_and_receives_exact_counts")
+        || !need_testpmd("afx dpdk_testpmd_generates_and_receives_exact_counts")
+    {
+        return;
+    }
+    let lab = Lab::new("xd");
+    let pool = pool(4096);
+    let mut port = lab.port(&pool);
+    let mut pmd = Testpmd::start(
+        &lab.peer,
+        &format!("net_af_packet0,iface={}", lab.veth.b),
+        "0-1",
+    );
+    pmd.cmd("set fwd io");
+    pmd.cmd("start tx_first 4");
+    let frames = receive(&mut port, 128, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, sent) = pmd.stop_counts();
+    assert_eq!(sent, 128, "{}", pmd.log());
+    let more = receive(&mut port, 1, Duration::from_millis(100));
+    assert_eq!(frames.len() + more.len(), 128);
+    drop((frames, more));
+    pmd.cmd("set fwd rxonly");
+    pmd.cmd("start");
+    pmd.wait_for("packet forwarding", Duration::from_secs(5))
+        .expect("testpmd started forwarding");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut n = 0;
+    while n < 500 {
+        let mut burst: Vec<Option<Mbuf>> = (0..50)
+            .map(|i| {
+                let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 1, 2, &[i as u8; 18]);
+                Some(mbuf_of(&pool, &f))
+            })
+            .collect();
+        n += port.queues().unwrap().tx[0].tx_burst(&mut burst);
+        drop(burst);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (received, _) = pmd.stop_counts();
+    assert_eq!(received, 500, "{}", pmd.log());
+    drop(pmd);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// A flood the port does not poll for a while: the kernel drops what the rings cannot hold,
+/// and received + the kernel's drop counters = sent, exactly.
+#[test]
+fn every_frame_is_received_or_counted_as_a_kernel_drop() {
+    if !need_netns("afx every_frame_is_received_or_counted_as_a_kernel_drop") {
+        return;
+    }
+    let lab = Lab::new("xo");
+    let pool = pool(4096);
+    let mut port = lab.port(&pool);
+    const N: usize = 5000;
+    lab.peer
+        .exec(&[
+            "python3",
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(5000):\n    s.sendto(b'x' * 200, ('10.79.0.2', 9999))",
+        ])
+        .unwrap();
+    let mut received = 0;
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    for _ in 0..200 {
+        let q = port.queues().unwrap();
+        let n = q.rx[0].rx_burst(&mut burst);
+        for m in burst[..n].iter_mut() {
+            m.take();
+        }
+        received += n;
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let k = port.driver().kernel_stats();
+    let drops = (k.rx_dropped + k.rx_ring_full) as usize;
+    assert!(drops > 0, "the rings are smaller than the flood: {k:?}");
+    assert!(received > 0, "and frames were received");
+    assert_eq!(
+        received + drops,
+        N,
+        "received {received} + dropped {drops}: {k:?}"
+    );
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// Stop and start again: new sockets, the program back, traffic flows, nothing leaks.
+#[test]
+fn restart_rebinds_and_keeps_the_pool_whole() {
+    if !need_netns("afx restart_rebinds_and_keeps_the_pool_whole") {
+        return;
+    }
+    let lab = Lab::new("xs");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool);
+    for round in 0..3u8 {
+        lab.send_udp(&hex(&[round; 40]));
+        let frames = receive(&mut port, 1, Duration::from_secs(5));
+        assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), [round; 40]);
+        drop(frames);
+        port.stop().unwrap();
+        assert_pool_full(&pool);
+        let _inside = lab.rdk.enter().unwrap();
+        port.start().unwrap();
+    }
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// The receive queue's socket is its interrupt handle: it polls readable once a frame is in
+/// the RX ring, not before.
+#[test]
+fn rx_interrupt_handle_wakes_on_a_frame() {
+    if !need_netns("afx rx_interrupt_handle_wakes_on_a_frame") {
+        return;
+    }
+    let lab = Lab::new("xi");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    let fd = {
+        let q = port.queues().unwrap();
+        q.rx[0].intr_enable().unwrap();
+        q.rx[0].intr_handle().expect("a wait handle").0 as i32
+    };
+    let readable = |ms: i32| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        r == 1 && p.revents & libc::POLLIN != 0
+    };
+    assert!(!readable(100), "quiet link, nothing to wake for");
+    lab.send_udp("beef");
+    assert!(readable(5000), "a frame wakes the queue");
+    let frames = receive(&mut port, 1, Duration::from_secs(2));
+    assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), [0xbe, 0xef]);
+    drop(frames);
+    assert!(!readable(50), "drained: not readable any more");
+    port.queues().unwrap().rx[0].intr_disable().unwrap();
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// Two queues (one socket each, queue ids 0 and 1 of a two-queue veth): 40 flows from the
+/// peer arrive once each, spread over both queues by the peer's transmit queue choice.
+#[test]
+fn two_queues_one_socket_each() {
+    if !need_netns("afx two_queues_one_socket_each") {
+        return;
+    }
+    let rdk = Netns::new("xq").unwrap();
+    let peer = Netns::new("xq").unwrap();
+    let (a, b) = (
+        rdk_tests::netns::unique_name("xqa"),
+        rdk_tests::netns::unique_name("xqb"),
+    );
+    rdk.exec(&[
+        "ip",
+        "link",
+        "add",
+        &a,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+    ])
+    .unwrap();
+    rdk.exec(&["ip", "link", "set", &b, "netns", peer.name()])
+        .unwrap();
+    rdk.exec(&["ip", "link", "set", &a, "up"]).unwrap();
+    peer.exec(&["ip", "link", "set", &b, "up"]).unwrap();
+    peer.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", &b])
+        .unwrap();
+    peer.exec(&["ethtool", "-K", &b, "tx", "off"]).unwrap();
+    peer.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.79.0.2",
+        "lladdr",
+        "02:00:00:00:00:0b",
+        "dev",
+        &b,
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    let pool = pool(4096);
+    let mut port = {
+        let _inside = rdk.enter().unwrap();
+        let mut p = Port::new(0, AfXdpDriver::new(&a, 2));
+        p.configure(&PortConfig::queues(2, 2)).unwrap();
+        for q in 0..2 {
+            p.rx_queue_setup(q, 256, &pool, &RxQueueConfig::default())
+                .unwrap();
+            p.tx_queue_setup(q, 256, &TxQueueConfig::default()).unwrap();
+        }
+        p.start().unwrap();
+        p
+    };
+    for sport in 30000..30040u16 {
+        peer.exec(&[
+            "python3",
+            "-c",
+            PY_UDP_SEND,
+            "10.79.0.2",
+            "9999",
+            &hex(&sport.to_be_bytes()),
+            &sport.to_string(),
+        ])
+        .unwrap();
+    }
+    let frames = receive(&mut port, 40, Duration::from_secs(5));
+    let mut got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload_of(m, 9999))
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = (30000..30040u16)
+        .map(|s| s.to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(got, want, "each flow once");
+    let st = port.stats();
+    assert!(
+        st.rx_queues.iter().all(|q| q.packets > 0),
+        "both queues received: {:?}",
+        st.rx_queues
+    );
+    drop(frames);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+    let _ = rdk.exec(&["ip", "link", "del", &a]);
+}
+
+/// Capabilities are per thread on Linux: a thread that drops its effective set gets the
+/// permission error, with the words that say what to do.
+#[test]
+fn without_privileges_the_error_says_what_to_grant() {
+    if !need_netns("afx without_privileges_the_error_says_what_to_grant") {
+        return;
+    }
+    let lab = Lab::new("xc");
+    let pool = pool(256);
+    let iface = lab.veth.a.clone();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = lab.rdk.enter().unwrap();
+            set_effective_capabilities(false);
+            let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+            let e = p.configure(&PortConfig::queues(1, 1)).unwrap_err();
+            // Back, so the guard may return to the original namespace.
+            set_effective_capabilities(true);
+            (e.to_string(), p.driver().last_error().cloned())
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(r.0.contains("CAP_NET_ADMIN"), "{}", r.0);
+    assert!(
+        matches!(r.1, Some(AfXdpError::Permission { .. })),
+        "{:?}",
+        r.1
+    );
+    assert_eq!(lab.attached_prog(), 0);
+    assert_pool_full(&pool);
+}
+
+/// Clears the calling thread's effective capabilities, or raises them back to the permitted
+/// set (raw capset: this thread only).
+fn set_effective_capabilities(on: bool) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset with a valid header and two data words, as the ABI wants.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+        for w in d.iter_mut() {
+            w.effective = if on { w.permitted } else { 0 };
+        }
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+    }
+}
+
+/// A started port dropped without stop or close still takes its program off the interface
+/// and gives every mbuf back.
+#[test]
+fn dropping_a_started_port_detaches_and_returns_every_mbuf() {
+    if !need_netns("afx dropping_a_started_port_detaches_and_returns_every_mbuf") {
+        return;
+    }
+    let lab = Lab::new("xz");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool);
+    lab.send_udp("00ff");
+    let frames = receive(&mut port, 1, Duration::from_secs(5));
+    assert_eq!(frames.len(), 1);
+    let mut burst = [Some(mbuf_of(&pool, &[0x5a; 60]))];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    assert_ne!(lab.attached_prog(), 0);
+    drop(port);
+    assert_eq!(lab.attached_prog(), 0);
+    drop(frames);
+    assert_pool_full(&pool);
+}
