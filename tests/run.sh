@@ -49,7 +49,7 @@ need_root() {
 
 setup() {
 	local pkgs=() p
-	for p in dpdk dpdk-dev pkg-config gcc libc6-dev iproute2 iputils-ping procps python3; do
+	for p in dpdk dpdk-dev pkg-config gcc libc6-dev iproute2 iputils-ping ethtool procps python3; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs+=("$p")
 	done
 	if [ "${#pkgs[@]}" -gt 0 ]; then
@@ -123,6 +123,7 @@ bench() {
 	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --threaded --count 5000 --duration 20 || return 1
 	# ... and over a veth pair (net_af_packet; TAPs bridged to it) next to the kernel's sockets.
 	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --port af_packet --count 5000 --duration 20 || return 1
+	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --port af_xdp --count 5000 --duration 20 || return 1
 	cargo run -q --release -p rdk-examples --bin udp-pingpong -- --port tap --count 5000 --duration 20 || return 1
 	if [ -f examples/bench/testpmd_vs_dpdk.sh ]; then
 		bash examples/bench/testpmd_vs_dpdk.sh --quick || return 1

@@ -14,6 +14,9 @@
 //! the same CPU placement, and prints both and the ratio (target: rdk p50 <= 0.5x the
 //! kernel's).
 //!
+//! `--port af_xdp` (root): the same over `net_af_xdp` (rdk's XDP program redirects each veth
+//! end's frames to an AF_XDP socket; copy mode, as veth has no zero-copy).
+//!
 //! `--port tap` (root): each namespace gets a bridge holding its veth end and a TAP interface
 //! rdk's `net_tap` made; the stacks run on the TAPs, the kernel's sockets on the bridges.
 //!
@@ -33,6 +36,7 @@ use rdk_core::udp::{
 use rdk_examples::cpu;
 use rdk_os_linux::{LinuxClock, LinuxOs};
 use rdk_pmd_af_packet::AfPacketDriver;
+use rdk_pmd_af_xdp::AfXdpDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
 use rdk_tests::netns::{unique_name, Netns, Veth};
@@ -56,7 +60,7 @@ struct Args {
     size: usize,
     /// The ports the stacks run on: `ring` (two ring ports in one process), or, over a veth
     /// pair between two namespaces (root, with the kernel's UDP sockets on the same pair for
-    /// comparison), `af_packet` or `tap`.
+    /// comparison), `af_packet`, `af_xdp` or `tap`.
     #[arg(long, value_enum, default_value_t = PortKind::Ring)]
     port: PortKind,
     /// Same as `--port af_packet`.
@@ -80,6 +84,9 @@ enum PortKind {
     AfPacket,
     /// `net_tap` in a bridge with each end of a veth pair.
     Tap,
+    /// `net_af_xdp` (copy mode: veth has no zero-copy) on each end of a veth pair.
+    #[value(name = "af_xdp")]
+    AfXdp,
 }
 
 const PING_PORT: u16 = 10000;
@@ -357,7 +364,7 @@ fn main() -> ExitCode {
     }
     let r = match args.port {
         PortKind::Ring => ring(&args),
-        PortKind::AfPacket | PortKind::Tap => veth(&args),
+        PortKind::AfPacket | PortKind::Tap | PortKind::AfXdp => veth(&args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -467,16 +474,17 @@ fn veth(args: &Args) -> Result<(), String> {
     );
 
     let (ping_ip, pong_ip) = (Ipv4Addr::new(10, 80, 0, 1), Ipv4Addr::new(10, 80, 0, 2));
-    let pool = pool("pingpong")?;
-    let stacks = (stack(1, ping_ip, &pool), stack(2, pong_ip, &pool));
+    // A pool per side, as on two machines (an AF_XDP port keeps up to half its pool posted).
+    let (pa, pb) = (pool("ping")?, pool("pong")?);
+    let stacks = (stack(1, ping_ip, &pa), stack(2, pong_ip, &pb));
     let to = SocketAddrV4::new(pong_ip, PONG_PORT);
     // The kernel's sockets use the veth ends, or the bridges the TAPs share with them.
     let (ka, kb, what) = match args.port {
         PortKind::Tap => {
             let (ta, tb) = (unique_name("ppt"), unique_name("ppt"));
             let (ours, echoed) = pingpong(
-                || tap_port(&na, &ta, &veth.a, &pool),
-                || tap_port(&nb, &tb, &veth.b, &pool),
+                || tap_port(&na, &ta, &veth.a, &pa),
+                || tap_port(&nb, &tb, &veth.b, &pb),
                 stacks,
                 to,
                 args,
@@ -487,16 +495,37 @@ fn veth(args: &Args) -> Result<(), String> {
                 (ours, echoed, format!("rdk, net_tap{}", mode(args))),
             )
         }
+        PortKind::AfXdp => {
+            // A stack on each end, on an AF_XDP socket (and rdk's XDP program) per veth end.
+            let (ours, echoed) = pingpong(
+                || {
+                    let _inside = na.enter().map_err(|e| e.to_string())?;
+                    start(AfXdpDriver::new(&veth.a, 1), &pa)
+                },
+                || {
+                    let _inside = nb.enter().map_err(|e| e.to_string())?;
+                    start(AfXdpDriver::new(&veth.b, 1), &pb)
+                },
+                stacks,
+                to,
+                args,
+            )?;
+            (
+                veth.a.clone(),
+                veth.b.clone(),
+                (ours, echoed, format!("rdk, net_af_xdp{}", mode(args))),
+            )
+        }
         _ => {
             // A stack on each end, on net_af_packet with the per-frame (V2) receive ring.
             let (ours, echoed) = pingpong(
                 || {
                     let _inside = na.enter().map_err(|e| e.to_string())?;
-                    start(AfPacketDriver::new(&veth.a, 1).with_rx_v2(true), &pool)
+                    start(AfPacketDriver::new(&veth.a, 1).with_rx_v2(true), &pa)
                 },
                 || {
                     let _inside = nb.enter().map_err(|e| e.to_string())?;
-                    start(AfPacketDriver::new(&veth.b, 1).with_rx_v2(true), &pool)
+                    start(AfPacketDriver::new(&veth.b, 1).with_rx_v2(true), &pb)
                 },
                 stacks,
                 to,
