@@ -177,28 +177,37 @@ fn ping<D: Driver>(
         .map_err(e)?;
     let payload = vec![0x5au8; args.size.min(s.config().max_payload())];
     let mut buf = vec![0u8; 2048];
+    measure(args, |t0| {
+        s.send_to(sock, &payload, to).map_err(e)?;
+        loop {
+            let q = port.queues().map_err(|x| x.to_string())?;
+            s.poll(&mut q.rx[0], &mut q.tx[0]);
+            match s.recv_from(sock, &mut buf) {
+                Ok(_) => return Ok(true),
+                Err(UdpError::WouldBlock) if t0.elapsed() < Duration::from_secs(1) => {}
+                Err(UdpError::WouldBlock) => return Ok(false),
+                Err(x) => return Err(x.to_string()),
+            }
+        }
+    })
+}
+
+/// Times round trips, `args.count` of them or for `args.duration`: `round` sends one
+/// datagram (the clock started at the `Instant` it gets) and says whether its echo came back.
+fn measure(
+    args: &Args,
+    mut round: impl FnMut(Instant) -> Result<bool, String>,
+) -> Result<Rtts, String> {
     let mut ns = Vec::with_capacity(args.count.min(10_000_000) as usize);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.duration);
     let mut lost = 0;
     while (args.count == 0 || (ns.len() as u64) < args.count) && Instant::now() < end {
         let t0 = Instant::now();
-        s.send_to(sock, &payload, to).map_err(e)?;
-        loop {
-            let q = port.queues().map_err(|x| x.to_string())?;
-            s.poll(&mut q.rx[0], &mut q.tx[0]);
-            match s.recv_from(sock, &mut buf) {
-                Ok(_) => {
-                    ns.push(t0.elapsed().as_nanos() as u64);
-                    break;
-                }
-                Err(UdpError::WouldBlock) if t0.elapsed() < Duration::from_secs(1) => {}
-                Err(UdpError::WouldBlock) => {
-                    lost += 1;
-                    break;
-                }
-                Err(x) => return Err(x.to_string()),
-            }
+        if round(t0)? {
+            ns.push(t0.elapsed().as_nanos() as u64);
+        } else {
+            lost += 1;
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -284,25 +293,14 @@ fn ping_threaded(svc: UdpService, to: SocketAddrV4, args: &Args) -> Result<Rtts,
     sock.set_read_timeout(Some(Duration::from_secs(1)));
     let payload = vec![0x5au8; args.size.min(svc.config().max_payload())];
     let mut buf = vec![0u8; 2048];
-    let mut ns = Vec::with_capacity(args.count.min(10_000_000) as usize);
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(args.duration);
-    let mut lost = 0;
-    while (args.count == 0 || (ns.len() as u64) < args.count) && Instant::now() < end {
-        let t0 = Instant::now();
+    measure(args, |_| {
         sock.send_to(&payload, to).map_err(e)?;
         match sock.recv_from(&mut buf) {
-            Ok(_) => ns.push(t0.elapsed().as_nanos() as u64),
-            Err(UdpError::WouldBlock) => lost += 1,
-            Err(x) => return Err(x.to_string()),
+            Ok(_) => Ok(true),
+            Err(UdpError::WouldBlock) => Ok(false),
+            Err(x) => Err(x.to_string()),
         }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    if ns.is_empty() {
-        return Err("no round trip completed".into());
-    }
-    ns.sort_unstable();
-    Ok(Rtts { ns, secs, lost })
+    })
 }
 
 /// Runs PONG on `pb` (pinned to PONG_CPU) until PING on `pa` (PING_CPU) is done, in the
@@ -603,26 +601,10 @@ fn kernel_ping(args: &Args) -> Result<Rtts, String> {
         .map_err(|e| e.to_string())?;
     let payload = vec![0x5au8; args.size];
     let mut buf = [0u8; 2048];
-    let mut ns = Vec::new();
-    let mut lost = 0;
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(args.duration);
-    while (args.count == 0 || (ns.len() as u64) < args.count) && Instant::now() < end {
-        let t0 = Instant::now();
+    measure(args, |_| {
         s.send_to(&payload, "10.81.0.2:10001")
             .map_err(|e| e.to_string())?;
-        match s.recv_from(&mut buf) {
-            Ok(_) => ns.push(t0.elapsed().as_nanos() as u64),
-            Err(_) => lost += 1,
-        }
-    }
-    if ns.is_empty() {
-        return Err("no kernel round trip completed".into());
-    }
-    ns.sort_unstable();
-    Ok(Rtts {
-        ns,
-        secs: start.elapsed().as_secs_f64(),
-        lost,
+        Ok(s.recv_from(&mut buf).is_ok())
     })
+    .map_err(|e| format!("kernel: {e}"))
 }
