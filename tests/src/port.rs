@@ -1,7 +1,33 @@
-//! Port helpers for tests against the kernel.
+//! Port helpers for tests.
 
-use rdk_core::ethdev::{Driver, Port};
+use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueueConfig, TxQueueConfig};
+use rdk_core::mbuf::PktMbufPool;
+use rdk_core::udp::IfaceConfig;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+/// A started port 0 over `driver`: one queue pair of `ring` descriptors, receiving into `pool`.
+pub fn started<D: Driver>(driver: D, pool: &PktMbufPool, ring: u16) -> Port<D> {
+    let mut p = Port::new(0, driver);
+    p.configure(&PortConfig::queues(1, 1)).unwrap();
+    p.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())
+        .unwrap();
+    p.tx_queue_setup(0, ring, &TxQueueConfig::default())
+        .unwrap();
+    p.start().unwrap();
+    p
+}
+
+/// A UDP stack's interface: `mac` and `ip` on a /24, no gateway, MTU 1500.
+pub fn iface(mac: [u8; 6], ip: Ipv4Addr) -> IfaceConfig {
+    IfaceConfig {
+        mac,
+        ip,
+        prefix_len: 24,
+        gateway: None,
+        mtu: 1500,
+    }
+}
 
 /// Polls `link_update` until the link is `up` (or not), failing after 5 s. The kernel applies
 /// carrier and operational-state changes through linkwatch, which may lag by a second.

@@ -4,13 +4,14 @@
 //! ARP timeouts and queue limits, socket errors, and every mbuf back in its pool.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
-use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::ethdev::{Driver, Port, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_core::net::checksum;
-use rdk_core::udp::{DropStats, IfaceConfig, SocketOptions, Stack, StackLimits, UdpError};
+use rdk_core::udp::{DropStats, SocketOptions, Stack, StackLimits, UdpError};
 use rdk_os_mock::{MockClock, MockOs};
 use rdk_pmd_ring::RingDriver;
 use rdk_tests::frames::{flatten, ipv4_udp_frame, mbuf_of};
+use rdk_tests::port::iface as cfg;
 use std::time::Duration;
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
@@ -18,24 +19,8 @@ const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 
-fn cfg(mac: [u8; 6], ip: Ipv4Addr) -> IfaceConfig {
-    IfaceConfig {
-        mac,
-        ip,
-        prefix_len: 24,
-        gateway: None,
-        mtu: 1500,
-    }
-}
-
 fn started(d: RingDriver, pool: &PktMbufPool) -> Port<RingDriver> {
-    let mut p = Port::new(0, d);
-    p.configure(&PortConfig::queues(1, 1)).unwrap();
-    p.rx_queue_setup(0, 256, pool, &RxQueueConfig::default())
-        .unwrap();
-    p.tx_queue_setup(0, 256, &TxQueueConfig::default()).unwrap();
-    p.start().unwrap();
-    p
+    rdk_tests::port::started(d, pool, 256)
 }
 
 /// Two stacks on the two ends of a ring pair.

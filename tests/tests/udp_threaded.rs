@@ -6,7 +6,7 @@
 //! was handed over, errors, the poller going away, and every mbuf back in its pool.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
-use rdk_core::ethdev::{Port, PortConfig, RxQueueConfig, TxQueueConfig};
+use rdk_core::ethdev::Port;
 use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
 use rdk_core::os::{EventNotifier, Events};
 use rdk_core::udp::threaded::EventFactory;
@@ -27,23 +27,11 @@ const ECHO: SocketAddrV4 = SocketAddrV4::new(IP_ECHO, 7);
 const POOL: usize = 2048;
 
 fn cfg(last: u8, ip: Ipv4Addr) -> IfaceConfig {
-    IfaceConfig {
-        mac: [2, 0, 0, 0, 7, last],
-        ip,
-        prefix_len: 24,
-        gateway: None,
-        mtu: 1500,
-    }
+    rdk_tests::port::iface([2, 0, 0, 0, 7, last], ip)
 }
 
 fn started(d: RingDriver, pool: &PktMbufPool) -> Port<RingDriver> {
-    let mut p = Port::new(0, d);
-    p.configure(&PortConfig::queues(1, 1)).unwrap();
-    p.rx_queue_setup(0, 512, pool, &RxQueueConfig::default())
-        .unwrap();
-    p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
-    p.start().unwrap();
-    p
+    rdk_tests::port::started(d, pool, 512)
 }
 
 fn eventfds() -> Arc<EventFactory> {
