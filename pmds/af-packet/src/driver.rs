@@ -1,7 +1,7 @@
 //! The `net_af_packet` device: arguments, socket and ring set-up, control operations.
 
 use crate::rx::{AfPacketRx, RxDrops, RxRing, V2Ring, V3Ring};
-use crate::sys::{self, RingMap, TpacketReq3};
+use crate::sys::{self, TpacketReq3};
 use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
 use nix::errno::Errno;
 use rdk_core::ethdev::{
@@ -345,7 +345,7 @@ impl Driver for AfPacketDriver {
             sys::set_opt(&sock, sys::PACKET_RX_RING, &req).map_err(e)?;
             (req, block_size as usize * block_nr as usize)
         };
-        let map = RingMap::map(&sock, map_len).map_err(e)?;
+        let map = sys::map_ring(&sock, map_len).map_err(e)?;
         // Our own transmissions (and the host's) leaving this interface are not received
         // frames; older kernels without the option deliver them, which is only extra traffic.
         let _ = sys::set_opt(&sock, PACKET_IGNORE_OUTGOING, &1i32);
@@ -434,7 +434,7 @@ impl Driver for AfPacketDriver {
             &[req.block_size, req.block_nr, req.frame_size, req.frame_nr],
         )
         .map_err(e)?;
-        let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
+        let map = sys::map_ring(&sock, block_size as usize * block_nr as usize).map_err(e)?;
         sys::bind(&sock, self.ifindex, false).map_err(e)?;
         let drops = self.tx_drops.fresh(queue);
         Ok(AfPacketTx::new(
