@@ -4,8 +4,10 @@
 use crate::dpdk::Testpmd;
 use crate::frames::{ipv4_udp_frame, mbuf_of, receive, PY_UDP_SEND};
 use crate::netns::{HarnessError, Netns, Veth};
-use rdk_core::ethdev::{Driver, Port, TxQueue};
+use crate::port::await_link;
+use rdk_core::ethdev::{Driver, LinkStatus, Port, TxQueue};
 use rdk_core::mbuf::{Mbuf, PktMbufPool};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
@@ -142,4 +144,37 @@ pub fn testpmd_exchange<D: Driver>(
     std::thread::sleep(Duration::from_millis(500));
     let (received, _) = pmd.stop_counts();
     assert_eq!(received, 500, "{}", pmd.log());
+}
+
+/// Takes the peer end (B) down and up again: `port` (started, link up) must report exactly
+/// "down" then "up" to the link-change callback this installs, then rdk's end (A) is deleted
+/// and `port` must report the link down. The caller checks its driver saw the interface go.
+pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
+    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
+    let ev = events.clone();
+    port.on_link_change(Box::new(move |_, l| {
+        ev.lock().unwrap_or_else(|e| e.into_inner()).push(l)
+    }));
+    await_link(port, true);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
+        .expect("set the peer end down");
+    await_link(port, false);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
+        .expect("set the peer end up");
+    await_link(port, true);
+    assert_eq!(
+        events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|l| l.up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    lab.rdk
+        .exec(&["ip", "link", "del", &lab.veth.a])
+        .expect("delete rdk's end");
+    assert!(!port.link_update().up);
 }

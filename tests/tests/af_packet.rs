@@ -1,7 +1,7 @@
 //! `net_af_packet` against the real kernel over a veth pair between two namespaces the tests
 //! create: rdk owns end A, the kernel (or dpdk-testpmd) end B.
 
-use rdk_core::ethdev::{LinkStatus, Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::ethdev::{Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
@@ -9,10 +9,8 @@ use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
 };
-use rdk_tests::lab::{hex, testpmd_exchange, VethLab};
+use rdk_tests::lab::{hex, link_flap_then_delete, testpmd_exchange, VethLab};
 use rdk_tests::netns::need_netns;
-use rdk_tests::port::await_link;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -276,29 +274,7 @@ fn promiscuous_link_events_and_a_vanishing_interface() {
     port.set_promiscuous(false).unwrap();
     assert_eq!(promiscuity(), 0);
 
-    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
-    let ev = events.clone();
-    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    await_link(&mut port, true);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
-        .unwrap();
-    await_link(&mut port, false);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
-        .unwrap();
-    await_link(&mut port, true);
-    assert_eq!(
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.up)
-            .collect::<Vec<_>>(),
-        [false, true]
-    );
-    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
-    assert!(!port.link_update().up);
+    link_flap_then_delete(&lab, &mut port);
     assert!(port.driver().is_gone());
     port.stop().unwrap();
     port.close().unwrap();

@@ -3,7 +3,7 @@
 //! (or dpdk-testpmd) end B.
 
 use rdk_core::ethdev::{
-    EthError, LinkStatus, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
@@ -14,10 +14,8 @@ use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
     PY_UDP_SEND,
 };
-use rdk_tests::lab::{hex, testpmd_exchange, VethLab};
+use rdk_tests::lab::{hex, link_flap_then_delete, testpmd_exchange, VethLab};
 use rdk_tests::netns::{need_netns, Netns};
-use rdk_tests::port::await_link;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -332,29 +330,7 @@ fn link_events_and_a_vanishing_interface() {
     let mut port = lab.port(&pool);
     port.set_promiscuous(true).unwrap();
     port.set_promiscuous(false).unwrap();
-    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
-    let ev = events.clone();
-    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    await_link(&mut port, true);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
-        .unwrap();
-    await_link(&mut port, false);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
-        .unwrap();
-    await_link(&mut port, true);
-    assert_eq!(
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.up)
-            .collect::<Vec<_>>(),
-        [false, true]
-    );
-    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
-    assert!(!port.link_update().up);
+    link_flap_then_delete(&lab, &mut port);
     assert!(port.driver().is_gone());
     let mut burst: Vec<Option<Mbuf>> = vec![Some(mbuf_of(&pool, &[0xab; 60]))];
     let _ = port.queues().unwrap().tx[0].tx_burst(&mut burst);
