@@ -2,7 +2,9 @@
 //! rdk on end A, the kernel (or dpdk-testpmd) on end B, and the exchanges they share.
 
 use crate::dpdk::Testpmd;
-use crate::frames::{ipv4_udp_frame, mbuf_of, receive, PY_UDP_SEND};
+use crate::frames::{
+    ipv4_udp_frame, mbuf_of, receive, Peer, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+};
 use crate::netns::{HarnessError, Netns, Veth};
 use crate::port::await_link;
 use rdk_core::ethdev::{Driver, LinkStatus, Port, TxQueue};
@@ -177,4 +179,53 @@ pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
         .exec(&["ip", "link", "del", &lab.veth.a])
         .expect("delete rdk's end");
     assert!(!port.link_update().up);
+}
+
+/// The peer's side of an "rdk sends, the kernel receives" test: a raw capture of `raw`
+/// frames of EtherType 0x88b5 (as [`raw_test_frame`] makes), a UDP receiver on the peer's
+/// port 7777, both ready, and the peer end's `rx_packets` from before.
+pub struct PeerReceivers {
+    /// The raw capture: its lines are the frames, in hex.
+    pub capture: Peer,
+    /// The UDP receiver: its lines are the datagrams' payloads.
+    pub udp: Peer,
+    /// The peer end's `rx_packets` before anything was sent.
+    pub rx_packets_before: u64,
+}
+
+impl VethLab {
+    /// Starts the peer's receivers ([`PeerReceivers`]) for `raw` raw frames (5 s each at most).
+    pub fn peer_receivers(&self, raw: usize) -> PeerReceivers {
+        let rx_packets_before = self
+            .peer
+            .counter(&self.veth.b, "rx_packets")
+            .expect("the peer end's rx_packets");
+        let raw = raw.to_string();
+        let capture = Peer::start({
+            let mut c = self.peer.command("python3");
+            c.args(["-c", PY_RAW_CAPTURE, &self.veth.b, &raw, "5"]);
+            c
+        });
+        let peer_ip = dotted(self.peer_ip());
+        let udp = Peer::start({
+            let mut c = self.peer.command("python3");
+            c.args(["-c", PY_UDP_RECV, &peer_ip, "7777", "5"]);
+            c
+        });
+        PeerReceivers {
+            capture,
+            udp,
+            rx_packets_before,
+        }
+    }
+}
+
+/// Test frame `i` from `src_mac`: broadcast, EtherType 0x88b5 (local experimental), a
+/// payload of 50 + 300·`i` bytes that differs per `i`.
+pub fn raw_test_frame(src_mac: [u8; 6], i: u8) -> Vec<u8> {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+    f
 }

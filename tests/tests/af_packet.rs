@@ -7,9 +7,11 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
 };
-use rdk_tests::lab::{hex, link_flap_then_delete, testpmd_exchange, VethLab};
+use rdk_tests::lab::{
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+};
 use rdk_tests::netns::need_netns;
 use std::time::Duration;
 
@@ -103,24 +105,15 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let lab = Lab::new("aft");
     let pool = pool(1024);
     let mut port = lab.port(&pool, 1, None);
-    let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
-    let cap = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "3", "5"]);
-        c
-    });
-    let udp = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5"]);
-        c
-    });
+    let PeerReceivers {
+        capture: cap,
+        udp,
+        rx_packets_before: rx0,
+    } = lab.peer_receivers(3);
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..3u8 {
-        let mut f = vec![0xffu8; 6];
-        f.extend_from_slice(&RDK_MAC);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+        let f = raw_test_frame(RDK_MAC, i);
         burst.push(Some(mbuf_of(&pool, &f)));
         sent.push(f);
     }
