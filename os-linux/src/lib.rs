@@ -34,6 +34,7 @@ mod os;
 pub mod pagemap;
 pub mod pci;
 pub mod roots;
+pub mod sock;
 pub mod vfio;
 pub mod vhost_user;
 

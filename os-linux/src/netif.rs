@@ -262,6 +262,92 @@ impl NetIf {
     }
 }
 
+/// The ethdev operations the Linux host PMDs (AF_PACKET, AF_XDP) run the same way on their
+/// kernel interface, `None` until the port is configured. One copy so that the drivers report
+/// link, MAC and MTU alike and name their errors alike.
+pub mod ethdev {
+    use super::{flags, NetIf, NetIfError};
+    use rdk_core::ethdev::{EthError, LinkStatus, MacAddr};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Applies a port configuration's MTU to `netif`: sets `want` when given, else reads the
+    /// interface's; returns the MTU the port now has. Errors name `configure`.
+    pub fn configure_mtu(netif: &NetIf, want: Option<u16>) -> Result<u16, EthError> {
+        match want {
+            Some(mtu) => {
+                netif
+                    .set_mtu(mtu)
+                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
+                Ok(mtu)
+            }
+            None => netif.mtu().map_err(|e| e.to_eth("configure")),
+        }
+    }
+
+    /// The link: up when the interface is up and has carrier, at `speed_mbps` full duplex.
+    /// An interface that vanished sets `gone` (the queues stop touching it) and is down.
+    pub fn link(netif: Option<&NetIf>, gone: &AtomicBool, speed_mbps: u32) -> LinkStatus {
+        let up = !gone.load(Ordering::Relaxed)
+            && netif
+                .map(|n| match n.is_running() {
+                    Ok(r) => r,
+                    Err(NetIfError::NotFound { .. }) => {
+                        gone.store(true, Ordering::Relaxed);
+                        false
+                    }
+                    Err(_) => false,
+                })
+                .unwrap_or(false);
+        LinkStatus {
+            up,
+            speed_mbps: if up { speed_mbps } else { 0 },
+            full_duplex: up,
+        }
+    }
+
+    /// The interface's MAC address; all zero before configure or when it cannot be read.
+    pub fn mac_addr(netif: Option<&NetIf>) -> MacAddr {
+        netif
+            .and_then(|n| n.mac().ok())
+            .map(MacAddr)
+            .unwrap_or(MacAddr([0; 6]))
+    }
+
+    /// Sets the interface's MAC address.
+    pub fn set_mac_addr(netif: Option<&NetIf>, mac: MacAddr) -> Result<(), EthError> {
+        let n = netif.ok_or(EthError::NotSupported {
+            op: "set_mac_addr before configure",
+        })?;
+        n.set_mac(mac.0).map_err(|e| e.to_eth("set_mac_addr"))
+    }
+
+    /// Sets the interface's MTU (the caller records it for its frame size).
+    pub fn set_mtu(netif: Option<&NetIf>, mtu: u16) -> Result<(), EthError> {
+        let n = netif.ok_or(EthError::NotSupported {
+            op: "set_mtu before configure",
+        })?;
+        n.set_mtu(mtu).map_err(|e| e.to_eth("set_mtu"))
+    }
+
+    /// Sets or clears the interface's promiscuous flag (one switch for every user).
+    pub fn set_promiscuous(netif: Option<&NetIf>, on: bool) -> Result<(), EthError> {
+        let n = netif.ok_or(EthError::NotSupported {
+            op: "set_promiscuous before configure",
+        })?;
+        n.set_flags(flags::PROMISC, on)
+            .map_err(|e| e.to_eth("set_promiscuous"))
+    }
+
+    /// Sets or clears the interface's all-multicast flag (one switch for every user).
+    pub fn set_allmulticast(netif: Option<&NetIf>, on: bool) -> Result<(), EthError> {
+        let n = netif.ok_or(EthError::NotSupported {
+            op: "set_allmulticast before configure",
+        })?;
+        n.set_flags(flags::ALLMULTI, on)
+            .map_err(|e| e.to_eth("set_allmulticast"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

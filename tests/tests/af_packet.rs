@@ -1,61 +1,37 @@
 //! `net_af_packet` against the real kernel over a veth pair between two namespaces the tests
 //! create: rdk owns end A, the kernel (or dpdk-testpmd) end B.
 
-use rdk_core::ethdev::{LinkStatus, Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::ethdev::{Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
-use rdk_tests::dpdk::{need_testpmd, Testpmd};
+use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
-    PY_UDP_SEND,
+    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
 };
-use rdk_tests::netns::{need_netns, Netns, Veth};
-use rdk_tests::port::await_link;
-use std::sync::{Arc, Mutex};
+use rdk_tests::lab::{
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+};
+use rdk_tests::netns::need_netns;
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const RDK_IP: [u8; 4] = [10, 78, 0, 2];
 const PEER_IP: [u8; 4] = [10, 78, 0, 1];
 
-/// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
-/// addressed with a static neighbour entry for rdk's address.
-struct Lab {
-    rdk: Netns,
-    peer: Netns,
-    veth: Veth,
+/// The veth rig (see [`VethLab`]) on 10.78.0.0/24, with this suite's port set-up.
+struct Lab(VethLab);
+
+impl std::ops::Deref for Lab {
+    type Target = VethLab;
+    fn deref(&self) -> &VethLab {
+        &self.0
+    }
 }
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let rdk = Netns::new(tag).unwrap();
-        let peer = Netns::new(tag).unwrap();
-        let veth = Veth::new(Some(&rdk), Some(&peer)).unwrap();
-        for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
-            ])
-            .unwrap();
-        }
-        peer.exec(&["ip", "addr", "add", "10.78.0.1/24", "dev", &veth.b])
-            .unwrap();
-        peer.exec(&[
-            "ip",
-            "neigh",
-            "replace",
-            "10.78.0.2",
-            "lladdr",
-            "02:00:00:00:00:0a",
-            "dev",
-            &veth.b,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-        Lab { rdk, peer, veth }
+        Lab(VethLab::new(tag, [10, 78, 0], RDK_MAC).unwrap())
     }
 
     /// A started port on end A with `queues` queue pairs.
@@ -87,28 +63,12 @@ impl Lab {
     }
 
     fn send_udp(&self, payload_hex: &str, sport: Option<u16>) {
-        let sport = sport.map(|s| s.to_string());
-        let mut args = vec![
-            "python3",
-            "-c",
-            PY_UDP_SEND,
-            "10.78.0.2",
-            "9999",
-            payload_hex,
-        ];
-        if let Some(s) = &sport {
-            args.push(s);
-        }
-        self.peer.exec(&args).unwrap();
+        self.0.send_udp(payload_hex, sport).unwrap();
     }
 }
 
 fn pool(n: usize) -> PktMbufPool {
     PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("afp", n)).unwrap()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[test]
@@ -145,24 +105,15 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let lab = Lab::new("aft");
     let pool = pool(1024);
     let mut port = lab.port(&pool, 1, None);
-    let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
-    let cap = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "3", "5"]);
-        c
-    });
-    let udp = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5"]);
-        c
-    });
+    let PeerReceivers {
+        capture: cap,
+        udp,
+        rx_packets_before: rx0,
+    } = lab.peer_receivers(3);
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..3u8 {
-        let mut f = vec![0xffu8; 6];
-        f.extend_from_slice(&RDK_MAC);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+        let f = raw_test_frame(RDK_MAC, i);
         burst.push(Some(mbuf_of(&pool, &f)));
         sent.push(f);
     }
@@ -316,29 +267,7 @@ fn promiscuous_link_events_and_a_vanishing_interface() {
     port.set_promiscuous(false).unwrap();
     assert_eq!(promiscuity(), 0);
 
-    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
-    let ev = events.clone();
-    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    await_link(&mut port, true);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
-        .unwrap();
-    await_link(&mut port, false);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
-        .unwrap();
-    await_link(&mut port, true);
-    assert_eq!(
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.up)
-            .collect::<Vec<_>>(),
-        [false, true]
-    );
-    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
-    assert!(!port.link_update().up);
+    link_flap_then_delete(&lab, &mut port);
     assert!(port.driver().is_gone());
     port.stop().unwrap();
     port.close().unwrap();
@@ -356,41 +285,7 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     let lab = Lab::new("afx");
     let pool = pool(2048);
     let mut port = lab.port(&pool, 1, None);
-    let mut pmd = Testpmd::start(
-        &lab.peer,
-        &format!("net_af_packet0,iface={}", lab.veth.b),
-        "0-1",
-    );
-    pmd.cmd("set fwd io");
-    pmd.cmd("start tx_first 4");
-    let frames = receive(&mut port, 128, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(200));
-    let (_, sent) = pmd.stop_counts();
-    assert_eq!(sent, 128, "{}", pmd.log());
-    let more = receive(&mut port, 1, Duration::from_millis(100));
-    assert_eq!(frames.len() + more.len(), 128);
-    drop((frames, more));
-    pmd.cmd("set fwd rxonly");
-    pmd.cmd("start");
-    pmd.wait_for("packet forwarding", Duration::from_secs(5))
-        .expect("testpmd started forwarding");
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut n = 0;
-    while n < 500 {
-        let mut burst: Vec<Option<Mbuf>> = (0..50)
-            .map(|i| {
-                let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 1, 2, &[i as u8; 18]);
-                Some(mbuf_of(&pool, &f))
-            })
-            .collect();
-        n += port.queues().unwrap().tx[0].tx_burst(&mut burst);
-        drop(burst);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (received, _) = pmd.stop_counts();
-    assert_eq!(received, 500, "{}", pmd.log());
-    drop(pmd);
+    testpmd_exchange(&lab, &mut port, &pool, RDK_MAC);
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }

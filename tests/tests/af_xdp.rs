@@ -3,67 +3,46 @@
 //! (or dpdk-testpmd) end B.
 
 use rdk_core::ethdev::{
-    EthError, LinkStatus, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_SKB_MODE};
 use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode};
-use rdk_tests::dpdk::{need_testpmd, Testpmd};
+use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
-    PY_UDP_SEND,
+    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_SEND,
 };
-use rdk_tests::netns::{need_netns, Netns, Veth};
-use rdk_tests::port::await_link;
-use std::sync::{Arc, Mutex};
+use rdk_tests::lab::{
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+};
+use rdk_tests::netns::{need_netns, Netns};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 const RDK_IP: [u8; 4] = [10, 79, 0, 2];
 const PEER_IP: [u8; 4] = [10, 79, 0, 1];
 
-/// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
-/// addressed with a static neighbour entry for rdk's address.
-struct Lab {
-    rdk: Netns,
-    peer: Netns,
-    veth: Veth,
+/// The veth rig (see [`VethLab`]) on 10.79.0.0/24, with this suite's port set-up.
+struct Lab(VethLab);
+
+impl std::ops::Deref for Lab {
+    type Target = VethLab;
+    fn deref(&self) -> &VethLab {
+        &self.0
+    }
 }
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let rdk = Netns::new(tag).unwrap();
-        let peer = Netns::new(tag).unwrap();
-        let veth = Veth::new(Some(&rdk), Some(&peer)).unwrap();
-        for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
-            ])
-            .unwrap();
-        }
-        peer.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", &veth.b])
-            .unwrap();
+        let lab = VethLab::new(tag, [10, 79, 0], RDK_MAC).unwrap();
         // The peer's kernel fills in full checksums: an AF_XDP socket gets no skb metadata,
         // so a checksum left to offload (CHECKSUM_PARTIAL, a veth's default) would arrive as
         // only the pseudo-header sum.
-        peer.exec(&["ethtool", "-K", &veth.b, "tx", "off"]).unwrap();
-        peer.exec(&[
-            "ip",
-            "neigh",
-            "replace",
-            "10.79.0.2",
-            "lladdr",
-            "02:00:00:00:00:0b",
-            "dev",
-            &veth.b,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-        Lab { rdk, peer, veth }
+        lab.peer
+            .exec(&["ethtool", "-K", &lab.veth.b, "tx", "off"])
+            .unwrap();
+        Lab(lab)
     }
 
     /// A configured, set-up port on end A; `start` decides whether it is started.
@@ -90,16 +69,7 @@ impl Lab {
     }
 
     fn send_udp(&self, payload_hex: &str) {
-        self.peer
-            .exec(&[
-                "python3",
-                "-c",
-                PY_UDP_SEND,
-                "10.79.0.2",
-                "9999",
-                payload_hex,
-            ])
-            .unwrap();
+        self.0.send_udp(payload_hex, None).unwrap();
     }
 
     /// The id of the XDP program on end A (0: none), read with rdk's own netlink code.
@@ -137,10 +107,6 @@ impl Lab {
 
 fn pool(n: usize) -> PktMbufPool {
     PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("afx", n)).unwrap()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn assert_pool_full(pool: &PktMbufPool) {
@@ -200,24 +166,15 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let pool = pool(2048);
     let other = pool_named("afx-other", 256);
     let mut port = lab.port(&pool);
-    let rx0 = lab.peer.counter(&lab.veth.b, "rx_packets").unwrap();
-    let cap = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_RAW_CAPTURE, &lab.veth.b, "4", "5"]);
-        c
-    });
-    let udp = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.79.0.1", "7777", "5"]);
-        c
-    });
+    let PeerReceivers {
+        capture: cap,
+        udp,
+        rx_packets_before: rx0,
+    } = lab.peer_receivers(4);
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..4u8 {
-        let mut f = vec![0xffu8; 6];
-        f.extend_from_slice(&RDK_MAC);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+        let f = raw_test_frame(RDK_MAC, i);
         // By address (the UMEM's pool), copied (another pool), copied (a chain).
         let m = match i {
             0 | 1 => mbuf_of(&pool, &f),
@@ -365,29 +322,7 @@ fn link_events_and_a_vanishing_interface() {
     let mut port = lab.port(&pool);
     port.set_promiscuous(true).unwrap();
     port.set_promiscuous(false).unwrap();
-    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
-    let ev = events.clone();
-    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    await_link(&mut port, true);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
-        .unwrap();
-    await_link(&mut port, false);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
-        .unwrap();
-    await_link(&mut port, true);
-    assert_eq!(
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.up)
-            .collect::<Vec<_>>(),
-        [false, true]
-    );
-    lab.rdk.exec(&["ip", "link", "del", &lab.veth.a]).unwrap();
-    assert!(!port.link_update().up);
+    link_flap_then_delete(&lab, &mut port);
     assert!(port.driver().is_gone());
     let mut burst: Vec<Option<Mbuf>> = vec![Some(mbuf_of(&pool, &[0xab; 60]))];
     let _ = port.queues().unwrap().tx[0].tx_burst(&mut burst);
@@ -487,41 +422,7 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     let lab = Lab::new("xd");
     let pool = pool(4096);
     let mut port = lab.port(&pool);
-    let mut pmd = Testpmd::start(
-        &lab.peer,
-        &format!("net_af_packet0,iface={}", lab.veth.b),
-        "0-1",
-    );
-    pmd.cmd("set fwd io");
-    pmd.cmd("start tx_first 4");
-    let frames = receive(&mut port, 128, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(200));
-    let (_, sent) = pmd.stop_counts();
-    assert_eq!(sent, 128, "{}", pmd.log());
-    let more = receive(&mut port, 1, Duration::from_millis(100));
-    assert_eq!(frames.len() + more.len(), 128);
-    drop((frames, more));
-    pmd.cmd("set fwd rxonly");
-    pmd.cmd("start");
-    pmd.wait_for("packet forwarding", Duration::from_secs(5))
-        .expect("testpmd started forwarding");
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut n = 0;
-    while n < 500 {
-        let mut burst: Vec<Option<Mbuf>> = (0..50)
-            .map(|i| {
-                let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 1, 2, &[i as u8; 18]);
-                Some(mbuf_of(&pool, &f))
-            })
-            .collect();
-        n += port.queues().unwrap().tx[0].tx_burst(&mut burst);
-        drop(burst);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (received, _) = pmd.stop_counts();
-    assert_eq!(received, 500, "{}", pmd.log());
-    drop(pmd);
+    testpmd_exchange(&lab, &mut port, &pool, RDK_MAC);
     port.close().unwrap();
     assert_pool_full(&pool);
 }

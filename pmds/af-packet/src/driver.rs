@@ -1,7 +1,7 @@
 //! The `net_af_packet` device: arguments, socket and ring set-up, control operations.
 
 use crate::rx::{AfPacketRx, RxDrops, RxRing, V2Ring, V3Ring};
-use crate::sys::{self, RingMap, TpacketReq3};
+use crate::sys::{self, TpacketReq3};
 use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
 use nix::errno::Errno;
 use rdk_core::ethdev::{
@@ -10,7 +10,7 @@ use rdk_core::ethdev::{
     TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
-use rdk_os_linux::netif::{NetIf, NetIfError};
+use rdk_os_linux::netif::{self, NetIf};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -289,15 +289,7 @@ impl Driver for AfPacketDriver {
     fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
         let netif = NetIf::open(&self.iface).map_err(|e| e.to_eth("configure"))?;
         self.ifindex = netif.index().map_err(|e| e.to_eth("configure"))?;
-        match config.mtu {
-            Some(mtu) => {
-                netif
-                    .set_mtu(mtu)
-                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
-                self.mtu = mtu;
-            }
-            None => self.mtu = netif.mtu().map_err(|e| e.to_eth("configure"))?,
-        }
+        self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.netif = Some(netif);
         self.multi_rx = config.nb_rxq > 1;
         self.rx_socks.clear();
@@ -353,7 +345,7 @@ impl Driver for AfPacketDriver {
             sys::set_opt(&sock, sys::PACKET_RX_RING, &req).map_err(e)?;
             (req, block_size as usize * block_nr as usize)
         };
-        let map = RingMap::map(&sock, map_len).map_err(e)?;
+        let map = sys::map_ring(&sock, map_len).map_err(e)?;
         // Our own transmissions (and the host's) leaving this interface are not received
         // frames; older kernels without the option deliver them, which is only extra traffic.
         let _ = sys::set_opt(&sock, PACKET_IGNORE_OUTGOING, &1i32);
@@ -442,7 +434,7 @@ impl Driver for AfPacketDriver {
             &[req.block_size, req.block_nr, req.frame_size, req.frame_nr],
         )
         .map_err(e)?;
-        let map = RingMap::map(&sock, block_size as usize * block_nr as usize).map_err(e)?;
+        let map = sys::map_ring(&sock, block_size as usize * block_nr as usize).map_err(e)?;
         sys::bind(&sock, self.ifindex, false).map_err(e)?;
         let drops = self.tx_drops.fresh(queue);
         Ok(AfPacketTx::new(
@@ -477,46 +469,19 @@ impl Driver for AfPacketDriver {
     }
 
     fn link(&self) -> LinkStatus {
-        let up = !self.is_gone()
-            && self
-                .netif
-                .as_ref()
-                .map(|n| match n.is_running() {
-                    Ok(r) => r,
-                    Err(NetIfError::NotFound { .. }) => {
-                        self.gone.store(true, Ordering::Relaxed);
-                        false
-                    }
-                    Err(_) => false,
-                })
-                .unwrap_or(false);
-        LinkStatus {
-            up,
-            speed_mbps: if up { SPEED_MBPS } else { 0 },
-            full_duplex: up,
-        }
+        netif::ethdev::link(self.netif.as_ref(), &self.gone, SPEED_MBPS)
     }
 
     fn mac_addr(&self) -> MacAddr {
-        self.netif
-            .as_ref()
-            .and_then(|n| n.mac().ok())
-            .map(MacAddr)
-            .unwrap_or(MacAddr([0; 6]))
+        netif::ethdev::mac_addr(self.netif.as_ref())
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_mac_addr before configure",
-        })?;
-        n.set_mac(mac.0).map_err(|e| e.to_eth("set_mac_addr"))
+        netif::ethdev::set_mac_addr(self.netif.as_ref(), mac)
     }
 
     fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_mtu before configure",
-        })?;
-        n.set_mtu(mtu).map_err(|e| e.to_eth("set_mtu"))?;
+        netif::ethdev::set_mtu(self.netif.as_ref(), mtu)?;
         self.mtu = mtu;
         Ok(())
     }
@@ -534,11 +499,7 @@ impl Driver for AfPacketDriver {
     fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
         // Promiscuous includes all multicast; without it, all-multicast needs the interface
         // flag (one switch for every user, as DPDK's af_packet does it).
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_allmulticast before configure",
-        })?;
-        n.set_flags(rdk_os_linux::netif::flags::ALLMULTI, on)
-            .map_err(|e| e.to_eth("set_allmulticast"))
+        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {

@@ -3,8 +3,9 @@
 #![allow(unsafe_code)] // socket, setsockopt, bind, mmap, sendto on our own descriptors.
 
 use nix::errno::Errno;
+pub(crate) use rdk_os_linux::sock::RingMap;
+use rdk_os_linux::sock::{self, SockOpt};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 
 pub(crate) const SOL_PACKET: libc::c_int = 263;
 pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
@@ -44,12 +45,20 @@ pub(crate) struct TpacketStatsV3 {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Default)]
 struct PacketMreq {
     ifindex: libc::c_int,
     kind: libc::c_ushort,
     alen: libc::c_ushort,
     address: [u8; 8],
 }
+
+// SAFETY: plain `#[repr(C)]` integers: every bit pattern is a value.
+unsafe impl SockOpt for TpacketReq3 {}
+// SAFETY: as above.
+unsafe impl SockOpt for TpacketStatsV3 {}
+// SAFETY: as above.
+unsafe impl SockOpt for PacketMreq {}
 
 fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
     Errno::result(r)
@@ -72,35 +81,13 @@ pub(crate) fn packet_socket(rx: bool) -> Result<OwnedFd, Errno> {
 }
 
 /// `setsockopt(SOL_PACKET, opt, &value)`.
-pub(crate) fn set_opt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> Result<(), Errno> {
-    // SAFETY: `value` is a live T of the size passed; the kernel only reads it.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_PACKET,
-            opt,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+pub(crate) fn set_opt<T: SockOpt>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> Result<(), Errno> {
+    sock::set_opt(fd.as_raw_fd(), SOL_PACKET, opt, value)
 }
 
 /// Reads and resets the socket's counters (`PACKET_STATISTICS`).
 pub(crate) fn take_stats(fd: &OwnedFd) -> Result<TpacketStatsV3, Errno> {
-    let mut s = TpacketStatsV3::default();
-    let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `s`.
-    check(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_STATISTICS,
-            (&mut s as *mut TpacketStatsV3).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(s)
+    sock::get_opt(fd.as_raw_fd(), SOL_PACKET, PACKET_STATISTICS).map(|(s, _)| s)
 }
 
 /// Turns promiscuous membership of `ifindex` on or off for this socket.
@@ -138,74 +125,17 @@ pub(crate) fn bind(fd: &OwnedFd, ifindex: u32, rx: bool) -> Result<(), Errno> {
 }
 
 /// Asks the kernel to send the frames marked in the TX ring (one call per burst).
+#[inline]
 pub(crate) fn kick(fd: &OwnedFd) -> Result<(), Errno> {
-    // SAFETY: a zero-length send with no buffer and no address is the documented TX-ring kick.
-    let r = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            std::ptr::null(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null(),
-            0,
-        )
-    };
-    match Errno::result(r) {
+    match sock::kick(fd.as_raw_fd()) {
         // EAGAIN/ENOBUFS: the device queue is full; the frames stay marked and go with the
         // next kick.
-        Ok(_) | Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => Ok(()),
+        Ok(()) | Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// A ring shared with the kernel: `len` bytes mapped from the socket.
-#[derive(Debug)]
-pub(crate) struct RingMap {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is owned by one queue at a time; every access goes through the queue's
-// `&mut self` or atomics on status words.
-unsafe impl Send for RingMap {}
-
-impl RingMap {
-    /// Maps the ring(s) configured on `fd`.
-    pub(crate) fn map(fd: &OwnedFd, len: usize) -> Result<Self, Errno> {
-        // SAFETY: a fresh shared mapping of the socket's ring at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Errno::last());
-        }
-        Ok(Self {
-            base: NonNull::new(p.cast()).ok_or(Errno::ENOMEM)?,
-            len,
-        })
-    }
-
-    /// The first byte.
-    pub(crate) fn base(&self) -> *mut u8 {
-        self.base.as_ptr()
-    }
-
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for RingMap {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; nothing points into it once its queue is gone.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
+/// The rings shared with the kernel, mapped from the socket (`MAP_LOCKED`, offset 0).
+pub(crate) fn map_ring(fd: &OwnedFd, len: usize) -> Result<RingMap, Errno> {
+    RingMap::map(fd.as_raw_fd(), len, 0, true)
 }

@@ -23,7 +23,7 @@ use rdk_core::ethdev::{
     XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
-use rdk_os_linux::netif::{NetIf, NetIfError};
+use rdk_os_linux::netif::{self, NetIf, NetIfError};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -622,15 +622,7 @@ impl Driver for AfXdpDriver {
         if let Err(e) = sys::xsk_socket() {
             return Err(self.fail(OP, AfXdpError::os("socket(AF_XDP)", e)));
         }
-        match config.mtu {
-            Some(mtu) => {
-                netif
-                    .set_mtu(mtu)
-                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
-                self.mtu = mtu;
-            }
-            None => self.mtu = netif.mtu().map_err(|e| e.to_eth(OP))?,
-        }
+        self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         match Rtnl::open() {
             Ok(r) => self.rtnl = Some(r),
             Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
@@ -726,65 +718,30 @@ impl Driver for AfXdpDriver {
     }
 
     fn link(&self) -> LinkStatus {
-        let up = !self.is_gone()
-            && self
-                .netif
-                .as_ref()
-                .map(|n| match n.is_running() {
-                    Ok(r) => r,
-                    Err(NetIfError::NotFound { .. }) => {
-                        self.gone.store(true, Ordering::Relaxed);
-                        false
-                    }
-                    Err(_) => false,
-                })
-                .unwrap_or(false);
-        LinkStatus {
-            up,
-            speed_mbps: if up { SPEED_MBPS } else { 0 },
-            full_duplex: up,
-        }
+        netif::ethdev::link(self.netif.as_ref(), &self.gone, SPEED_MBPS)
     }
 
     fn mac_addr(&self) -> MacAddr {
-        self.netif
-            .as_ref()
-            .and_then(|n| n.mac().ok())
-            .map(MacAddr)
-            .unwrap_or(MacAddr([0; 6]))
+        netif::ethdev::mac_addr(self.netif.as_ref())
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_mac_addr before configure",
-        })?;
-        n.set_mac(mac.0).map_err(|e| e.to_eth("set_mac_addr"))
+        netif::ethdev::set_mac_addr(self.netif.as_ref(), mac)
     }
 
     fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_mtu before configure",
-        })?;
-        n.set_mtu(mtu).map_err(|e| e.to_eth("set_mtu"))?;
+        netif::ethdev::set_mtu(self.netif.as_ref(), mtu)?;
         self.mtu = mtu;
         Ok(())
     }
 
     /// The interface's promiscuous flag (as DPDK's af_xdp does).
     fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_promiscuous before configure",
-        })?;
-        n.set_flags(rdk_os_linux::netif::flags::PROMISC, on)
-            .map_err(|e| e.to_eth("set_promiscuous"))
+        netif::ethdev::set_promiscuous(self.netif.as_ref(), on)
     }
 
     fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
-        let n = self.netif.as_ref().ok_or(EthError::NotSupported {
-            op: "set_allmulticast before configure",
-        })?;
-        n.set_flags(rdk_os_linux::netif::flags::ALLMULTI, on)
-            .map_err(|e| e.to_eth("set_allmulticast"))
+        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {

@@ -14,7 +14,7 @@
 use crate::sys::{RingMap, RingOffset};
 use nix::errno::Errno;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Entries the other side may have made visible: `prod - cons`, or `None` if that is more
@@ -72,7 +72,7 @@ impl<T: Copy> Ring<T> {
         {
             return Err(Errno::EINVAL);
         }
-        let map = RingMap::map(fd, bytes as usize, pgoff)?;
+        let map = RingMap::map(fd.as_raw_fd(), bytes as usize, pgoff, false)?;
         Ok(Self::on(map, off, size))
     }
 
@@ -102,7 +102,8 @@ impl<T: Copy> Ring<T> {
             flags: 128,
             desc: 192,
         };
-        let map = RingMap::anon(192 + size as usize * std::mem::size_of::<T>());
+        let map = RingMap::anon(192 + size as usize * std::mem::size_of::<T>())
+            .expect("anonymous memory");
         let base = map.base() as usize;
         (Self::on(map, &off, size), base)
     }

@@ -2,8 +2,11 @@
 #![allow(unsafe_code)] // socket, setsockopt, getsockopt, bind, mmap, sendto, recvfrom on our fds.
 
 use nix::errno::Errno;
+use rdk_os_linux::sock::{self, SockOpt};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+
+pub(crate) use rdk_os_linux::sock::RingMap;
 
 /// `AF_XDP` / `PF_XDP` (linux/socket.h).
 pub(crate) const AF_XDP: libc::c_int = 44;
@@ -97,6 +100,13 @@ pub struct XdpStatistics {
     pub tx_ring_empty_descs: u64,
 }
 
+// SAFETY: plain `#[repr(C)]` integers: every bit pattern is a value.
+unsafe impl SockOpt for MmapOffsets {}
+// SAFETY: as above.
+unsafe impl SockOpt for UmemReg {}
+// SAFETY: as above.
+unsafe impl SockOpt for XdpStatistics {}
+
 fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
     Errno::result(r)
 }
@@ -110,27 +120,13 @@ pub(crate) fn xsk_socket() -> Result<OwnedFd, Errno> {
 }
 
 /// `setsockopt(SOL_XDP, opt, &value)`.
-pub(crate) fn set_opt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> Result<(), Errno> {
-    // SAFETY: `value` is a live T of the size passed; the kernel only reads it.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_XDP,
-            opt,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+pub(crate) fn set_opt<T: SockOpt>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> Result<(), Errno> {
+    sock::set_opt(fd.as_raw_fd(), SOL_XDP, opt, value)
 }
 
 /// `getsockopt(SOL_XDP, opt)` into a zeroed `T`; the length the kernel wrote.
-fn get_opt<T: Default>(fd: RawFd, opt: libc::c_int) -> Result<(T, usize), Errno> {
-    let mut v = T::default();
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `v`, a plain-data struct.
-    check(unsafe { libc::getsockopt(fd, SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len) })?;
-    Ok((v, len as usize))
+fn get_opt<T: SockOpt>(fd: RawFd, opt: libc::c_int) -> Result<(T, usize), Errno> {
+    sock::get_opt(fd, SOL_XDP, opt)
 }
 
 /// Where the producer, consumer, flags and descriptors of each ring are in its mapping.
@@ -261,20 +257,10 @@ pub(crate) enum Kicked {
 }
 
 /// Asks the kernel to send what is in the TX ring (once per burst, when it asked for it).
+#[inline]
 pub(crate) fn kick_tx(fd: RawFd) -> Result<Kicked, Errno> {
-    // SAFETY: a zero-length send with no buffer and no address: the documented TX wake-up.
-    let r = unsafe {
-        libc::sendto(
-            fd,
-            std::ptr::null(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null(),
-            0,
-        )
-    };
-    match Errno::result(r) {
-        Ok(_) => Ok(Kicked::Done),
+    match sock::kick(fd) {
+        Ok(()) => Ok(Kicked::Done),
         // EAGAIN: a batch went and more wait, or the completion ring is full; EBUSY: another
         // sender is active; ENOBUFS: the device queue is full. The frames stay in the ring.
         Err(Errno::EAGAIN) | Err(Errno::EBUSY) => Ok(Kicked::More),
@@ -297,72 +283,4 @@ pub(crate) fn wake_rx(fd: RawFd) {
             std::ptr::null_mut(),
         )
     };
-}
-
-/// One ring mapped from the socket.
-#[derive(Debug)]
-pub(crate) struct RingMap {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is owned by one queue; all accesses go through its `&mut self` or
-// atomics on the index words.
-unsafe impl Send for RingMap {}
-
-impl RingMap {
-    /// Maps `len` bytes of the ring at page offset `pgoff` of `fd`.
-    pub(crate) fn map(fd: &OwnedFd, len: usize, pgoff: i64) -> Result<Self, Errno> {
-        // SAFETY: a fresh shared mapping of the socket's ring at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Errno::last());
-        }
-        Ok(Self {
-            base: NonNull::new(p.cast()).ok_or(Errno::ENOMEM)?,
-            len,
-        })
-    }
-
-    /// Anonymous memory standing in for a kernel ring (tests play the kernel's side).
-    #[cfg(test)]
-    pub(crate) fn anon(len: usize) -> Self {
-        // SAFETY: a fresh private anonymous mapping.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        Self {
-            base: NonNull::new(p.cast()).expect("mmap gave a non-null address"),
-            len,
-        }
-    }
-
-    /// The first byte.
-    pub(crate) fn base(&self) -> *mut u8 {
-        self.base.as_ptr()
-    }
-}
-
-impl Drop for RingMap {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; nothing points into it once its ring is gone.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
 }

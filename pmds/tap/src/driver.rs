@@ -202,15 +202,7 @@ impl Driver for TapDriver {
                 .set_mac(mac.0)
                 .map_err(|e| e.to_eth("configure (set MAC)"))?;
         }
-        match config.mtu {
-            Some(mtu) => {
-                netif
-                    .set_mtu(mtu)
-                    .map_err(|e| e.to_eth("configure (set MTU)"))?;
-                self.mtu = mtu;
-            }
-            None => self.mtu = netif.mtu().map_err(|e| e.to_eth("configure"))?,
-        }
+        self.mtu = rdk_os_linux::netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
         Ok(())

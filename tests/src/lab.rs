@@ -1,0 +1,231 @@
+//! The rig of the host-PMD suites (`af_packet`, `af_xdp`): two namespaces joined by a veth,
+//! rdk on end A, the kernel (or dpdk-testpmd) on end B, and the exchanges they share.
+
+use crate::dpdk::Testpmd;
+use crate::frames::{
+    ipv4_udp_frame, mbuf_of, receive, Peer, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+};
+use crate::netns::{HarnessError, Netns, Veth};
+use crate::port::await_link;
+use rdk_core::ethdev::{Driver, LinkStatus, Port, TxQueue};
+use rdk_core::mbuf::{Mbuf, PktMbufPool};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Two namespaces joined by a veth, IPv6 off on both ends (no stray frames), the peer end
+/// (B) addressed `NET.1/24` with a static neighbour entry for rdk's `NET.2` on end A.
+/// Dropping it deletes both namespaces and the pair.
+#[derive(Debug)]
+pub struct VethLab {
+    /// rdk's namespace (end A).
+    pub rdk: Netns,
+    /// The kernel peer's namespace (end B).
+    pub peer: Netns,
+    /// The pair: `a` in `rdk`, `b` in `peer`.
+    pub veth: Veth,
+    net: [u8; 3],
+}
+
+impl VethLab {
+    /// Builds the rig in namespaces named after `tag`, on the /24 `net` (e.g. `[10, 78, 0]`),
+    /// with rdk's address bound to `rdk_mac` in the peer's neighbour table.
+    pub fn new(tag: &str, net: [u8; 3], rdk_mac: [u8; 6]) -> Result<Self, HarnessError> {
+        let rdk = Netns::new(tag)?;
+        let peer = Netns::new(tag)?;
+        let veth = Veth::new(Some(&rdk), Some(&peer))?;
+        for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
+            ns.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{end}.disable_ipv6=1"),
+            ])?;
+        }
+        let lab = Self {
+            rdk,
+            peer,
+            veth,
+            net,
+        };
+        let peer_cidr = format!("{}/24", dotted(lab.peer_ip()));
+        lab.peer
+            .exec(&["ip", "addr", "add", &peer_cidr, "dev", &lab.veth.b])?;
+        let mac = rdk_mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        lab.peer.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            &dotted(lab.rdk_ip()),
+            "lladdr",
+            &mac,
+            "dev",
+            &lab.veth.b,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(lab)
+    }
+
+    /// rdk's address (`NET.2`).
+    pub fn rdk_ip(&self) -> [u8; 4] {
+        [self.net[0], self.net[1], self.net[2], 2]
+    }
+
+    /// The peer's address (`NET.1`).
+    pub fn peer_ip(&self) -> [u8; 4] {
+        [self.net[0], self.net[1], self.net[2], 1]
+    }
+
+    /// Sends one UDP datagram from the peer's kernel to rdk's port 9999 with the hex payload,
+    /// from source port `sport` if given.
+    pub fn send_udp(&self, payload_hex: &str, sport: Option<u16>) -> Result<(), HarnessError> {
+        let rdk_ip = dotted(self.rdk_ip());
+        let sport = sport.map(|s| s.to_string());
+        let mut args = vec!["python3", "-c", PY_UDP_SEND, &rdk_ip, "9999", payload_hex];
+        if let Some(s) = &sport {
+            args.push(s);
+        }
+        self.peer.exec(&args).map(drop)
+    }
+}
+
+fn dotted(ip: [u8; 4]) -> String {
+    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+}
+
+/// Lower-case hex of `b` (the payload argument of [`PY_UDP_SEND`]).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// dpdk-testpmd's `net_af_packet` on the peer end (B) against the started `port` on end A, as
+/// generator and as receiver, with exact counts: testpmd's `tx_first 4` burst (128 frames)
+/// must all arrive at `port`, and 500 broadcast UDP frames from `rdk_mac` that `port` sends
+/// must all reach testpmd. Panics (the test fails) on any other count; the frames are freed.
+pub fn testpmd_exchange<D: Driver>(
+    lab: &VethLab,
+    port: &mut Port<D>,
+    pool: &PktMbufPool,
+    rdk_mac: [u8; 6],
+) {
+    let mut pmd = Testpmd::start(
+        &lab.peer,
+        &format!("net_af_packet0,iface={}", lab.veth.b),
+        "0-1",
+    );
+    pmd.cmd("set fwd io");
+    pmd.cmd("start tx_first 4");
+    let frames = receive(port, 128, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, sent) = pmd.stop_counts();
+    assert_eq!(sent, 128, "{}", pmd.log());
+    let more = receive(port, 1, Duration::from_millis(100));
+    assert_eq!(frames.len() + more.len(), 128);
+    drop((frames, more));
+    pmd.cmd("set fwd rxonly");
+    pmd.cmd("start");
+    pmd.wait_for("packet forwarding", Duration::from_secs(5))
+        .expect("testpmd started forwarding");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (rdk_ip, peer_ip) = (lab.rdk_ip(), lab.peer_ip());
+    let mut n = 0;
+    while n < 500 {
+        let mut burst: Vec<Option<Mbuf>> = (0..50)
+            .map(|i| {
+                let f = ipv4_udp_frame(rdk_mac, [0xff; 6], rdk_ip, peer_ip, 1, 2, &[i as u8; 18]);
+                Some(mbuf_of(pool, &f))
+            })
+            .collect();
+        n += port.queues().expect("a started port").tx[0].tx_burst(&mut burst);
+        drop(burst);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (received, _) = pmd.stop_counts();
+    assert_eq!(received, 500, "{}", pmd.log());
+}
+
+/// Takes the peer end (B) down and up again: `port` (started, link up) must report exactly
+/// "down" then "up" to the link-change callback this installs, then rdk's end (A) is deleted
+/// and `port` must report the link down. The caller checks its driver saw the interface go.
+pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
+    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
+    let ev = events.clone();
+    port.on_link_change(Box::new(move |_, l| {
+        ev.lock().unwrap_or_else(|e| e.into_inner()).push(l)
+    }));
+    await_link(port, true);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
+        .expect("set the peer end down");
+    await_link(port, false);
+    lab.peer
+        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
+        .expect("set the peer end up");
+    await_link(port, true);
+    assert_eq!(
+        events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|l| l.up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    lab.rdk
+        .exec(&["ip", "link", "del", &lab.veth.a])
+        .expect("delete rdk's end");
+    assert!(!port.link_update().up);
+}
+
+/// The peer's side of an "rdk sends, the kernel receives" test: a raw capture of `raw`
+/// frames of EtherType 0x88b5 (as [`raw_test_frame`] makes), a UDP receiver on the peer's
+/// port 7777, both ready, and the peer end's `rx_packets` from before.
+pub struct PeerReceivers {
+    /// The raw capture: its lines are the frames, in hex.
+    pub capture: Peer,
+    /// The UDP receiver: its lines are the datagrams' payloads.
+    pub udp: Peer,
+    /// The peer end's `rx_packets` before anything was sent.
+    pub rx_packets_before: u64,
+}
+
+impl VethLab {
+    /// Starts the peer's receivers ([`PeerReceivers`]) for `raw` raw frames (5 s each at most).
+    pub fn peer_receivers(&self, raw: usize) -> PeerReceivers {
+        let rx_packets_before = self
+            .peer
+            .counter(&self.veth.b, "rx_packets")
+            .expect("the peer end's rx_packets");
+        let raw = raw.to_string();
+        let capture = Peer::start({
+            let mut c = self.peer.command("python3");
+            c.args(["-c", PY_RAW_CAPTURE, &self.veth.b, &raw, "5"]);
+            c
+        });
+        let peer_ip = dotted(self.peer_ip());
+        let udp = Peer::start({
+            let mut c = self.peer.command("python3");
+            c.args(["-c", PY_UDP_RECV, &peer_ip, "7777", "5"]);
+            c
+        });
+        PeerReceivers {
+            capture,
+            udp,
+            rx_packets_before,
+        }
+    }
+}
+
+/// Test frame `i` from `src_mac`: broadcast, EtherType 0x88b5 (local experimental), a
+/// payload of 50 + 300·`i` bytes that differs per `i`.
+pub fn raw_test_frame(src_mac: [u8; 6], i: u8) -> Vec<u8> {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
+    f
+}
