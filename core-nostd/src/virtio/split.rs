@@ -149,6 +149,10 @@ impl<R: DmaRegion> SplitQueue<R> {
         }
         self.last_used = self.last_used.wrapping_add(1);
         self.reclaim(id);
+        // A read-only chain reports 0 whatever the device wrote (see PackedQueue::finish).
+        if slot.write_len == 0 {
+            return Completion::Done(Used { id, len: 0 });
+        }
         if len > slot.write_len {
             return self.dropped(Some(id), Anomaly::LenTooLong);
         }

@@ -164,4 +164,11 @@ pub trait Transport: Send {
     fn interrupt_status(&mut self) -> Result<u8, TransportError> {
         Ok(0)
     }
+
+    /// Whether the device serves every queue pair whose queues are enabled, so that several
+    /// pairs need no `MQ` command on a control queue (vhost-user: the backend processes each
+    /// enabled ring). Devices that follow the spec's control queue (virtio-pci) say no.
+    fn pairs_follow_enabled_queues(&self) -> bool {
+        false
+    }
 }

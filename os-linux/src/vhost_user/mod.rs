@@ -29,10 +29,16 @@ pub mod features;
 mod frontend;
 mod memory;
 pub mod msg;
+mod shared;
 mod state;
+mod transport;
 
 pub use error::{MemTableProblem, VhostUserError};
 pub use features::{FeatureSet, FRONTEND_PROTOCOL_FEATURES};
 pub use frontend::{VhostUserFrontend, DEFAULT_TIMEOUT, MAX_VRING_INDEX, MAX_VRING_SIZE};
 pub use memory::MemRegion;
+pub use shared::{SharedMemory, SharedRegion};
 pub use state::VringAddrs;
+pub use transport::{
+    VhostUserNotify, VhostUserTransport, VirtioUserConfig, DEFAULT_QUEUE_SIZE, VIRTIO_USER_KEYS,
+};
