@@ -6,10 +6,14 @@ use rdk_core::ethdev::{
     RxQueueConfig, StatsReader, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_os_linux::vhost_user::{
+    SharedMemory, VhostUserTransport, VirtioUserConfig, VIRTIO_USER_KEYS,
+};
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_pmd_null::NullDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
+use rdk_pmd_virtio::{VirtioNet, VirtioNetConfig};
 
 type NullRx = <NullDriver as Driver>::Rx;
 type NullTx = <NullDriver as Driver>::Tx;
@@ -19,6 +23,10 @@ type TapRx = <TapDriver as Driver>::Rx;
 type TapTx = <TapDriver as Driver>::Tx;
 type AfpRx = <AfPacketDriver as Driver>::Rx;
 type AfpTx = <AfPacketDriver as Driver>::Tx;
+/// `net_virtio_user`: the virtio-net PMD over a vhost-user transport.
+pub type VirtioUserDriver = VirtioNet<VhostUserTransport, SharedMemory>;
+type VuRx = <VirtioUserDriver as Driver>::Rx;
+type VuTx = <VirtioUserDriver as Driver>::Tx;
 
 /// A port of any linked driver.
 pub enum AnyPort {
@@ -30,6 +38,8 @@ pub enum AnyPort {
     Tap(Port<TapDriver>),
     /// `net_af_packet`.
     AfPacket(Port<AfPacketDriver>),
+    /// `net_virtio_user`.
+    VirtioUser(Port<VirtioUserDriver>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -42,6 +52,8 @@ pub enum AnyRx<'a> {
     Tap(&'a mut TapRx),
     /// `net_af_packet`.
     AfPacket(&'a mut AfpRx),
+    /// `net_virtio_user`.
+    VirtioUser(&'a mut VuRx),
 }
 
 /// A borrowed transmit queue of any linked driver.
@@ -54,6 +66,8 @@ pub enum AnyTx<'a> {
     Tap(&'a mut TapTx),
     /// `net_af_packet`.
     AfPacket(&'a mut AfpTx),
+    /// `net_virtio_user`.
+    VirtioUser(&'a mut VuTx),
 }
 
 impl RxQueue for AnyRx<'_> {
@@ -64,6 +78,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Ring(q) => q.rx_burst(out),
             AnyRx::Tap(q) => q.rx_burst(out),
             AnyRx::AfPacket(q) => q.rx_burst(out),
+            AnyRx::VirtioUser(q) => q.rx_burst(out),
         }
     }
 
@@ -74,6 +89,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Ring(q) => q.rx_burst_cached(out, cache),
             AnyRx::Tap(q) => q.rx_burst_cached(out, cache),
             AnyRx::AfPacket(q) => q.rx_burst_cached(out, cache),
+            AnyRx::VirtioUser(q) => q.rx_burst_cached(out, cache),
         }
     }
 }
@@ -86,6 +102,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Ring(q) => q.tx_burst(pkts),
             AnyTx::Tap(q) => q.tx_burst(pkts),
             AnyTx::AfPacket(q) => q.tx_burst(pkts),
+            AnyTx::VirtioUser(q) => q.tx_burst(pkts),
         }
     }
 
@@ -96,6 +113,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Ring(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::Tap(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::AfPacket(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::VirtioUser(q) => q.tx_burst_cached(pkts, cache),
         }
     }
 }
@@ -108,6 +126,7 @@ macro_rules! each {
             AnyPort::Ring($p) => $e,
             AnyPort::Tap($p) => $e,
             AnyPort::AfPacket($p) => $e,
+            AnyPort::VirtioUser($p) => $e,
         }
     };
 }
@@ -174,6 +193,15 @@ impl AnyPort {
         each!(self, p => p.info().driver_name)
     }
 
+    /// The memory a port's device reaches only if the mbufs come from it (virtio-user: the
+    /// vhost-user memory table); `None` for ports that take any pool.
+    pub fn shared_memory(&self) -> Option<SharedMemory> {
+        match self {
+            AnyPort::VirtioUser(p) => Some(p.driver().with_transport(|t| t.memory().clone())),
+            _ => None,
+        }
+    }
+
     /// Lends out the queues of a started port.
     pub fn queues(&mut self) -> Result<(Vec<AnyRx<'_>>, Vec<AnyTx<'_>>), EthError> {
         Ok(match self {
@@ -203,6 +231,13 @@ impl AnyPort {
                 (
                     q.rx.iter_mut().map(AnyRx::AfPacket).collect(),
                     q.tx.iter_mut().map(AnyTx::AfPacket).collect(),
+                )
+            }
+            AnyPort::VirtioUser(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::VirtioUser).collect(),
+                    q.tx.iter_mut().map(AnyTx::VirtioUser).collect(),
                 )
             }
         })
@@ -238,5 +273,49 @@ pub fn registry() -> PortRegistry<AnyPort> {
             Ok(AnyPort::AfPacket(Port::new(id, d)))
         }),
     );
+    register_virtio_user(&mut r);
     r
+}
+
+/// The devargs `net_virtio_user` accepts: the transport's and the driver's.
+const VIRTIO_USER_ALL_KEYS: &[&str] = &[
+    "path",
+    "queues",
+    "queue_size",
+    "mac",
+    "packed_vq",
+    "in_order",
+    "mrg_rxbuf",
+    "event_idx",
+    "mq",
+];
+
+/// `net_virtio_userN,path=SOCK[,queues=N][,queue_size=N][,mac=..][,packed_vq=0|1]
+/// [,mrg_rxbuf=0|1][,in_order=0|1]`: every such port shares one [`SharedMemory`], which the
+/// mbuf pool must come from too ([`AnyPort::shared_memory`]).
+fn register_virtio_user(r: &mut PortRegistry<AnyPort>) {
+    debug_assert!(VIRTIO_USER_KEYS
+        .iter()
+        .all(|k| VIRTIO_USER_ALL_KEYS.contains(k)));
+    let mem = std::sync::OnceLock::<SharedMemory>::new();
+    r.register_driver(
+        "net_virtio_user",
+        Box::new(move |id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            a.check_keys(VIRTIO_USER_ALL_KEYS)?;
+            let tcfg = VirtioUserConfig::from_devargs(a)?;
+            let mut cfg = VirtioNetConfig::features_from_devargs(a)?;
+            cfg.port_id = id;
+            let mem = mem.get_or_init(SharedMemory::new).clone();
+            let path = tcfg.path.display().to_string();
+            let failed = |e: String| DevArgsError::BadValue {
+                key: "path".into(),
+                value: format!("{path} ({e})"),
+                expected: "the socket of a running vhost-user backend (net_vhost client=0)",
+            };
+            let t = VhostUserTransport::connect(tcfg, mem.clone())
+                .map_err(|e| failed(e.to_string()))?;
+            let d = VirtioNet::new(t, mem, cfg).map_err(|e| failed(e.to_string()))?;
+            Ok(AnyPort::VirtioUser(Port::new(id, d)))
+        }),
+    );
 }
