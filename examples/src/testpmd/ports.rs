@@ -39,7 +39,7 @@ pub enum AnyPort {
     /// `net_af_packet`.
     AfPacket(Port<AfPacketDriver>),
     /// `net_virtio_user`.
-    VirtioUser(Port<VirtioUserDriver>),
+    VirtioUser(Box<Port<VirtioUserDriver>>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -315,7 +315,7 @@ fn register_virtio_user(r: &mut PortRegistry<AnyPort>) {
             let t = VhostUserTransport::connect(tcfg, mem.clone())
                 .map_err(|e| failed(e.to_string()))?;
             let d = VirtioNet::new(t, mem, cfg).map_err(|e| failed(e.to_string()))?;
-            Ok(AnyPort::VirtioUser(Port::new(id, d)))
+            Ok(AnyPort::VirtioUser(Box::new(Port::new(id, d))))
         }),
     );
 }
