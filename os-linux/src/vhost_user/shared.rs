@@ -12,7 +12,8 @@
 //! several queue pairs costs one table entry for all its rings rather than three per pair;
 //! large ones (pools) get a region of their own. Memory comes from memfd-backed hugepages with
 //! IOVA = VA (a backend translates descriptor addresses through the table, so IOVAs need not
-//! be physical), or from plain memfd pages on a machine without free hugepages.
+//! be physical), or from plain memfd pages when hugepages run out (the backend maps either
+//! kind; hugepages only make its address translation cheaper).
 
 #![allow(unsafe_code)] // `unsafe impl DmaRegion for SharedRegion`, reasoned next to it.
 
@@ -32,6 +33,8 @@ const SMALL: usize = 256 << 10;
 #[derive(Debug)]
 struct Inner {
     os: LinuxOs,
+    /// Plain memfd pages, for when `os` has no hugepages left.
+    plain: LinuxOs,
     /// Every backing region handed out (weakly: a region dropped by its users is gone).
     regions: Vec<Weak<LinuxRegion>>,
     /// The arena small requests come from now, and how much of it is used.
@@ -60,15 +63,16 @@ impl SharedMemory {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 os,
+                plain: LinuxOs::plain(),
                 regions: Vec::new(),
                 arena: None,
             })),
         }
     }
 
-    /// Whether the memory is hugepages (else plain pages).
+    /// Whether every region handed out so far is hugepage memory.
     pub fn is_hugepages(&self) -> bool {
-        !self.lock().os.is_plain()
+        self.regions().iter().all(|r| !r.is_plain())
     }
 
     /// Every backing region still in use, in allocation order: what `SET_MEM_TABLE` must
@@ -93,7 +97,11 @@ impl Default for SharedMemory {
 
 impl Inner {
     fn backing(&mut self, req: &DmaRequest<'_>) -> Result<Arc<LinuxRegion>, DmaError> {
-        let r = Arc::new(self.os.dma_alloc(req)?);
+        let r = match self.os.dma_alloc(req) {
+            Err(DmaError::Exhausted { .. }) if !self.os.is_plain() => self.plain.dma_alloc(req)?,
+            r => r?,
+        };
+        let r = Arc::new(r);
         self.regions.push(Arc::downgrade(&r));
         Ok(r)
     }
