@@ -305,6 +305,38 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
     }
 
     #[inline]
+    fn ready_at_least(&self, descs: u16) -> bool {
+        let in_use = self.layout.size - self.num_free;
+        if in_use == 0 {
+            return false;
+        }
+        let want = descs.clamp(1, in_use);
+        // SAFETY: used.idx is inside the region, 2-aligned.
+        let used_idx = unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };
+        let ready = used_idx.wrapping_sub(self.last_used);
+        if ready == 0 || ready > self.in_flight {
+            // Nothing, or nonsense that pop_used will count.
+            return ready != 0;
+        }
+        if !self.in_order {
+            // Each element frees a chain of at least one descriptor.
+            return ready >= want;
+        }
+        // IN_ORDER: one element may stand for a batch; the chains up to the newest element's
+        // are done, and their descriptors run on from the next one due.
+        let pos = used_idx.wrapping_sub(1) & self.mask;
+        // SAFETY: pos < size: inside the used ring; 4-aligned.
+        let e: UsedElem = unsafe { mem::read(self.base(), self.layout.used_ring(pos)) };
+        let id = e.id.get();
+        if id >= self.layout.size as u32 {
+            return true;
+        }
+        let due = self.order[(self.completed & self.mask) as usize];
+        let span = (id as u16).wrapping_sub(due) & self.mask;
+        span as u32 + self.slots[id as usize].descs as u32 >= want as u32
+    }
+
+    #[inline]
     fn has_used(&self) -> bool {
         // SAFETY: used.idx is inside the region, 2-aligned.
         let used_idx = unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };

@@ -587,3 +587,36 @@ fn any_queue_picks_the_layout() {
     let q = AnyQueue::new(region(4096), 8, Features::VERSION_1).unwrap();
     assert!(matches!(q, AnyQueue::Split(_)));
 }
+
+#[test]
+fn split_ready_at_least_counts_descriptors_freed() {
+    for in_order in [false, true] {
+        let mut q = split(8, false, in_order);
+        let mut dev = SplitDev::new(8);
+        let r = q.region().as_ptr();
+        assert!(!q.ready_at_least(1), "nothing in flight");
+        let ids: Vec<u16> = (0..4)
+            .map(|i| q.add(&[Buf::readable(iova(i), 10)]).unwrap())
+            .collect();
+        q.kick_prepare();
+        assert!(!q.ready_at_least(1));
+        dev.put(r, ids[0] as u32, 0);
+        assert!(q.ready_at_least(1));
+        assert!(!q.ready_at_least(2));
+        if in_order {
+            // One element for the batch up to the third chain frees three descriptors.
+            dev.put(r, ids[2] as u32, 0);
+            assert!(q.ready_at_least(3));
+            assert!(!q.ready_at_least(4));
+        } else {
+            dev.put(r, ids[1] as u32, 0);
+            assert!(q.ready_at_least(2));
+            assert!(!q.ready_at_least(3));
+        }
+        assert!(
+            !q.ready_at_least(100),
+            "capped at what is in flight, not reached"
+        );
+        while q.pop_used().is_some() {}
+    }
+}

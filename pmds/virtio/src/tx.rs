@@ -156,13 +156,14 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             }
             return 0;
         }
-        if q.num_free() < self.free_thresh {
+        // Under back-pressure, reclaim and add in batches: the device then finds many new
+        // chains at once, and its used entries are read once it has written a batch of them,
+        // instead of both sides chasing each other one slot at a time (each costs a
+        // cache-line transfer).
+        let batch = (FREE_BATCH as u16).min(self.size / 4).max(1) as usize;
+        if q.num_free() < self.free_thresh && q.ready_at_least(batch as u16) {
             self.reclaim();
         }
-        // Under back-pressure, add nothing until a batch of slots is free: the device then
-        // finds many new chains at once, instead of chasing the driver one slot at a time
-        // (each publication costs both sides a cache-line transfer).
-        let batch = (FREE_BATCH as u16).min(self.size / 4).max(1) as usize;
         if self
             .q
             .as_ref()
@@ -187,7 +188,7 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             let mut push = !m.is_shared() && m.headroom() >= HDR;
             let need = segs + !push as usize;
             let Some(q) = self.q.as_mut() else { break };
-            if (q.num_free() as usize) < need {
+            if (q.num_free() as usize) < need && q.ready_at_least((need.max(batch)) as u16) {
                 self.reclaim();
             }
             let Some(q) = self.q.as_mut() else { break };
