@@ -20,6 +20,18 @@
 //! Layers: [`msg`] is the wire format (both directions), [`conn`] moves whole messages over
 //! the socket with deadlines, [`VhostUserFrontend`] is the request API with checked replies
 //! and the remembered session that [`VhostUserFrontend::reconnect`] replays.
+//!
+//! On top: [`VhostUserTransport`], a virtio `Transport` over a frontend (virtio-user: the
+//! virtio-net PMD of `rdk-pmd-virtio` against a vhost-user backend), and [`SharedMemory`],
+//! the allocator its rings and the application's mbuf pools come from so that all of them
+//! are in the memory table:
+//!
+//! ```text
+//! let mem = SharedMemory::new();
+//! let t = VhostUserTransport::connect(VirtioUserConfig::new("/tmp/vhost.sock"), mem.clone())?;
+//! let dev = VirtioNet::new(t, mem.clone(), VirtioNetConfig::default())?;
+//! let pool = PktMbufPool::create(&mem, &PktMbufPoolConfig::new("pool", 8192))?;
+//! ```
 
 pub mod conn;
 mod error;
