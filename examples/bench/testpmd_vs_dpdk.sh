@@ -594,6 +594,9 @@ run_vhost() {
 		STARTED+=("$upid")
 		foreign_monitor "$upid" "$RAW_DIR/$name.foreign" "$vpid"
 		sleep "$((DUR + 2))"
+		# The monitor stops before the programs do: a partner gone mid-second would count
+		# its whole CPU time as someone else's.
+		kill "$MONITOR_PID" 2>/dev/null
 		if [ "$dir" = v2h ]; then
 			stop_pid "$upid" TERM; sleep 1; stop_pid "$vpid" TERM
 			rxlog="$RAW_DIR/${name}_vhost.log"

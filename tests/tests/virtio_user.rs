@@ -20,6 +20,13 @@ type Dev = VirtioNet<VhostUserTransport, SharedMemory>;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0x5a, 1];
 
+/// One test at a time: each runs a busy-polling testpmd, and two machines' worth of them on
+/// two CPUs would starve each other into timeouts.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn prerequisites(test: &str) -> bool {
     prerequisite(
         test,
@@ -145,6 +152,7 @@ fn recv(p: &mut Port<Dev>, q: usize, want: usize) -> Vec<Mbuf> {
 /// With `MRG_RXBUF` the mbufs hold 512 bytes, so long frames go out as descriptor chains and
 /// come back merged from several buffers.
 fn reflect(test: &str, devargs: &str, want: Features, refuse: Features) {
+    let _one = serial();
     if !prerequisites(test) {
         return;
     }
@@ -243,6 +251,7 @@ fn packed_mrg_on_reflected_byte_exact() {
 #[test]
 fn testpmd_txonly_received_exactly() {
     let test = "testpmd_txonly_received_exactly";
+    let _one = serial();
     if !prerequisites(test) {
         return;
     }
@@ -290,6 +299,7 @@ fn testpmd_txonly_received_exactly() {
 #[test]
 fn two_pairs_each_reflected_on_its_queue() {
     let test = "two_pairs_each_reflected_on_its_queue";
+    let _one = serial();
     if !prerequisites(test) {
         return;
     }
@@ -338,6 +348,7 @@ fn round_trip(test: &str, p: &mut Port<Dev>, pool: &PktMbufPool, range: std::ops
 /// leaks. It is started again: split rings resume where the dead backend stopped (frames sent
 /// meanwhile go out then), packed rings ask for a reset and run again after stop/start.
 fn reconnect(test: &str, devargs: &str, packed: bool) {
+    let _one = serial();
     if !prerequisites(test) {
         return;
     }
