@@ -18,6 +18,13 @@
 #   afxdp_tx     net_af_xdp0 txonly 64 B on the same veth (testpmd_afxdp.sh)   target >= 1.1
 #   afxdp_rx     net_af_xdp0 rxonly on the veth, dpdk-testpmd net_af_xdp txonly generator on
 #                the peer (testpmd_afxdp.sh)                              target >= 1.1
+#   vu_<ring>_mrg<0|1>_<dir>  virtio-user <-> DPDK's vhost (the anchors' testpmd_vhost_virtio.sh,
+#                same CPU placement): dpdk-testpmd with net_vhost0 on one side (forwarding lcore
+#                on CPU 0), the frontend on the other (forwarding on CPU 1) — DPDK's
+#                net_virtio_user for DPDK's figure, rdk-testpmd's net_virtio_user for rdk's.
+#                v2h: frontend txonly 64 B -> vhost rxonly; h2v: vhost txonly -> frontend rxonly.
+#                The figure is the receiver's Rx rate (active seconds). Targets: split mrg0
+#                >= 1.1, split mrg1 >= 1.0, packed mrg1 >= 1.0; packed mrg0 reported only.
 # CASES="null_io tap_txonly" selects cases (default: all).
 # Both programs: main thread (statistics) on CPU 0, the forwarding thread on CPU 1
 # (dpdk-testpmd -l 0-1; rdk-testpmd pins core c to CPU (c+1) % ncpus). DPDK and rdk alternate
@@ -197,8 +204,9 @@ HZ_TICKS=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------------------------
 # Cases: DPDK's arguments exactly as in the anchors; rdk-testpmd gets the same vdevs and the
 # flags after `--` that its --help knows, plus --duration.
-read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly afpacket_tx afpacket_rx afxdp_tx afxdp_rx}"
-declare -A VDEVS ARGS FIELD TARGET DESC NETNS GEN EALS MAINCPU RDKARGS
+VU_ALL="vu_split_mrg0_v2h vu_split_mrg0_h2v vu_split_mrg1_v2h vu_split_mrg1_h2v vu_packed_mrg1_v2h vu_packed_mrg1_h2v vu_packed_mrg0_v2h vu_packed_mrg0_h2v"
+read -r -a CASES <<<"${CASES:-null_io null_txonly null_rxonly ring_io tap_txonly afpacket_tx afpacket_rx afxdp_tx afxdp_rx $VU_ALL}"
+declare -A VDEVS ARGS FIELD TARGET DESC NETNS GEN EALS MAINCPU RDKARGS VU_DIR
 MB="--total-num-mbufs=32768"
 VDEVS[null_io]="net_null0 net_null1"
 ARGS[null_io]="--forward-mode=io --nb-cores=1 --auto-start --stats-period=1 $MB"
@@ -263,6 +271,29 @@ MAINCPU[afxdp_rx]=1
 RDKARGS[afxdp_tx]="--rxd=2048 --txd=2048"
 RDKARGS[afxdp_rx]="--rxd=2048 --txd=2048"
 GEN[afxdp_rx]="ip netns exec $NS_B $TESTPMD --no-pci --lcores 0@0,1@1 --in-memory --file-prefix rdkbench_gen --vdev net_af_xdp0,iface=$VB,start_queue=0,queue_count=1 -- --forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+# virtio-user <-> vhost: VDEVS is the frontend's, VU_DIR says which side sends.
+VU_SOCK=/tmp/rdkbench_vhost.sock
+for c in $VU_ALL; do
+	IFS=_ read -r _ ring mrg dir <<<"$c"
+	pk=0
+	[ "$ring" = packed ] && pk=1
+	VDEVS[$c]="net_virtio_user0,path=$VU_SOCK,queues=1,packed_vq=$pk,mrg_rxbuf=${mrg#mrg}"
+	VU_DIR[$c]=$dir
+	FIELD[$c]=rx
+	case "$ring.$mrg" in
+	split.mrg0) TARGET[$c]=1.1 ;;
+	split.mrg1 | packed.mrg1) TARGET[$c]=1.0 ;;
+	*) TARGET[$c]="" ;;
+	esac
+	if [ "$dir" = v2h ]; then
+		ARGS[$c]="--forward-mode=txonly --txpkts=64 --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+	else
+		ARGS[$c]="--forward-mode=rxonly --port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB"
+	fi
+	# As the anchors: frontend main lcore on CPU 0, forwarding on CPU 1.
+	EALS[$c]="--no-pci --lcores 0@0,1@1 --in-memory --single-file-segments"
+	MAINCPU[$c]=0
+done
 EAL=(--no-pci -l 0-1 --in-memory)
 # A case with a generator needs time for it to start and a few seconds of traffic.
 for c in "${CASES[@]}"; do
@@ -292,6 +323,8 @@ rdk_args() {
 	done
 	for f in ${RDKARGS[$1]:-}; do printf '%s\n' "$f"; done
 	[ -n "${MAINCPU[$1]:-}" ] && printf '%s\n' --main-cpu "${MAINCPU[$1]}"
+	# virtio-user rings are queue_size (256) entries, which DPDK's PMD uses whatever --rxd says.
+	[ -n "${VU_DIR[$1]:-}" ] && printf '%s\n' --rxd 256 --txd 256
 	printf '%s\n' --duration "$DUR"
 }
 # dpdk_args CASE
@@ -556,6 +589,63 @@ run_one() {
 	R_NOTE="$R_NOTE; CONTENDED"
 }
 
+# run_vhost IMPL CASE REP: a virtio-user case (testpmd_vhost_virtio.sh's run_pair): DPDK's vhost
+# backend first (it owns the socket), then the frontend; the figure is the receiver's Rx rate
+# over its active seconds. Sets R_MPPS R_NOTE (the per-thread figures are n/a here).
+run_vhost() {
+	local impl=$1 case=$2 rep=$3 dir=${VU_DIR[$2]}
+	local name="${case}_${impl}_r${rep}" try cmd=() vmode vpid upid rxlog fg i
+	if [ "$dir" = v2h ]; then vmode=rxonly; else vmode="txonly --txpkts=64"; fi
+	if [ "$impl" = dpdk ]; then
+		mapfile -t cmd < <(dpdk_args "$case")
+		cmd=("$TESTPMD" --file-prefix rdkbench_vu "${cmd[@]}")
+	else
+		mapfile -t cmd < <(rdk_args "$case")
+		cmd=("$RDK" "${cmd[@]}")
+	fi
+	for try in $(seq 1 "$TRIES"); do
+		R_MPPS=n/a R_CPP=n/a R_TCPP=n/a R_CPU=n/a R_RSS=n/a R_HUGE=n/a R_NOTE=""
+		rm -f "$VU_SOCK"
+		wait_quiet
+		# shellcheck disable=SC2086
+		start_bg "${name}_vhost" "$TESTPMD" --no-pci --lcores 0@1,1@0 --in-memory --file-prefix rdkbench_vh \
+			--vdev "net_vhost0,iface=$VU_SOCK,queues=1" -- --forward-mode=$vmode \
+			--port-topology=loop --nb-cores=1 --auto-start --stats-period=1 $MB
+		vpid=$BG_PID
+		STARTED+=("$vpid")
+		for i in $(seq 1 80); do [ -S "$VU_SOCK" ] && break; sleep 0.25; done
+		start_bg "$name" "${cmd[@]}"
+		upid=$BG_PID
+		STARTED+=("$upid")
+		foreign_monitor "$upid" "$RAW_DIR/$name.foreign" "$vpid"
+		sleep "$((DUR + 2))"
+		# The monitor stops before the programs do: a partner gone mid-second would count
+		# its whole CPU time as someone else's.
+		kill "$MONITOR_PID" 2>/dev/null
+		if [ "$dir" = v2h ]; then
+			stop_pid "$upid" TERM; sleep 1; stop_pid "$vpid" TERM
+			rxlog="$RAW_DIR/${name}_vhost.log"
+		else
+			stop_pid "$vpid" TERM; sleep 1; stop_pid "$upid" TERM
+			rxlog="$RAW_DIR/$name.log"
+		fi
+		wait "$MONITOR_PID" 2>/dev/null
+		fg=$(foreign_summary "$RAW_DIR/$name.foreign")
+		R_MPPS=$(mpps_of "$rxlog" --warmup "$WARMUP" --field rx --active)
+		num "$R_MPPS" && [ "$(awk -v m="$R_MPPS" 'BEGIN {print (m > 0)}')" = 1 ] || R_MPPS=n/a
+		R_NOTE="foreign CPU $fg"
+		printf '  %-18s %-4s try %d: %9s Mpps received by the %s | %s\n' "$case" "$impl" "$try" \
+			"$(fmt3 "$R_MPPS")" "$([ "$dir" = v2h ] && echo "vhost side" || echo "frontend")" "$R_NOTE"
+		if [ "$R_MPPS" = n/a ]; then
+			FAILED_RUNS+=("$name (no figure; $rxlog)")
+			return
+		fi
+		contended "foreign_cpu $fg" || return
+		[ "$try" -lt "$TRIES" ] && log "$name: other processes used CPU during the run ($fg); re-running"
+	done
+	R_NOTE="$R_NOTE; CONTENDED"
+}
+
 # ---------------------------------------------------------------------------------------------
 echo "== rdk-testpmd vs dpdk-testpmd: same run, same CPUs =="
 echo "date: $(date -Is)  host: $(uname -r)  cpu: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}') x $(nproc)  TSC ${TSC_MHZ:-?} MHz"
@@ -584,7 +674,11 @@ for rep in $(seq 1 "$REPS"); do
 	echo "-- repetition $rep/$REPS (order: ${ORDER[*]})"
 	for c in "${CASES[@]}"; do
 		for impl in "${ORDER[@]}"; do
-			run_one "$impl" "$c" "$rep"
+			if [ -n "${VU_DIR[$c]:-}" ]; then
+				run_vhost "$impl" "$c" "$rep"
+			else
+				run_one "$impl" "$c" "$rep"
+			fi
 			k="$c,$impl"
 			MPPS[$k]="${MPPS[$k]:-} $R_MPPS"
 			CPP[$k]="${CPP[$k]:-} $R_CPP"

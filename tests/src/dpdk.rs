@@ -173,3 +173,131 @@ impl Drop for Testpmd {
         let _ = self.child.wait();
     }
 }
+
+/// A `dpdk-testpmd -i` whose one port is `net_vhost0` in server mode (`client=0`), the
+/// vhost-user backend a virtio-user frontend connects to. Not in a namespace: a Unix socket
+/// needs none. Its own mbufs are plain memory (`--no-huge`): the vhost library copies
+/// between the frontend's shared memory and them.
+pub struct VhostTestpmd {
+    inner: Testpmd,
+    sock: std::path::PathBuf,
+    prefix: String,
+}
+
+impl VhostTestpmd {
+    /// Starts testpmd with `net_vhost0,iface=SOCK,queues=QUEUES,client=0` on `lcores` (main
+    /// lcore and one forwarding lcore), `--rxq/--txq` = `queues`, loop topology, forward mode
+    /// `fwd`; waits for the socket. Forwarding is not started: send `start`.
+    pub fn start(sock: &std::path::Path, queues: u16, lcores: &str, fwd: &str) -> VhostTestpmd {
+        let _ = std::fs::remove_file(sock);
+        let prefix = format!(
+            "rdkvu{}_{}",
+            std::process::id(),
+            crate::netns::unique_name("p")
+        );
+        let vdev = format!(
+            "net_vhost0,iface={},queues={queues},client=0",
+            sock.display()
+        );
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "-eL",
+                "dpdk-testpmd",
+                "--no-pci",
+                "--no-huge",
+                "-m",
+                "512",
+            ])
+            .args(["--no-shconf", "--file-prefix", &prefix, "-l", lcores])
+            .args(["--vdev", &vdev, "--"])
+            .args(["-i", "--total-num-mbufs=8192", "--port-topology=loop"])
+            .arg(format!("--rxq={queues}"))
+            .arg(format!("--txq={queues}"))
+            .arg(format!("--forward-mode={fwd}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dpdk-testpmd");
+        let stdin = child.stdin.take().unwrap();
+        let (tx, rx) = channel();
+        for r in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut inner = Testpmd {
+            child,
+            stdin,
+            lines: rx,
+            log: Vec::new(),
+        };
+        let end = Instant::now() + Duration::from_secs(60);
+        while !sock.exists() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !sock.exists() {
+            inner.wait_for("never", Duration::from_millis(200));
+            panic!(
+                "dpdk-testpmd never created {}:\n{}",
+                sock.display(),
+                inner.log()
+            );
+        }
+        VhostTestpmd {
+            inner,
+            sock: sock.to_path_buf(),
+            prefix,
+        }
+    }
+
+    /// The testpmd behind it (commands, output).
+    pub fn testpmd(&mut self) -> &mut Testpmd {
+        &mut self.inner
+    }
+
+    /// `show port stats 0`: (RX-packets, TX-packets) as the vhost port counted them.
+    pub fn port_counts(&mut self) -> (u64, u64) {
+        while self
+            .inner
+            .lines
+            .try_recv()
+            .map(|l| self.inner.log.push(l))
+            .is_ok()
+        {}
+        self.inner.cmd("show port stats 0");
+        let rx = self.inner.wait_for("RX-packets:", Duration::from_secs(10));
+        let tx = self.inner.wait_for("TX-packets:", Duration::from_secs(10));
+        let num = |l: Option<String>, key: &str| -> u64 {
+            l.as_deref()
+                .and_then(|l| l.split(key).nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} from testpmd:\n{}", self.inner.log()))
+        };
+        (num(rx, "RX-packets:"), num(tx, "TX-packets:"))
+    }
+
+    /// Kills it at once (no goodbye on the socket), as a crashing backend would go.
+    pub fn kill(&mut self) {
+        let _ = self.inner.child.kill();
+        let _ = self.inner.child.wait();
+    }
+}
+
+impl Drop for VhostTestpmd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sock);
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+    }
+}

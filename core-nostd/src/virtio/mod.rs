@@ -129,6 +129,10 @@ impl<R: DmaRegion> Virtqueue for AnyQueue<R> {
     fn has_used(&self) -> bool {
         each!(self, q => q.has_used())
     }
+    #[inline(always)]
+    fn ready_at_least(&self, descs: u16) -> bool {
+        each!(self, q => q.ready_at_least(descs))
+    }
     fn enable_interrupts(&mut self) -> bool {
         each!(self, q => q.enable_interrupts())
     }

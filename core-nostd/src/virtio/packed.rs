@@ -147,6 +147,11 @@ impl<R: DmaRegion> PackedQueue<R> {
     fn finish(&mut self, id: u16, len: u32) -> Completion {
         let write_len = self.slots[id as usize].write_len;
         self.reclaim(id);
+        // A chain the device only reads has nothing to report; DPDK's vhost writes the bytes
+        // it read there (packed dequeue). Nothing rests on it, so it reads as 0.
+        if write_len == 0 {
+            return Completion::Done(Used { id, len: 0 });
+        }
         if len > write_len {
             return self.dropped(Some(id), Anomaly::LenTooLong);
         }
@@ -346,6 +351,65 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
             }
         }
         Some(self.finish(id, len))
+    }
+
+    #[inline]
+    fn ready_at_least(&self, descs: u16) -> bool {
+        if self.batch.is_some() {
+            return true;
+        }
+        let size = self.layout.size;
+        let in_use = size - self.num_free;
+        if in_use == 0 {
+            return false;
+        }
+        let want = descs.clamp(1, in_use) as u32;
+        let chains = self.posted.wrapping_sub(self.completed);
+        let base = self.base();
+        let (mut pos, mut wrap, mut freed, mut counted) =
+            (self.next_used, self.used_wrap, 0u32, 0u16);
+        // Walk the used descriptors from the next one due, each standing for its chain (or,
+        // with IN_ORDER, for every chain up to the one it names), as pop_used would.
+        while freed < want && counted < chains {
+            let off = self.layout.desc + 16 * pos as usize;
+            // SAFETY: pos < size: inside the ring; 2-aligned.
+            let flags = unsafe { mem::load16(base, off + FLAGS, Ordering::Acquire) };
+            let (avail, used) = (
+                flags & desc_flags::AVAIL != 0,
+                flags & desc_flags::USED != 0,
+            );
+            if avail != used {
+                return false;
+            }
+            if used != wrap {
+                return true; // nonsense: pop_used counts it
+            }
+            // SAFETY: as above (the id field, 2-aligned).
+            let id = unsafe { mem::load16(base, off + 12, Ordering::Relaxed) };
+            if id >= size || !self.slots[id as usize].in_flight {
+                return true; // nonsense: pop_used counts it
+            }
+            let mut step = 0u32;
+            loop {
+                let cid = if self.in_order {
+                    self.order[(self.completed.wrapping_add(counted) & self.mask()) as usize]
+                } else {
+                    id
+                };
+                step += self.slots[cid as usize].descs as u32;
+                counted += 1;
+                if cid == id || counted >= chains {
+                    break;
+                }
+            }
+            freed += step;
+            let next = pos as u32 + step;
+            if next >= size as u32 {
+                wrap = !wrap;
+            }
+            pos = (next % size as u32) as u16;
+        }
+        freed >= want
     }
 
     #[inline]

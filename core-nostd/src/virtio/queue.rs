@@ -312,6 +312,16 @@ pub trait Virtqueue {
     /// Whether the device has returned something not yet popped.
     fn has_used(&self) -> bool;
 
+    /// Whether popping now would free at least `descs` descriptors (or every descriptor in
+    /// flight, if fewer are). A hint for batching reclaims, so the driver does not read the
+    /// device's lines one completion at a time; the default, where no cheap answer exists,
+    /// is [`has_used`](Self::has_used).
+    #[inline]
+    fn ready_at_least(&self, descs: u16) -> bool {
+        let _ = descs;
+        self.has_used()
+    }
+
     /// Asks the device for an interrupt when the next chain is used; returns whether one is
     /// already there (then poll instead of sleeping).
     fn enable_interrupts(&mut self) -> bool;

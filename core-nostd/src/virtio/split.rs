@@ -34,6 +34,9 @@ pub struct SplitQueue<R: DmaRegion> {
     avail_idx: u16,
     published: u16,
     last_used: u16,
+    /// The used index as last read: elements up to it are read without touching the index
+    /// (a line the device keeps writing) again.
+    used_seen: u16,
     /// Chains made available and not yet returned.
     in_flight: u16,
     /// Completions so far (with `IN_ORDER`: `order[completed]` is the next one due).
@@ -100,6 +103,7 @@ impl<R: DmaRegion> SplitQueue<R> {
             avail_idx: 0,
             published: 0,
             last_used: 0,
+            used_seen: 0,
             in_flight: 0,
             completed: 0,
             event_idx,
@@ -169,6 +173,10 @@ impl<R: DmaRegion> SplitQueue<R> {
         }
         self.last_used = self.last_used.wrapping_add(1);
         self.reclaim(id);
+        // A read-only chain reports 0 whatever the device wrote (see PackedQueue::finish).
+        if slot.write_len == 0 {
+            return Completion::Done(Used { id, len: 0 });
+        }
         if len > slot.write_len {
             return self.dropped(Some(id), Anomaly::LenTooLong);
         }
@@ -243,8 +251,14 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         };
         let pos = self.avail_idx & self.mask;
         self.order[pos as usize] = head;
-        // SAFETY: pos < size: inside the available ring; 2-aligned.
-        unsafe { mem::write(base, self.layout.avail_ring(pos), head.to_le()) };
+        let at = self.layout.avail_ring(pos);
+        // With IN_ORDER the entry mostly holds `head` already from the previous lap: leave
+        // the line clean then, so the device's copy stays valid.
+        // SAFETY: pos < size: inside the available ring; 2-aligned; only the driver writes it.
+        if unsafe { mem::load16(base, at, Ordering::Relaxed) } != head {
+            // SAFETY: as above.
+            unsafe { mem::write(base, at, head.to_le()) };
+        }
         self.avail_idx = self.avail_idx.wrapping_add(1);
         self.in_flight += 1;
         Ok(head)
@@ -286,22 +300,60 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
             return None;
         }
         let base = self.base();
-        // Acquire: the used elements are read after the index that publishes them.
-        // SAFETY: used.idx is inside the region, 2-aligned.
-        let used_idx = unsafe { mem::load16(base, self.layout.used + 2, Ordering::Acquire) };
-        let ready = used_idx.wrapping_sub(self.last_used);
+        let mut ready = self.used_seen.wrapping_sub(self.last_used);
         if ready == 0 {
-            return None;
+            // Acquire: the used elements are read after the index that publishes them.
+            // SAFETY: used.idx is inside the region, 2-aligned.
+            let used_idx = unsafe { mem::load16(base, self.layout.used + 2, Ordering::Acquire) };
+            self.used_seen = used_idx;
+            ready = used_idx.wrapping_sub(self.last_used);
+            if ready == 0 {
+                return None;
+            }
         }
         if ready > self.in_flight {
             // More returned than was ever out: nothing in the ring can be trusted this time.
             self.health.record(Anomaly::IndexJump);
+            // Forget it: the next call reads the index afresh.
+            self.used_seen = self.last_used;
             return None;
         }
         let pos = self.last_used & self.mask;
         // SAFETY: pos < size: inside the used ring; 4-aligned.
         let e: UsedElem = unsafe { mem::read(base, self.layout.used_ring(pos)) };
         Some(self.complete(e.id.get(), e.len.get()))
+    }
+
+    #[inline]
+    fn ready_at_least(&self, descs: u16) -> bool {
+        let in_use = self.layout.size - self.num_free;
+        if in_use == 0 {
+            return false;
+        }
+        let want = descs.clamp(1, in_use);
+        // SAFETY: used.idx is inside the region, 2-aligned.
+        let used_idx = unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };
+        let ready = used_idx.wrapping_sub(self.last_used);
+        if ready == 0 || ready > self.in_flight {
+            // Nothing, or nonsense that pop_used will count.
+            return ready != 0;
+        }
+        if !self.in_order {
+            // Each element frees a chain of at least one descriptor.
+            return ready >= want;
+        }
+        // IN_ORDER: one element may stand for a batch; the chains up to the newest element's
+        // are done, and their descriptors run on from the next one due.
+        let pos = used_idx.wrapping_sub(1) & self.mask;
+        // SAFETY: pos < size: inside the used ring; 4-aligned.
+        let e: UsedElem = unsafe { mem::read(self.base(), self.layout.used_ring(pos)) };
+        let id = e.id.get();
+        if id >= self.layout.size as u32 {
+            return true;
+        }
+        let due = self.order[(self.completed & self.mask) as usize];
+        let span = (id as u16).wrapping_sub(due) & self.mask;
+        span as u32 + self.slots[id as usize].descs as u32 >= want as u32
     }
 
     #[inline]

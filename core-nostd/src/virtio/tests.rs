@@ -599,3 +599,77 @@ fn any_queue_picks_the_layout() {
     assert_eq!(a.driver.get(), a.desc.get() + 128);
     assert_eq!(a.device.get(), a.desc.get() + 4096);
 }
+
+#[test]
+fn split_ready_at_least_counts_descriptors_freed() {
+    for in_order in [false, true] {
+        let mut q = split(8, false, in_order);
+        let mut dev = SplitDev::new(8);
+        let r = q.region().as_ptr();
+        assert!(!q.ready_at_least(1), "nothing in flight");
+        let ids: Vec<u16> = (0..4)
+            .map(|i| q.add(&[Buf::readable(iova(i), 10)]).unwrap())
+            .collect();
+        q.kick_prepare();
+        assert!(!q.ready_at_least(1));
+        dev.put(r, ids[0] as u32, 0);
+        assert!(q.ready_at_least(1));
+        assert!(!q.ready_at_least(2));
+        if in_order {
+            // One element for the batch up to the third chain frees three descriptors.
+            dev.put(r, ids[2] as u32, 0);
+            assert!(q.ready_at_least(3));
+            assert!(!q.ready_at_least(4));
+        } else {
+            dev.put(r, ids[1] as u32, 0);
+            assert!(q.ready_at_least(2));
+            assert!(!q.ready_at_least(3));
+        }
+        assert!(
+            !q.ready_at_least(100),
+            "capped at what is in flight, not reached"
+        );
+        while q.pop_used().is_some() {}
+    }
+}
+
+#[test]
+fn packed_ready_at_least_counts_descriptors_freed() {
+    for in_order in [false, true] {
+        let mut q = packed(8, false, in_order);
+        let mut dev = PackedDev::new(8);
+        let r = q.region().as_ptr();
+        assert!(!q.ready_at_least(1), "nothing in flight");
+        // Three chains of two descriptors.
+        let ids: Vec<u16> = (0..3)
+            .map(|i| {
+                q.add(&[Buf::readable(iova(i), 10), Buf::readable(iova(i + 8), 10)])
+                    .unwrap()
+            })
+            .collect();
+        q.kick_prepare();
+        for _ in 0..3 {
+            dev.take(r).unwrap();
+        }
+        assert!(!q.ready_at_least(1));
+        dev.put(r, ids[0], 0, 2);
+        assert!(q.ready_at_least(2));
+        assert!(!q.ready_at_least(3));
+        if in_order {
+            // One used descriptor for the next two chains.
+            dev.put(r, ids[2], 0, 4);
+        } else {
+            dev.put(r, ids[1], 0, 2);
+            dev.put(r, ids[2], 0, 2);
+        }
+        assert!(q.ready_at_least(6));
+        assert!(q.ready_at_least(100), "capped at what is in flight");
+        let mut n = 0;
+        while q.pop_used().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert!(!q.ready_at_least(1));
+        assert_eq!(q.health().total(), 0);
+    }
+}

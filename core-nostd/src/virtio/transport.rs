@@ -172,4 +172,11 @@ pub trait Transport: Send {
     fn is_legacy(&self) -> bool {
         false
     }
+
+    /// Whether the device serves every queue pair whose queues are enabled, so that several
+    /// pairs need no `MQ` command on a control queue (vhost-user: the backend processes each
+    /// enabled ring). Devices that follow the spec's control queue (virtio-pci) say no.
+    fn pairs_follow_enabled_queues(&self) -> bool {
+        false
+    }
 }

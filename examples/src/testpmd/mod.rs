@@ -89,7 +89,26 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
         .total_num_mbufs
         .map(|n| n as usize)
         .unwrap_or_else(|| default_mbufs(args, nb_ports as usize));
-    let (pool, memory, pool_bytes) = make_pool(count)?;
+    let shared = reg.ports_mut().find_map(|p| p.shared_memory());
+    let (pool, memory, pool_bytes) = match shared {
+        // virtio-user: the backend reaches only the memory in its table.
+        Some(mem) => {
+            let pool = PktMbufPool::create(&mem, &PktMbufPoolConfig::new("testpmd", count))
+                .map_err(|e| format!("mbuf pool in vhost-user shared memory: {e}"))?;
+            let bytes = pool.bytes_per_mbuf() * count;
+            let kind = if mem.is_hugepages() {
+                "hugepages (2 MiB, memfd)"
+            } else {
+                "plain memory (memfd)"
+            };
+            (
+                pool,
+                format!("{kind}, shared with the vhost-user backend"),
+                bytes,
+            )
+        }
+        None => make_pool(count)?,
+    };
     let (nb_rxq, nb_txq) = (args.nb_rxq(), args.nb_txq());
     if nb_rxq < args.nb_cores || nb_txq < args.nb_cores {
         return Err(format!(

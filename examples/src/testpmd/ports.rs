@@ -6,11 +6,15 @@ use rdk_core::ethdev::{
     RxQueueConfig, StatsReader, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_os_linux::vhost_user::{
+    SharedMemory, VhostUserTransport, VirtioUserConfig, VIRTIO_USER_KEYS,
+};
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_pmd_af_xdp::AfXdpDriver;
 use rdk_pmd_null::NullDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
+use rdk_pmd_virtio::{VirtioNet, VirtioNetConfig};
 
 type NullRx = <NullDriver as Driver>::Rx;
 type NullTx = <NullDriver as Driver>::Tx;
@@ -22,6 +26,10 @@ type AfpRx = <AfPacketDriver as Driver>::Rx;
 type AfpTx = <AfPacketDriver as Driver>::Tx;
 type AfxRx = <AfXdpDriver as Driver>::Rx;
 type AfxTx = <AfXdpDriver as Driver>::Tx;
+/// `net_virtio_user`: the virtio-net PMD over a vhost-user transport.
+pub type VirtioUserDriver = VirtioNet<VhostUserTransport, SharedMemory>;
+type VuRx = <VirtioUserDriver as Driver>::Rx;
+type VuTx = <VirtioUserDriver as Driver>::Tx;
 
 /// A port of any linked driver.
 pub enum AnyPort {
@@ -35,6 +43,8 @@ pub enum AnyPort {
     AfPacket(Port<AfPacketDriver>),
     /// `net_af_xdp`.
     AfXdp(Port<AfXdpDriver>),
+    /// `net_virtio_user`.
+    VirtioUser(Box<Port<VirtioUserDriver>>),
 }
 
 /// A borrowed receive queue of any linked driver.
@@ -49,6 +59,8 @@ pub enum AnyRx<'a> {
     AfPacket(&'a mut AfpRx),
     /// `net_af_xdp`.
     AfXdp(&'a mut AfxRx),
+    /// `net_virtio_user`.
+    VirtioUser(&'a mut VuRx),
 }
 
 /// A borrowed transmit queue of any linked driver.
@@ -63,6 +75,8 @@ pub enum AnyTx<'a> {
     AfPacket(&'a mut AfpTx),
     /// `net_af_xdp`.
     AfXdp(&'a mut AfxTx),
+    /// `net_virtio_user`.
+    VirtioUser(&'a mut VuTx),
 }
 
 impl RxQueue for AnyRx<'_> {
@@ -74,6 +88,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Tap(q) => q.rx_burst(out),
             AnyRx::AfPacket(q) => q.rx_burst(out),
             AnyRx::AfXdp(q) => q.rx_burst(out),
+            AnyRx::VirtioUser(q) => q.rx_burst(out),
         }
     }
 
@@ -85,6 +100,7 @@ impl RxQueue for AnyRx<'_> {
             AnyRx::Tap(q) => q.rx_burst_cached(out, cache),
             AnyRx::AfPacket(q) => q.rx_burst_cached(out, cache),
             AnyRx::AfXdp(q) => q.rx_burst_cached(out, cache),
+            AnyRx::VirtioUser(q) => q.rx_burst_cached(out, cache),
         }
     }
 }
@@ -98,6 +114,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Tap(q) => q.tx_burst(pkts),
             AnyTx::AfPacket(q) => q.tx_burst(pkts),
             AnyTx::AfXdp(q) => q.tx_burst(pkts),
+            AnyTx::VirtioUser(q) => q.tx_burst(pkts),
         }
     }
 
@@ -109,6 +126,7 @@ impl TxQueue for AnyTx<'_> {
             AnyTx::Tap(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::AfPacket(q) => q.tx_burst_cached(pkts, cache),
             AnyTx::AfXdp(q) => q.tx_burst_cached(pkts, cache),
+            AnyTx::VirtioUser(q) => q.tx_burst_cached(pkts, cache),
         }
     }
 }
@@ -122,6 +140,7 @@ macro_rules! each {
             AnyPort::Tap($p) => $e,
             AnyPort::AfPacket($p) => $e,
             AnyPort::AfXdp($p) => $e,
+            AnyPort::VirtioUser($p) => $e,
         }
     };
 }
@@ -188,6 +207,15 @@ impl AnyPort {
         each!(self, p => p.info().driver_name)
     }
 
+    /// The memory a port's device reaches only if the mbufs come from it (virtio-user: the
+    /// vhost-user memory table); `None` for ports that take any pool.
+    pub fn shared_memory(&self) -> Option<SharedMemory> {
+        match self {
+            AnyPort::VirtioUser(p) => Some(p.driver().with_transport(|t| t.memory().clone())),
+            _ => None,
+        }
+    }
+
     /// Lends out the queues of a started port.
     pub fn queues(&mut self) -> Result<(Vec<AnyRx<'_>>, Vec<AnyTx<'_>>), EthError> {
         Ok(match self {
@@ -224,6 +252,13 @@ impl AnyPort {
                 (
                     q.rx.iter_mut().map(AnyRx::AfXdp).collect(),
                     q.tx.iter_mut().map(AnyTx::AfXdp).collect(),
+                )
+            }
+            AnyPort::VirtioUser(p) => {
+                let q = p.queues()?;
+                (
+                    q.rx.iter_mut().map(AnyRx::VirtioUser).collect(),
+                    q.tx.iter_mut().map(AnyTx::VirtioUser).collect(),
                 )
             }
         })
@@ -266,5 +301,49 @@ pub fn registry() -> PortRegistry<AnyPort> {
             Ok(AnyPort::AfXdp(Port::new(id, d)))
         }),
     );
+    register_virtio_user(&mut r);
     r
+}
+
+/// The devargs `net_virtio_user` accepts: the transport's and the driver's.
+const VIRTIO_USER_ALL_KEYS: &[&str] = &[
+    "path",
+    "queues",
+    "queue_size",
+    "mac",
+    "packed_vq",
+    "in_order",
+    "mrg_rxbuf",
+    "event_idx",
+    "mq",
+];
+
+/// `net_virtio_userN,path=SOCK[,queues=N][,queue_size=N][,mac=..][,packed_vq=0|1]
+/// [,mrg_rxbuf=0|1][,in_order=0|1]`: every such port shares one [`SharedMemory`], which the
+/// mbuf pool must come from too ([`AnyPort::shared_memory`]).
+fn register_virtio_user(r: &mut PortRegistry<AnyPort>) {
+    debug_assert!(VIRTIO_USER_KEYS
+        .iter()
+        .all(|k| VIRTIO_USER_ALL_KEYS.contains(k)));
+    let mem = std::sync::OnceLock::<SharedMemory>::new();
+    r.register_driver(
+        "net_virtio_user",
+        Box::new(move |id, a: &DevArgs| -> Result<AnyPort, DevArgsError> {
+            a.check_keys(VIRTIO_USER_ALL_KEYS)?;
+            let tcfg = VirtioUserConfig::from_devargs(a)?;
+            let mut cfg = VirtioNetConfig::features_from_devargs(a)?;
+            cfg.port_id = id;
+            let mem = mem.get_or_init(SharedMemory::new).clone();
+            let path = tcfg.path.display().to_string();
+            let failed = |e: String| DevArgsError::BadValue {
+                key: "path".into(),
+                value: format!("{path} ({e})"),
+                expected: "the socket of a running vhost-user backend (net_vhost client=0)",
+            };
+            let t = VhostUserTransport::connect(tcfg, mem.clone())
+                .map_err(|e| failed(e.to_string()))?;
+            let d = VirtioNet::new(t, mem, cfg).map_err(|e| failed(e.to_string()))?;
+            Ok(AnyPort::VirtioUser(Box::new(Port::new(id, d))))
+        }),
+    );
 }

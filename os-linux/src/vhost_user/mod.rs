@@ -20,6 +20,18 @@
 //! Layers: [`msg`] is the wire format (both directions), [`conn`] moves whole messages over
 //! the socket with deadlines, [`VhostUserFrontend`] is the request API with checked replies
 //! and the remembered session that [`VhostUserFrontend::reconnect`] replays.
+//!
+//! On top: [`VhostUserTransport`], a virtio `Transport` over a frontend (virtio-user: the
+//! virtio-net PMD of `rdk-pmd-virtio` against a vhost-user backend), and [`SharedMemory`],
+//! the allocator its rings and the application's mbuf pools come from so that all of them
+//! are in the memory table:
+//!
+//! ```text
+//! let mem = SharedMemory::new();
+//! let t = VhostUserTransport::connect(VirtioUserConfig::new("/tmp/vhost.sock"), mem.clone())?;
+//! let dev = VirtioNet::new(t, mem.clone(), VirtioNetConfig::default())?;
+//! let pool = PktMbufPool::create(&mem, &PktMbufPoolConfig::new("pool", 8192))?;
+//! ```
 
 pub mod conn;
 mod error;
@@ -29,10 +41,16 @@ pub mod features;
 mod frontend;
 mod memory;
 pub mod msg;
+mod shared;
 mod state;
+mod transport;
 
 pub use error::{MemTableProblem, VhostUserError};
 pub use features::{FeatureSet, FRONTEND_PROTOCOL_FEATURES};
 pub use frontend::{VhostUserFrontend, DEFAULT_TIMEOUT, MAX_VRING_INDEX, MAX_VRING_SIZE};
 pub use memory::MemRegion;
+pub use shared::{SharedMemory, SharedRegion};
 pub use state::VringAddrs;
+pub use transport::{
+    VhostUserNotify, VhostUserTransport, VirtioUserConfig, DEFAULT_QUEUE_SIZE, VIRTIO_USER_KEYS,
+};

@@ -65,6 +65,13 @@ impl VirtioNetConfig {
     /// [,event_idx=0|1][,mq=0|1]` asks for (every feature allowed by default).
     pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
         args.check_keys(DEVARGS_KEYS)?;
+        Self::features_from_devargs(args)
+    }
+
+    /// [`from_devargs`](Self::from_devargs) without checking for unknown keys: for a port
+    /// whose transport reads keys of its own (virtio-user's `path`, `queues`, …); the caller
+    /// checks the union of both lists.
+    pub fn features_from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
         let mut features = SUPPORTED;
         for (key, f) in [
             ("packed_vq", Features::RING_PACKED),
@@ -480,16 +487,17 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
 
     fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
         let pairs = config.nb_rxq.max(config.nb_txq).max(1);
+        let by_enable = self.t.lock().pairs_follow_enabled_queues();
         if pairs > 1
-            && !self
-                .features
-                .contains(Features::NET_MQ | Features::NET_CTRL_VQ)
+            && !(self.features.contains(Features::NET_MQ)
+                && (by_enable || self.features.contains(Features::NET_CTRL_VQ)))
         {
             return Err(device(
                 "configure",
                 "several queue pairs need the device's MQ and CTRL_VQ features",
             ));
         }
+
         if let Some(mtu) = config.mtu {
             self.mtu = mtu;
         }

@@ -4,7 +4,7 @@ use crate::stats::RxStats;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::ethdev::{EthError, QueueCounters, RxQueue};
-use rdk_core::mbuf::{Mbuf, PktMbufPool, RxCksum};
+use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
 use rdk_core::os::{DmaRegion, EventNotifier, WaitHandle};
 use rdk_core::virtio::format::{net_hdr_flags, NetHdr};
 use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
@@ -92,7 +92,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
 
     /// Fills every free descriptor with a fresh mbuf and tells the device.
     pub(crate) fn fill(&mut self) {
-        self.refill();
+        self.refill(None);
         self.kick();
     }
 
@@ -115,19 +115,29 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         }
     }
 
-    /// Gives the device fresh buffers for every free descriptor the pool can fill.
+    /// Gives the device fresh buffers for every free descriptor the pool can fill, from
+    /// `cache` when it is the pool's.
     #[inline]
-    fn refill(&mut self) {
+    fn refill(&mut self, cache: Option<&mut MbufCache>) {
         let Some(q) = self.q.as_mut() else { return };
+        let mut cache = cache.filter(|c| c.mempool().same_pool(self.pool.mempool()));
         let mut batch: [Option<Mbuf>; REFILL_BATCH] = Default::default();
         while q.num_free() > 0 {
             let want = (q.num_free() as usize).min(REFILL_BATCH);
-            let got = if self.pool.alloc_bulk(&mut batch[..want]) {
+            let bulk = match cache.as_deref_mut() {
+                Some(c) => c.alloc_bulk(&mut batch[..want]),
+                None => self.pool.alloc_bulk(&mut batch[..want]),
+            };
+            let got = if bulk {
                 want
             } else {
                 let mut k = 0;
                 while k < want {
-                    match self.pool.alloc() {
+                    let one = match cache.as_deref_mut() {
+                        Some(c) => c.alloc(),
+                        None => self.pool.alloc(),
+                    };
+                    match one {
                         Some(m) => batch[k] = Some(m),
                         None => break,
                     }
@@ -191,6 +201,31 @@ fn shape(m: &mut Mbuf, len: u32, with_hdr: bool) -> Result<Option<NetHdr>, ()> {
 impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> RxQueue for VirtioRx<R, N, E> {
     #[inline]
     fn rx_burst(&mut self, out: &mut [Option<Mbuf>]) -> usize {
+        self.burst(out, None)
+    }
+
+    #[inline]
+    fn rx_burst_cached(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(out, Some(cache))
+    }
+
+    fn intr_enable(&mut self) -> Result<(), EthError> {
+        self.intr_on()
+    }
+
+    fn intr_disable(&mut self) -> Result<(), EthError> {
+        self.intr_off()
+    }
+
+    fn intr_handle(&self) -> Option<WaitHandle> {
+        self.irq.as_ref().and_then(|e| e.wait_handle())
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
+    /// Receives, refilling from `cache` when given (and the pool's).
+    #[inline(always)]
+    fn burst(&mut self, out: &mut [Option<Mbuf>], cache: Option<&mut MbufCache>) -> usize {
         let Some(q) = self.q.as_mut() else { return 0 };
         if q.health().is_broken() {
             let (last, each) = &mut self.seen;
@@ -291,13 +326,13 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> RxQueue for VirtioRx<R, N, 
             .as_ref()
             .is_some_and(|q| q.num_free() >= self.refill_thresh)
         {
-            self.refill();
+            self.refill(cache);
             self.kick();
         }
         n
     }
 
-    fn intr_enable(&mut self) -> Result<(), EthError> {
+    fn intr_on(&mut self) -> Result<(), EthError> {
         let (Some(q), Some(irq)) = (self.q.as_mut(), self.irq.as_ref()) else {
             return Err(EthError::NotSupported {
                 op: "rx interrupts (configure the port with rx_interrupts)",
@@ -310,7 +345,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> RxQueue for VirtioRx<R, N, 
         Ok(())
     }
 
-    fn intr_disable(&mut self) -> Result<(), EthError> {
+    fn intr_off(&mut self) -> Result<(), EthError> {
         if let Some(q) = self.q.as_mut() {
             q.disable_interrupts();
         }
@@ -318,10 +353,6 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> RxQueue for VirtioRx<R, N, 
             let _ = irq.ack();
         }
         Ok(())
-    }
-
-    fn intr_handle(&self) -> Option<WaitHandle> {
-        self.irq.as_ref().and_then(|e| e.wait_handle())
     }
 }
 

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::addr::Iova;
 use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
-use rdk_core::mbuf::{Mbuf, TxL4Cksum};
+use rdk_core::mbuf::{Mbuf, MbufCache, TxL4Cksum};
 use rdk_core::os::DmaRegion;
 use rdk_core::virtio::format::net_hdr_flags;
 use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
@@ -112,7 +112,17 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
 
     /// Frees every completed packet now; returns how many came back.
     pub fn reclaim(&mut self) -> usize {
+        self.reclaim_into(None)
+    }
+
+    /// [`reclaim`](Self::reclaim), into `cache` when given (mbufs of other pools still go
+    /// to their own).
+    fn reclaim_into(&mut self, mut cache: Option<&mut MbufCache>) -> usize {
         let Some(q) = self.q.as_mut() else { return 0 };
+        let mut free = |b: &mut [Option<Mbuf>]| match cache.as_deref_mut() {
+            Some(c) => c.free_bulk(b),
+            None => Mbuf::free_bulk(b),
+        };
         let mut batch: [Option<Mbuf>; FREE_BATCH] = Default::default();
         let (mut k, mut total) = (0, 0);
         while let Some(c) = q.pop_used() {
@@ -127,11 +137,11 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
             k += 1;
             total += 1;
             if k == FREE_BATCH {
-                Mbuf::free_bulk(&mut batch);
+                free(&mut batch);
                 k = 0;
             }
         }
-        Mbuf::free_bulk(&mut batch[..k]);
+        free(&mut batch[..k]);
         let (last, each) = &mut self.seen;
         crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
         total
@@ -147,6 +157,19 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
 impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        self.burst(pkts, None)
+    }
+
+    #[inline]
+    fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+        self.burst(pkts, Some(cache))
+    }
+}
+
+impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
+    /// Transmits, reclaiming completions into `cache` when given.
+    #[inline(always)]
+    fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
         let Some(q) = self.q.as_ref() else { return 0 };
         if q.health().is_broken() {
             let (last, each) = &mut self.seen;
@@ -156,8 +179,20 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             }
             return 0;
         }
-        if q.num_free() < self.free_thresh {
-            self.reclaim();
+        // Under back-pressure, reclaim and add in batches: the device then finds many new
+        // chains at once, and its used entries are read once it has written a batch of them,
+        // instead of both sides chasing each other one slot at a time (each costs a
+        // cache-line transfer).
+        let batch = (FREE_BATCH as u16).min(self.size / 4).max(1) as usize;
+        if q.num_free() < self.free_thresh && q.ready_at_least(batch as u16) {
+            self.reclaim_into(cache.as_deref_mut());
+        }
+        if self
+            .q
+            .as_ref()
+            .is_some_and(|q| (q.num_free() as usize) < batch.min(pkts.len()))
+        {
+            return 0;
         }
         let mut bufs = [Buf::readable(Iova::new(0), 0); MAX_TX_SEGS];
         let (mut taken, mut sent, mut bytes) = (0usize, 0u64, 0u64);
@@ -176,8 +211,8 @@ impl<R: DmaRegion, N: QueueNotify> TxQueue for VirtioTx<R, N> {
             let mut push = !m.is_shared() && m.headroom() >= HDR;
             let need = segs + !push as usize;
             let Some(q) = self.q.as_mut() else { break };
-            if (q.num_free() as usize) < need {
-                self.reclaim();
+            if (q.num_free() as usize) < need && q.ready_at_least((need.max(batch)) as u16) {
+                self.reclaim_into(cache.as_deref_mut());
             }
             let Some(q) = self.q.as_mut() else { break };
             let Some(next) = q.next_id().filter(|_| q.num_free() as usize >= need) else {
