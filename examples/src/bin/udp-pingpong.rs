@@ -17,6 +17,10 @@
 //! `--port af_xdp` (root): the same over `net_af_xdp` (rdk's XDP program redirects each veth
 //! end's frames to an AF_XDP socket; copy mode, as veth has no zero-copy).
 //!
+//! `--port virtio_user` (root, `dpdk-testpmd`): each stack on a `net_virtio_user` port whose
+//! vhost-user backend is one of two `net_vhost` ports of a `dpdk-testpmd` forwarding io
+//! between them: DPDK's vhost is the switch. There is no kernel on the path to compare with.
+//!
 //! `--port tap` (root): each namespace gets a bridge holding its veth end and a TAP interface
 //! rdk's `net_tap` made; the stacks run on the TAPs, the kernel's sockets on the bridges.
 //!
@@ -27,18 +31,20 @@
 
 use clap::Parser;
 use core::net::{Ipv4Addr, SocketAddrV4};
-use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueueConfig, TxQueueConfig};
+use rdk_core::ethdev::{DevArgs, Driver, Port, PortConfig, RxQueueConfig, TxQueueConfig};
 use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
 use rdk_core::os::{EventNotifier, Events};
 use rdk_core::udp::{
     threaded, IfaceConfig, ServiceConfig, Stack, StackLimits, UdpError, UdpService,
 };
 use rdk_examples::cpu;
+use rdk_os_linux::vhost_user::{SharedMemory, VhostUserTransport, VirtioUserConfig};
 use rdk_os_linux::{LinuxClock, LinuxOs};
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_pmd_af_xdp::AfXdpDriver;
 use rdk_pmd_ring::RingDriver;
 use rdk_pmd_tap::TapDriver;
+use rdk_pmd_virtio::{VirtioNet, VirtioNetConfig};
 use rdk_tests::netns::{unique_name, Netns, Veth};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,7 +66,8 @@ struct Args {
     size: usize,
     /// The ports the stacks run on: `ring` (two ring ports in one process), or, over a veth
     /// pair between two namespaces (root, with the kernel's UDP sockets on the same pair for
-    /// comparison), `af_packet`, `af_xdp` or `tap`.
+    /// comparison), `af_packet`, `af_xdp` or `tap`; or `virtio_user` (root, dpdk-testpmd's
+    /// vhost as the switch).
     #[arg(long, value_enum, default_value_t = PortKind::Ring)]
     port: PortKind,
     /// Same as `--port af_packet`.
@@ -72,6 +79,10 @@ struct Args {
     /// Threaded mode: microseconds a blocking receive polls before it sleeps (SO_BUSY_POLL).
     #[arg(long, default_value_t = 0)]
     busy_poll: u64,
+    /// Single-thread mode: a side whose poll found nothing yields its CPU (for runs with more
+    /// busy threads than CPUs; set for `--port virtio_user`, whose vhost switch is a third).
+    #[arg(long)]
+    yield_idle: bool,
 }
 
 /// Which ports the stacks run on.
@@ -87,6 +98,10 @@ enum PortKind {
     /// `net_af_xdp` (copy mode: veth has no zero-copy) on each end of a veth pair.
     #[value(name = "af_xdp")]
     AfXdp,
+    /// `net_virtio_user` on each side, with DPDK's vhost (`dpdk-testpmd`, two `net_vhost`
+    /// ports forwarding io to each other) as the switch between them.
+    #[value(name = "virtio_user")]
+    VirtioUser,
 }
 
 const PING_PORT: u16 = 10000;
@@ -118,13 +133,21 @@ impl Rtts {
     }
 }
 
+/// `net_virtio_user`: the virtio-net PMD over vhost-user.
+type VirtioUserDriver = VirtioNet<VhostUserTransport, SharedMemory>;
+
 fn start<D: Driver>(d: D, pool: &PktMbufPool) -> Result<Port<D>, String> {
+    start_with(d, pool, 1024)
+}
+
+/// [`start`] with `ring` descriptors per queue.
+fn start_with<D: Driver>(d: D, pool: &PktMbufPool, ring: u16) -> Result<Port<D>, String> {
     let e = |x: rdk_core::ethdev::EthError| x.to_string();
     let mut p = Port::new(0, d);
     p.configure(&PortConfig::queues(1, 1)).map_err(e)?;
-    p.rx_queue_setup(0, 1024, pool, &RxQueueConfig::default())
+    p.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())
         .map_err(e)?;
-    p.tx_queue_setup(0, 1024, &TxQueueConfig::default())
+    p.tx_queue_setup(0, ring, &TxQueueConfig::default())
         .map_err(e)?;
     p.start().map_err(e)?;
     Ok(p)
@@ -146,6 +169,7 @@ fn pong<D: Driver>(
     mut port: Port<D>,
     mut s: Stack<LinuxClock>,
     stop: &AtomicBool,
+    yield_idle: bool,
 ) -> Result<u64, String> {
     let e = |x: UdpError| x.to_string();
     let sock = s.socket().map_err(e)?;
@@ -155,7 +179,9 @@ fn pong<D: Driver>(
     let mut echoed = 0;
     while !stop.load(Ordering::Relaxed) {
         let q = port.queues().map_err(|x| x.to_string())?;
-        s.poll(&mut q.rx[0], &mut q.tx[0]);
+        if s.poll(&mut q.rx[0], &mut q.tx[0]) == 0 && yield_idle {
+            std::thread::yield_now();
+        }
         while let Ok((n, from, _)) = s.recv_from(sock, &mut buf) {
             s.send_to(sock, &buf[..n], from).map_err(e)?;
             echoed += 1;
@@ -181,7 +207,9 @@ fn ping<D: Driver>(
         s.send_to(sock, &payload, to).map_err(e)?;
         loop {
             let q = port.queues().map_err(|x| x.to_string())?;
-            s.poll(&mut q.rx[0], &mut q.tx[0]);
+            if s.poll(&mut q.rx[0], &mut q.tx[0]) == 0 && args.yield_idle {
+                std::thread::yield_now();
+            }
             match s.recv_from(sock, &mut buf) {
                 Ok(_) => return Ok(true),
                 Err(UdpError::WouldBlock) if t0.elapsed() < Duration::from_secs(1) => {}
@@ -303,6 +331,16 @@ fn ping_threaded(svc: UdpService, to: SocketAddrV4, args: &Args) -> Result<Rtts,
     })
 }
 
+/// The CPU PING runs on: PING_CPU, except with virtio-user, where DPDK's vhost switch (which
+/// never yields) has CPU 1 to itself and PING shares PONG's CPU, both yielding when idle.
+fn ping_cpu(args: &Args) -> usize {
+    if args.port == PortKind::VirtioUser {
+        PONG_CPU
+    } else {
+        PING_CPU % cpu::online_cpus().max(1)
+    }
+}
+
 /// Runs PONG on `pb` (pinned to PONG_CPU) until PING on `pa` (PING_CPU) is done, in the
 /// chosen mode; returns PING's figures and how many PONG echoed.
 fn pingpong<D: Driver + Send>(
@@ -324,23 +362,18 @@ fn pingpong<D: Driver + Send>(
                     pong_threaded(svc, stop)
                 })
             } else {
-                pong(port, sb, stop)
+                pong(port, sb, stop, args.yield_idle)
             }
         });
         let r = sc
             .spawn(move || -> Result<Rtts, String> {
-                let _ = cpu::pin_current_thread(PING_CPU % cpu::online_cpus().max(1));
+                let _ = cpu::pin_current_thread(ping_cpu(args));
                 let port = make_a()?;
                 if args.threaded {
                     let never = AtomicBool::new(false);
-                    threaded_side(
-                        port,
-                        sa,
-                        args,
-                        PING_CPU % cpu::online_cpus().max(1),
-                        &never,
-                        |svc| ping_threaded(svc, to, args),
-                    )
+                    threaded_side(port, sa, args, ping_cpu(args), &never, |svc| {
+                        ping_threaded(svc, to, args)
+                    })
                 } else {
                     ping(port, sa, to, args)
                 }
@@ -360,9 +393,13 @@ fn main() -> ExitCode {
     if args.veth {
         args.port = PortKind::AfPacket;
     }
+    if args.port == PortKind::VirtioUser {
+        args.yield_idle = true;
+    }
     let r = match args.port {
         PortKind::Ring => ring(&args),
         PortKind::AfPacket | PortKind::Tap | PortKind::AfXdp => veth(&args),
+        PortKind::VirtioUser => virtio_user(&args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -593,6 +630,107 @@ fn veth(args: &Args) -> Result<(), String> {
         kernel.pct(0.99)
     );
     Ok(())
+}
+
+/// The virtio-user port on `sock` (a `net_vhost` server socket), its mbuf pool in the port's
+/// shared memory, started and with its link up.
+fn virtio_user_port(
+    sock: &std::path::Path,
+    mac_last: u8,
+) -> Result<(Port<VirtioUserDriver>, PktMbufPool), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mem = SharedMemory::new();
+    let args = DevArgs::parse(&format!(
+        "net_virtio_user0,path={},queues=1,mac=02:00:00:00:77:{mac_last:02x}",
+        sock.display()
+    ))
+    .map_err(|x| e(&x))?;
+    let mut tcfg = VirtioUserConfig::from_devargs(&args).map_err(|x| e(&x))?;
+    tcfg.connect_wait = Duration::from_secs(30);
+    let t = VhostUserTransport::connect(tcfg, mem.clone())
+        .map_err(|x| format!("connect to {}: {x}", sock.display()))?;
+    let cfg = VirtioNetConfig::features_from_devargs(&args).map_err(|x| e(&x))?;
+    let d = VirtioNet::new(t, mem.clone(), cfg).map_err(|x| e(&x))?;
+    let pool = PktMbufPool::create(
+        &mem,
+        &PktMbufPoolConfig::new(&format!("vu{mac_last}"), 4096),
+    )
+    .map_err(|x| e(&x))?;
+    // A virtio-user ring holds 256 descriptors (DPDK's default queue size too).
+    let mut port = start_with(d, &pool, 256)?;
+    let end = Instant::now() + Duration::from_secs(10);
+    while !port.link_update().up {
+        if Instant::now() > end {
+            return Err(format!("{}: the link never came up", sock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((port, pool))
+}
+
+/// rdk on virtio-user on both sides, DPDK's vhost forwarding between them.
+fn virtio_user(args: &Args) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("--port virtio_user needs root (dpdk-testpmd, hugepages)".into());
+    }
+    let dir = std::env::temp_dir();
+    let tag = unique_name("pp");
+    let socks = [
+        dir.join(format!("{tag}-0.sock")),
+        dir.join(format!("{tag}-1.sock")),
+    ];
+    for s in &socks {
+        let _ = std::fs::remove_file(s);
+    }
+    let vdev = |i: usize| {
+        format!(
+            "net_vhost{i},iface={},queues=1,client=0",
+            socks[i].display()
+        )
+    };
+    // The switch: io forwarding between the two vhost ports, on the CPU PONG does not use.
+    let mut switch = std::process::Command::new("dpdk-testpmd")
+        .args(["--no-pci", "--no-huge", "-m", "512", "--no-shconf"])
+        .args(["--file-prefix", &tag, "-l", "0-1"])
+        .args(["--vdev", &vdev(0), "--vdev", &vdev(1), "--"])
+        .args([
+            "--forward-mode=io",
+            "--port-topology=paired",
+            "--nb-cores=1",
+        ])
+        .args(["--auto-start", "--stats-period=0", "--total-num-mbufs=8192"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|x| format!("start dpdk-testpmd: {x}"))?;
+    let r = (|| -> Result<(), String> {
+        let (ping_ip, pong_ip) = (Ipv4Addr::new(10, 82, 0, 1), Ipv4Addr::new(10, 82, 0, 2));
+        let (pa, pool_a) = virtio_user_port(&socks[0], 1)?;
+        let (pb, pool_b) = virtio_user_port(&socks[1], 2)?;
+        println!(
+            "udp-pingpong --port virtio_user: {} B datagrams, net_virtio_user <-> DPDK net_vhost io fwd <-> net_virtio_user; PING and PONG on CPU {PONG_CPU} (yielding when idle), testpmd's forwarding lcore on CPU 1{}",
+            args.size,
+            mode(args)
+        );
+        let (ours, echoed) = pingpong(
+            || Ok(pa),
+            || Ok(pb),
+            (stack(1, ping_ip, &pool_a), stack(2, pong_ip, &pool_b)),
+            SocketAddrV4::new(pong_ip, PONG_PORT),
+            args,
+        )?;
+        ours.print(&format!("rdk, net_virtio_user{}", mode(args)));
+        println!("  (pong echoed {echoed})");
+        Ok(())
+    })();
+    let _ = switch.kill();
+    let _ = switch.wait();
+    for s in &socks {
+        let _ = std::fs::remove_file(s);
+    }
+    r
 }
 
 fn kernel_ping(args: &Args) -> Result<Rtts, String> {
