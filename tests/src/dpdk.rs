@@ -36,7 +36,7 @@ impl Testpmd {
             std::process::id(),
             crate::netns::unique_name("p")
         );
-        let mut child = ns
+        let child = ns
             // Line-buffered: testpmd's stdout is a pipe here, fully buffered otherwise.
             .command("stdbuf")
             .args(["-oL", "-eL", "dpdk-testpmd"])
@@ -62,11 +62,23 @@ impl Testpmd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start dpdk-testpmd");
-        let stdin = child.stdin.take().unwrap();
+        let mut t = Testpmd::attach(child);
+        // The prompt ends without a newline; the line before it is the link check's "Done".
+        t.wait_for("Checking link statuses", Duration::from_secs(60))
+            .and_then(|_| t.wait_for("Done", Duration::from_secs(30)))
+            .unwrap_or_else(|| panic!("dpdk-testpmd did not start:\n{}", t.log.join("\n")));
+        t
+    }
+
+    /// Wraps a spawned testpmd whose stdin, stdout and stderr are pipes: a thread per output
+    /// stream feeds its lines to [`wait_for`](Self::wait_for).
+    fn attach(mut child: std::process::Child) -> Testpmd {
+        let stdin = child.stdin.take().expect("testpmd's stdin is a pipe");
         let (tx, rx) = channel();
         for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
+            Box::new(child.stdout.take().expect("stdout is a pipe"))
+                as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr is a pipe")),
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -79,17 +91,12 @@ impl Testpmd {
         }
         // Only the reader threads hold senders now: the channel closes when testpmd exits.
         drop(tx);
-        let mut t = Testpmd {
+        Testpmd {
             child,
             stdin,
             lines: rx,
             log: Vec::new(),
-        };
-        // The prompt ends without a newline; the line before it is the link check's "Done".
-        t.wait_for("Checking link statuses", Duration::from_secs(60))
-            .and_then(|_| t.wait_for("Done", Duration::from_secs(30)))
-            .unwrap_or_else(|| panic!("dpdk-testpmd did not start:\n{}", t.log.join("\n")));
-        t
+        }
     }
 
     /// Reads output until a line contains `pat`; `None` on timeout.
@@ -199,7 +206,7 @@ impl VhostTestpmd {
             "net_vhost0,iface={},queues={queues},client=0",
             sock.display()
         );
-        let mut child = Command::new("stdbuf")
+        let child = Command::new("stdbuf")
             .args([
                 "-oL",
                 "-eL",
@@ -220,28 +227,7 @@ impl VhostTestpmd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start dpdk-testpmd");
-        let stdin = child.stdin.take().unwrap();
-        let (tx, rx) = channel();
-        for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(r).lines().map_while(Result::ok) {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut inner = Testpmd {
-            child,
-            stdin,
-            lines: rx,
-            log: Vec::new(),
-        };
+        let mut inner = Testpmd::attach(child);
         let end = Instant::now() + Duration::from_secs(60);
         while !sock.exists() && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(20));
