@@ -147,21 +147,12 @@ impl<R: DmaRegion> PackedQueue<R> {
     fn finish(&mut self, id: u16, len: u32) -> Completion {
         let write_len = self.slots[id as usize].write_len;
         self.reclaim(id);
-        // A chain the device only reads has nothing to report; DPDK's vhost writes the bytes
-        // it read there (packed dequeue). Nothing rests on it, so it reads as 0.
-        if write_len == 0 {
-            return Completion::Done(Used { id, len: 0 });
-        }
-        if len > write_len {
-            return self.dropped(Some(id), Anomaly::LenTooLong);
-        }
-        Completion::Done(Used { id, len })
+        self.health.finish(id, len, write_len)
     }
 
     #[cold]
     fn dropped(&mut self, id: Option<u16>, anomaly: Anomaly) -> Completion {
-        self.health.record(anomaly);
-        Completion::Dropped { id, anomaly }
+        self.health.dropped(id, anomaly)
     }
 }
 
@@ -178,19 +169,9 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
 
     #[inline]
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
-        if self.health.is_broken() {
-            return Err(VirtqError::Broken);
-        }
         let n = bufs.len();
-        if n == 0 {
-            return Err(VirtqError::NoBuffers);
-        }
-        if n > self.num_free as usize || self.free_count == 0 {
-            return Err(VirtqError::Full {
-                need: n,
-                free: self.num_free,
-            });
-        }
+        self.health
+            .check_add(n, self.num_free, self.free_count != 0)?;
         let id = self.free_ids[self.free_pos as usize];
         self.free_pos = (self.free_pos + 1) & self.mask();
         self.free_count -= 1;

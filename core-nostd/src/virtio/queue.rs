@@ -159,6 +159,51 @@ impl Health {
     pub(crate) fn set_threshold(&mut self, t: u32) {
         self.threshold = t.max(1);
     }
+
+    /// Counts `anomaly` and says what the completion became.
+    #[cold]
+    pub(crate) fn dropped(&mut self, id: Option<u16>, anomaly: Anomaly) -> Completion {
+        self.record(anomaly);
+        Completion::Dropped { id, anomaly }
+    }
+
+    /// The checks every `add` makes first: the queue is trusted, the chain is not empty, and
+    /// `n` descriptors are free (`slots_free`: the queue also has a chain id to give).
+    #[inline(always)]
+    pub(crate) fn check_add(
+        &self,
+        n: usize,
+        num_free: u16,
+        slots_free: bool,
+    ) -> Result<(), VirtqError> {
+        if self.broken {
+            return Err(VirtqError::Broken);
+        }
+        if n == 0 {
+            return Err(VirtqError::NoBuffers);
+        }
+        if n > num_free as usize || !slots_free {
+            return Err(VirtqError::Full {
+                need: n,
+                free: num_free,
+            });
+        }
+        Ok(())
+    }
+
+    /// A returned chain `id` of `len` written bytes, for a chain that offered `write_len`:
+    /// a read-only chain reads as 0 whatever the device wrote (DPDK's packed dequeue writes
+    /// the bytes it read there; nothing rests on it); more than was offered is an anomaly.
+    #[inline(always)]
+    pub(crate) fn finish(&mut self, id: u16, len: u32, write_len: u32) -> Completion {
+        if write_len == 0 {
+            return Completion::Done(Used { id, len: 0 });
+        }
+        if len > write_len {
+            return self.dropped(Some(id), Anomaly::LenTooLong);
+        }
+        Completion::Done(Used { id, len })
+    }
 }
 
 /// Why a queue cannot be built or take a chain, and what to do.

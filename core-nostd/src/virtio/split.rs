@@ -173,20 +173,12 @@ impl<R: DmaRegion> SplitQueue<R> {
         }
         self.last_used = self.last_used.wrapping_add(1);
         self.reclaim(id);
-        // A read-only chain reports 0 whatever the device wrote (see PackedQueue::finish).
-        if slot.write_len == 0 {
-            return Completion::Done(Used { id, len: 0 });
-        }
-        if len > slot.write_len {
-            return self.dropped(Some(id), Anomaly::LenTooLong);
-        }
-        Completion::Done(Used { id, len })
+        self.health.finish(id, len, slot.write_len)
     }
 
     #[cold]
     fn dropped(&mut self, id: Option<u16>, anomaly: Anomaly) -> Completion {
-        self.health.record(anomaly);
-        Completion::Dropped { id, anomaly }
+        self.health.dropped(id, anomaly)
     }
 }
 
@@ -203,19 +195,8 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
 
     #[inline]
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
-        if self.health.is_broken() {
-            return Err(VirtqError::Broken);
-        }
         let n = bufs.len();
-        if n == 0 {
-            return Err(VirtqError::NoBuffers);
-        }
-        if n > self.num_free as usize {
-            return Err(VirtqError::Full {
-                need: n,
-                free: self.num_free,
-            });
-        }
+        self.health.check_add(n, self.num_free, true)?;
         let base = self.base();
         let head = self.free_head;
         let mut d = head;
