@@ -126,6 +126,10 @@ impl<R: DmaRegion> Virtqueue for AnyQueue<R> {
         each!(self, q => q.pop_used())
     }
     #[inline(always)]
+    fn complete_readable(&mut self, done: impl FnMut(u16)) -> usize {
+        each!(self, q => q.complete_readable(done))
+    }
+    #[inline(always)]
     fn has_used(&self) -> bool {
         each!(self, q => q.has_used())
     }

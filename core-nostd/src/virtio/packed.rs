@@ -167,7 +167,7 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
         self.num_free
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
         let n = bufs.len();
         self.health

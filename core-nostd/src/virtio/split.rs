@@ -7,8 +7,8 @@
 
 use super::format::{avail_flags, desc_flags, used_flags, SplitDesc, SplitLayout, UsedElem};
 use super::queue::{
-    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, Used,
-    VirtqError, Virtqueue,
+    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, VirtqError,
+    Virtqueue,
 };
 use crate::os::DmaRegion;
 use alloc::vec;
@@ -41,6 +41,9 @@ pub struct SplitQueue<R: DmaRegion> {
     in_flight: u16,
     /// Completions so far (with `IN_ORDER`: `order[completed]` is the next one due).
     completed: u16,
+    /// With `IN_ORDER`, a used element that stood for a batch of chains (§2.7.9): the last
+    /// chain it named and its length; the chains before it complete first, in order.
+    batch: Option<(u16, u32)>,
     event_idx: bool,
     in_order: bool,
     health: Health,
@@ -106,6 +109,7 @@ impl<R: DmaRegion> SplitQueue<R> {
             used_seen: 0,
             in_flight: 0,
             completed: 0,
+            batch: None,
             event_idx,
             in_order,
             health: Health::new(),
@@ -148,32 +152,56 @@ impl<R: DmaRegion> SplitQueue<R> {
         self.completed = self.completed.wrapping_add(1);
     }
 
-    /// Checks one used element and reclaims its chain.
+    /// The chain due next with `IN_ORDER`.
+    #[inline(always)]
+    fn due(&self) -> u16 {
+        self.order[(self.completed & self.mask) as usize]
+    }
+
+    /// Reclaims chain `id` (in flight), which the device reported with `len` bytes written.
     #[inline]
-    fn complete(&mut self, id: u32, len: u32) -> Completion {
-        if id >= self.layout.size as u32 {
-            self.last_used = self.last_used.wrapping_add(1);
-            return self.dropped(None, Anomaly::UnknownId);
-        }
-        let id = id as u16;
-        let slot = self.slots[id as usize];
-        if !slot.in_flight {
-            self.last_used = self.last_used.wrapping_add(1);
-            return self.dropped(None, Anomaly::NotInFlight);
-        }
-        if self.in_order {
-            let due = self.order[(self.completed & self.mask) as usize];
-            if due != id {
-                // §2.7.9: one used element for a batch names its last chain; the earlier
-                // ones are done (a transmit completion carries no length). Leave the element
-                // for the next call, which meets it again until it is due.
-                self.reclaim(due);
-                return Completion::Done(Used { id: due, len: 0 });
+    fn finish_chain(&mut self, id: u16, len: u32) -> Completion {
+        let write_len = self.slots[id as usize].write_len;
+        self.reclaim(id);
+        self.health.finish(id, len, write_len)
+    }
+
+    /// Chains the device returned and the driver has not read, from the used index (read
+    /// again only once the last reading is used up); `None` if none — or if the index moved
+    /// further than there are chains in flight, which is counted.
+    #[inline]
+    fn ready(&mut self) -> Option<u16> {
+        let mut ready = self.used_seen.wrapping_sub(self.last_used);
+        if ready == 0 {
+            // Acquire: the used elements are read after the index that publishes them.
+            // SAFETY: used.idx is inside the region, 2-aligned.
+            let used_idx =
+                unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };
+            self.used_seen = used_idx;
+            ready = used_idx.wrapping_sub(self.last_used);
+            if ready == 0 {
+                return None;
             }
         }
-        self.last_used = self.last_used.wrapping_add(1);
-        self.reclaim(id);
-        self.health.finish(id, len, slot.write_len)
+        if ready > self.in_flight {
+            // More returned than was ever out: nothing in the ring can be trusted this time.
+            self.health.record(Anomaly::IndexJump);
+            // Forget it: the next call reads the index afresh.
+            self.used_seen = self.last_used;
+            return None;
+        }
+        Some(ready)
+    }
+
+    /// With `IN_ORDER`: the element naming `id` stands for every chain from the one due up
+    /// to `id`, all among the `ready` the used index returned (§2.7.9: the device writes one
+    /// element per batch, at the batch's first position, and moves the index past all of
+    /// it). How many chains that is, or `None` if `id` is not among them.
+    #[inline]
+    fn batch_len(&self, id: u16, ready: u16) -> Option<u16> {
+        (0..ready)
+            .find(|&j| self.order[(self.completed.wrapping_add(j) & self.mask) as usize] == id)
+            .map(|j| j + 1)
     }
 
     #[cold]
@@ -193,7 +221,7 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         self.num_free
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, bufs: &[Buf]) -> Result<u16, VirtqError> {
         let n = bufs.len();
         self.health.check_add(n, self.num_free, true)?;
@@ -280,33 +308,95 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         if self.health.is_broken() {
             return None;
         }
-        let base = self.base();
-        let mut ready = self.used_seen.wrapping_sub(self.last_used);
-        if ready == 0 {
-            // Acquire: the used elements are read after the index that publishes them.
-            // SAFETY: used.idx is inside the region, 2-aligned.
-            let used_idx = unsafe { mem::load16(base, self.layout.used + 2, Ordering::Acquire) };
-            self.used_seen = used_idx;
-            ready = used_idx.wrapping_sub(self.last_used);
-            if ready == 0 {
-                return None;
+        if let Some((last, len)) = self.batch {
+            let due = self.due();
+            if due == last {
+                self.batch = None;
+                return Some(self.finish_chain(due, len));
             }
+            // §2.7.9: the chains a batch element skips were used in full.
+            let all = self.slots[due as usize].write_len;
+            return Some(self.finish_chain(due, all));
         }
-        if ready > self.in_flight {
-            // More returned than was ever out: nothing in the ring can be trusted this time.
-            self.health.record(Anomaly::IndexJump);
-            // Forget it: the next call reads the index afresh.
-            self.used_seen = self.last_used;
-            return None;
-        }
+        let ready = self.ready()?;
         let pos = self.last_used & self.mask;
         // SAFETY: pos < size: inside the used ring; 4-aligned.
-        let e: UsedElem = unsafe { mem::read(base, self.layout.used_ring(pos)) };
-        Some(self.complete(e.id.get(), e.len.get()))
+        let e: UsedElem = unsafe { mem::read(self.base(), self.layout.used_ring(pos)) };
+        let (id, len) = (e.id.get(), e.len.get());
+        if id >= self.layout.size as u32 {
+            self.last_used = self.last_used.wrapping_add(1);
+            return Some(self.dropped(None, Anomaly::UnknownId));
+        }
+        let id = id as u16;
+        if !self.slots[id as usize].in_flight {
+            self.last_used = self.last_used.wrapping_add(1);
+            return Some(self.dropped(None, Anomaly::NotInFlight));
+        }
+        if !self.in_order || self.due() == id {
+            self.last_used = self.last_used.wrapping_add(1);
+            return Some(self.finish_chain(id, len));
+        }
+        let Some(k) = self.batch_len(id, ready) else {
+            self.last_used = self.last_used.wrapping_add(1);
+            return Some(self.dropped(None, Anomaly::OutOfOrder));
+        };
+        self.last_used = self.last_used.wrapping_add(k);
+        self.batch = Some((id, len));
+        let due = self.due();
+        let all = self.slots[due as usize].write_len;
+        Some(self.finish_chain(due, all))
+    }
+
+    #[inline]
+    fn complete_readable(&mut self, mut done: impl FnMut(u16)) -> usize {
+        if !self.in_order {
+            let mut n = 0;
+            while let Some(c) = self.pop_used() {
+                let id = match c {
+                    Completion::Done(u) => Some(u.id),
+                    Completion::Dropped { id, .. } => id,
+                };
+                if let Some(id) = id {
+                    done(id);
+                    n += 1;
+                }
+            }
+            return n;
+        }
+        if self.health.is_broken() {
+            return 0;
+        }
+        let mut n = 0;
+        // A batch pop_used began: its chains up to the one it named.
+        if let Some((last, _)) = self.batch.take() {
+            loop {
+                let due = self.due();
+                self.reclaim(due);
+                done(due);
+                n += 1;
+                if due == last {
+                    break;
+                }
+            }
+        }
+        // The used index counts every chain returned, in the order they were made available;
+        // the elements are not needed.
+        self.used_seen = self.last_used;
+        let Some(ready) = self.ready() else { return n };
+        for _ in 0..ready {
+            let due = self.due();
+            self.reclaim(due);
+            done(due);
+        }
+        self.last_used = self.last_used.wrapping_add(ready);
+        n + ready as usize
     }
 
     #[inline]
     fn ready_at_least(&self, descs: u16) -> bool {
+        if self.batch.is_some() {
+            return true;
+        }
         let in_use = self.layout.size - self.num_free;
         if in_use == 0 {
             return false;
@@ -323,22 +413,21 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
             // Each element frees a chain of at least one descriptor.
             return ready >= want;
         }
-        // IN_ORDER: one element may stand for a batch; the chains up to the newest element's
-        // are done, and their descriptors run on from the next one due.
-        let pos = used_idx.wrapping_sub(1) & self.mask;
-        // SAFETY: pos < size: inside the used ring; 4-aligned.
-        let e: UsedElem = unsafe { mem::read(self.base(), self.layout.used_ring(pos)) };
-        let id = e.id.get();
-        if id >= self.layout.size as u32 {
-            return true;
+        // IN_ORDER: the used index counts chains, and chains sit back to back in the table
+        // from the one due: the ready ones end where the first chain not yet returned begins.
+        if ready == self.in_flight {
+            return true; // every chain out: `want` is at most all of them
         }
-        let due = self.order[(self.completed & self.mask) as usize];
-        let span = (id as u16).wrapping_sub(due) & self.mask;
-        span as u32 + self.slots[id as usize].descs as u32 >= want as u32
+        let next = self.order[(self.completed.wrapping_add(ready) & self.mask) as usize];
+        let freed = next.wrapping_sub(self.due()) & self.mask;
+        freed >= want
     }
 
     #[inline]
     fn has_used(&self) -> bool {
+        if self.batch.is_some() {
+            return true;
+        }
         // SAFETY: used.idx is inside the region, 2-aligned.
         let used_idx = unsafe { mem::load16(self.base(), self.layout.used + 2, Ordering::Acquire) };
         used_idx != self.last_used

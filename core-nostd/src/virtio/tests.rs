@@ -81,6 +81,14 @@ impl SplitDev {
         self.used_idx = self.used_idx.wrapping_add(1);
         wr16(r, self.l.used + 2, self.used_idx);
     }
+
+    /// One element for a batch of `chains` chains (IN_ORDER, §2.7.9): written where the
+    /// batch's first element goes, naming its last chain; the index moves past all of them.
+    fn put_batch(&mut self, r: Mem, last: u32, len: u32, chains: u16) {
+        self.put(r, last, len);
+        self.used_idx = self.used_idx.wrapping_add(chains - 1);
+        wr16(r, self.l.used + 2, self.used_idx);
+    }
 }
 
 fn iova(n: u64) -> Iova {
@@ -191,19 +199,123 @@ fn split_in_order_batches_complete_earlier_chains() {
     for _ in 0..3 {
         dev.take(r).unwrap();
     }
-    // One used element for the batch, naming its last chain.
-    dev.put(r, 2, 0);
+    // One used element for the batch, naming its last chain; the index moves by three.
+    dev.put_batch(r, 2, 0, 3);
     let got: Vec<_> = core::iter::from_fn(|| q.pop_used()).collect();
     assert_eq!(
         got,
         [0, 1, 2].map(|id| Completion::Done(Used { id, len: 0 }))
     );
     assert_eq!(q.num_free(), 8);
+    assert_eq!(q.health().total(), 0);
     // Chains stay consecutive across the table end.
     let ids: Vec<u16> = (0..6)
         .map(|i| q.add(&[Buf::readable(iova(i), 1)]).unwrap())
         .collect();
     assert_eq!(ids, [3, 4, 5, 6, 7, 0]);
+}
+
+#[test]
+fn split_in_order_receive_batches_report_skipped_buffers_full() {
+    let mut q = split(8, false, true);
+    let mut dev = SplitDev::new(8);
+    let r = q.region().as_ptr();
+    for i in 0..4 {
+        q.add(&[Buf::writable(iova(i), 100 + i as u32)]).unwrap();
+    }
+    q.kick_prepare();
+    for _ in 0..4 {
+        dev.take(r).unwrap();
+    }
+    // Two batches: chains 0-1 (the element names 1, 40 bytes), then 2-3 (names 3, 7 bytes).
+    dev.put_batch(r, 1, 40, 2);
+    dev.put_batch(r, 3, 7, 2);
+    let got: Vec<_> = core::iter::from_fn(|| q.pop_used()).collect();
+    assert_eq!(
+        got,
+        [(0, 100), (1, 40), (2, 102), (3, 7)].map(|(id, len)| Completion::Done(Used { id, len }))
+    );
+    assert_eq!((q.num_free(), q.health().total()), (8, 0));
+}
+
+#[test]
+fn split_in_order_completion_by_index_reads_no_element() {
+    for in_order in [true, false] {
+        let mut q = split(8, false, in_order);
+        let mut dev = SplitDev::new(8);
+        let r = q.region().as_ptr();
+        for round in 0..3u16 {
+            let ids: Vec<u16> = (0..5)
+                .map(|i| q.add(&[Buf::readable(iova(i), 60)]).unwrap())
+                .collect();
+            q.kick_prepare();
+            for _ in 0..5 {
+                dev.take(r).unwrap();
+            }
+            assert!(!q.ready_at_least(1), "nothing returned yet");
+            if in_order {
+                // Elements full of garbage: only the index may be read.
+                dev.put_batch(r, 0xdead, 0xbeef, 3);
+                dev.put_batch(r, 0xdead, 0xbeef, 1);
+            } else {
+                for &id in &ids[..4] {
+                    dev.put(r, id as u32, 0);
+                }
+            }
+            assert!(q.ready_at_least(4) && !q.ready_at_least(5), "round {round}");
+            let mut done = Vec::new();
+            assert_eq!(q.complete_readable(|id| done.push(id)), 4);
+            assert_eq!(done, ids[..4], "oldest first");
+            assert_eq!(q.num_free(), 7);
+            // The last one alone, by pop_used this time (a true element now).
+            dev.put(r, ids[4] as u32, 0);
+            assert_eq!(
+                q.pop_used(),
+                Some(Completion::Done(Used { id: ids[4], len: 0 }))
+            );
+            assert_eq!(q.pop_used(), None);
+            assert_eq!((q.num_free(), q.health().total()), (8, 0), "round {round}");
+        }
+    }
+}
+
+#[test]
+fn split_in_order_index_jump_is_counted_by_index_completion_too() {
+    let mut q = split(8, false, true);
+    let mut dev = SplitDev::new(8);
+    let r = q.region().as_ptr();
+    q.add(&[Buf::readable(iova(0), 60)]).unwrap();
+    q.kick_prepare();
+    dev.take(r).unwrap();
+    dev.put_batch(r, 0, 0, 5); // five chains back, one was out
+    assert_eq!(q.complete_readable(|_| panic!("nothing completes")), 0);
+    assert_eq!(q.health().count(Anomaly::IndexJump), 1);
+    assert_eq!(q.num_free(), 7);
+}
+
+#[test]
+fn split_in_order_element_ahead_of_the_returned_chains_is_out_of_order() {
+    let mut q = split(8, false, true);
+    let mut dev = SplitDev::new(8);
+    let r = q.region().as_ptr();
+    for i in 0..4 {
+        q.add(&[Buf::readable(iova(i), 60)]).unwrap();
+    }
+    q.kick_prepare();
+    for _ in 0..4 {
+        dev.take(r).unwrap();
+    }
+    // The index says one chain came back, the element names the fourth.
+    dev.put(r, 3, 0);
+    assert_eq!(
+        q.pop_used(),
+        Some(Completion::Dropped {
+            id: None,
+            anomaly: Anomaly::OutOfOrder
+        })
+    );
+    assert_eq!(q.health().count(Anomaly::OutOfOrder), 1);
+    assert_eq!(q.num_free(), 4, "nothing reclaimed on a lie");
 }
 
 #[test]
@@ -255,7 +367,11 @@ fn split_hostile_used_elements_are_counted_and_dropped() {
     assert_eq!(q.pop_used(), None);
     wr16(r, SplitLayout::new(8).used + 2, dev.used_idx);
     let h = *q.health();
-    assert_eq!(Anomaly::ALL.map(|k| h.count(k)), [1, 2, 1, 1, 0], "{h:?}");
+    assert_eq!(
+        Anomaly::ALL.map(|k| h.count(k)),
+        [1, 2, 1, 1, 0, 0],
+        "{h:?}"
+    );
     assert!(!h.is_broken());
     dev.put(r, b as u32, 100);
     assert_eq!(
@@ -616,8 +732,8 @@ fn split_ready_at_least_counts_descriptors_freed() {
         assert!(q.ready_at_least(1));
         assert!(!q.ready_at_least(2));
         if in_order {
-            // One element for the batch up to the third chain frees three descriptors.
-            dev.put(r, ids[2] as u32, 0);
+            // One element for the batch of the next two chains: three descriptors in all.
+            dev.put_batch(r, ids[2] as u32, 0, 2);
             assert!(q.ready_at_least(3));
             assert!(!q.ready_at_least(4));
         } else {

@@ -739,7 +739,7 @@ impl Shared {
         let lie = s.lie();
         let hl = s.hdr_len();
         let batch = lie.is_none() && s.features().contains(Features::IN_ORDER);
-        let (mut batch_descs, mut last) = (0u16, None);
+        let (mut batch_descs, mut batch_chains, mut last) = (0u16, 0u16, None);
         let mem = &self.mem;
         let Some(ring) = Self::ring(s, q) else {
             return;
@@ -789,6 +789,7 @@ impl Shared {
                 // IN_ORDER: one used entry for the whole batch, naming its last chain
                 // (virtio 1.2 §2.7.9, §2.8.9); written once the ring is drained.
                 batch_descs = batch_descs.wrapping_add(n);
+                batch_chains += 1;
                 last = Some(chain.id);
             } else if let Err(f) = ring.push(mem, chain.id, 0, n, lie) {
                 err = Some(RingError::Fault(f));
@@ -796,7 +797,7 @@ impl Shared {
             }
         }
         if let Some(id) = last {
-            if let Err(f) = ring.push(mem, id, 0, batch_descs, None) {
+            if let Err(f) = ring.push_batch(mem, id, 0, batch_chains, batch_descs) {
                 err = Some(RingError::Fault(f));
             }
         }

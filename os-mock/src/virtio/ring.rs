@@ -248,6 +248,29 @@ impl DevRing {
         Ok(())
     }
 
+    /// Returns a batch of `chains` chains (`descs` descriptors in all) as `IN_ORDER` lets a
+    /// device (§2.7.9, §2.8.9): one used entry naming the batch's last chain `id`, with `len`,
+    /// written where the batch's first entry would go; the ring then skips the whole batch
+    /// (split: the used index moves by `chains`; packed: the position moves by `descs`).
+    pub fn push_batch(
+        &mut self,
+        mem: &DeviceMemory,
+        id: u16,
+        len: u32,
+        chains: u16,
+        descs: u16,
+    ) -> Result<(), Fault> {
+        if self.packed {
+            return self.push(mem, id, len, descs, None);
+        }
+        let slot = (self.c.used_idx % self.size) as u64;
+        let e = Self::at(self.device, 4 + 8 * slot);
+        mem.write_u32(e, id as u32)?;
+        mem.write_u32(Self::at(e, 4), len)?;
+        self.c.used_idx = self.c.used_idx.wrapping_add(chains);
+        mem.write_u16(Self::at(self.device, 2), self.c.used_idx)
+    }
+
     /// The used position now (split: used index; packed: ring position), to ask
     /// [`wants_interrupt`](Self::wants_interrupt) about what was returned since.
     pub fn used_mark(&self) -> u16 {

@@ -7,7 +7,7 @@ use rdk_core::ethdev::{EthError, QueueCounters, RxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
 use rdk_core::os::{DmaRegion, EventNotifier, WaitHandle};
 use rdk_core::virtio::format::{net_hdr_flags, NetHdr};
-use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
+use rdk_core::virtio::{Anomaly, AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
 use zerocopy::FromBytes;
 
 /// Bytes of the net header (`VERSION_1`).
@@ -32,7 +32,7 @@ pub struct VirtioRx<R: DmaRegion, N: QueueNotify, E: EventNotifier> {
     /// Buffers still to come of a merged frame that was dropped: discarded on arrival.
     skip: u16,
     refill_thresh: u16,
-    seen: (u32, [u32; 5]),
+    seen: (u32, [u32; Anomaly::COUNT]),
     counters: Arc<QueueCounters>,
     stats: Arc<RxStats>,
 }
@@ -60,7 +60,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
             pending: None,
             skip: 0,
             refill_thresh: (size / 4).clamp(1, REFILL_BATCH as u16),
-            seen: (0, [0; 5]),
+            seen: (0, [0; Anomaly::COUNT]),
             counters,
             stats,
         }
@@ -71,7 +71,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         self.mbufs.iter_mut().for_each(|m| *m = None);
         self.pending = None;
         self.skip = 0;
-        self.seen = (0, [0; 5]);
+        self.seen = (0, [0; Anomaly::COUNT]);
         self.notify = None;
         self.irq = None;
         self.mrg = features.contains(Features::NET_MRG_RXBUF);

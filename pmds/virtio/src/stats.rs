@@ -13,7 +13,7 @@ pub struct RxStats {
     /// Frames cut short by a device anomaly in a merged chain.
     pub broken_chain: Counter,
     /// Device anomalies, by [`Anomaly`] kind.
-    pub anomalies: [Counter; 5],
+    pub anomalies: [Counter; Anomaly::COUNT],
     /// 1 once the queue gave up on its device.
     pub broken: Counter,
 }
@@ -24,7 +24,7 @@ pub struct TxStats {
     /// Packets with more segments than a chain may have.
     pub too_many_segs: Counter,
     /// Device anomalies, by [`Anomaly`] kind.
-    pub anomalies: [Counter; 5],
+    pub anomalies: [Counter; Anomaly::COUNT],
     /// 1 once the queue gave up on its device.
     pub broken: Counter,
 }
@@ -35,8 +35,8 @@ pub struct TxStats {
 pub(crate) fn sync_anomalies(
     h: &Health,
     last: &mut u32,
-    last_each: &mut [u32; 5],
-    out: &[Counter; 5],
+    last_each: &mut [u32; Anomaly::COUNT],
+    out: &[Counter; Anomaly::COUNT],
 ) {
     if h.total() != *last {
         sync_slow(h, last, last_each, out)
@@ -44,7 +44,12 @@ pub(crate) fn sync_anomalies(
 }
 
 #[cold]
-fn sync_slow(h: &Health, last: &mut u32, last_each: &mut [u32; 5], out: &[Counter; 5]) {
+fn sync_slow(
+    h: &Health,
+    last: &mut u32,
+    last_each: &mut [u32; Anomaly::COUNT],
+    out: &[Counter; Anomaly::COUNT],
+) {
     *last = h.total();
     for a in Anomaly::ALL {
         let now = h.count(a);

@@ -9,7 +9,7 @@ use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, TxL4Cksum};
 use rdk_core::os::DmaRegion;
 use rdk_core::virtio::format::net_hdr_flags;
-use rdk_core::virtio::{AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
+use rdk_core::virtio::{Anomaly, AnyQueue, Buf, Features, QueueNotify, Virtqueue};
 
 /// Most descriptors one packet may take (its segments, plus a header descriptor).
 pub const MAX_TX_SEGS: usize = 64;
@@ -40,6 +40,16 @@ fn header(m: &Mbuf, csum: bool) -> [u8; HDR as usize] {
     h
 }
 
+/// Writes `hdr` into `at` unless it is there already — in a recycled mbuf it mostly is (all
+/// zero): the line then stays shared with the device, which read it last time, instead of
+/// being taken back from it (a cache-line transfer per packet).
+#[inline(always)]
+fn put_header(at: &mut [u8], hdr: &[u8; HDR as usize]) {
+    if at != hdr {
+        at.copy_from_slice(hdr);
+    }
+}
+
 /// A virtio-net transmit queue.
 pub struct VirtioTx<R: DmaRegion, N: QueueNotify> {
     pub(crate) q: Option<AnyQueue<R>>,
@@ -52,7 +62,7 @@ pub struct VirtioTx<R: DmaRegion, N: QueueNotify> {
     /// `NET_CSUM` negotiated: checksum requests in `ol_flags` become `NEEDS_CSUM` headers.
     pub(crate) csum: bool,
     free_thresh: u16,
-    seen: (u32, [u32; 5]),
+    seen: (u32, [u32; Anomaly::COUNT]),
     counters: Arc<QueueCounters>,
     stats: Arc<TxStats>,
 }
@@ -74,7 +84,7 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
             notify: None,
             csum: false,
             free_thresh: (size / 2).max(1),
-            seen: (0, [0; 5]),
+            seen: (0, [0; Anomaly::COUNT]),
             counters,
             stats,
         }
@@ -94,7 +104,7 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// Frees every packet in flight and rebuilds an empty ring for a reset device.
     pub(crate) fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
         self.mbufs.iter_mut().for_each(|m| *m = None);
-        self.seen = (0, [0; 5]);
+        self.seen = (0, [0; Anomaly::COUNT]);
         self.notify = None;
         self.csum = features.contains(Features::NET_CSUM);
         let region = match self.q.take() {
@@ -119,28 +129,25 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// to their own).
     fn reclaim_into(&mut self, mut cache: Option<&mut MbufCache>) -> usize {
         let Some(q) = self.q.as_mut() else { return 0 };
+        let mbufs = &mut self.mbufs;
+        let mut batch: [Option<Mbuf>; FREE_BATCH] = Default::default();
+        let mut k = 0;
         let mut free = |b: &mut [Option<Mbuf>]| match cache.as_deref_mut() {
             Some(c) => c.free_bulk(b),
             None => Mbuf::free_bulk(b),
         };
-        let mut batch: [Option<Mbuf>; FREE_BATCH] = Default::default();
-        let (mut k, mut total) = (0, 0);
-        while let Some(c) = q.pop_used() {
-            let id = match c {
-                Completion::Done(u) => Some(u.id),
-                Completion::Dropped { id, .. } => id,
-            };
-            let Some(m) = id.and_then(|id| self.mbufs[id as usize].take()) else {
-                continue;
-            };
-            batch[k] = Some(m);
-            k += 1;
-            total += 1;
-            if k == FREE_BATCH {
-                free(&mut batch);
-                k = 0;
+        // Transmit chains are device-readable: completing them needs no length, so an
+        // IN_ORDER split ring completes them from its used index alone.
+        let total = q.complete_readable(|id| {
+            if let Some(m) = mbufs.get_mut(id as usize).and_then(Option::take) {
+                batch[k] = Some(m);
+                k += 1;
+                if k == FREE_BATCH {
+                    free(&mut batch);
+                    k = 0;
+                }
             }
-        }
+        });
         free(&mut batch[..k]);
         let (last, each) = &mut self.seen;
         crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
@@ -194,76 +201,40 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         {
             return 0;
         }
-        let mut bufs = [Buf::readable(Iova::new(0), 0); MAX_TX_SEGS];
         let (mut taken, mut sent, mut bytes) = (0usize, 0u64, 0u64);
         for slot in pkts.iter_mut() {
             let Some(mut m) = slot.take() else { break };
-            let segs = m.nb_segs() as usize;
-            if segs + 1 > MAX_TX_SEGS {
+            let len = m.pkt_len() as u64;
+            // Put the header in the headroom when the mbuf is ours alone (one descriptor
+            // then for a one-segment packet); else a header descriptor from the queue's
+            // header area.
+            let push = !m.is_shared() && m.headroom() >= HDR;
+            let need = m.nb_segs() as usize + !push as usize;
+            if need > MAX_TX_SEGS {
                 self.stats.too_many_segs.add(1);
                 self.counters.add_errors(1);
                 taken += 1;
                 continue;
             }
-            let len = m.pkt_len() as u64;
-            // Put the header in the headroom when the mbuf is ours alone; else a header
-            // descriptor from the queue's header area.
-            let mut push = !m.is_shared() && m.headroom() >= HDR;
-            let need = segs + !push as usize;
             let Some(q) = self.q.as_mut() else { break };
             if (q.num_free() as usize) < need && q.ready_at_least((need.max(batch)) as u16) {
                 self.reclaim_into(cache.as_deref_mut());
             }
-            let Some(q) = self.q.as_mut() else { break };
-            let Some(next) = q.next_id().filter(|_| q.num_free() as usize >= need) else {
-                *slot = Some(m);
-                break;
+            let added = if push && need == 1 {
+                self.add_pushed(&mut m)
+            } else {
+                self.add_chain(&mut m, push)
             };
-            let mut k = 0;
-            let hdr = header(&m, self.csum);
-            if push {
-                match m.prepend(HDR) {
-                    Ok(h) => h.copy_from_slice(&hdr),
-                    // Checked above; were it refused, the header area serves.
-                    Err(_) => push = false,
-                }
-            }
-            if !push {
-                let Some(iova) = self.hdr_iova(next) else {
-                    *slot = Some(m);
-                    break;
-                };
-                // SAFETY: slot `next` is inside the area (hdr_iova found it) and belongs to
-                // an id that is not in flight, so the device is not reading it.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        hdr.as_ptr(),
-                        self.hdrs.as_ptr().add(next as usize * HDR_SLOT),
-                        hdr.len(),
-                    )
-                };
-                bufs[0] = Buf::readable(iova, HDR as u32);
-                k = 1;
-            }
-            for s in m.segments() {
-                if s.data_len() == 0 {
-                    continue;
-                }
-                bufs[k] = Buf::readable(s.data_iova(), s.data_len() as u32);
-                k += 1;
-            }
-            let Some(q) = self.q.as_mut() else { break };
-            match q.add(&bufs[..k]) {
-                Ok(id) => {
-                    self.mbufs[id as usize] = Some(m);
+            match added {
+                Some(id) => {
+                    if let Some(s) = self.mbufs.get_mut(id as usize) {
+                        *s = Some(m);
+                    }
                     taken += 1;
                     sent += 1;
                     bytes += len;
                 }
-                Err(_) => {
-                    if push {
-                        let _ = m.adj(HDR);
-                    }
+                None => {
                     *slot = Some(m);
                     break;
                 }
@@ -278,6 +249,79 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         }
         self.counters.add(sent, bytes);
         taken
+    }
+
+    /// A one-segment packet with its header pushed into its headroom: one descriptor.
+    /// Returns its chain id, or `None` (the mbuf unchanged) if the queue is full.
+    #[inline(always)]
+    fn add_pushed(&mut self, m: &mut Mbuf) -> Option<u16> {
+        let q = self.q.as_mut()?;
+        if q.num_free() == 0 {
+            return None;
+        }
+        let hdr = header(m, self.csum);
+        // Checked by the caller: not shared, headroom for the header.
+        put_header(m.prepend(HDR).ok()?, &hdr);
+        let buf = Buf::readable(m.data_iova(), m.data_len() as u32);
+        match q.add(core::slice::from_ref(&buf)) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                let _ = m.adj(HDR);
+                None
+            }
+        }
+    }
+
+    /// Any packet: its segments, the header pushed into the first one's headroom when
+    /// `push`, else in a descriptor of its own from the header area. Returns its chain id, or
+    /// `None` (the mbuf unchanged) if the queue has no room for it.
+    #[inline(never)]
+    fn add_chain(&mut self, m: &mut Mbuf, mut push: bool) -> Option<u16> {
+        let segs = m.nb_segs() as usize;
+        let need = segs + !push as usize;
+        let q = self.q.as_mut()?;
+        let next = q.next_id().filter(|_| q.num_free() as usize >= need)?;
+        let mut bufs = [Buf::readable(Iova::new(0), 0); MAX_TX_SEGS];
+        let mut k = 0;
+        let hdr = header(m, self.csum);
+        if push {
+            match m.prepend(HDR) {
+                Ok(h) => put_header(h, &hdr),
+                // Checked by the caller; were it refused, the header area serves.
+                Err(_) => push = false,
+            }
+        }
+        if !push {
+            let iova = self.hdr_iova(next)?;
+            // SAFETY: slot `next` is inside the area (hdr_iova found it) and belongs to an id
+            // that is not in flight, so the device is not reading it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    hdr.as_ptr(),
+                    self.hdrs.as_ptr().add(next as usize * HDR_SLOT),
+                    hdr.len(),
+                )
+            };
+            bufs[0] = Buf::readable(iova, HDR as u32);
+            k = 1;
+        }
+        for s in m.segments() {
+            if s.data_len() == 0 {
+                continue;
+            }
+            bufs[k] = Buf::readable(s.data_iova(), s.data_len() as u32);
+            k += 1;
+        }
+        let q = self.q.as_mut()?;
+        match q.add(&bufs[..k]) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                if push {
+                    let _ = m.adj(HDR);
+                }
+                None
+            }
+        }
     }
 }
 
