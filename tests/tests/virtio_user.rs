@@ -334,11 +334,29 @@ fn two_pairs_each_reflected_on_its_queue() {
     assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
 }
 
-/// Reflects frames `range` through the backend and checks them.
-fn round_trip(test: &str, p: &mut Port<Dev>, pool: &PktMbufPool, range: std::ops::Range<usize>) {
+/// Reflects frames `range` through the backend and checks them; on a shortfall says what both
+/// sides counted (the port's xstats, testpmd's port stats and log).
+fn round_trip(
+    test: &str,
+    b: &mut VhostTestpmd,
+    p: &mut Port<Dev>,
+    pool: &PktMbufPool,
+    range: std::ops::Range<usize>,
+) {
     send(p, pool, 0, range.clone());
     let back: Vec<Vec<u8>> = recv(p, 0, range.len()).iter().map(flatten).collect();
-    assert_eq!(back.len(), range.len(), "{test}: reflected");
+    if back.len() != range.len() {
+        let counts = b.port_counts();
+        panic!(
+            "{test}: {} of {} frames reflected; testpmd rx/tx {counts:?}; rdk xstats {:?}; \
+             driver {:?}\n--- testpmd log ---\n{}",
+            back.len(),
+            range.len(),
+            p.xstats(),
+            p.driver(),
+            b.testpmd().log()
+        );
+    }
     for (i, f) in range.zip(&back) {
         assert_eq!(f, &frame(i), "{test}: frame {i}");
     }
@@ -364,7 +382,7 @@ fn reconnect(test: &str, devargs: &str, packed: bool) {
     let ev = events.clone();
     p.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l.up)));
     wait_link(&mut p, true);
-    round_trip(test, &mut p, &pool, 0..100);
+    round_trip(test, &mut b, &mut p, &pool, 0..100);
 
     b.kill();
     drop(b);
@@ -406,7 +424,7 @@ fn reconnect(test: &str, devargs: &str, packed: bool) {
             assert_eq!(f, &frame(1000 + k), "{test}: queued frame {k}");
         }
     }
-    round_trip(test, &mut p, &pool, 2000..2100);
+    round_trip(test, &mut b, &mut p, &pool, 2000..2100);
     let ev = events.lock().unwrap().clone();
     assert!(
         ev.windows(2).any(|w| w == [false, true]) && ev.last() == Some(&true),
