@@ -410,4 +410,16 @@ mod tests {
             let _ = parse_xdp_features(&vec![0xffu8; n]);
         }
     }
+
+    #[test]
+    fn xdp_features_of_real_interfaces() {
+        // Loopback (ifindex 1 in every namespace) has no XDP of its own; a missing interface
+        // is an error, not a zero.
+        match xdp_features(1) {
+            Ok(f) => assert_eq!(f & NETDEV_XDP_ACT_XSK_ZEROCOPY, 0, "lo offers no zero-copy"),
+            Err(Errno::EOPNOTSUPP) => eprintln!("kernel before 6.3: no netdev family"),
+            Err(e) => panic!("dev-get on lo: {e}"),
+        }
+        assert!(xdp_features(u32::MAX - 7).is_err());
+    }
 }
