@@ -345,6 +345,49 @@ fn diagnose(port: &Port<AfXdpDriver>, iface: &str) {
     }
 }
 
+/// Sends `frames` from the peer and checks that `port` receives exactly them, byte-exact and
+/// in order, in mbufs of `pool` at the usual data offset.
+fn peer_to_rdk(
+    port: &mut Port<AfXdpDriver>,
+    pool: &PktMbufPool,
+    psock: &PeerSock,
+    frames: &[Vec<u8>],
+    iface: &str,
+) {
+    for f in frames {
+        psock.send(f);
+    }
+    let mut rx: Vec<Mbuf> = Vec::new();
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) && rx.len() < frames.len() {
+        let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
+        rx.extend(burst[..n].iter_mut().filter_map(Option::take));
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Anything more arriving would be counted too.
+    std::thread::sleep(Duration::from_millis(300));
+    let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
+    rx.extend(burst[..n].iter_mut().filter_map(Option::take));
+    let got: Vec<Vec<u8>> = rx.iter().map(|m| m.data().to_vec()).collect();
+    note(&format!(
+        "peer -> rdk: sent {}, rdk received {}",
+        frames.len(),
+        got.len()
+    ));
+    if got.len() != frames.len() {
+        diagnose(port, iface);
+    }
+    assert_eq!(got.len(), frames.len(), "exact count at rdk");
+    assert!(got == frames, "byte-exact at rdk, in order");
+    for m in &rx {
+        assert!(pool.owns(m), "received into an mbuf of the rx pool");
+        assert_eq!(m.data_off(), 128, "at the usual data offset");
+    }
+}
+
 /// Queues `frames` on `port`'s TX queue 0 (mbufs of `pool`, 8 per burst); how many it took.
 fn send_all(port: &mut Port<AfXdpDriver>, pool: &PktMbufPool, frames: &[Vec<u8>]) -> usize {
     let mut sent = 0;
@@ -426,40 +469,8 @@ fn run(iface: &str, peer: &str, devargs: &str, expect: Expect, log_from: &mut us
     let inn: Vec<Vec<u8>> = (0..FRAMES)
         .map(|i| frame(rdk_mac, peer_mac, 0x5e, i))
         .collect();
-    for f in &inn {
-        psock.send(f);
-    }
-    let mut rx: Vec<Mbuf> = Vec::new();
-    let mut burst: [Option<Mbuf>; 32] = Default::default();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) && rx.len() < inn.len() {
-        let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
-        rx.extend(burst[..n].iter_mut().filter_map(Option::take));
-        if n == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    // Anything more arriving would be counted too.
-    std::thread::sleep(Duration::from_millis(300));
-    let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
-    rx.extend(burst[..n].iter_mut().filter_map(Option::take));
-    let got: Vec<Vec<u8>> = rx.iter().map(|m| m.data().to_vec()).collect();
-    note(&format!(
-        "peer -> rdk: sent {}, rdk received {}",
-        inn.len(),
-        got.len()
-    ));
-    if got.len() != inn.len() {
-        diagnose(&port, iface);
-    }
-    assert_eq!(got.len(), inn.len(), "exact count at rdk");
-    assert!(got == inn, "byte-exact at rdk, in order");
-    for m in &rx {
-        assert!(pool.owns(m), "received into an mbuf of the rx pool");
-        assert_eq!(m.data_off(), 128, "at the usual data offset");
-    }
+    peer_to_rdk(&mut port, &pool, &psock, &inn, iface);
     assert_eq!(port.stats().ipackets, inn.len() as u64);
-    drop(rx);
 
     // rdk -> peer.
     let out: Vec<Vec<u8>> = (0..FRAMES)
@@ -518,6 +529,21 @@ fn run(iface: &str, peer: &str, devargs: &str, expect: Expect, log_from: &mut us
         "stop detaches the program"
     );
     assert_eq!(pool.available(), pool.size(), "every mbuf back after stop");
+    // A restart binds the queue again (once the kernel released the old socket's pool).
+    port.start().unwrap();
+    assert_eq!(
+        port.driver().bind_mode(),
+        &mode,
+        "the same bind mode after a restart"
+    );
+    let again: Vec<Vec<u8>> = (0..4).map(|i| frame(rdk_mac, peer_mac, 0x77, i)).collect();
+    peer_to_rdk(&mut port, &pool, &psock, &again, iface);
+    port.stop().unwrap();
+    assert_eq!(
+        pool.available(),
+        pool.size(),
+        "every mbuf back after the second stop"
+    );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size(), "every mbuf back after close");
     assert_eq!(rtnl.query(ifindex).unwrap().prog_id, 0);
