@@ -7,8 +7,10 @@
 # Tiers: lint (fmt, clippy, doc), nostd (x86_64-unknown-none builds), unit (cargo test of the
 # whole workspace, as root: the os-linux tests use hugepages), checked (rdk-core with its checked
 # mempool), miri (rdk-core under Miri), loom (the ring's loom models), bench (benchmark smoke:
-# rdk and DPDK in the same run, quick mode), vm (VFIO in the QEMU lab guest: builds both guest
-# variants, boots each once with the os-linux vfio_guest test binary).
+# rdk and DPDK in the same run, quick mode), vm (the QEMU lab guest: builds both guest
+# variants, boots each once with the os-linux vfio_guest test binary, then once more with
+# rdk-pmd-af-xdp's zc_guest binary: net_af_xdp on the guest kernel's virtio_net, stock and
+# rebuilt with zero-copy RX).
 # Under CI=true a missing prerequisite (root, hugepages, DPDK) is a failure, not a skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -132,8 +134,8 @@ bench() {
 	fi
 }
 
-# vm_boot CACHE FILTER RUN-GUEST-ARGS... : boots the lab guest once with the vfio_guest test
-# binary ($VM_BIN) filtered to FILTER; fails unless libtest passed at least one test and none
+# vm_boot CACHE FILTER RUN-GUEST-ARGS... : boots the lab guest once with $VM_BIN (a test binary,
+# or a payload script that passes its arguments on to one) filtered to FILTER; fails unless libtest passed at least one test and none
 # skipped (a skip inside the lab means the guest is not what the test needs).
 vm_boot() {
 	local cache=$1 filter=$2 out rc try
@@ -149,10 +151,80 @@ vm_boot() {
 		echo "$out" | grep -E '^test ' | tail -3
 		echo "vm_boot: the guest timed out (TCG hang?); booting it once more"
 	done
-	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread )' | head -40
+	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread |== zc_guest|\[zc_guest\] (bind mode|kernel:|rdk -> peer|peer -> rdk|.*xsk-zerocopy))' | head -60
 	[ $rc = 0 ] || { echo "$out" | tail -30; return 1; }
 	echo "$out" | grep -q SKIPPED && return 1
 	echo "$out" | grep -Eq 'test result: ok\. [1-9][0-9]* passed' || return 1
+}
+
+# test_bin PACKAGE TEST : builds the integration test TEST of PACKAGE (release, no run) and
+# prints its executable.
+test_bin() {
+	local exe
+	exe=$(cargo test --release -p "$1" --test "$2" --no-run --message-format=json 2>/dev/null |
+		python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$2")
+	[ -x "$exe" ] || { echo "could not build the $2 test binary" >&2; return 1; }
+	echo "$exe"
+}
+
+# xsk_virtio_net SRC-CACHE OUT-DIR : prints OUT-DIR/virtio_net-xsk-KVER.ko, building it once:
+# the guest kernel's own virtio_net.c (from the linux-source deb the no-IOMMU guest build
+# fetched, with the linux-headers it installed) with its AF_XDP zero-copy receive path
+# switched on. Linux 6.12 has that path but leaves it off: the driver does not advertise
+# NETDEV_XDP_ACT_XSK_ZEROCOPY, and its receive queues are not in premapped mode (reverted
+# before 6.12), which the path needs to hand the device the pool's DMA addresses. 6.13
+# turned both on and added zero-copy TX, which 6.12 lacks. Both edits are checked to apply.
+xsk_virtio_net() {
+	local src=$1 out=$2 kver sdeb b ko
+	kver=$(sed -n 's/^kernel_release: //p' "$src/manifest.txt")
+	ko=$out/virtio_net-xsk-$kver.ko
+	[ -f "$ko" ] && { echo "$ko"; return 0; }
+	sdeb=$(ls "$src"/debs/linux-source-*_all.deb 2>/dev/null | head -1)
+	[ -n "$kver" ] && [ -f "$sdeb" ] && [ -d "/usr/src/linux-headers-$kver" ] || {
+		echo "xsk_virtio_net: need $src/manifest.txt, the linux-source deb in $src/debs and" \
+			"linux-headers-$kver (VMLAB_NOIOMMU=1 build-guest.sh $src provides them)" >&2
+		return 1
+	}
+	b=$(mktemp -d)
+	dpkg-deb --fsys-tarfile "$sdeb" | tar -x -O --wildcards './usr/src/linux-source-*.tar.xz' |
+		tar -xJ -C "$b" --strip-components=3 --wildcards '*/drivers/net/virtio_net.c' || return 1
+	python3 - "$b/virtio_net.c" <<'PY' || { rm -rf "$b"; return 1; }
+import sys
+p = sys.argv[1]
+s = open(p).read()
+edits = [
+    ("\tdev->xdp_features = NETDEV_XDP_ACT_BASIC | NETDEV_XDP_ACT_REDIRECT;\n",
+     "\tdev->xdp_features = NETDEV_XDP_ACT_BASIC | NETDEV_XDP_ACT_REDIRECT |\n"
+     "\t\t\t    NETDEV_XDP_ACT_XSK_ZEROCOPY;\n"),
+    ("\tret = virtnet_find_vqs(vi);\n\tif (ret)\n\t\tgoto err_free;\n",
+     "\tret = virtnet_find_vqs(vi);\n\tif (ret)\n\t\tgoto err_free;\n\n"
+     "\t/* rdk test build: premapped receive queues (the xsk path passes DMA addresses) */\n"
+     "\tif (vi->mergeable_rx_bufs || !vi->big_packets) {\n"
+     "\t\tint q;\n\n"
+     "\t\tfor (q = 0; q < vi->max_queue_pairs; q++)\n"
+     "\t\t\tif (!virtqueue_set_dma_premapped(vi->rq[q].vq))\n"
+     "\t\t\t\tvi->rq[q].do_dma = true;\n"
+     "\t}\n"),
+]
+for old, new in edits:
+    if s.count(old) != 1:
+        sys.exit("virtio_net.c changed: cannot apply the rdk test edit at " + old.strip()[:40])
+    s = s.replace(old, new)
+open(p, "w").write(s)
+PY
+	printf 'obj-m := virtio_net.o\n' >"$b/Kbuild"
+	mkdir -p "$out"
+	make -s -C "/usr/src/linux-headers-$kver" M="$b" modules >&2 &&
+		strip --strip-debug "$b/virtio_net.ko" -o "$ko"
+	local rc=$?
+	rm -rf "$b"
+	[ $rc = 0 ] && echo "$ko"
 }
 
 vm() {
@@ -179,15 +251,10 @@ vm() {
 		return 1
 	fi
 	rm -f "$blog"
-	VM_BIN=$(cargo test --release -p rdk-os-linux --test vfio_guest --no-run \
-		--message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m["target"]["name"] == "vfio_guest":
-        print(m["executable"])')
-	[ -x "$VM_BIN" ] || { echo "could not build the vfio_guest test binary"; return 1; }
+	VM_BIN=$(test_bin rdk-os-linux vfio_guest) || return 1
+	local zc_bin xsk_ko
+	zc_bin=$(test_bin rdk-pmd-af-xdp zc_guest) || return 1
+	xsk_ko=$(xsk_virtio_net "$cache-noiommu" "$cache-xsk") || return 1
 	# The no-IOMMU boot also has a transitional virtio NIC (legacy I/O BAR0 + modern caps) for
 	# net_virtio's legacy transport. run-guest.sh hard-codes disable-legacy=on,iommu_platform=on
 	# (and QEMU refuses iommu_platform with a legacy interface), so a qemu wrapper first on
@@ -198,7 +265,9 @@ for line in sys.stdin:
 		"$(command -v qemu-system-x86_64)" >"$shim/qemu-system-x86_64"
 	chmod +x "$shim/qemu-system-x86_64"
 	vm_boot "$cache" viommu_ --nics virtio,e1000e,igb --peer virtio &&
-		PATH="$shim:$PATH" vm_boot "$cache-noiommu" noiommu_ --noiommu --nics e1000e,virtio --peer virtio
+		PATH="$shim:$PATH" vm_boot "$cache-noiommu" noiommu_ --noiommu --nics e1000e,virtio --peer virtio &&
+		VM_BIN=$ROOT/tests/vm/zc_guest.sh vm_boot "$cache" zc_guest --nics virtio --peer virtio \
+			--file "$zc_bin:/payload/zc_guest" --file "$xsk_ko:/payload/virtio_net-xsk.ko"
 	rc=$?
 	rm -rf "$shim"
 	return $rc

@@ -336,11 +336,7 @@ impl AfXdpDriver {
                 Err(e @ (Errno::EOPNOTSUPP | Errno::EINVAL | Errno::EPROTONOSUPPORT)) => {
                     bind_retrying(&fd, self.ifindex, queue, copy).map_err(|e| os("bind", e))?;
                     BindMode::Copy {
-                        reason: format!(
-                            "the driver of {} refused zero-copy on queue {queue} ({})",
-                            self.iface,
-                            e.desc()
-                        ),
+                        reason: zero_copy_refusal(&self.iface, self.ifindex, queue, e),
                     }
                 }
                 Err(e) => return Err(os("bind", e)),
@@ -528,6 +524,24 @@ fn bind_retrying(fd: &OwnedFd, ifindex: u32, queue: u32, flags: u16) -> Result<(
             }
             r => return r,
         }
+    }
+}
+
+/// Why the kernel refused a zero-copy bind: a driver that does not advertise
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY` is refused before it is asked, so say that when it is so.
+fn zero_copy_refusal(iface: &str, ifindex: u32, queue: u32, e: Errno) -> String {
+    match crate::netlink::xdp_features(ifindex) {
+        Ok(f) if e == Errno::EOPNOTSUPP && f & crate::netlink::NETDEV_XDP_ACT_XSK_ZEROCOPY == 0 => {
+            format!(
+                "the driver of {iface} does not offer AF_XDP zero-copy (its XDP features \
+                 {f:#x} lack xsk-zerocopy; the bind said: {})",
+                e.desc()
+            )
+        }
+        _ => format!(
+            "the driver of {iface} refused zero-copy on queue {queue} ({})",
+            e.desc()
+        ),
     }
 }
 

@@ -34,15 +34,28 @@
 //! their own fill and completion rings even when sharing, and registering one pool twice
 //! only pins it twice. The bind tries zero-copy and falls back to copy mode (veth, most
 //! virtual devices), saying why ([`AfXdpDriver::bind_mode`], the `zero_copy` xstat, a log
-//! line). The fill ring is twice the RX ring; at most half the pool is posted.
+//! line): a driver that does not advertise zero-copy in its XDP features
+//! ([`netlink::xdp_features`]) is named as such, any other refusal is quoted. The fill ring
+//! is twice the RX ring; at most half the pool is posted.
+//!
+//! Tested (besides veth, copy mode, in tests/tests/af_xdp.rs): `tests/zc_guest.rs` in the VM
+//! lab guest, on QEMU's virtio-net driven by Linux 6.12's `virtio_net` with the program in
+//! native mode. That driver offers no zero-copy, which is reported; `tests/run.sh` also
+//! rebuilds it with its zero-copy receive path switched on, and there frames arrive by DMA
+//! into the pool's mbufs byte-exact at the usual data offset, and TX mbufs the kernel never
+//! completed come back only after it released the pool. Zero-copy TX is untested: no
+//! driver the lab can run has it (6.12's `virtio_net` takes the descriptors and sends
+//! nothing).
 //!
 //! Known limits: no multi-buffer frames (the MTU must fit one chunk, at most 3822 bytes, and
 //! the pool's data room); no checksum or other metadata from the kernel in copy mode (a
 //! local sender with checksum offload delivers only the pseudo-header sum, as with any
-//! AF_XDP socket); zero-copy is implemented but untested here (veth has none). Mbufs the
-//! kernel held are freed at stop only after it has released the socket's buffer pool (a
-//! probe bind on the queue stops failing with `EBUSY`), so not even a zero-copy device can
-//! write a freed buffer.
+//! AF_XDP socket). In zero-copy mode the kernel takes a fill address whose chunk crosses a
+//! 4 KiB page only if the two pages are DMA-contiguous (it drops the others and counts them,
+//! `rx_kernel_invalid_descs`; those mbufs come back at stop), so give a zero-copy port a
+//! hugepage-backed pool. Mbufs the kernel held are freed at stop only after it has released the socket's
+//! buffer pool (a probe bind on the queue stops failing with `EBUSY`), so not even a
+//! zero-copy device can write a freed buffer.
 //!
 //! Every frame is counted: received, sent, or dropped by reason (xstats `rx_bad_descs`,
 //! `rx_fill_no_mbuf`, `tx_frames_too_big`, `tx_ring_full`, `tx_no_buffer`, the kernel's own

@@ -132,35 +132,171 @@ pub(crate) fn parse_link_xdp(body: &[u8]) -> Attached {
     out
 }
 
+/// A netlink socket of `protocol` in the current network namespace, with a receive timeout:
+/// a kernel that never answers must not hang a port's stop.
+fn open_socket(protocol: libc::c_int) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let fd = Errno::result(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    })?;
+    // SAFETY: fresh descriptor, ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid timeval of the size passed.
+    Errno::result(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Sends one request (`kind`, `flags`, `seq`, `body` after the netlink header) and returns
+/// the body of the reply of kind `want` with the same sequence number, or the error an
+/// ack carries (an ack of success or a `NLMSG_DONE` give an empty body).
+fn transact(
+    fd: &OwnedFd,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    body: &[u8],
+    want: u16,
+) -> Result<Vec<u8>, Errno> {
+    let mut msg = Vec::with_capacity(16 + body.len());
+    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(body);
+    // SAFETY: sends our buffer; the kernel only reads it.
+    let r = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    Errno::result(r)?;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: the kernel writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = Errno::result(n)? as usize;
+        let mut b = &buf[..n.min(buf.len())];
+        while b.len() >= 16 {
+            let mlen = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            let mkind = u16::from_ne_bytes([b[4], b[5]]);
+            let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            if mlen < 16 || mlen > b.len() {
+                return Err(Errno::EPROTO);
+            }
+            let reply = &b[16..mlen];
+            if mseq == seq {
+                match mkind {
+                    NLMSG_ERROR => {
+                        let code = reply
+                            .get(..4)
+                            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                            .ok_or(Errno::EPROTO)?;
+                        return if code == 0 {
+                            Ok(Vec::new())
+                        } else {
+                            Err(Errno::from_raw(-code))
+                        };
+                    }
+                    NLMSG_DONE => return Ok(Vec::new()),
+                    k if k == want => return Ok(reply.to_vec()),
+                    _ => {}
+                }
+            }
+            b = &b[align4(mlen).min(b.len())..];
+        }
+    }
+}
+
+/// `GENL_ID_CTRL`, `CTRL_CMD_GETFAMILY`, `CTRL_ATTR_FAMILY_ID`, `CTRL_ATTR_FAMILY_NAME`
+/// (linux/genetlink.h).
+const GENL_ID_CTRL: u16 = 0x10;
+const CTRL_CMD_GETFAMILY: u8 = 3;
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// `NETDEV_CMD_DEV_GET`, `NETDEV_A_DEV_IFINDEX`, `NETDEV_A_DEV_XDP_FEATURES` (linux/netdev.h).
+const NETDEV_CMD_DEV_GET: u8 = 1;
+const NETDEV_A_DEV_IFINDEX: u16 = 1;
+const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: the driver binds AF_XDP sockets in zero-copy mode. The
+/// kernel refuses an `XDP_ZEROCOPY` bind (`EOPNOTSUPP`) to a driver that lacks it, before
+/// the driver is asked.
+pub const NETDEV_XDP_ACT_XSK_ZEROCOPY: u64 = 8;
+
+/// A generic-netlink request body: `struct genlmsghdr` (command, version 1) and `attrs`.
+fn genl_body(cmd: u8, attrs: &[u8]) -> Vec<u8> {
+    let mut b = vec![cmd, 1, 0, 0];
+    b.extend_from_slice(attrs);
+    b
+}
+
+/// The first attribute `kind` of a generic-netlink reply body (after its 4-byte
+/// `genlmsghdr`).
+fn genl_attr(reply: &[u8], kind: u16) -> Option<&[u8]> {
+    attrs(reply.get(4..)?)
+        .find(|&(k, _)| k == kind)
+        .map(|(_, p)| p)
+}
+
+/// The XDP features (`NETDEV_XDP_ACT_*` bits) the driver of `ifindex` advertises, from the
+/// `netdev` generic-netlink family (`ynl --family netdev --do dev-get`). `EOPNOTSUPP` on
+/// kernels before 6.3, which have no such family.
+pub fn xdp_features(ifindex: u32) -> Result<u64, Errno> {
+    let fd = open_socket(libc::NETLINK_GENERIC)?;
+    let mut name = Vec::new();
+    push_attr(&mut name, CTRL_ATTR_FAMILY_NAME, b"netdev\0");
+    let family = match transact(
+        &fd,
+        GENL_ID_CTRL,
+        0,
+        1,
+        &genl_body(CTRL_CMD_GETFAMILY, &name),
+        GENL_ID_CTRL,
+    ) {
+        Ok(r) => genl_attr(&r, CTRL_ATTR_FAMILY_ID)
+            .and_then(|p| Some(u16::from_ne_bytes(p.get(..2)?.try_into().ok()?)))
+            .ok_or(Errno::EPROTO)?,
+        Err(Errno::ENOENT) => return Err(Errno::EOPNOTSUPP),
+        Err(e) => return Err(e),
+    };
+    let mut idx = Vec::new();
+    push_attr(&mut idx, NETDEV_A_DEV_IFINDEX, &ifindex.to_ne_bytes());
+    let r = transact(
+        &fd,
+        family,
+        0,
+        2,
+        &genl_body(NETDEV_CMD_DEV_GET, &idx),
+        family,
+    )?;
+    parse_xdp_features(&r).ok_or(Errno::EPROTO)
+}
+
+/// `NETDEV_A_DEV_XDP_FEATURES` (a u64) out of a `dev-get` reply body.
+fn parse_xdp_features(reply: &[u8]) -> Option<u64> {
+    let p = genl_attr(reply, NETDEV_A_DEV_XDP_FEATURES)?;
+    Some(u64::from_ne_bytes(p.get(..8)?.try_into().ok()?))
+}
+
 impl Rtnl {
     /// Opens a route-netlink socket in the current network namespace.
     pub fn open() -> Result<Self, Errno> {
-        // SAFETY: socket(2) with constant arguments; the fd is owned right away.
-        let fd = Errno::result(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        })?;
-        // SAFETY: fresh descriptor, ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // A receive timeout: a kernel that never answers must not hang a port's stop.
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid timeval of the size passed.
-        Errno::result(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        })?;
-        Ok(Self { fd, seq: 1 })
+        Ok(Self {
+            fd: open_socket(libc::NETLINK_ROUTE)?,
+            seq: 1,
+        })
     }
 
     /// Sends a request of `kind` for `ifindex` with `attrs` and returns the reply body of the
@@ -173,58 +309,13 @@ impl Rtnl {
         attrs: &[u8],
     ) -> Result<Vec<u8>, Errno> {
         self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut msg = Vec::with_capacity(64 + attrs.len());
-        let len = 16 + 16 + attrs.len();
-        msg.extend_from_slice(&(len as u32).to_ne_bytes());
-        msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-        msg.extend_from_slice(&seq.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
         // struct ifinfomsg: family, pad, type, index, flags, change.
-        msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-        msg.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-        msg.extend_from_slice(&[0; 8]);
-        msg.extend_from_slice(attrs);
-        // SAFETY: sends our buffer; the kernel only reads it.
-        let r = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        Errno::result(r)?;
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            // SAFETY: the kernel writes at most buf.len() bytes into buf.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            let n = Errno::result(n)? as usize;
-            let mut b = &buf[..n.min(buf.len())];
-            while b.len() >= 16 {
-                let mlen = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let mkind = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if mlen < 16 || mlen > b.len() {
-                    return Err(Errno::EPROTO);
-                }
-                let body = &b[16..mlen];
-                if mseq == seq {
-                    match mkind {
-                        NLMSG_ERROR => {
-                            let code = body
-                                .get(..4)
-                                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                                .ok_or(Errno::EPROTO)?;
-                            return if code == 0 {
-                                Ok(Vec::new())
-                            } else {
-                                Err(Errno::from_raw(-code))
-                            };
-                        }
-                        NLMSG_DONE => return Ok(Vec::new()),
-                        k if k == RTM_NEWLINK => return Ok(body.to_vec()),
-                        _ => {}
-                    }
-                }
-                b = &b[align4(mlen).min(b.len())..];
-            }
-        }
+        let mut body = Vec::with_capacity(16 + attrs.len());
+        body.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        body.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        body.extend_from_slice(attrs);
+        transact(&self.fd, kind, flags, self.seq, &body, RTM_NEWLINK)
     }
 
     /// The XDP program attached to `ifindex`.
@@ -303,5 +394,32 @@ mod tests {
             let _ = parse_link_xdp(&vec![0xffu8; n]);
             let _ = parse_link_xdp(&vec![4u8; n]);
         }
+    }
+
+    #[test]
+    fn parses_xdp_features_and_refuses_short_replies() {
+        let mut r = vec![1, 1, 0, 0];
+        push_attr(&mut r, NETDEV_A_DEV_IFINDEX, &7u32.to_ne_bytes());
+        push_attr(&mut r, NETDEV_A_DEV_XDP_FEATURES, &0x2bu64.to_ne_bytes());
+        assert_eq!(parse_xdp_features(&r), Some(0x2b));
+        assert_eq!(parse_xdp_features(&r[..4]), None, "no attribute");
+        let mut short = vec![1, 1, 0, 0];
+        push_attr(&mut short, NETDEV_A_DEV_XDP_FEATURES, &[1, 2, 3]);
+        assert_eq!(parse_xdp_features(&short), None, "too short for a u64");
+        for n in 0..24 {
+            let _ = parse_xdp_features(&vec![0xffu8; n]);
+        }
+    }
+
+    #[test]
+    fn xdp_features_of_real_interfaces() {
+        // Loopback (ifindex 1 in every namespace) has no XDP of its own; a missing interface
+        // is an error, not a zero.
+        match xdp_features(1) {
+            Ok(f) => assert_eq!(f & NETDEV_XDP_ACT_XSK_ZEROCOPY, 0, "lo offers no zero-copy"),
+            Err(Errno::EOPNOTSUPP) => eprintln!("kernel before 6.3: no netdev family"),
+            Err(e) => panic!("dev-get on lo: {e}"),
+        }
+        assert!(xdp_features(u32::MAX - 7).is_err());
     }
 }
