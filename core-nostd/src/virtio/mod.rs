@@ -126,8 +126,8 @@ impl<R: DmaRegion> Virtqueue for AnyQueue<R> {
         each!(self, q => q.pop_used())
     }
     #[inline(always)]
-    fn complete_readable(&mut self, done: impl FnMut(u16)) -> usize {
-        each!(self, q => q.complete_readable(done))
+    fn complete_readable(&mut self, ids: &mut [u16]) -> usize {
+        each!(self, q => q.complete_readable(ids))
     }
     #[inline(always)]
     fn has_used(&self) -> bool {

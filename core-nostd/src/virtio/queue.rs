@@ -362,26 +362,24 @@ pub trait Virtqueue {
     /// queue is broken).
     fn pop_used(&mut self) -> Option<Completion>;
 
-    /// Completes every chain the device has returned, oldest first, calling `done(id)` for
-    /// each; returns how many. For device-readable chains (transmit): no length is reported.
-    /// With `IN_ORDER` on a split ring the used elements are not read at all — the used index
-    /// counts every chain, even those a batch element skips (§2.7.9) — so reclaiming costs
-    /// one read of the index, not a transfer of the device's element lines. Anomalies are
-    /// counted as [`pop_used`](Self::pop_used) counts them, and a chain they return is
-    /// passed to `done` too (its buffers are the caller's again).
+    /// Completes up to `ids.len()` chains the device has returned, oldest first, writing
+    /// their ids to `ids`; returns how many. For device-readable chains (transmit): no length
+    /// is reported. With `IN_ORDER` on a split ring the used elements are not read at all —
+    /// the used index counts every chain, even those a batch element skips (§2.7.9) — so
+    /// reclaiming costs one read of the index, not a transfer of the device's element lines.
+    /// Anomalies are counted as [`pop_used`](Self::pop_used) counts them, and a chain they
+    /// return is listed too (its buffers are the caller's again).
     #[inline]
-    fn complete_readable(&mut self, mut done: impl FnMut(u16)) -> usize
-    where
-        Self: Sized,
-    {
+    fn complete_readable(&mut self, ids: &mut [u16]) -> usize {
         let mut n = 0;
-        while let Some(c) = self.pop_used() {
+        while n < ids.len() {
+            let Some(c) = self.pop_used() else { break };
             let id = match c {
                 Completion::Done(u) => Some(u.id),
                 Completion::Dropped { id, .. } => id,
             };
             if let Some(id) = id {
-                done(id);
+                ids[n] = id;
                 n += 1;
             }
         }

@@ -348,16 +348,17 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
     }
 
     #[inline]
-    fn complete_readable(&mut self, mut done: impl FnMut(u16)) -> usize {
+    fn complete_readable(&mut self, ids: &mut [u16]) -> usize {
         if !self.in_order {
             let mut n = 0;
-            while let Some(c) = self.pop_used() {
+            while n < ids.len() {
+                let Some(c) = self.pop_used() else { break };
                 let id = match c {
                     Completion::Done(u) => Some(u.id),
                     Completion::Dropped { id, .. } => id,
                 };
                 if let Some(id) = id {
-                    done(id);
+                    ids[n] = id;
                     n += 1;
                 }
             }
@@ -368,28 +369,30 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         }
         let mut n = 0;
         // A batch pop_used began: its chains up to the one it named.
-        if let Some((last, _)) = self.batch.take() {
-            loop {
-                let due = self.due();
-                self.reclaim(due);
-                done(due);
-                n += 1;
-                if due == last {
-                    break;
-                }
+        while let Some((last, _)) = self.batch {
+            if n == ids.len() {
+                return n;
+            }
+            let due = self.due();
+            self.reclaim(due);
+            ids[n] = due;
+            n += 1;
+            if due == last {
+                self.batch = None;
             }
         }
         // The used index counts every chain returned, in the order they were made available;
         // the elements are not needed.
         self.used_seen = self.last_used;
         let Some(ready) = self.ready() else { return n };
-        for _ in 0..ready {
+        let take = (ready as usize).min(ids.len() - n);
+        for id in &mut ids[n..n + take] {
             let due = self.due();
             self.reclaim(due);
-            done(due);
+            *id = due;
         }
-        self.last_used = self.last_used.wrapping_add(ready);
-        n + ready as usize
+        self.last_used = self.last_used.wrapping_add(take as u16);
+        n + take
     }
 
     #[inline]

@@ -129,26 +129,29 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// to their own).
     fn reclaim_into(&mut self, mut cache: Option<&mut MbufCache>) -> usize {
         let Some(q) = self.q.as_mut() else { return 0 };
-        let mbufs = &mut self.mbufs;
+        let mut ids = [0u16; FREE_BATCH];
         let mut batch: [Option<Mbuf>; FREE_BATCH] = Default::default();
-        let mut k = 0;
-        let mut free = |b: &mut [Option<Mbuf>]| match cache.as_deref_mut() {
-            Some(c) => c.free_bulk(b),
-            None => Mbuf::free_bulk(b),
-        };
-        // Transmit chains are device-readable: completing them needs no length, so an
-        // IN_ORDER split ring completes them from its used index alone.
-        let total = q.complete_readable(|id| {
-            if let Some(m) = mbufs.get_mut(id as usize).and_then(Option::take) {
-                batch[k] = Some(m);
-                k += 1;
-                if k == FREE_BATCH {
-                    free(&mut batch);
-                    k = 0;
+        let mut total = 0;
+        loop {
+            // Transmit chains are device-readable: completing them needs no length, so an
+            // IN_ORDER split ring completes them from its used index alone.
+            let n = q.complete_readable(&mut ids);
+            let mut k = 0;
+            for &id in &ids[..n] {
+                if let Some(m) = self.mbufs.get_mut(id as usize).and_then(Option::take) {
+                    batch[k] = Some(m);
+                    k += 1;
                 }
             }
-        });
-        free(&mut batch[..k]);
+            match cache.as_deref_mut() {
+                Some(c) => c.free_bulk(&mut batch[..k]),
+                None => Mbuf::free_bulk(&mut batch[..k]),
+            }
+            total += n;
+            if n < FREE_BATCH {
+                break;
+            }
+        }
         let (last, each) = &mut self.seen;
         crate::stats::sync_anomalies(q.health(), last, each, &self.stats.anomalies);
         total
