@@ -370,20 +370,11 @@ pub trait Virtqueue {
     /// Anomalies are counted as [`pop_used`](Self::pop_used) counts them, and a chain they
     /// return is listed too (its buffers are the caller's again).
     #[inline]
-    fn complete_readable(&mut self, ids: &mut [u16]) -> usize {
-        let mut n = 0;
-        while n < ids.len() {
-            let Some(c) = self.pop_used() else { break };
-            let id = match c {
-                Completion::Done(u) => Some(u.id),
-                Completion::Dropped { id, .. } => id,
-            };
-            if let Some(id) = id {
-                ids[n] = id;
-                n += 1;
-            }
-        }
-        n
+    fn complete_readable(&mut self, ids: &mut [u16]) -> usize
+    where
+        Self: Sized,
+    {
+        complete_by_popping(self, ids)
     }
 
     /// Whether the device has returned something not yet popped.
@@ -414,6 +405,25 @@ pub trait Virtqueue {
 
     /// The addresses to give the device.
     fn areas(&self) -> QueueAreas;
+}
+
+/// [`Virtqueue::complete_readable`] one [`pop_used`](Virtqueue::pop_used) at a time: for
+/// rings whose used elements must be read.
+#[inline]
+pub(crate) fn complete_by_popping<Q: Virtqueue>(q: &mut Q, ids: &mut [u16]) -> usize {
+    let mut n = 0;
+    while n < ids.len() {
+        let Some(c) = q.pop_used() else { break };
+        let id = match c {
+            Completion::Done(u) => Some(u.id),
+            Completion::Dropped { id, .. } => id,
+        };
+        if let Some(id) = id {
+            ids[n] = id;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Per chain id, what the driver made available.

@@ -7,8 +7,8 @@
 
 use super::format::{avail_flags, desc_flags, used_flags, SplitDesc, SplitLayout, UsedElem};
 use super::queue::{
-    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, VirtqError,
-    Virtqueue,
+    check_size, complete_by_popping, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas,
+    Slot, VirtqError, Virtqueue,
 };
 use crate::os::DmaRegion;
 use alloc::vec;
@@ -350,19 +350,7 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
     #[inline]
     fn complete_readable(&mut self, ids: &mut [u16]) -> usize {
         if !self.in_order {
-            let mut n = 0;
-            while n < ids.len() {
-                let Some(c) = self.pop_used() else { break };
-                let id = match c {
-                    Completion::Done(u) => Some(u.id),
-                    Completion::Dropped { id, .. } => id,
-                };
-                if let Some(id) = id {
-                    ids[n] = id;
-                    n += 1;
-                }
-            }
-            return n;
+            return complete_by_popping(self, ids);
         }
         if self.health.is_broken() {
             return 0;
