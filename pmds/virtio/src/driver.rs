@@ -118,6 +118,10 @@ pub struct VirtioNet<T: Transport, D: DmaAlloc> {
     pairs: u16,
     port_id: u16,
     rx_interrupts: bool,
+    /// The port asked for receive checksum offload (`RxOffload::{UDP,TCP}_CKSUM`): only then
+    /// is the net header of a received frame read for its checksum flags (as DPDK's
+    /// `has_rx_offload`), which spares a cache line per frame otherwise.
+    rx_cksum: bool,
     irqs: Option<Interrupts<T::Irq>>,
     ctrl: Option<CtrlQueue<D::Region, T::Notify>>,
     promisc: bool,
@@ -280,6 +284,7 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             pairs: 1,
             port_id: cfg.port_id,
             rx_interrupts: false,
+            rx_cksum: false,
             irqs: None,
             ctrl: None,
             promisc: false,
@@ -395,7 +400,7 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             .setup_interrupts(&irq_queues)
             .map_err(|e| tr("interrupt setup", e))?;
         for (i, q) in rx.iter_mut().enumerate() {
-            let ring = q.rebuild(f)?;
+            let ring = q.rebuild(f, self.rx_cksum)?;
             q.notify = Some(self.attach(t, 2 * i as u16, ring)?);
             q.irq = self
                 .irqs
@@ -503,6 +508,9 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         }
         self.pairs = pairs;
         self.rx_interrupts = config.rx_interrupts;
+        self.rx_cksum = config
+            .rx_offloads
+            .intersects(RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM);
         if self.features.contains(Features::NET_CTRL_VQ) && self.ctrl.is_none() {
             let bytes = AnyQueue::<D::Region>::bytes_needed(CTRL_SIZE, self.features);
             let ring = self.alloc("virtio-ctrlq", bytes)?;

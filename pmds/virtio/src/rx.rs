@@ -8,7 +8,7 @@ use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
 use rdk_core::os::{DmaRegion, EventNotifier, WaitHandle};
 use rdk_core::virtio::format::{net_hdr_flags, NetHdr};
 use rdk_core::virtio::{Anomaly, AnyQueue, Buf, Completion, Features, QueueNotify, Virtqueue};
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, FromZeros};
 
 /// Bytes of the net header (`VERSION_1`).
 pub(crate) const HDR: u16 = 12;
@@ -66,8 +66,13 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         }
     }
 
-    /// Frees every buffer and rebuilds an empty ring for a device that was just reset.
-    pub(crate) fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
+    /// Frees every buffer and rebuilds an empty ring for a device that was just reset;
+    /// checksum flags are reported when `GUEST_CSUM` was negotiated and `rx_cksum` asked.
+    pub(crate) fn rebuild(
+        &mut self,
+        features: Features,
+        rx_cksum: bool,
+    ) -> Result<&AnyQueue<R>, EthError> {
         self.mbufs.iter_mut().for_each(|m| *m = None);
         self.pending = None;
         self.skip = 0;
@@ -75,7 +80,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         self.notify = None;
         self.irq = None;
         self.mrg = features.contains(Features::NET_MRG_RXBUF);
-        self.csum = features.contains(Features::NET_GUEST_CSUM);
+        self.csum = rx_cksum && features.contains(Features::NET_GUEST_CSUM);
         let region = match self.q.take() {
             Some(q) => q.into_region(),
             None => self.region.take().ok_or(crate::driver::lost_ring())?,
@@ -175,14 +180,29 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
     }
 }
 
+/// What `shape` does with the net header in front of a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hdr {
+    /// Read it (its frame starts after it).
+    Read,
+    /// Skip it unread (its frame starts after it): nothing in it was asked for, and not
+    /// touching it spares the cache line the device just wrote.
+    Skip,
+    /// None: a further buffer of a merged frame, data from its start.
+    None,
+}
+
 /// Makes `m` hold the `len` bytes the device wrote from `HDR` bytes before its data offset;
-/// returns the header if `with_hdr` (then the data is what follows it).
+/// returns the header when `hdr` is [`Hdr::Read`].
 #[inline]
-fn shape(m: &mut Mbuf, len: u32, with_hdr: bool) -> Result<Option<NetHdr>, ()> {
+fn shape(m: &mut Mbuf, len: u32, hdr: Hdr) -> Result<Option<NetHdr>, ()> {
     let len = len as u16;
-    if with_hdr {
+    if hdr != Hdr::None {
         let payload = len.checked_sub(HDR).ok_or(())?;
         m.append(payload).map_err(|_| ())?;
+        if hdr == Hdr::Skip {
+            return Ok(None);
+        }
         let h = m.prepend(HDR).map_err(|_| ())?;
         let hdr = NetHdr::read_from_bytes(h).map_err(|_| ())?;
         m.adj(HDR).map_err(|_| ())?;
@@ -267,7 +287,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
                 continue;
             }
             if let Some((mut head, rem)) = self.pending.take() {
-                if shape(&mut m, u.len, false).is_err() || head.chain(m).is_err() {
+                if shape(&mut m, u.len, Hdr::None).is_err() || head.chain(m).is_err() {
                     self.drop_merged(rem, true);
                     continue;
                 }
@@ -280,8 +300,14 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
                 n += 1;
                 continue;
             }
-            let hdr = match shape(&mut m, u.len, true) {
+            let how = if self.mrg || self.csum {
+                Hdr::Read
+            } else {
+                Hdr::Skip
+            };
+            let hdr = match shape(&mut m, u.len, how) {
                 Ok(Some(h)) => h,
+                Ok(None) if how == Hdr::Skip => NetHdr::new_zeroed(),
                 _ => {
                     self.stats.runt.add(1);
                     self.counters.add_errors(1);

@@ -7,7 +7,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use rdk_core::ethdev::{
-    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+    EthError, Port, PortConfig, RxOffload, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig, RxCksum};
 use rdk_core::os::EventNotifier;
@@ -225,7 +225,9 @@ fn in_order_devices_complete_transmit_batches_with_one_entry() {
 
 fn merged(want: Features) {
     // 512-byte data room: a 1400-byte frame takes three buffers.
-    let mut r = rig_with(NetDevConfig::default(), want, PortConfig::queues(1, 1), 512);
+    let mut pcfg = PortConfig::queues(1, 1);
+    pcfg.rx_offloads = RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM;
+    let mut r = rig_with(NetDevConfig::default(), want, pcfg, 512);
     for i in 0..50 {
         let csum = if i % 2 == 0 {
             RxCsum::Valid
@@ -313,6 +315,43 @@ fn device_thread_split() {
 #[test]
 fn device_thread_packed() {
     device_on_another_thread(SUPPORTED);
+}
+
+/// Without MRG_RXBUF the net header of a received frame is read only when the port asked for
+/// checksum offload (it carries nothing else then): the frame is the same either way, the
+/// flags are there only when asked for.
+#[test]
+fn rx_checksum_flags_only_when_the_port_asks() {
+    for want in [
+        split_only() - Features::NET_MRG_RXBUF,
+        SUPPORTED - Features::NET_MRG_RXBUF,
+    ] {
+        for ask in [false, true] {
+            let mut pcfg = PortConfig::queues(1, 1);
+            if ask {
+                pcfg.rx_offloads = RxOffload::UDP_CKSUM;
+            }
+            let mut r = rig_with(
+                NetDevConfig::default(),
+                want,
+                pcfg,
+                rdk_core::mbuf::DEFAULT_DATA_ROOM,
+            );
+            assert!(r.dev.driver_features().contains(Features::NET_GUEST_CSUM));
+            for i in 0..40 {
+                r.dev.deliver(0, &frame(i, 60 + i * 20), RxCsum::Valid);
+            }
+            let got = r.rx_all(0, 40);
+            assert_eq!(got.len(), 40);
+            for (i, m) in got.iter().enumerate() {
+                assert_eq!(bytes_of(m), frame(i, 60 + i * 20), "frame {i}, ask {ask}");
+                let expect = if ask { RxCksum::Good } else { RxCksum::Unknown };
+                assert_eq!(m.ol_flags().rx_l4_cksum(), expect, "ask {ask}");
+            }
+            drop(got);
+            r.finish();
+        }
+    }
 }
 
 #[test]
