@@ -50,6 +50,8 @@ pub struct PktMbufPoolConfig<'a> {
     pub data_room: u16,
     /// Bytes of application private area per mbuf, a multiple of [`PRIV_ALIGN`] (default 0).
     pub priv_size: u16,
+    /// Pad mbufs to an odd number of cache lines ([`MempoolConfig::spread`]; default off).
+    pub spread: bool,
 }
 
 impl<'a> PktMbufPoolConfig<'a> {
@@ -62,6 +64,7 @@ impl<'a> PktMbufPoolConfig<'a> {
             headroom: PKTMBUF_HEADROOM,
             data_room: DEFAULT_DATA_ROOM,
             priv_size: 0,
+            spread: false,
         }
     }
 }
@@ -146,6 +149,7 @@ impl PktMbufPool {
         let mut mcfg = MempoolConfig::new(cfg.name, cfg.count, elt_size);
         // Objects start on a cache line: the header's own alignment.
         mcfg.align = 64;
+        mcfg.spread = cfg.spread;
         // The pool's geometry, readable from the plain mempool (`Mempool::user`).
         mcfg.user = [
             headroom as u64 | (buf_len as u64) << 16 | (priv_size as u64) << 32,
@@ -531,10 +535,15 @@ mod tests {
     fn bytes_per_mbuf_counts_stride_and_ring_slot() {
         let os = TestDma::contiguous();
         let p = pool_of(&os, 511);
-        // 128 + 2176 = 2304 = 36 lines, spread to 37 (with the checked build's trailer it
-        // rounds to 37 lines anyway); a ring of 512 slots for 511 objects.
-        assert_eq!(p.bytes_per_mbuf(), 2368 + 9);
+        // 128 + 2176 = 2304 (a multiple of 64), ring of 512 slots for 511 objects.
+        let trailer = if cfg!(feature = "checked") { 64 } else { 0 };
+        assert_eq!(p.bytes_per_mbuf(), 2304 + trailer + 9);
         assert_eq!(p.mempool().user()[0], 128 | 2176 << 16);
+        // Spread: 37 lines (the checked build's trailer makes it 37 already).
+        let mut cfg = PktMbufPoolConfig::new("s", 511);
+        cfg.spread = true;
+        let s = PktMbufPool::create(&os, &cfg).unwrap();
+        assert_eq!(s.mempool().stride(), 2368);
     }
 
     #[test]
