@@ -212,7 +212,8 @@ fn split_mrg_off_reflected_byte_exact() {
         "split_mrg_off_reflected_byte_exact",
         ",packed_vq=0,mrg_rxbuf=0",
         Features::VERSION_1,
-        Features::RING_PACKED | Features::NET_MRG_RXBUF,
+        // EVENT_IDX is off unless asked for (the devargs' default).
+        Features::RING_PACKED | Features::NET_MRG_RXBUF | Features::EVENT_IDX,
     );
 }
 
@@ -220,8 +221,8 @@ fn split_mrg_off_reflected_byte_exact() {
 fn split_mrg_on_reflected_byte_exact() {
     reflect(
         "split_mrg_on_reflected_byte_exact",
-        ",packed_vq=0,mrg_rxbuf=1",
-        Features::NET_MRG_RXBUF,
+        ",packed_vq=0,mrg_rxbuf=1,event_idx=1",
+        Features::NET_MRG_RXBUF | Features::EVENT_IDX,
         Features::RING_PACKED,
     );
 }
@@ -232,7 +233,7 @@ fn packed_mrg_off_reflected_byte_exact() {
         "packed_mrg_off_reflected_byte_exact",
         ",packed_vq=1,mrg_rxbuf=0",
         Features::RING_PACKED,
-        Features::NET_MRG_RXBUF,
+        Features::NET_MRG_RXBUF | Features::EVENT_IDX,
     );
 }
 
@@ -240,8 +241,8 @@ fn packed_mrg_off_reflected_byte_exact() {
 fn packed_mrg_on_reflected_byte_exact() {
     reflect(
         "packed_mrg_on_reflected_byte_exact",
-        ",packed_vq=1,mrg_rxbuf=1",
-        Features::RING_PACKED | Features::NET_MRG_RXBUF,
+        ",packed_vq=1,mrg_rxbuf=1,event_idx=1",
+        Features::RING_PACKED | Features::NET_MRG_RXBUF | Features::EVENT_IDX,
         Features::empty(),
     );
 }

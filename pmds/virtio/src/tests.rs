@@ -799,8 +799,12 @@ fn a_legacy_only_device_is_refused() {
 fn devargs_refuse_features() {
     use rdk_core::ethdev::DevArgs;
     let c = VirtioNetConfig::from_devargs(&DevArgs::parse("net_virtio0").unwrap()).unwrap();
-    assert_eq!(c.features, SUPPORTED);
-    let a = DevArgs::parse("net_virtio0,packed_vq=0,mrg_rxbuf=0").unwrap();
+    assert_eq!(
+        c.features,
+        SUPPORTED - Features::EVENT_IDX,
+        "event_idx off by default"
+    );
+    let a = DevArgs::parse("net_virtio0,packed_vq=0,mrg_rxbuf=0,event_idx=1").unwrap();
     let c = VirtioNetConfig::from_devargs(&a).unwrap();
     assert!(!c.features.contains(Features::RING_PACKED));
     assert!(!c.features.contains(Features::NET_MRG_RXBUF));
