@@ -39,6 +39,23 @@ fn sock() -> PathBuf {
     PathBuf::from(format!("/tmp/{}.sock", unique_name("rdkvu")))
 }
 
+/// What every test starts with: the one-at-a-time lock, the prerequisites (`None`: skipped,
+/// said why), and a testpmd with `queues` net_vhost queues in forward mode `fwd` on a socket
+/// of its own.
+fn backend(
+    test: &str,
+    queues: u16,
+    fwd: &str,
+) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, VhostTestpmd)> {
+    let one = serial();
+    if !prerequisites(test) {
+        return None;
+    }
+    let s = sock();
+    let b = VhostTestpmd::start(&s, queues, "0-1", fwd);
+    Some((one, s, b))
+}
+
 /// A started virtio-user port with `pairs` queue pairs, features narrowed by `devargs`, mbufs
 /// of 2048 data bytes.
 fn port(path: &Path, pairs: u16, devargs: &str) -> (Port<Dev>, PktMbufPool, SharedMemory) {
@@ -152,12 +169,9 @@ fn recv(p: &mut Port<Dev>, q: usize, want: usize) -> Vec<Mbuf> {
 /// With `MRG_RXBUF` the mbufs hold 512 bytes, so long frames go out as descriptor chains and
 /// come back merged from several buffers.
 fn reflect(test: &str, devargs: &str, want: Features, refuse: Features) {
-    let _one = serial();
-    if !prerequisites(test) {
+    let Some((_one, s, mut b)) = backend(test, 2, "io") else {
         return;
-    }
-    let s = sock();
-    let mut b = VhostTestpmd::start(&s, 2, "0-1", "io");
+    };
     b.testpmd().cmd("start");
     let room = if want.contains(Features::NET_MRG_RXBUF) {
         512
@@ -252,12 +266,9 @@ fn packed_mrg_on_reflected_byte_exact() {
 #[test]
 fn testpmd_txonly_received_exactly() {
     let test = "testpmd_txonly_received_exactly";
-    let _one = serial();
-    if !prerequisites(test) {
+    let Some((_one, s, mut b)) = backend(test, 1, "txonly") else {
         return;
-    }
-    let s = sock();
-    let mut b = VhostTestpmd::start(&s, 1, "0-1", "txonly");
+    };
     let (mut p, pool, _mem) = port(&s, 1, ",packed_vq=0");
     wait_link(&mut p, true);
     b.testpmd().cmd("start");
@@ -300,12 +311,9 @@ fn testpmd_txonly_received_exactly() {
 #[test]
 fn two_pairs_each_reflected_on_its_queue() {
     let test = "two_pairs_each_reflected_on_its_queue";
-    let _one = serial();
-    if !prerequisites(test) {
+    let Some((_one, s, mut b)) = backend(test, 2, "io") else {
         return;
-    }
-    let s = sock();
-    let mut b = VhostTestpmd::start(&s, 2, "0-1", "io");
+    };
     b.testpmd().cmd("start");
     let (mut p, pool, _mem) = port(&s, 2, "");
     assert!(p.driver().features().contains(Features::NET_MQ));
@@ -367,12 +375,9 @@ fn round_trip(
 /// leaks. It is started again: split rings resume where the dead backend stopped (frames sent
 /// meanwhile go out then), packed rings ask for a reset and run again after stop/start.
 fn reconnect(test: &str, devargs: &str, packed: bool) {
-    let _one = serial();
-    if !prerequisites(test) {
+    let Some((_one, s, mut b)) = backend(test, 1, "io") else {
         return;
-    }
-    let s = sock();
-    let mut b = VhostTestpmd::start(&s, 1, "0-1", "io");
+    };
     b.testpmd().cmd("start");
     let (mut p, pool, _mem) = port(&s, 1, devargs);
     assert_eq!(
