@@ -71,6 +71,10 @@ pub struct Args {
     /// Transmit descriptors per queue.
     #[arg(long, default_value_t = 1024)]
     pub txd: u16,
+    /// Transmit free threshold: completions are reclaimed once fewer descriptors than this
+    /// are free (dpdk-testpmd's `--txfreet`; 0: the driver's default).
+    #[arg(long, default_value_t = 0)]
+    pub txfreet: u16,
     /// Size of generated packets in bytes (txonly, flowgen).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=9000))]
     pub txpkts: u16,

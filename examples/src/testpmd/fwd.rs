@@ -47,6 +47,25 @@ pub struct Engine<'a> {
     pub flow: u32,
 }
 
+/// `dst.copy_from_slice(src)`, inlined for frames of 16 to 64 bytes (two overlapping
+/// fixed-size copies instead of a call into libc's memcpy, which costs a tenth of a
+/// transmit-only core at 64 bytes).
+#[inline(always)]
+fn copy_frame(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if dst.len() != n {
+        dst.copy_from_slice(src); // panics with the lengths, as copy_from_slice does
+    } else if (32..=64).contains(&n) {
+        dst[..32].copy_from_slice(&src[..32]);
+        dst[n - 32..].copy_from_slice(&src[n - 32..]);
+    } else if (16..32).contains(&n) {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Number of flows flowgen cycles through (dpdk-testpmd's default is 1024).
 const FLOWGEN_FLOWS: u32 = 1024;
 
@@ -84,7 +103,7 @@ impl Engine<'_> {
             let Some(m) = slot.as_mut() else { break };
             match m.append(len) {
                 Ok(frame) => {
-                    frame.copy_from_slice(&self.frame);
+                    copy_frame(frame, &self.frame);
                     if vary_flow {
                         self.flow = (self.flow + 1) % FLOWGEN_FLOWS;
                         let f = self.flow.to_be_bytes();
@@ -181,6 +200,21 @@ impl Engine<'_> {
                 let n = self.generate(pkts, true);
                 self.send(s, &mut pkts[..n]);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_frame;
+
+    #[test]
+    fn copy_frame_copies_every_length_exactly() {
+        let src: Vec<u8> = (0..200u8).collect();
+        for n in 0..=200 {
+            let mut dst = vec![0xeeu8; n];
+            copy_frame(&mut dst, &src[..n]);
+            assert_eq!(dst, src[..n], "length {n}");
         }
     }
 }

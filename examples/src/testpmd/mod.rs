@@ -127,8 +127,15 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 .map_err(ctx)?;
         }
         for q in 0..nb_txq {
-            p.tx_queue_setup(q, args.txd, &TxQueueConfig::default())
-                .map_err(ctx)?;
+            p.tx_queue_setup(
+                q,
+                args.txd,
+                &TxQueueConfig {
+                    free_thresh: args.txfreet,
+                    ..TxQueueConfig::default()
+                },
+            )
+            .map_err(ctx)?;
         }
         p.start().map_err(ctx)?;
     }
