@@ -68,6 +68,25 @@ impl Mbuf {
         Ok(unsafe { buf_mut(self.ptr, off, len) })
     }
 
+    /// The last `n` bytes of the first segment's headroom (those just in front of the data),
+    /// writable, the mbuf left as it is (`rte_pktmbuf_mtod_offset(m, -n)`): for a driver that
+    /// puts a device header there and hands the device the address `n` bytes before
+    /// [`data_iova`](Self::data_iova), without the stores of a [`prepend`](Self::prepend)
+    /// and an [`adj`](Self::adj) back. Refused while shared or if the headroom is smaller.
+    #[inline]
+    pub fn front_mut(&mut self, n: u16) -> Result<&mut [u8], MbufError> {
+        exclusive(self.ptr)?;
+        let off = self.data_off();
+        if n > off {
+            return Err(MbufError::NoHeadroom {
+                requested: n,
+                headroom: off,
+            });
+        }
+        // SAFETY: exclusive (checked); [off - n, off) is inside the buffer's headroom.
+        Ok(unsafe { buf_mut(self.ptr, off - n, n) })
+    }
+
     /// Grows the data by `n` bytes at the front, into the first segment's headroom; returns
     /// the new bytes (`rte_pktmbuf_prepend`).
     #[inline]
@@ -253,6 +272,34 @@ mod tests {
         m.adj(2176).unwrap();
         assert_eq!((m.data_len(), m.pkt_len()), (0, 0));
         m.data_mut().unwrap();
+        drop(m);
+        assert_eq!(p.available(), 4);
+    }
+
+    #[test]
+    fn front_mut_writes_before_the_data_and_leaves_the_mbuf_as_it_is() {
+        let os = TestDma::contiguous();
+        let p = pool_of(&os, 4);
+        let mut m = p.alloc().unwrap();
+        m.append(6).unwrap().copy_from_slice(&[1; 6]);
+        m.front_mut(4).unwrap().copy_from_slice(&[2; 4]);
+        assert_eq!(
+            (m.data(), m.headroom(), m.pkt_len()),
+            (&[1u8; 6][..], 128, 6)
+        );
+        // The bytes are those a prepend of the same size then shows.
+        assert_eq!(m.prepend(4).unwrap(), &[2; 4]);
+        assert_eq!(
+            m.front_mut(125).unwrap_err(),
+            MbufError::NoHeadroom {
+                requested: 125,
+                headroom: 124
+            }
+        );
+        assert_eq!(m.front_mut(124).unwrap().len(), 124, "exactly the headroom");
+        let shared = m.share().unwrap();
+        assert!(m.front_mut(1).is_err(), "refused while shared");
+        drop(shared);
         drop(m);
         assert_eq!(p.available(), 4);
     }

@@ -134,7 +134,7 @@ impl<R: DmaRegion> Virtqueue for AnyQueue<R> {
         each!(self, q => q.has_used())
     }
     #[inline(always)]
-    fn ready_at_least(&self, descs: u16) -> bool {
+    fn ready_at_least(&mut self, descs: u16) -> bool {
         each!(self, q => q.ready_at_least(descs))
     }
     fn enable_interrupts(&mut self) -> bool {

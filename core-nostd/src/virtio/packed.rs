@@ -335,7 +335,7 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
     }
 
     #[inline]
-    fn ready_at_least(&self, descs: u16) -> bool {
+    fn ready_at_least(&mut self, descs: u16) -> bool {
         if self.batch.is_some() {
             return true;
         }

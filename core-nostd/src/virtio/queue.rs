@@ -383,9 +383,10 @@ pub trait Virtqueue {
     /// Whether popping now would free at least `descs` descriptors (or every descriptor in
     /// flight, if fewer are). A hint for batching reclaims, so the driver does not read the
     /// device's lines one completion at a time; the default, where no cheap answer exists,
-    /// is [`has_used`](Self::has_used).
+    /// is [`has_used`](Self::has_used). A queue may keep what it read for the pop or
+    /// completion that follows (so the device's line is read once).
     #[inline]
-    fn ready_at_least(&self, descs: u16) -> bool {
+    fn ready_at_least(&mut self, descs: u16) -> bool {
         let _ = descs;
         self.has_used()
     }

@@ -370,8 +370,8 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
             }
         }
         // The used index counts every chain returned, in the order they were made available;
-        // the elements are not needed.
-        self.used_seen = self.last_used;
+        // the elements are not needed. The index as last read (by ready_at_least, mostly)
+        // serves until it is used up.
         let Some(ready) = self.ready() else { return n };
         let take = (ready as usize).min(ids.len() - n);
         for id in &mut ids[n..n + take] {
@@ -384,7 +384,7 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
     }
 
     #[inline]
-    fn ready_at_least(&self, descs: u16) -> bool {
+    fn ready_at_least(&mut self, descs: u16) -> bool {
         if self.batch.is_some() {
             return true;
         }
@@ -400,6 +400,9 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
             // Nothing, or nonsense that pop_used will count.
             return ready != 0;
         }
+        // Kept: the pop or completion that follows starts from this reading instead of
+        // taking the device's line again (it moves on meanwhile; the next reading sees that).
+        self.used_seen = used_idx;
         if !self.in_order {
             // Each element frees a chain of at least one descriptor.
             return ready >= want;

@@ -194,8 +194,11 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         // instead of both sides chasing each other one slot at a time (each costs a
         // cache-line transfer).
         let batch = (FREE_BATCH as u16).min(self.size / 4).max(1) as usize;
-        if q.num_free() < self.free_thresh && q.ready_at_least(batch as u16) {
-            self.reclaim_into(cache.as_deref_mut());
+        let free_thresh = self.free_thresh;
+        if let Some(q) = self.q.as_mut() {
+            if q.num_free() < free_thresh && q.ready_at_least(batch as u16) {
+                self.reclaim_into(cache.as_deref_mut());
+            }
         }
         if self
             .q
@@ -263,16 +266,12 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
             return None;
         }
         let hdr = header(m, self.csum);
-        // Checked by the caller: not shared, headroom for the header.
-        put_header(m.prepend(HDR).ok()?, &hdr);
-        let buf = Buf::readable(m.data_iova(), m.data_len() as u32);
-        match q.add(core::slice::from_ref(&buf)) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                let _ = m.adj(HDR);
-                None
-            }
-        }
+        // Checked by the caller: not shared, headroom for the header. The mbuf itself is not
+        // changed (no prepend): the descriptor starts HDR bytes before its data.
+        put_header(m.front_mut(HDR).ok()?, &hdr);
+        let at = Iova::new(m.data_iova().get().wrapping_sub(u64::from(HDR)));
+        let buf = Buf::readable(at, u32::from(m.data_len()) + u32::from(HDR));
+        q.add(core::slice::from_ref(&buf)).ok()
     }
 
     /// Any packet: its segments, the header pushed into the first one's headroom when
