@@ -127,6 +127,12 @@ pub struct VirtioNet<T: Transport, D: DmaAlloc> {
     /// is the net header of a received frame read for its checksum flags (as DPDK's
     /// `has_rx_offload`), which spares a cache line per frame otherwise.
     rx_cksum: bool,
+    /// The port or one of its transmit queues asked for checksum offload
+    /// (`TxOffload::{UDP,TCP}_CKSUM`).
+    tx_cksum: bool,
+    /// The features in use since the last start: [`features`](Self::features) less the
+    /// checksum offloads the port did not ask for.
+    active: Features,
     irqs: Option<Interrupts<T::Irq>>,
     ctrl: Option<CtrlQueue<D::Region, T::Notify>>,
     promisc: bool,
@@ -290,6 +296,8 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             port_id: cfg.port_id,
             rx_interrupts: false,
             rx_cksum: false,
+            tx_cksum: false,
+            active: features,
             irqs: None,
             ctrl: None,
             promisc: false,
@@ -306,9 +314,33 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
         f(&mut self.t.lock())
     }
 
-    /// The negotiated features.
+    /// The features the device and the driver agreed on when the port was created: what the
+    /// port can do ([`info`](Driver::info) reports offloads from them).
     pub fn features(&self) -> Features {
         self.features
+    }
+
+    /// The features negotiated at the last start: [`features`](Self::features) less
+    /// `NET_CSUM` unless the port asked for transmit checksum offload and less
+    /// `NET_GUEST_CSUM` unless it asked for receive checksum offload, as DPDK's net_virtio
+    /// does. A device that may hand over partly checksummed frames, or that reads every
+    /// transmit header for a checksum request, costs a cache line per packet; a port that
+    /// did not ask gets complete checksums and the device reads nothing it need not.
+    pub fn active_features(&self) -> Features {
+        self.active
+    }
+
+    /// The checksum offloads the port did not ask for (see
+    /// [`active_features`](Self::active_features)).
+    fn unasked(&self) -> Features {
+        let mut f = Features::empty();
+        if !self.tx_cksum {
+            f |= Features::NET_CSUM;
+        }
+        if !self.rx_cksum {
+            f |= Features::NET_GUEST_CSUM;
+        }
+        f
     }
 
     /// The configuration-change interrupt (link changes, `DEVICE_NEEDS_RESET`), once the port
@@ -389,13 +421,15 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
     fn start_inner(&mut self, rx: &mut [Rx<T, D>], tx: &mut [Tx<T, D>]) -> Result<(), EthError> {
         let mut guard = self.t.lock();
         let t = &mut *guard;
-        let f = negotiate(t, self.want)?;
-        if f != self.features {
+        let unasked = self.unasked();
+        let f = negotiate(t, self.want - unasked)?;
+        if f != self.features - unasked {
             return Err(device(
                 "start",
                 "the device offers different features than when the port was created",
             ));
         }
+        self.active = f;
         let irq_queues: Vec<u16> = if self.rx_interrupts {
             (0..rx.len() as u16).map(|i| 2 * i).collect()
         } else {
@@ -516,6 +550,9 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         self.rx_cksum = config
             .rx_offloads
             .intersects(RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM);
+        self.tx_cksum = config
+            .tx_offloads
+            .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM);
         if self.features.contains(Features::NET_CTRL_VQ) && self.ctrl.is_none() {
             let bytes = AnyQueue::<D::Region>::bytes_needed(CTRL_SIZE, self.features);
             let ring = self.alloc("virtio-ctrlq", bytes)?;
@@ -569,6 +606,9 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         let region = self.alloc("virtio-txq", bytes)?;
         let hdrs = self.alloc("virtio-txhdr", Tx::<T, D>::hdr_bytes(size))?;
         let stats = self.tx_stats.fresh(queue);
+        self.tx_cksum |= config
+            .offloads
+            .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM);
         let mut q = VirtioTx::new(region, hdrs, size, counters, stats);
         if config.free_thresh != 0 {
             q.set_free_thresh(config.free_thresh);

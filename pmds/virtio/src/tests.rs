@@ -7,7 +7,8 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use rdk_core::ethdev::{
-    EthError, Port, PortConfig, RxOffload, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+    EthError, Port, PortConfig, RxOffload, RxQueue, RxQueueConfig, TxOffload, TxQueue,
+    TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig, RxCksum};
 use rdk_core::os::EventNotifier;
@@ -337,7 +338,16 @@ fn rx_checksum_flags_only_when_the_port_asks() {
                 pcfg,
                 rdk_core::mbuf::DEFAULT_DATA_ROOM,
             );
-            assert!(r.dev.driver_features().contains(Features::NET_GUEST_CSUM));
+            assert_eq!(
+                r.dev.driver_features().contains(Features::NET_GUEST_CSUM),
+                ask,
+                "GUEST_CSUM is negotiated only when the port asks for checksum flags"
+            );
+            assert!(r
+                .port
+                .driver()
+                .features()
+                .contains(Features::NET_GUEST_CSUM));
             for i in 0..40 {
                 r.dev.deliver(0, &frame(i, 60 + i * 20), RxCsum::Valid);
             }
@@ -560,7 +570,15 @@ fn tx_checksum_requests_become_needs_csum_headers() {
         t.set_l3_len(20).unwrap();
         meta.set_tx_offload(t);
     }
-    let mut r = rig(split_only());
+    let mut pcfg = PortConfig::queues(1, 1);
+    pcfg.tx_offloads = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+    let mut r = rig_with(
+        NetDevConfig::default(),
+        split_only(),
+        pcfg,
+        rdk_core::mbuf::DEFAULT_DATA_ROOM,
+    );
+    assert!(r.dev.driver_features().contains(Features::NET_CSUM));
     let mut udp = mbuf_of(&r.pool, &frame(5, 80));
     request(&mut udp, OlFlags::TX_UDP_CKSUM, 14);
     let mut tcp = mbuf_of(&r.pool, &frame(6, 90));
@@ -583,6 +601,68 @@ fn tx_checksum_requests_become_needs_csum_headers() {
     assert_eq!(out[1].data, frame(6, 90));
     drop(keep);
     r.finish();
+}
+
+/// A port not configured for transmit checksum offload does not negotiate `CSUM` (DPDK's
+/// net_virtio neither): the device reads no header for it, a request in `ol_flags` is not
+/// acted on, the frame leaves as it is. A transmit queue asking for the offload is enough.
+#[test]
+fn csum_is_negotiated_only_when_a_port_or_queue_asks() {
+    use rdk_core::mbuf::OlFlags;
+    let mut r = rig(split_only());
+    assert!(r.port.driver().features().contains(Features::NET_CSUM));
+    assert!(!r.dev.driver_features().contains(Features::NET_CSUM));
+    assert!(!r
+        .port
+        .driver()
+        .active_features()
+        .contains(Features::NET_CSUM));
+    assert!(!r.dev.driver_features().contains(Features::NET_GUEST_CSUM));
+    let mut m = mbuf_of(&r.pool, &frame(8, 80));
+    {
+        let mut meta = m.meta_mut().unwrap();
+        meta.set_ol_flags(OlFlags::TX_IPV4 | OlFlags::TX_UDP_CKSUM);
+        let mut t = meta.tx_offload();
+        t.set_l2_len(14).unwrap();
+        t.set_l3_len(20).unwrap();
+        meta.set_tx_offload(t);
+    }
+    let mut burst = [Some(m)];
+    assert_eq!(r.port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    let out = r.dev.take_sent();
+    assert_eq!(out[0].hdr.flags, 0, "no NEEDS_CSUM without CSUM");
+    assert_eq!(out[0].data, frame(8, 80));
+    r.finish();
+
+    // The same device, the offload asked for by the transmit queue alone.
+    let os = MockOs::new();
+    let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet-q", 256)).unwrap();
+    let t = PciTransport::new(pci).unwrap();
+    let drv = VirtioNet::new(
+        t,
+        os.clone(),
+        VirtioNetConfig {
+            features: split_only(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut port = Port::new(0, drv);
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.rx_queue_setup(0, 64, &pool, &RxQueueConfig::default())
+        .unwrap();
+    let tcfg = TxQueueConfig {
+        offloads: TxOffload::TCP_CKSUM,
+        ..TxQueueConfig::default()
+    };
+    port.tx_queue_setup(0, 64, &tcfg).unwrap();
+    port.start().unwrap();
+    assert!(dev.driver_features().contains(Features::NET_CSUM));
+    assert!(!dev.driver_features().contains(Features::NET_GUEST_CSUM));
+    assert_eq!(port.driver().active_features(), dev.driver_features());
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
 }
 
 #[test]
