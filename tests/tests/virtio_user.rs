@@ -5,11 +5,14 @@
 //! is a skip, or a failure under `CI=true`. Every test starts its own testpmd on a socket of
 //! its own, and ends with the mbuf pool full.
 
-use rdk_core::ethdev::{Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::ethdev::{
+    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_core::virtio::Features;
 use rdk_os_linux::intr::RxIntrWaiter;
 use rdk_os_linux::vhost_user::{SharedMemory, VhostUserTransport, VirtioUserConfig};
+use rdk_os_linux::LinuxOs;
 use rdk_pmd_virtio::{VirtioNet, VirtioNetConfig};
 use rdk_tests::dpdk::{need_testpmd, VhostTestpmd};
 use rdk_tests::frames::{chain_of, flatten, ipv4_udp_frame};
@@ -716,4 +719,53 @@ fn packed_mrg_event_idx_rx_interrupts_wake_the_sleeper() {
         Features::RING_PACKED | Features::NET_MRG_RXBUF | Features::EVENT_IDX,
         Features::empty(),
     );
+}
+
+/// An rx queue whose mbuf pool the backend could not reach (not in the transport's
+/// SharedMemory) is refused at setup, saying what to do; set up again with a pool from the
+/// shared memory, the port runs and reflects frames.
+#[test]
+fn rx_pool_outside_shared_memory_is_refused() {
+    let test = "rx_pool_outside_shared_memory_is_refused";
+    let Some((_one, s, mut b)) = backend(test, 1, "io") else {
+        return;
+    };
+    b.testpmd().cmd("start");
+    let (drv, mem) = device(&s, 1, ",packed_vq=0");
+    let mut p = Port::new(0, drv);
+    p.configure(&PortConfig::queues(1, 1)).unwrap();
+    let elsewhere = [
+        PktMbufPool::create(
+            &SharedMemory::new(),
+            &PktMbufPoolConfig::new("vu-other", 512),
+        )
+        .unwrap(),
+        PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("vu-plain", 512)).unwrap(),
+    ];
+    for pool in &elsewhere {
+        match p.rx_queue_setup(0, 256, pool, &RxQueueConfig::default()) {
+            Err(e @ EthError::Device { op, reason }) => {
+                assert_eq!(op, "rx queue setup", "{test}: {e}");
+                assert!(
+                    reason
+                        .text
+                        .contains("create the pool from the SharedMemory"),
+                    "{test}: {e}"
+                );
+                println!("{test}: {e}");
+            }
+            r => panic!("{test}: pool {} accepted: {r:?}", pool.name()),
+        }
+        assert_eq!(pool.available(), pool.size(), "{test}: nothing taken");
+    }
+    let pool =
+        PktMbufPool::create(&mem, &PktMbufPoolConfig::new(&unique_name("vu"), 1024)).unwrap();
+    p.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+        .unwrap();
+    p.tx_queue_setup(0, 256, &TxQueueConfig::default()).unwrap();
+    p.start().unwrap();
+    wait_link(&mut p, true);
+    round_trip(test, &mut b, &mut p, &pool, 0..64);
+    p.close().unwrap();
+    assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
 }

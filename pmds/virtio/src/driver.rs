@@ -555,6 +555,13 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
                 needed: frame,
             });
         }
+        // Here rather than per buffer: a device that cannot reach the pool would take its
+        // buffers without a word and never fill one.
+        let (va, len) = pool.mempool().objects();
+        self.t
+            .lock()
+            .check_reachable(va, len)
+            .map_err(|e| tr("rx queue setup", e))?;
         let size = self.queue_size(2 * queue, nb_desc)?;
         let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
         let region = self.alloc("virtio-rxq", bytes)?;
