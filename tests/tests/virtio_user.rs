@@ -205,7 +205,7 @@ fn reflect(test: &str, devargs: &str, want: Features, refuse: Features) {
     let Some((_one, s, mut b)) = backend(test, 2, "io") else {
         return;
     };
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let room = if want.contains(Features::NET_MRG_RXBUF) {
         512
     } else {
@@ -304,7 +304,7 @@ fn testpmd_txonly_received_exactly() {
     };
     let (mut p, pool, _mem) = port(&s, 1, ",packed_vq=0");
     wait_link(&mut p, true);
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let check = |got: Vec<Mbuf>| {
         for m in &got {
             let f = flatten(m);
@@ -347,7 +347,7 @@ fn two_pairs_each_reflected_on_its_queue() {
     let Some((_one, s, mut b)) = backend(test, 2, "io") else {
         return;
     };
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let (mut p, pool, _mem) = port(&s, 2, "");
     assert!(p.driver().features().contains(Features::NET_MQ));
     wait_link(&mut p, true);
@@ -411,7 +411,7 @@ fn reconnect(test: &str, devargs: &str, packed: bool) {
     let Some((_one, s, mut b)) = backend(test, 1, "io") else {
         return;
     };
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let (mut p, pool, _mem) = port(&s, 1, devargs);
     assert_eq!(
         p.driver().features().contains(Features::RING_PACKED),
@@ -442,7 +442,7 @@ fn reconnect(test: &str, devargs: &str, packed: bool) {
     assert_eq!(taken, 128, "{test}: taken while down");
 
     let mut b = VhostTestpmd::start(&s, 1, "0-1", "io");
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     if packed {
         let end = Instant::now() + Duration::from_secs(10);
         while !p.driver().needs_reset() {
@@ -506,7 +506,7 @@ fn rx_interrupts(test: &str, devargs: &str, want: Features, refuse: Features) {
     let Some((_one, s, mut b)) = backend(test, 1, "io") else {
         return;
     };
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let room = if want.contains(Features::NET_MRG_RXBUF) {
         512
     } else {
@@ -730,7 +730,7 @@ fn rx_pool_outside_shared_memory_is_refused() {
     let Some((_one, s, mut b)) = backend(test, 1, "io") else {
         return;
     };
-    b.testpmd().cmd("start");
+    b.testpmd().start_forwarding();
     let (drv, mem) = device(&s, 1, ",packed_vq=0");
     let mut p = Port::new(0, drv);
     p.configure(&PortConfig::queues(1, 1)).unwrap();
