@@ -456,11 +456,16 @@ impl VhostUserTransport {
 
     /// Whether `va..va+len` is inside the memory table.
     fn shared(&self, va: usize, len: usize) -> bool {
-        self.table.iter().any(|r| {
-            let start = r.va().get();
-            va >= start && va.saturating_add(len) <= start + r.len()
-        })
+        covers(&self.table, va, len)
     }
+}
+
+/// Whether `va..va+len` lies inside one of `regions`.
+fn covers(regions: &[Arc<LinuxRegion>], va: usize, len: usize) -> bool {
+    regions.iter().any(|r| {
+        let start = r.va().get();
+        va >= start && va.saturating_add(len) <= start + r.len()
+    })
 }
 
 impl Transport for VhostUserTransport {
@@ -578,12 +583,7 @@ impl Transport for VhostUserTransport {
     }
 
     fn check_reachable(&mut self, va: VirtAddr, len: usize) -> Result<(), TransportError> {
-        let va = va.get();
-        let inside = self.mem.regions().iter().any(|r| {
-            let start = r.va().get();
-            va >= start && va.saturating_add(len) <= start + r.len()
-        });
-        if inside {
+        if covers(&self.mem.regions(), va.get(), len) {
             return Ok(());
         }
         Err(TransportError::Refused {
