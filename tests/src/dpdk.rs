@@ -123,6 +123,21 @@ impl Testpmd {
         self.stdin.flush().unwrap();
     }
 
+    /// `start`, returning once testpmd forwards. Until then a peer must not send: starting,
+    /// testpmd drains its receive queues and frees what it finds (`flush_fwd_rx_queues`),
+    /// so frames sent before are lost without a trace but its port's RX count. The last line
+    /// it prints before launching the forwarding cores, after the drain, is
+    /// "`<mode> packet forwarding packets/burst=N`".
+    pub fn start_forwarding(&mut self) {
+        self.cmd("start");
+        if self
+            .wait_for("packets/burst=", Duration::from_secs(10))
+            .is_none()
+        {
+            panic!("dpdk-testpmd did not start forwarding:\n{}", self.log());
+        }
+    }
+
     /// `stop`, and the port's forward statistics: (RX-packets, TX-packets).
     pub fn stop_counts(&mut self) -> (u64, u64) {
         self.cmd("stop");
@@ -194,7 +209,8 @@ pub struct VhostTestpmd {
 impl VhostTestpmd {
     /// Starts testpmd with `net_vhost0,iface=SOCK,queues=QUEUES,client=0` on `lcores` (main
     /// lcore and one forwarding lcore), `--rxq/--txq` = `queues`, loop topology, forward mode
-    /// `fwd`; waits for the socket. Forwarding is not started: send `start`.
+    /// `fwd`; waits for the socket. Forwarding is not started: call
+    /// [`Testpmd::start_forwarding`] before the frontend sends.
     pub fn start(sock: &std::path::Path, queues: u16, lcores: &str, fwd: &str) -> VhostTestpmd {
         let _ = std::fs::remove_file(sock);
         let prefix = format!(

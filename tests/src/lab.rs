@@ -126,10 +126,8 @@ pub fn testpmd_exchange<D: Driver>(
     assert_eq!(frames.len() + more.len(), 128);
     drop((frames, more));
     pmd.cmd("set fwd rxonly");
-    pmd.cmd("start");
-    pmd.wait_for("packet forwarding", Duration::from_secs(5))
-        .expect("testpmd started forwarding");
-    std::thread::sleep(Duration::from_millis(1500));
+    // testpmd drains its receive queues when forwarding starts: send only after that.
+    pmd.start_forwarding();
     let (rdk_ip, peer_ip) = (lab.rdk_ip(), lab.peer_ip());
     let mut n = 0;
     while n < 500 {

@@ -362,12 +362,8 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     drop(more);
     // Receiver: rdk sends 500 frames, testpmd counts them.
     pmd.cmd("set fwd rxonly");
-    pmd.cmd("start");
-    pmd.wait_for("packet forwarding", Duration::from_secs(5))
-        .expect("testpmd started forwarding");
-    // testpmd drains its receive queues when forwarding starts (flush_fwd_rx_queues, which
-    // waits ~1 s): anything sent before that is discarded uncounted.
-    std::thread::sleep(Duration::from_millis(1500));
+    // testpmd drains its receive queues when forwarding starts: send only after that.
+    pmd.start_forwarding();
     let mut sent_by_rdk = 0;
     while sent_by_rdk < 500 {
         let mut burst: Vec<Option<Mbuf>> = (0..50)

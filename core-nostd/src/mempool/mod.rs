@@ -572,6 +572,14 @@ impl Mempool {
             .saturating_sub(self.in_caches())
     }
 
+    /// Where the objects lie: the first one's address and the bytes up to the end of the last
+    /// — the memory a device must reach to use them (a vhost-user transport checks it against
+    /// the memory it shares with its backend).
+    pub fn objects(&self) -> (VirtAddr, usize) {
+        let core = self.core();
+        (VirtAddr::new(core.obj_start), core.obj_end - core.obj_start)
+    }
+
     /// Whether `p` is the start of one of this pool's objects.
     pub fn contains(&self, p: ObjPtr) -> bool {
         self.core().contains(p.as_ptr() as usize)

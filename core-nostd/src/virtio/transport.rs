@@ -14,6 +14,7 @@
 
 use super::features::{DeviceStatus, Features};
 use super::queue::QueueAreas;
+use crate::addr::VirtAddr;
 use crate::os::pci::PciError;
 use crate::os::{EventError, EventNotifier};
 use alloc::sync::Arc;
@@ -142,6 +143,17 @@ pub trait Transport: Send {
         &mut self,
         queues: &[u16],
     ) -> Result<Option<Interrupts<Self::Irq>>, TransportError>;
+
+    /// Checks that the device can reach the `len` bytes at `va`, memory the driver will post
+    /// buffers from (a receive queue's mempool), so that a queue fails at setup instead of
+    /// handing the device buffers it cannot translate. A transport that shares memory
+    /// selectively says no with [`TransportError::Refused`] (vhost-user: only the regions of
+    /// its memory table reach the backend); the default accepts, for devices that reach all
+    /// DMA memory.
+    fn check_reachable(&mut self, va: VirtAddr, len: usize) -> Result<(), TransportError> {
+        let _ = (va, len);
+        Ok(())
+    }
 
     /// Tells the device where queue `queue`'s rings are (IOVAs) and its size.
     fn setup_queue(&mut self, queue: u16, areas: &QueueAreas) -> Result<(), TransportError>;

@@ -32,6 +32,11 @@
 //! let dev = VirtioNet::new(t, mem.clone(), VirtioNetConfig::default())?;
 //! let pool = PktMbufPool::create(&mem, &PktMbufPoolConfig::new("pool", 8192))?;
 //! ```
+//!
+//! The backend reaches only that memory. A receive queue given a pool from elsewhere is
+//! refused at setup; a transmitted mbuf from elsewhere cannot be caught without a cost per
+//! packet, and it stalls the transmit ring for good (the backend stops at a descriptor it
+//! cannot map): send only mbufs from pools of the same [`SharedMemory`].
 
 pub mod conn;
 mod error;

@@ -16,7 +16,14 @@
 //!   `GET_QUEUE_NUM` capped by `queues=`).
 //! - Memory: every region of the [`SharedMemory`] the rings and the mbuf pools come from goes
 //!   into `SET_MEM_TABLE` when the first queue is set up (at most eight; more is a typed
-//!   error). Descriptors carry IOVAs (= VAs), ring addresses are VAs.
+//!   error). Descriptors carry IOVAs (= VAs), ring addresses are VAs. The backend reaches
+//!   nothing else: a buffer outside the table stalls its ring there for good (DPDK's vhost
+//!   fails to map the descriptor and stops at it, without consuming it). An rx queue whose
+//!   mbuf pool is not in this [`SharedMemory`] is therefore refused at `rx_queue_setup`
+//!   ([`Transport::check_reachable`]). Transmitted mbufs cannot be checked without a cost per
+//!   packet: create every pool whose mbufs are sent on the port from the same
+//!   [`SharedMemory`] too (a frame received on another port and forwarded here is such an
+//!   mbuf: copy it into one of these pools first).
 //! - Doorbells: each ring's kick eventfd ([`VhostUserNotify`], one write per burst, and the
 //!   backend usually suppresses even that); interrupts: a call eventfd per queue that asked
 //!   for one, none (polling) for the others.
@@ -45,6 +52,7 @@ use super::shared::SharedMemory;
 use super::state::VringAddrs;
 use crate::dma::LinuxRegion;
 use crate::eventfd::EventFd;
+use rdk_core::addr::VirtAddr;
 use rdk_core::ethdev::{DevArgs, DevArgsError, MacAddr};
 use rdk_core::os::{DmaRegion, EventNotifier};
 use rdk_core::virtio::format::net_cfg;
@@ -448,11 +456,16 @@ impl VhostUserTransport {
 
     /// Whether `va..va+len` is inside the memory table.
     fn shared(&self, va: usize, len: usize) -> bool {
-        self.table.iter().any(|r| {
-            let start = r.va().get();
-            va >= start && va.saturating_add(len) <= start + r.len()
-        })
+        covers(&self.table, va, len)
     }
+}
+
+/// Whether `va..va+len` lies inside one of `regions`.
+fn covers(regions: &[Arc<LinuxRegion>], va: usize, len: usize) -> bool {
+    regions.iter().any(|r| {
+        let start = r.va().get();
+        va >= start && va.saturating_add(len) <= start + r.len()
+    })
 }
 
 impl Transport for VhostUserTransport {
@@ -569,6 +582,17 @@ impl Transport for VhostUserTransport {
         }))
     }
 
+    fn check_reachable(&mut self, va: VirtAddr, len: usize) -> Result<(), TransportError> {
+        if covers(&self.mem.regions(), va.get(), len) {
+            return Ok(());
+        }
+        Err(TransportError::Refused {
+            what: "the mbuf pool is not in the memory shared with the vhost-user backend, which \
+                   could not reach its buffers; create the pool from the SharedMemory given to \
+                   VhostUserTransport::connect",
+        })
+    }
+
     fn setup_queue(&mut self, queue: u16, areas: &QueueAreas) -> Result<(), TransportError> {
         if queue >= 2 * self.max_pairs {
             return Err(TransportError::NoSuchQueue { queue });
@@ -680,7 +704,9 @@ impl Transport for VhostUserTransport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake::FakeBackend;
     use super::*;
+    use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
 
     #[test]
     fn devargs_and_macs() {
@@ -706,5 +732,46 @@ mod tests {
         }
         let m = random_mac();
         assert_eq!(m.0[0] & 3, 2, "unicast, locally administered");
+    }
+
+    /// Buffers the backend could not reach are refused, saying what to do; those in the
+    /// transport's memory pass. No request is sent for the check.
+    #[test]
+    fn pools_outside_the_shared_memory_are_refused() {
+        let fake = FakeBackend::new();
+        let mem = SharedMemory::new();
+        let mut t =
+            VhostUserTransport::connect(VirtioUserConfig::new(fake.path()), mem.clone()).unwrap();
+        let span = |p: &PktMbufPool| p.mempool().objects();
+        let shared = PktMbufPool::create(&mem, &PktMbufPoolConfig::new("shared", 512)).unwrap();
+        let (va, len) = span(&shared);
+        t.check_reachable(va, len).unwrap();
+        // Running one byte past the pool's region is not inside it.
+        let region = mem
+            .regions()
+            .into_iter()
+            .find(|r| r.va().get() <= va.get() && va.get() < r.va().get() + r.len())
+            .unwrap();
+        let end = region.va().get() + region.len();
+        assert!(t.check_reachable(va, end - va.get() + 1).is_err());
+        let other = SharedMemory::new();
+        let elsewhere = [
+            PktMbufPool::create(&other, &PktMbufPoolConfig::new("other", 512)).unwrap(),
+            PktMbufPool::create(
+                &crate::LinuxOs::plain(),
+                &PktMbufPoolConfig::new("plain", 512),
+            )
+            .unwrap(),
+        ];
+        for p in &elsewhere {
+            let (va, len) = span(p);
+            match t.check_reachable(va, len) {
+                Err(TransportError::Refused { what }) => {
+                    assert!(what.contains("not in the memory shared"), "{what}");
+                    assert!(what.contains("SharedMemory given to"), "{what}");
+                }
+                r => panic!("{}: {r:?}", p.name()),
+            }
+        }
     }
 }

@@ -179,7 +179,13 @@ fn tr(op: &'static str, e: TransportError) -> EthError {
     }
 }
 
-/// Zeroes a ring region and builds a queue over it.
+/// Zeroes a ring region and builds a queue over it, with the device's interrupts for it off.
+///
+/// Zeroed rings ask for interrupts (avail flags 0, driver event flags `ENABLE`), so without
+/// this a device would signal every used update of a polled queue: a wasted syscall per burst
+/// in a vhost-user backend, and a stale count in an rx queue's eventfd that ends its first
+/// interrupt sleep early. DPDK's `virtio_init_vring` does the same; `intr_enable` turns them
+/// on where wanted.
 pub(crate) fn fresh_queue<R: DmaRegion>(
     region: R,
     size: u16,
@@ -188,8 +194,11 @@ pub(crate) fn fresh_queue<R: DmaRegion>(
     // SAFETY: the region is ours and the device was reset (or never told of it), so nothing
     // else reads or writes it.
     unsafe { core::ptr::write_bytes(region.as_ptr(), 0, region.len()) };
-    AnyQueue::new(region, size, features)
-        .map_err(|_| device("queue setup", "ring memory is too small or not contiguous"))
+    use rdk_core::virtio::Virtqueue;
+    let mut q = AnyQueue::new(region, size, features)
+        .map_err(|_| device("queue setup", "ring memory is too small or not contiguous"))?;
+    q.disable_interrupts();
+    Ok(q)
 }
 
 /// Reads device config `len` bytes at `off`, retrying while the generation changes.
@@ -583,6 +592,13 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
                 needed: frame,
             });
         }
+        // Here rather than per buffer: a device that cannot reach the pool would take its
+        // buffers without a word and never fill one.
+        let (va, len) = pool.mempool().objects();
+        self.t
+            .lock()
+            .check_reachable(va, len)
+            .map_err(|e| tr("rx queue setup", e))?;
         let size = self.queue_size(2 * queue, nb_desc)?;
         let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
         let region = self.alloc("virtio-rxq", bytes)?;

@@ -144,6 +144,14 @@ impl<D: PciDevice> Transport for AnyPciTransport<D> {
     ) -> Result<Option<Interrupts<D::Irq>>, TransportError> {
         each!(self, t => t.setup_interrupts(queues))
     }
+    fn check_reachable(
+        &mut self,
+        va: rdk_core::addr::VirtAddr,
+        len: usize,
+    ) -> Result<(), TransportError> {
+        each!(self, t => t.check_reachable(va, len))
+    }
+
     fn setup_queue(&mut self, queue: u16, areas: &QueueAreas) -> Result<(), TransportError> {
         each!(self, t => t.setup_queue(queue, areas))
     }

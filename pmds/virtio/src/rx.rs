@@ -364,6 +364,11 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
                 op: "rx interrupts (configure the port with rx_interrupts)",
             });
         };
+        // A count left from before (a device that signalled while the interrupt was being
+        // turned off, or one that signals its first used update regardless, as DPDK's vhost
+        // does with EVENT_IDX) would end the coming sleep at once; from here on a signal means
+        // what it says. Cold path: once per sleep.
+        let _ = irq.ack();
         if q.enable_interrupts() {
             // Something arrived meanwhile: wake the waiter now rather than never.
             let _ = irq.signal();

@@ -753,10 +753,16 @@ fn rx_interrupts_wake_the_waiter() {
             rdk_core::mbuf::DEFAULT_DATA_ROOM,
         );
         let irq = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
+        // A started queue polls: its interrupt is off until enabled.
+        r.dev.deliver(0, &frame(0, 64), RxCsum::None);
+        assert_eq!(irq.ack().unwrap(), 0, "started: no interrupt");
+        assert_eq!(r.rx_all(0, 1).len(), 1);
         r.port.queues().unwrap().rx[0].intr_disable().unwrap();
         r.dev.deliver(0, &frame(0, 64), RxCsum::None);
         assert_eq!(irq.ack().unwrap(), 0, "disabled: no interrupt");
         assert_eq!(r.rx_all(0, 1).len(), 1);
+        // A count left from before does not survive enabling (it would end a sleep early).
+        irq.signal().unwrap();
         r.port.queues().unwrap().rx[0].intr_enable().unwrap();
         assert_eq!(irq.ack().unwrap(), 0, "nothing pending");
         r.dev.deliver(0, &frame(1, 64), RxCsum::None);
