@@ -1,7 +1,8 @@
 //! The `net_virtio` device: negotiation, configuration, queue lifecycle, link and control.
 
 use crate::ctrl::{CtrlQueue, CTRL_BUF, CTRL_SIZE};
-use crate::rx::{VirtioRx, HDR};
+use crate::recover::{Recovery, Slot};
+use crate::rx::{RxHandoff, VirtioRx, HDR};
 use crate::stats::{anomaly_xstats, RxStats, TxStats};
 use crate::tx::VirtioTx;
 use alloc::sync::Arc;
@@ -15,7 +16,8 @@ use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest, EventNotifier};
 use rdk_core::virtio::format::{ctrl, net_cfg};
 use rdk_core::virtio::{
-    net_status, AnyQueue, DeviceStatus, Features, Interrupts, Transport, TransportError,
+    net_status, AnyQueue, DeviceStatus, Features, Interrupts, QueueAreas, QueueNotify, Transport,
+    TransportError,
 };
 use spin::Mutex;
 
@@ -133,14 +135,58 @@ pub struct VirtioNet<T: Transport, D: DmaAlloc> {
     /// The features in use since the last start: [`features`](Self::features) less the
     /// checksum offloads the port did not ask for.
     active: Features,
-    irqs: Option<Interrupts<T::Irq>>,
-    ctrl: Option<CtrlQueue<D::Region, T::Notify>>,
+    irqs: Mutex<Option<Interrupts<T::Irq>>>,
+    ctrl: Mutex<Option<CtrlQueue<D::Region, T::Notify>>>,
     promisc: bool,
     allmulti: bool,
     mac_set: bool,
     started: bool,
     rx_stats: PerQueue<RxStats>,
     tx_stats: PerQueue<TxStats>,
+    /// The epochs the queues follow (see [`crate::recover`]).
+    rec: Arc<Recovery>,
+    /// The running queues as the control path knows them, and a recovery in progress.
+    run: Mutex<Run<T::Notify, T::Irq>>,
+}
+
+/// A started queue as the control path knows it: its ring areas and its recovery slot.
+type Started<H> = (QueueAreas, Arc<Slot<H>>);
+
+/// What the control path keeps of the queues of the last start, to bring the device up
+/// again over their rings without touching the queues themselves.
+struct Run<N, E> {
+    rx: Vec<Started<RxHandoff<N, E>>>,
+    tx: Vec<Started<N>>,
+    /// The epoch of the recovery in progress: the device was reset, the queues are asked to
+    /// rebuild their rings.
+    recovering: Option<u32>,
+    /// The recovery cannot succeed (the device changed its features): stop and start.
+    stuck: bool,
+    /// Why the last bring-up in a recovery failed.
+    error: Option<EthError>,
+}
+
+impl<N, E> Run<N, E> {
+    const fn new() -> Self {
+        Self {
+            rx: Vec::new(),
+            tx: Vec::new(),
+            recovering: None,
+            stuck: false,
+            error: None,
+        }
+    }
+
+    fn all_acked(&self, epoch: u32) -> bool {
+        self.rx.iter().all(|(_, s)| s.acked(epoch)) && self.tx.iter().all(|(_, s)| s.acked(epoch))
+    }
+}
+
+/// What [`VirtioNet::connect_queues`] set up: interrupts and each data queue's doorbell.
+struct Up<T: Transport> {
+    irqs: Option<Interrupts<T::Irq>>,
+    rx: Vec<T::Notify>,
+    tx: Vec<T::Notify>,
 }
 
 pub(crate) fn lost_ring() -> EthError {
@@ -307,14 +353,16 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             rx_cksum: false,
             tx_cksum: false,
             active: features,
-            irqs: None,
-            ctrl: None,
+            irqs: Mutex::new(None),
+            ctrl: Mutex::new(None),
             promisc: false,
             allmulti: false,
             mac_set: false,
             started: false,
             rx_stats: PerQueue::default(),
             tx_stats: PerQueue::default(),
+            rec: Arc::new(Recovery::default()),
+            run: Mutex::new(Run::new()),
         })
     }
 
@@ -353,23 +401,35 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
     }
 
     /// The configuration-change interrupt (link changes, `DEVICE_NEEDS_RESET`), once the port
-    /// started with `lsc_interrupt` or `rx_interrupts`.
-    pub fn config_irq(&self) -> Option<&Arc<T::Irq>> {
-        self.irqs.as_ref().map(|i| &i.config)
+    /// started with `lsc_interrupt` or `rx_interrupts`. A recovery connects interrupts again:
+    /// the transport may hand out a new event then (vhost-user keeps its events).
+    pub fn config_irq(&self) -> Option<Arc<T::Irq>> {
+        self.irqs.lock().as_ref().map(|i| i.config.clone())
     }
 
-    /// Whether the device asked to be reset (`DEVICE_NEEDS_RESET`); stop and start the port
-    /// to do so.
+    /// Whether the device asked to be reset (`DEVICE_NEEDS_RESET`) and the port has not
+    /// recovered yet. A started port recovers by itself (see [`link`](Driver::link)); a
+    /// stop and start also does.
     pub fn needs_reset(&self) -> bool {
-        self.t
-            .lock()
-            .status()
-            .is_ok_and(|s| s.contains(DeviceStatus::DEVICE_NEEDS_RESET))
+        let run = self.run.lock();
+        run.recovering.is_some()
+            || self
+                .t
+                .lock()
+                .status()
+                .is_ok_and(|s| s.contains(DeviceStatus::DEVICE_NEEDS_RESET))
+    }
+
+    /// Why the last attempt to bring the device up again after `DEVICE_NEEDS_RESET` failed
+    /// (the port retries on the next [`link`](Driver::link) query unless the device changed
+    /// its features, which only a stop and start can report properly).
+    pub fn recovery_error(&self) -> Option<EthError> {
+        self.run.lock().error.clone()
     }
 
     /// Acknowledges a configuration interrupt (and the ISR); returns the link now.
     pub fn config_changed(&self) -> LinkStatus {
-        if let Some(i) = &self.irqs {
+        if let Some(i) = self.irqs.lock().as_ref() {
             let _ = i.config.ack();
         }
         let _ = self.t.lock().interrupt_status();
@@ -378,7 +438,7 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
 
     /// Runs a control command, when the control queue is up.
     fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), EthError> {
-        match self.ctrl.as_mut() {
+        match self.ctrl.get_mut().as_mut() {
             Some(c) if self.started => c.command(class, cmd, data),
             _ => Ok(()),
         }
@@ -413,88 +473,221 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
         Ok(size)
     }
 
-    /// Tells the device about one queue and returns its doorbell.
-    fn attach(
-        &self,
-        t: &mut T,
-        index: u16,
-        q: &AnyQueue<D::Region>,
-    ) -> Result<T::Notify, EthError> {
-        use rdk_core::virtio::Virtqueue;
-        let op = "virtqueue setup";
-        t.setup_queue(index, &q.areas()).map_err(|e| tr(op, e))?;
-        t.enable_queue(index).map_err(|e| tr(op, e))?;
-        t.queue_notify(index).map_err(|e| tr(op, e))
-    }
-
-    fn start_inner(&mut self, rx: &mut [Rx<T, D>], tx: &mut [Tx<T, D>]) -> Result<(), EthError> {
-        let mut guard = self.t.lock();
-        let t = &mut *guard;
+    /// Resets the device and negotiates the features of the last configuration: the same
+    /// as when the port was created, or a typed error.
+    fn negotiate_same(&self, t: &mut T) -> Result<Features, EthError> {
         let unasked = self.unasked();
         let f = negotiate(t, self.want - unasked)?;
         if f != self.features - unasked {
+            let _ = t.set_status(
+                DeviceStatus::ACKNOWLEDGE
+                    | DeviceStatus::DRIVER
+                    | DeviceStatus::FEATURES_OK
+                    | DeviceStatus::FAILED,
+            );
             return Err(device(
                 "start",
-                "the device offers different features than when the port was created",
+                "the device offers different features than when the port was created; \
+                 create the port again",
             ));
         }
-        self.active = f;
+        Ok(f)
+    }
+
+    /// Everything a start does after negotiating, but rebuilding the data queues: connects
+    /// interrupts, tells the device where the rings (`rx`, `tx`: their areas) are, sets up
+    /// the control queue, sets `DRIVER_OK` and replays the control-queue settings.
+    fn connect_queues(
+        &self,
+        t: &mut T,
+        f: Features,
+        rx: &[QueueAreas],
+        tx: &[QueueAreas],
+    ) -> Result<Up<T>, EthError> {
         let irq_queues: Vec<u16> = if self.rx_interrupts {
             (0..rx.len() as u16).map(|i| 2 * i).collect()
         } else {
             Vec::new()
         };
-        self.irqs = t
+        let irqs = t
             .setup_interrupts(&irq_queues)
             .map_err(|e| tr("interrupt setup", e))?;
-        for (i, q) in rx.iter_mut().enumerate() {
-            let ring = q.rebuild(f, self.rx_cksum)?;
-            q.notify = Some(self.attach(t, 2 * i as u16, ring)?);
-            q.irq = self
-                .irqs
-                .as_ref()
-                .and_then(|irqs| irqs.queues.get(i).cloned());
+        let attach = |t: &mut T, index: u16, areas: &QueueAreas| {
+            let op = "virtqueue setup";
+            t.setup_queue(index, areas).map_err(|e| tr(op, e))?;
+            t.enable_queue(index).map_err(|e| tr(op, e))?;
+            t.queue_notify(index).map_err(|e| tr(op, e))
+        };
+        let mut up = Up::<T> {
+            irqs,
+            rx: Vec::with_capacity(rx.len()),
+            tx: Vec::with_capacity(tx.len()),
+        };
+        for (i, a) in rx.iter().enumerate() {
+            up.rx.push(attach(t, 2 * i as u16, a)?);
         }
-        for (i, q) in tx.iter_mut().enumerate() {
-            let ring = q.rebuild(f)?;
-            q.notify = Some(self.attach(t, 2 * i as u16 + 1, ring)?);
+        for (i, a) in tx.iter().enumerate() {
+            up.tx.push(attach(t, 2 * i as u16 + 1, a)?);
         }
-        if let Some(c) = self.ctrl.as_mut() {
-            let ring = c.rebuild(f)?;
-            let notify = {
-                let op = "control queue setup";
-                let index = 2 * self.max_pairs;
-                t.setup_queue(index, &rdk_core::virtio::Virtqueue::areas(ring))
-                    .map_err(|e| tr(op, e))?;
-                t.enable_queue(index).map_err(|e| tr(op, e))?;
-                t.queue_notify(index).map_err(|e| tr(op, e))?
-            };
-            c.notify = Some(notify);
+        let mut ctrl = self.ctrl.lock();
+        if let Some(c) = ctrl.as_mut() {
+            let areas = rdk_core::virtio::Virtqueue::areas(c.rebuild(f)?);
+            c.notify = Some(attach(t, 2 * self.max_pairs, &areas)?);
         }
         let s = DeviceStatus::ACKNOWLEDGE
             | DeviceStatus::DRIVER
             | DeviceStatus::FEATURES_OK
             | DeviceStatus::DRIVER_OK;
         t.set_status(s).map_err(|e| tr("start", e))?;
+        if let Some(c) = ctrl.as_mut() {
+            if f.contains(Features::NET_MQ) && self.pairs > 1 {
+                let n = self.pairs.to_le_bytes();
+                c.command(ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, &n)?;
+            }
+            if f.contains(Features::NET_CTRL_RX) {
+                let (p, a) = (self.promisc as u8, self.allmulti as u8);
+                c.command(ctrl::CLASS_RX, ctrl::RX_PROMISC, &[p])?;
+                c.command(ctrl::CLASS_RX, ctrl::RX_ALLMULTI, &[a])?;
+            }
+            if self.mac_set && f.contains(Features::NET_CTRL_MAC_ADDR) {
+                c.command(ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET, &self.mac.0)?;
+            }
+        }
+        Ok(up)
+    }
+
+    fn start_inner(&mut self, rx: &mut [Rx<T, D>], tx: &mut [Tx<T, D>]) -> Result<(), EthError> {
+        let mut guard = self.t.lock();
+        let t = &mut *guard;
+        let f = self.negotiate_same(t)?;
+        let mut run = Run::new();
+        for q in rx.iter_mut() {
+            let areas = rdk_core::virtio::Virtqueue::areas(q.rebuild(f, self.rx_cksum)?);
+            run.rx.push((areas, q.sync.slot.clone()));
+        }
+        for q in tx.iter_mut() {
+            let areas = rdk_core::virtio::Virtqueue::areas(q.rebuild(f)?);
+            run.tx.push((areas, q.sync.slot.clone()));
+        }
+        let rx_areas: Vec<QueueAreas> = run.rx.iter().map(|(a, _)| *a).collect();
+        let tx_areas: Vec<QueueAreas> = run.tx.iter().map(|(a, _)| *a).collect();
+        let up = self.connect_queues(t, f, &rx_areas, &tx_areas)?;
         drop(guard);
+        for (i, (q, n)) in rx.iter_mut().zip(up.rx).enumerate() {
+            q.notify = Some(n);
+            q.irq = up
+                .irqs
+                .as_ref()
+                .and_then(|irqs| irqs.queues.get(i).cloned());
+        }
+        for (q, n) in tx.iter_mut().zip(up.tx) {
+            q.notify = Some(n);
+        }
+        *self.irqs.get_mut() = up.irqs;
+        *self.run.get_mut() = run;
+        self.rec.settle();
+        self.active = f;
         self.started = true;
-        if f.contains(Features::NET_MQ) && self.pairs > 1 {
-            let n = self.pairs.to_le_bytes();
-            self.command(ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, &n)?;
-        }
-        if f.contains(Features::NET_CTRL_RX) {
-            let (p, a) = (self.promisc as u8, self.allmulti as u8);
-            self.command(ctrl::CLASS_RX, ctrl::RX_PROMISC, &[p])?;
-            self.command(ctrl::CLASS_RX, ctrl::RX_ALLMULTI, &[a])?;
-        }
-        if self.mac_set && f.contains(Features::NET_CTRL_MAC_ADDR) {
-            let mac = self.mac.0;
-            self.command(ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET, &mac)?;
-        }
         for q in rx.iter_mut() {
             q.fill();
         }
         Ok(())
+    }
+
+    /// The link query's device check: `DEVICE_NEEDS_RESET` starts a recovery (see
+    /// [`crate::recover`]), which this call continues once every queue acknowledged it.
+    /// Returns whether the device runs (`DRIVER_OK`, no reset pending or in progress).
+    fn poll_device(&self) -> bool {
+        let mut t = self.t.lock();
+        let mut run = self.run.lock();
+        if let Some(epoch) = run.recovering {
+            if run.stuck || !run.all_acked(epoch) {
+                return false;
+            }
+            match self.revive(&mut t, &run, epoch) {
+                Ok(()) => {
+                    run.recovering = None;
+                    run.error = None;
+                }
+                Err((e, retry)) => {
+                    // Whatever the device saw of the rings, it sees no more; the queues
+                    // rebuild again before the next attempt.
+                    let _ = t.reset();
+                    run.error = Some(e);
+                    run.stuck = !retry;
+                    if retry {
+                        run.recovering = Some(self.rec.request());
+                    }
+                    return false;
+                }
+            }
+        }
+        let st = t.status().unwrap_or(DeviceStatus::DEVICE_NEEDS_RESET);
+        if st.contains(DeviceStatus::DEVICE_NEEDS_RESET) {
+            // Reset first: from here on the device writes nothing into the rings, so the
+            // queues may free their buffers.
+            let _ = t.reset();
+            run.recovering = Some(self.rec.request());
+            return false;
+        }
+        st.contains(DeviceStatus::DRIVER_OK)
+    }
+
+    /// Brings the device up again over the rings the queues rebuilt for `epoch`, as a start
+    /// does; hands each queue its doorbell, kicks the receive queues once (their buffers are
+    /// posted) and lets the queues run. An error says whether trying again may help.
+    fn revive(
+        &self,
+        t: &mut T,
+        run: &Run<T::Notify, T::Irq>,
+        epoch: u32,
+    ) -> Result<(), (EthError, bool)> {
+        // A device that cannot be negotiated with now may come back (a vhost-user backend
+        // restarting); one that agrees to other features is not the device the port was
+        // set up for, and trying again will not change that.
+        let f = negotiate(t, self.want - self.unasked()).map_err(|e| (e, true))?;
+        if f != self.active {
+            return Err((
+                device(
+                    "recovery from DEVICE_NEEDS_RESET",
+                    "the device came back with other features; stop and start the port \
+                     (or create it again)",
+                ),
+                false,
+            ));
+        }
+        let rx: Vec<QueueAreas> = run.rx.iter().map(|(a, _)| *a).collect();
+        let tx: Vec<QueueAreas> = run.tx.iter().map(|(a, _)| *a).collect();
+        let up = self.connect_queues(t, f, &rx, &tx).map_err(|e| (e, true))?;
+        let old = self.irqs.lock().take();
+        for (i, ((_, slot), n)) in run.rx.iter().zip(up.rx).enumerate() {
+            n.notify();
+            let irq = up
+                .irqs
+                .as_ref()
+                .and_then(|irqs| irqs.queues.get(i).cloned());
+            slot.give((n, irq));
+        }
+        for ((_, slot), n) in run.tx.iter().zip(up.tx) {
+            slot.give(n);
+        }
+        self.rec.go_live(epoch);
+        // A queue asleep on its interrupt wakes up and finds the device back.
+        for irqs in [old.as_ref(), up.irqs.as_ref()].into_iter().flatten() {
+            for e in &irqs.queues {
+                let _ = e.signal();
+            }
+        }
+        *self.irqs.lock() = up.irqs;
+        Ok(())
+    }
+
+    /// Forgets a recovery in progress (the port stops or closes; a start rebuilds every
+    /// queue).
+    fn end_run(&mut self) {
+        *self.run.get_mut() = Run::new();
+        *self.irqs.get_mut() = None;
+        self.started = false;
     }
 }
 
@@ -562,11 +755,11 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         self.tx_cksum = config
             .tx_offloads
             .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM);
-        if self.features.contains(Features::NET_CTRL_VQ) && self.ctrl.is_none() {
+        if self.features.contains(Features::NET_CTRL_VQ) && self.ctrl.get_mut().is_none() {
             let bytes = AnyQueue::<D::Region>::bytes_needed(CTRL_SIZE, self.features);
             let ring = self.alloc("virtio-ctrlq", bytes)?;
             let buf = self.alloc("virtio-ctrlbuf", CTRL_BUF)?;
-            self.ctrl = Some(CtrlQueue::new(ring, buf));
+            *self.ctrl.get_mut() = Some(CtrlQueue::new(ring, buf));
         }
         Ok(())
     }
@@ -603,7 +796,15 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         let bytes = AnyQueue::<D::Region>::bytes_needed(size, self.features);
         let region = self.alloc("virtio-rxq", bytes)?;
         let stats = self.rx_stats.fresh(queue);
-        let mut q = VirtioRx::new(region, size, pool.clone(), self.port_id, counters, stats);
+        let mut q = VirtioRx::new(
+            region,
+            size,
+            pool.clone(),
+            self.port_id,
+            counters,
+            stats,
+            self.rec.clone(),
+        );
         if config.free_thresh != 0 {
             q.set_refill_thresh(config.free_thresh);
         }
@@ -625,7 +826,7 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
         self.tx_cksum |= config
             .offloads
             .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM);
-        let mut q = VirtioTx::new(region, hdrs, size, counters, stats);
+        let mut q = VirtioTx::new(region, hdrs, size, counters, stats, self.rec.clone());
         if config.free_thresh != 0 {
             q.set_free_thresh(config.free_thresh);
         }
@@ -635,8 +836,8 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
     fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
         let r = self.start_inner(rx, tx);
         if r.is_err() {
-            self.started = false;
-            let _ = self.t.lock().reset();
+            self.end_run();
+            let _ = self.t.get_mut().reset();
         }
         r
     }
@@ -644,34 +845,28 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
     fn stop(&mut self, _rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
         // Completed packets go home now; after the reset nothing more completes, and what is
         // still in flight is freed when the queues are rebuilt or dropped.
+        // (During a recovery the device was reset already: the reclaim finds nothing new.)
         for q in tx.iter_mut() {
             q.reclaim();
         }
-        self.started = false;
-        self.irqs = None;
-        self.t.lock().reset().map_err(|e| tr("stop", e))
+        self.end_run();
+        self.t.get_mut().reset().map_err(|e| tr("stop", e))
     }
 
     fn close(&mut self) {
-        self.started = false;
-        self.irqs = None;
-        let _ = self.t.lock().reset();
+        self.end_run();
+        let _ = self.t.get_mut().reset();
     }
 
+    /// The link, from the config `status` field; `DEVICE_NEEDS_RESET` while started resets
+    /// the device and starts a recovery, which the following calls carry on once every queue
+    /// has been polled (a queue nobody polls keeps the link down; see the crate docs).
     fn link(&self) -> LinkStatus {
-        let mut up = self.started;
-        if up {
-            let mut t = self.t.lock();
-            let st = t.status().unwrap_or(DeviceStatus::DEVICE_NEEDS_RESET);
-            if st.contains(DeviceStatus::DEVICE_NEEDS_RESET)
-                || !st.contains(DeviceStatus::DRIVER_OK)
-            {
-                up = false;
-            } else if self.features.contains(Features::NET_STATUS) {
-                let mut b = [0u8; 2];
-                up = read_config(&mut *t, net_cfg::STATUS, &mut b).is_ok()
-                    && u16::from_le_bytes(b) & net_status::LINK_UP != 0;
-            }
+        let mut up = self.started && self.poll_device();
+        if up && self.features.contains(Features::NET_STATUS) {
+            let mut b = [0u8; 2];
+            up = read_config(&mut *self.t.lock(), net_cfg::STATUS, &mut b).is_ok()
+                && u16::from_le_bytes(b) & net_status::LINK_UP != 0;
         }
         LinkStatus {
             up,
@@ -751,6 +946,16 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
                     self.tx_stats.sum(|s| &s.too_many_segs),
                 ),
                 ("tx_queues_broken", self.tx_stats.sum(|s| &s.broken)),
+                ("rx_queue_resets", self.rx_stats.sum(|s| &s.resets)),
+                (
+                    "rx_reset_dropped_frames",
+                    self.rx_stats.sum(|s| &s.reset_dropped),
+                ),
+                ("tx_queue_resets", self.tx_stats.sum(|s| &s.resets)),
+                (
+                    "tx_reset_dropped_packets",
+                    self.tx_stats.sum(|s| &s.reset_dropped),
+                ),
             ],
         );
         anomaly_xstats(out, "rx_device_", |k| {

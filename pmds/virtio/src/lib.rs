@@ -12,8 +12,7 @@
 //! - Initialisation (§3.1.1): reset, `ACKNOWLEDGE`, `DRIVER`, features (checking that
 //!   `FEATURES_OK` stuck and that the device did not change its offer), interrupts, queues,
 //!   `DRIVER_OK`. [`VirtioNet::new`] negotiates to learn the device; every port start
-//!   resets and negotiates again, so a stop/start recovers a device that set
-//!   `DEVICE_NEEDS_RESET`. A start negotiates `CSUM` only if the port (or a transmit queue)
+//!   resets and negotiates again. A start negotiates `CSUM` only if the port (or a transmit queue)
 //!   was configured with `TxOffload::{UDP,TCP}_CKSUM` and `GUEST_CSUM` only with
 //!   `RxOffload::{UDP,TCP}_CKSUM`, as DPDK's net_virtio: with `CSUM` DPDK's vhost reads and
 //!   acts on every transmit header (split v2h to DPDK's vhost: 23 -> 29 Mpps without it).
@@ -35,6 +34,24 @@
 //! - Control queue: promiscuous, all-multicast, MAC address, queue pairs (`MQ`).
 //! - Link from the config `status` field (`STATUS`); [`VirtioNet::config_changed`] after a
 //!   configuration interrupt.
+//! - Recovery from `DEVICE_NEEDS_RESET` while the port runs (a virtio-pci device may set
+//!   it; vhost-user sets it when a backend with packed rings comes back): the link query
+//!   that sees it resets the device, which then writes nothing more into the rings, and asks
+//!   every queue to rebuild. Each queue does so in its own thread at its next burst: every
+//!   mbuf it had in flight goes back to its pool (transmitted packets the device may not
+//!   have read are counted in the `tx_reset_dropped_packets` xstat), its ring is rebuilt
+//!   empty in the same memory, a receive queue posts fresh buffers, and it acknowledges;
+//!   until the device is back its bursts return 0 (a transmit burst leaves the packets with
+//!   the caller). The first link query after every queue acknowledged brings the device up
+//!   as a start does — same features (else [`VirtioNet::recovery_error`] says so and the
+//!   port must be stopped and started), same ring memory, interrupts, `DRIVER_OK`,
+//!   control-queue settings — and the link is up again. The steady-state cost is one
+//!   relaxed load per burst of a line nobody writes. Queues are never touched by the
+//!   control path, so a queue that nobody polls keeps the link down; stopping or closing
+//!   the port at any point of a recovery is fine. After a recovery the queues use the
+//!   doorbells and interrupt events the transport handed out again (vhost-user keeps its
+//!   events; a transport that makes new ones leaves an application waiting on the old
+//!   handle one wake-up, sent when the device is back, to fetch the new one).
 //! - Buffers are always given to the device as IOVAs (right with `ACCESS_PLATFORM` behind
 //!   an IOMMU, and the only thing rdk has).
 //!
@@ -61,6 +78,7 @@ mod legacy;
 mod legacy_tests;
 mod pci;
 mod pci_any;
+mod recover;
 mod rx;
 mod stats;
 #[cfg(test)]

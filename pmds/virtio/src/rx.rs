@@ -1,5 +1,6 @@
 //! Receiving: buffers from the queue's mempool in a virtqueue, frames out as mbufs.
 
+use crate::recover::{QueueSync, Recovery, Step};
 use crate::stats::RxStats;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -14,6 +15,10 @@ use zerocopy::{FromBytes, FromZeros};
 pub(crate) const HDR: u16 = 12;
 /// Buffers allocated per refill step.
 const REFILL_BATCH: usize = 32;
+
+/// What the driver leaves a receive queue when the device is back after a recovery: its
+/// doorbell and interrupt event.
+pub(crate) type RxHandoff<N, E> = (N, Option<Arc<E>>);
 
 /// A virtio-net receive queue.
 pub struct VirtioRx<R: DmaRegion, N: QueueNotify, E: EventNotifier> {
@@ -35,6 +40,10 @@ pub struct VirtioRx<R: DmaRegion, N: QueueNotify, E: EventNotifier> {
     seen: (u32, [u32; Anomaly::COUNT]),
     counters: Arc<QueueCounters>,
     stats: Arc<RxStats>,
+    /// The features and checksum choice of the last start, for a rebuild in a recovery.
+    features: Features,
+    rx_cksum: bool,
+    pub(crate) sync: QueueSync<RxHandoff<N, E>>,
 }
 
 impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
@@ -45,6 +54,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
         port: u16,
         counters: Arc<QueueCounters>,
         stats: Arc<RxStats>,
+        rec: Arc<Recovery>,
     ) -> Self {
         Self {
             q: None,
@@ -63,30 +73,82 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
             seen: (0, [0; Anomaly::COUNT]),
             counters,
             stats,
+            features: Features::empty(),
+            rx_cksum: false,
+            sync: QueueSync::new(rec),
         }
     }
 
-    /// Frees every buffer and rebuilds an empty ring for a device that was just reset;
-    /// checksum flags are reported when `GUEST_CSUM` was negotiated and `rx_cksum` asked.
+    /// Frees every buffer and rebuilds an empty ring for a device that was just reset, at a
+    /// start; checksum flags are reported when `GUEST_CSUM` was negotiated and `rx_cksum`
+    /// asked.
     pub(crate) fn rebuild(
         &mut self,
         features: Features,
         rx_cksum: bool,
     ) -> Result<&AnyQueue<R>, EthError> {
-        self.mbufs.iter_mut().for_each(|m| *m = None);
-        self.pending = None;
-        self.skip = 0;
-        self.seen = (0, [0; Anomaly::COUNT]);
         self.notify = None;
         self.irq = None;
+        self.features = features;
+        self.rx_cksum = rx_cksum;
+        self.sync.started();
+        self.reset_ring()
+    }
+
+    /// Frees every buffer (a merged frame still collecting is dropped, counted in
+    /// `reset_dropped`) and rebuilds the ring empty in the same memory, with the features of
+    /// the last start.
+    fn reset_ring(&mut self) -> Result<&AnyQueue<R>, EthError> {
+        self.mbufs.iter_mut().for_each(|m| *m = None);
+        if self.pending.take().is_some() {
+            self.stats.reset_dropped.add(1);
+        }
+        self.skip = 0;
+        self.seen = (0, [0; Anomaly::COUNT]);
+        let features = self.features;
         self.mrg = features.contains(Features::NET_MRG_RXBUF);
-        self.csum = rx_cksum && features.contains(Features::NET_GUEST_CSUM);
+        self.csum = self.rx_cksum && features.contains(Features::NET_GUEST_CSUM);
         let region = match self.q.take() {
             Some(q) => q.into_region(),
             None => self.region.take().ok_or(crate::driver::lost_ring())?,
         };
         let q = crate::driver::fresh_queue(region, self.size, features)?;
         Ok(self.q.insert(q))
+    }
+
+    /// The port asked for a recovery (see [`crate::recover`]): rebuilds the ring and posts
+    /// fresh buffers (no doorbell: the device is reset) once per epoch, then waits for the
+    /// device. Returns whether the burst may go on.
+    #[cold]
+    #[inline(never)]
+    fn resync(&mut self) -> bool {
+        loop {
+            match self.sync.step() {
+                Step::Rebuild(epoch) => {
+                    if self.reset_ring().is_err() {
+                        // Nothing to rebuild (a queue that lost its ring): never acknowledged,
+                        // the link stays down until the port is started again.
+                        return false;
+                    }
+                    self.refill(None);
+                    // Publishes the buffers (the avail index of a split ring) for the device
+                    // to find when it comes up; there is no device to notify yet.
+                    if let Some(q) = self.q.as_mut() {
+                        let _ = q.kick_prepare();
+                    }
+                    self.stats.resets.add(1);
+                    self.sync.rebuilt(epoch);
+                }
+                Step::Wait => return false,
+                Step::Resume(h) => {
+                    if let Some((notify, irq)) = h {
+                        self.notify = Some(notify);
+                        self.irq = irq;
+                    }
+                    return true;
+                }
+            }
+        }
     }
 
     /// Refills once at least `n` descriptors are free (DPDK's `rx_free_thresh`; default a
@@ -246,6 +308,9 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
     /// Receives, refilling from `cache` when given (and the pool's).
     #[inline(always)]
     fn burst(&mut self, out: &mut [Option<Mbuf>], cache: Option<&mut MbufCache>) -> usize {
+        if self.sync.moved() && !self.resync() {
+            return 0;
+        }
         let Some(q) = self.q.as_mut() else { return 0 };
         if q.health().is_broken() {
             let (last, each) = &mut self.seen;

@@ -16,6 +16,10 @@ pub struct RxStats {
     pub anomalies: [Counter; Anomaly::COUNT],
     /// 1 once the queue gave up on its device.
     pub broken: Counter,
+    /// Times the queue rebuilt its ring for a recovery from `DEVICE_NEEDS_RESET`.
+    pub resets: Counter,
+    /// Merged frames still collecting buffers when a recovery dropped them.
+    pub reset_dropped: Counter,
 }
 
 /// What a transmit queue dropped, and why.
@@ -23,6 +27,11 @@ pub struct RxStats {
 pub struct TxStats {
     /// Packets with more segments than a chain may have.
     pub too_many_segs: Counter,
+    /// Times the queue rebuilt its ring for a recovery from `DEVICE_NEEDS_RESET`.
+    pub resets: Counter,
+    /// Packets in flight (counted as sent) that a recovery freed: the device may or may not
+    /// have sent them before it failed.
+    pub reset_dropped: Counter,
     /// Device anomalies, by [`Anomaly`] kind.
     pub anomalies: [Counter; Anomaly::COUNT],
     /// 1 once the queue gave up on its device.

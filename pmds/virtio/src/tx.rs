@@ -1,5 +1,6 @@
 //! Transmitting: mbuf chains out as descriptor chains, completions reclaimed in batches.
 
+use crate::recover::{QueueSync, Recovery, Step};
 use crate::rx::HDR;
 use crate::stats::TxStats;
 use alloc::sync::Arc;
@@ -65,6 +66,10 @@ pub struct VirtioTx<R: DmaRegion, N: QueueNotify> {
     seen: (u32, [u32; Anomaly::COUNT]),
     counters: Arc<QueueCounters>,
     stats: Arc<TxStats>,
+    /// The features of the last start, for a rebuild in a recovery.
+    features: Features,
+    /// A recovery's handoff: the new doorbell.
+    pub(crate) sync: QueueSync<N>,
 }
 
 impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
@@ -74,6 +79,7 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         size: u16,
         counters: Arc<QueueCounters>,
         stats: Arc<TxStats>,
+        rec: Arc<Recovery>,
     ) -> Self {
         Self {
             q: None,
@@ -87,6 +93,8 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
             seen: (0, [0; Anomaly::COUNT]),
             counters,
             stats,
+            features: Features::empty(),
+            sync: QueueSync::new(rec),
         }
     }
 
@@ -101,18 +109,60 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         size as usize * HDR_SLOT
     }
 
-    /// Frees every packet in flight and rebuilds an empty ring for a reset device.
+    /// Frees every packet in flight and rebuilds an empty ring for a reset device, at a
+    /// start.
     pub(crate) fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
-        self.mbufs.iter_mut().for_each(|m| *m = None);
-        self.seen = (0, [0; Anomaly::COUNT]);
         self.notify = None;
-        self.csum = features.contains(Features::NET_CSUM);
+        self.features = features;
+        self.sync.started();
+        self.reset_ring()
+    }
+
+    /// Frees every packet in flight (counted in `reset_dropped`: sent as far as the
+    /// counters know, but the device may not have read them) and rebuilds the ring empty in
+    /// the same memory, with the features of the last start.
+    fn reset_ring(&mut self) -> Result<&AnyQueue<R>, EthError> {
+        let mut dropped = 0;
+        for m in self.mbufs.iter_mut() {
+            dropped += m.take().is_some() as u64;
+        }
+        self.stats.reset_dropped.add(dropped);
+        self.seen = (0, [0; Anomaly::COUNT]);
+        self.csum = self.features.contains(Features::NET_CSUM);
         let region = match self.q.take() {
             Some(q) => q.into_region(),
             None => self.region.take().ok_or(crate::driver::lost_ring())?,
         };
-        let q = crate::driver::fresh_queue(region, self.size, features)?;
+        let q = crate::driver::fresh_queue(region, self.size, self.features)?;
         Ok(self.q.insert(q))
+    }
+
+    /// The port asked for a recovery (see [`crate::recover`]): rebuilds the ring once per
+    /// epoch, then waits for the device. Returns whether the burst may go on.
+    #[cold]
+    #[inline(never)]
+    fn resync(&mut self) -> bool {
+        loop {
+            match self.sync.step() {
+                Step::Rebuild(epoch) => {
+                    // What the device completed before it failed was sent: freed as such,
+                    // so that `reset_dropped` counts only what it never finished.
+                    self.reclaim();
+                    if self.reset_ring().is_err() {
+                        return false;
+                    }
+                    self.stats.resets.add(1);
+                    self.sync.rebuilt(epoch);
+                }
+                Step::Wait => return false,
+                Step::Resume(h) => {
+                    if let Some(notify) = h {
+                        self.notify = Some(notify);
+                    }
+                    return true;
+                }
+            }
+        }
     }
 
     /// Whether the queue gave up on its device (too many anomalies).
@@ -180,6 +230,9 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// Transmits, reclaiming completions into `cache` when given.
     #[inline(always)]
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
+        if self.sync.moved() && !self.resync() {
+            return 0;
+        }
         let Some(q) = self.q.as_ref() else { return 0 };
         if q.health().is_broken() {
             let (last, each) = &mut self.seen;
