@@ -39,8 +39,16 @@
 //! base being its used index (what the backend had finished), and the link comes back up with
 //! the same rings and buffers. Packed rings cannot resume where a dead backend stopped (its
 //! position is not in shared memory), so the transport connects and reports
-//! `DEVICE_NEEDS_RESET`: stop and start the port, which rebuilds the rings (DPDK's virtio-user
-//! resets packed queues the same way).
+//! `DEVICE_NEEDS_RESET`. The driver (`rdk-pmd-virtio`) then recovers by itself while the port
+//! runs, as DPDK's virtio-user resets packed queues on reconnect: it resets the device (on
+//! the fresh connection, which has no session yet, that is all a reset does), each queue
+//! rebuilds its ring empty in its own thread at its next burst, and the driver starts a
+//! whole session again over the same ring memory — features, memory table, rings from base 0
+//! with both wrap counters at 1, `DRIVER_OK` — and the link comes back. Where DPDK pauses
+//! the data path and waits a millisecond, the driver waits until every queue has said it
+//! let go of its ring. Interrupt events survive a reset (the same eventfds come back from
+//! [`Transport::setup_interrupts`]), so an application asleep on one keeps its handle; the
+//! kick eventfds are new for each session.
 
 #![allow(unsafe_code)] // one volatile read of a used index from shared ring memory.
 
@@ -221,6 +229,10 @@ pub struct VhostUserTransport {
     rings: BTreeMap<u16, Ring>,
     calls: BTreeMap<u16, Arc<EventFd>>,
     config_irq: Option<Arc<EventFd>>,
+    /// Every interrupt event handed out (config: `None`), kept across resets so that a
+    /// driver connecting interrupts again — a recovery from `DEVICE_NEEDS_RESET` — gets the
+    /// events its application already waits on.
+    events: BTreeMap<Option<u16>, Arc<EventFd>>,
     /// The regions in the memory table, held so the backend's view stays mapped here too.
     table: Vec<Arc<LinuxRegion>>,
     last_error: Option<String>,
@@ -247,6 +259,7 @@ impl VhostUserTransport {
             rings: BTreeMap::new(),
             calls: BTreeMap::new(),
             config_irq: None,
+            events: BTreeMap::new(),
             table: Vec::new(),
             last_error: None,
         })
@@ -454,6 +467,17 @@ impl VhostUserTransport {
         Ok(())
     }
 
+    /// The interrupt event of queue `q` (`None`: configuration changes), the one handed out
+    /// before if there was one.
+    fn event(&mut self, q: Option<u16>) -> Result<Arc<EventFd>, TransportError> {
+        if let Some(e) = self.events.get(&q) {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(EventFd::new()?);
+        self.events.insert(q, e.clone());
+        Ok(e)
+    }
+
     /// Whether `va..va+len` is inside the memory table.
     fn shared(&self, va: usize, len: usize) -> bool {
         covers(&self.table, va, len)
@@ -482,12 +506,16 @@ impl Transport for VhostUserTransport {
             }
             let _ = self.fe.reset_owner();
         }
-        if !self.fe.is_connected() || self.link != Link::Connected {
+        if !self.fe.is_connected() || self.link == Link::Lost {
             if self.try_connect() {
                 self.link = Link::Connected;
             } else {
                 self.link = Link::Lost;
             }
+        } else if self.link == Link::NeedsReset {
+            // The fresh connection made after the backend came back has no session yet: the
+            // driver starts one on it (packed rings from the start, wrap counters at 1).
+            self.link = Link::Connected;
         }
         self.session = false;
         self.offered = None;
@@ -568,10 +596,10 @@ impl Transport for VhostUserTransport {
         &mut self,
         queues: &[u16],
     ) -> Result<Option<Interrupts<EventFd>>, TransportError> {
-        let config = Arc::new(EventFd::new()?);
+        let config = self.event(None)?;
         let mut irqs = Vec::with_capacity(queues.len());
         for &q in queues {
-            let e = Arc::new(EventFd::new()?);
+            let e = self.event(Some(q))?;
             self.calls.insert(q, e.clone());
             irqs.push(e);
         }
