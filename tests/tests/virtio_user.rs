@@ -866,3 +866,91 @@ fn split_rx_interrupts_survive_a_backend_restart() {
     p.close().unwrap();
     assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
 }
+
+/// An application asleep on a packed ring's rx interrupt through a backend restart: woken
+/// when the recovery begins (so that it bursts its queues and they let go of their rings),
+/// woken again when the device is back, and then by the device itself on the same handle
+/// it registered before the restart — no stop/start, no new handle.
+#[test]
+fn packed_rx_interrupts_survive_a_backend_restart() {
+    let test = "packed_rx_interrupts_survive_a_backend_restart";
+    let Some((_one, s, mut b)) = backend(test, 1, "io") else {
+        return;
+    };
+    b.testpmd().start_forwarding();
+    let mut pc = PortConfig::queues(1, 1);
+    pc.rx_interrupts = true;
+    let (mut p, pool, _mem) = port_cfg(&s, ",packed_vq=1", 2048, &pc);
+    assert!(p.driver().features().contains(Features::RING_PACKED));
+    wait_link(&mut p, true);
+    round_trip(test, &mut b, &mut p, &pool, 0..32);
+    let mut waiter = RxIntrWaiter::new().unwrap();
+    waiter
+        .add(p.queues().unwrap().rx[0].intr_handle().unwrap(), 1)
+        .unwrap();
+    let mut ready = Vec::new();
+    let mut out: [Option<Mbuf>; 32] = Default::default();
+    assert_eq!(p.queues().unwrap().rx[0].rx_burst(&mut out), 0);
+    p.queues().unwrap().rx[0].intr_enable().unwrap();
+
+    b.kill();
+    drop(b);
+    wait_link(&mut p, false);
+    let mut b = VhostTestpmd::start(&s, 1, "0-1", "io");
+    b.testpmd().start_forwarding();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !p.driver().needs_reset() {
+        assert!(Instant::now() < end, "{test}: never asked for a reset");
+        assert!(!p.link_update().up);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!p.link_update().up);
+    let n = waiter
+        .wait(Some(Duration::from_secs(5)), &mut ready)
+        .unwrap();
+    assert_eq!(
+        n, 1,
+        "{test}: the sleeper was not woken to let go of its ring"
+    );
+    // What a woken application does: burst every queue, sleep again.
+    {
+        let q = p.queues().unwrap();
+        q.rx[0].intr_disable().unwrap();
+        assert_eq!(q.rx[0].rx_burst(&mut out), 0);
+        assert_eq!(q.tx[0].tx_burst(&mut []), 0);
+        q.rx[0].intr_enable().unwrap();
+    }
+    assert!(
+        p.link_update().up,
+        "{test}: not back after every queue let go"
+    );
+    let n = waiter
+        .wait(Some(Duration::from_secs(5)), &mut ready)
+        .unwrap();
+    assert_eq!(n, 1, "{test}: the sleeper was not told the device is back");
+    {
+        let q = p.queues().unwrap();
+        q.rx[0].intr_disable().unwrap();
+        assert_eq!(q.rx[0].rx_burst(&mut out), 0);
+        q.rx[0].intr_enable().unwrap();
+    }
+    let sent = Instant::now();
+    send(&mut p, &pool, 0, 100..116);
+    let n = waiter
+        .wait(Some(Duration::from_secs(5)), &mut ready)
+        .unwrap();
+    assert_eq!(
+        n, 1,
+        "{test}: no device interrupt on the old handle after the recovery"
+    );
+    println!("{test}: woken {:?} after the send", sent.elapsed());
+    p.queues().unwrap().rx[0].intr_disable().unwrap();
+    let back: Vec<Vec<u8>> = recv(&mut p, 0, 16).iter().map(flatten).collect();
+    assert_eq!(back.len(), 16, "{test}: frames reflected");
+    for (i, f) in (100..116).zip(&back) {
+        assert_eq!(f, &frame(i), "{test}: frame {i}");
+    }
+    round_trip(test, &mut b, &mut p, &pool, 200..300);
+    p.close().unwrap();
+    assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
+}

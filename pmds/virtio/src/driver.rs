@@ -617,6 +617,7 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
                     run.stuck = !retry;
                     if retry {
                         run.recovering = Some(self.rec.request());
+                        self.wake_rx();
                     }
                     return false;
                 }
@@ -628,9 +629,20 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             // queues may free their buffers.
             let _ = t.reset();
             run.recovering = Some(self.rec.request());
+            self.wake_rx();
             return false;
         }
         st.contains(DeviceStatus::DRIVER_OK)
+    }
+
+    /// Signals every receive queue's interrupt event: a queue asleep on it wakes up, bursts
+    /// and so takes its part in a recovery.
+    fn wake_rx(&self) {
+        if let Some(irqs) = self.irqs.lock().as_ref() {
+            for e in &irqs.queues {
+                let _ = e.signal();
+            }
+        }
     }
 
     /// Brings the device up again over the rings the queues rebuilt for `epoch`, as a start

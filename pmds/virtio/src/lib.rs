@@ -47,7 +47,9 @@
 //!   port must be stopped and started), same ring memory, interrupts, `DRIVER_OK`,
 //!   control-queue settings — and the link is up again. The steady-state cost is one
 //!   relaxed load per burst of a line nobody writes. Queues are never touched by the
-//!   control path, so a queue that nobody polls keeps the link down; stopping or closing
+//!   control path, so a queue that nobody polls keeps the link down: an application asleep
+//!   on receive interrupts is woken when a recovery begins and when it ends, and should
+//!   burst every queue it runs then (an empty transmit burst will do). Stopping or closing
 //!   the port at any point of a recovery is fine. After a recovery the queues use the
 //!   doorbells and interrupt events the transport handed out again (vhost-user keeps its
 //!   events; a transport that makes new ones leaves an application waiting on the old
