@@ -411,8 +411,10 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
     /// recovered yet. A started port recovers by itself (see [`link`](Driver::link)); a
     /// stop and start also does.
     pub fn needs_reset(&self) -> bool {
-        let run = self.run.lock();
-        run.recovering.is_some()
+        // Not holding `run` while taking the transport: the link query takes them the
+        // other way round.
+        let recovering = self.run.lock().recovering.is_some();
+        recovering
             || self
                 .t
                 .lock()
