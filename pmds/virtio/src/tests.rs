@@ -972,6 +972,57 @@ fn rx_interrupts_wake_the_waiter() {
     }
 }
 
+/// A queue asleep on its rx interrupt takes part in a recovery: woken when it begins (so it
+/// bursts and lets go of its ring) and when the device is back; afterwards the device's
+/// interrupts reach the event the queue then holds.
+#[test]
+fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
+    for want in [split_only(), SUPPORTED] {
+        let mut pc = PortConfig::queues(1, 1);
+        pc.rx_interrupts = true;
+        let mut r = rig_with(
+            NetDevConfig::default(),
+            want,
+            pc,
+            rdk_core::mbuf::DEFAULT_DATA_ROOM,
+        );
+        let old = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
+        r.port.queues().unwrap().rx[0].intr_enable().unwrap();
+        assert_eq!(old.ack().unwrap(), 0, "asleep, nothing pending");
+        r.dev.set_needs_reset();
+        assert!(!r.port.link_update().up);
+        assert!(old.ack().unwrap() >= 1, "woken to let go of the ring");
+        {
+            let q = r.port.queues().unwrap();
+            q.rx[0].intr_disable().unwrap();
+            let mut out: [Option<Mbuf>; 8] = Default::default();
+            assert_eq!(q.rx[0].rx_burst(&mut out), 0);
+            assert_eq!(q.tx[0].tx_burst(&mut []), 0);
+            q.rx[0].intr_enable().unwrap();
+        }
+        assert_eq!(old.ack().unwrap(), 0);
+        assert!(r.port.link_update().up);
+        assert!(old.ack().unwrap() >= 1, "woken: the device is back");
+        let q = r.port.queues().unwrap();
+        q.rx[0].intr_disable().unwrap();
+        let mut out: [Option<Mbuf>; 8] = Default::default();
+        assert_eq!(q.rx[0].rx_burst(&mut out), 0);
+        let irq = q.rx[0].irq().unwrap().clone();
+        q.rx[0].intr_enable().unwrap();
+        assert_eq!(irq.ack().unwrap(), 0);
+        r.dev.deliver(0, &frame(5, 200), RxCsum::None);
+        assert!(
+            irq.ack().unwrap() >= 1,
+            "the device's interrupt after the recovery"
+        );
+        r.port.queues().unwrap().rx[0].intr_disable().unwrap();
+        let got = r.rx_all(0, 1);
+        assert_eq!(bytes_of(&got[0]), frame(5, 200));
+        drop(got);
+        r.finish();
+    }
+}
+
 /// A device that turns hostile mid-traffic: the driver counts, never panics, and every mbuf
 /// comes home.
 fn hostile(want: Features, lie: UsedLie, anomaly: &str) {
