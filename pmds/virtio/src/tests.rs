@@ -972,6 +972,63 @@ fn rx_interrupts_wake_the_waiter() {
     }
 }
 
+/// With several queue pairs the device comes back only once every queue let go of its ring,
+/// and the control-queue settings (modes, MAC, queue pairs) are told to it again.
+#[test]
+fn a_recovery_waits_for_every_queue_and_replays_the_settings() {
+    for want in [split_only(), SUPPORTED] {
+        let mut r = rig_with(
+            NetDevConfig::default(),
+            want,
+            PortConfig::queues(3, 3),
+            rdk_core::mbuf::DEFAULT_DATA_ROOM,
+        );
+        r.port.set_allmulticast(true).unwrap();
+        let mac = rdk_core::ethdev::MacAddr([0x02, 9, 8, 7, 6, 5]);
+        r.port.set_mac_addr(mac).unwrap();
+        let resets = r.dev.counters().resets;
+        r.dev.set_needs_reset();
+        assert!(!r.port.link_update().up);
+        let mut out: [Option<Mbuf>; 8] = Default::default();
+        for p in 0..3 {
+            let q = r.port.queues().unwrap();
+            assert_eq!(q.rx[p].rx_burst(&mut out), 0);
+            if p < 2 {
+                assert_eq!(q.tx[p].tx_burst(&mut []), 0);
+            }
+        }
+        for _ in 0..3 {
+            assert!(!r.port.link_update().up, "tx queue 2 has not let go yet");
+        }
+        assert_eq!(
+            r.dev.counters().resets,
+            resets + 1,
+            "reset once, not brought up"
+        );
+        assert_eq!(r.port.queues().unwrap().tx[2].tx_burst(&mut []), 0);
+        assert!(r.port.link_update().up);
+        assert_eq!(r.dev.rx_modes(), (false, true));
+        assert_eq!(r.dev.mac(), mac.0);
+        assert_eq!(r.dev.pairs(), 3);
+        for p in 0..3u16 {
+            r.dev.deliver(p, &frame(p as usize, 90), RxCsum::None);
+        }
+        for p in 0..3usize {
+            let got = r.rx_all(p, 1);
+            assert_eq!(got.len(), 1, "pair {p}");
+            assert_eq!(bytes_of(&got[0]), frame(p, 90));
+            let mut b = [Some(mbuf_of(&r.pool, &frame(p + 20, 70)))];
+            assert_eq!(r.port.queues().unwrap().tx[p].tx_burst(&mut b), 1);
+        }
+        let out = r.dev.take_sent();
+        assert_eq!(out.iter().map(|f| f.pair).collect::<Vec<_>>(), [0, 1, 2]);
+        for (p, f) in out.iter().enumerate() {
+            assert_eq!(f.data, frame(p + 20, 70));
+        }
+        r.finish();
+    }
+}
+
 /// A queue asleep on its rx interrupt takes part in a recovery: woken when it begins (so it
 /// bursts and lets go of its ring) and when the device is back; afterwards the device's
 /// interrupts reach the event the queue then holds.
