@@ -451,9 +451,11 @@ impl Driver for AfPacketDriver {
         Ok(AfPacketTx::new(
             Arc::new(sock),
             map,
-            frame_size as usize,
-            frame_nr as usize,
-            vnet,
+            crate::tx::TxSlots {
+                frame_size: frame_size as usize,
+                frame_nr: frame_nr as usize,
+                vnet,
+            },
             counters,
             drops,
             self.gone.clone(),

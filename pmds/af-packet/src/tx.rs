@@ -50,6 +50,18 @@ pub(crate) struct TxDrops {
     pub wrong_format: Counter,
 }
 
+/// How the transmit ring is cut: slot size and count, and whether frames go behind a
+/// virtio-net header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxSlots {
+    /// Bytes per slot.
+    pub frame_size: usize,
+    /// Slots in the ring.
+    pub frame_nr: usize,
+    /// `PACKET_VNET_HDR` is on.
+    pub vnet: bool,
+}
+
 /// A `net_af_packet` transmit queue.
 #[derive(Debug)]
 pub struct AfPacketTx {
@@ -69,13 +81,16 @@ impl AfPacketTx {
     pub(crate) fn new(
         sock: Arc<OwnedFd>,
         map: RingMap,
-        frame_size: usize,
-        frame_nr: usize,
-        vnet: bool,
+        slots: TxSlots,
         counters: Arc<QueueCounters>,
         drops: Arc<TxDrops>,
         gone: Arc<AtomicBool>,
     ) -> Self {
+        let TxSlots {
+            frame_size,
+            frame_nr,
+            vnet,
+        } = slots;
         assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF + VNET_HDR);
         Self {
             sock,
