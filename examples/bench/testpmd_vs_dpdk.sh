@@ -115,6 +115,16 @@ report_missing() {
 	exit 0
 }
 
+# One run at a time on a machine: runs share the anchors' namespaces, veth names, hugepage
+# file prefixes and the vhost-user socket, so a second run started meanwhile (another
+# checkout, a test tier) would break both. It waits here instead, and says so.
+BENCH_LOCK=${BENCH_LOCK:-/tmp/rdk-testpmd_vs_dpdk.lock}
+exec 8>"$BENCH_LOCK"
+if ! flock -n 8; then
+	echo "testpmd_vs_dpdk: another run holds $BENCH_LOCK; waiting for it"
+	flock 8
+fi
+
 ANCHORS="${RDK_SHARED:-$REPO/../shared}/dpdk-anchors"
 if [ ! -f "$ANCHORS/lib.sh" ] || [ ! -f "$ANCHORS/parse_testpmd.py" ]; then
 	missing "the DPDK anchors at $ANCHORS (set RDK_SHARED to the shared/ checkout)"

@@ -68,6 +68,31 @@ impl Mbuf {
         Ok(unsafe { buf_mut(self.ptr, off, len) })
     }
 
+    /// Asks the CPU to start loading the cache line `n` bytes in front of the data (`n` = 0:
+    /// the first data byte) into its caches, without waiting for it and without touching the
+    /// mbuf (`rte_prefetch0(rte_pktmbuf_mtod_offset(m, -n))`): a driver about to read the
+    /// headers a device just wrote into several buffers issues these first, so that the
+    /// line transfers overlap instead of following one another. Nothing happens if `n`
+    /// reaches past the start of the buffer, or on targets without a prefetch hint.
+    #[inline(always)]
+    pub fn prefetch_front(&self, n: u16) {
+        let h = self.hdr();
+        let Some(off) = h.data_off.checked_sub(n) else {
+            return;
+        };
+        let p = buf_ptr(self.ptr, h).wrapping_add(off as usize);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it never faults and changes no memory or state the
+        // program can see, whatever the address; `p` is inside this mbuf's buffer anyway.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                p.cast_const().cast(),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
     /// The last `n` bytes of the first segment's headroom (those just in front of the data),
     /// writable, the mbuf left as it is (`rte_pktmbuf_mtod_offset(m, -n)`): for a driver that
     /// puts a device header there and hands the device the address `n` bytes before
@@ -297,7 +322,14 @@ mod tests {
             }
         );
         assert_eq!(m.front_mut(124).unwrap().len(), 124, "exactly the headroom");
+        // A hint: the mbuf is the same after it, whatever the offset (past the buffer's
+        // start it does nothing).
+        for n in [0, 12, 124, 125, u16::MAX] {
+            m.prefetch_front(n);
+        }
+        assert_eq!((m.headroom(), m.data_len()), (124, 10));
         let shared = m.share().unwrap();
+        m.prefetch_front(12);
         assert!(m.front_mut(1).is_err(), "refused while shared");
         drop(shared);
         drop(m);

@@ -35,6 +35,7 @@ const SPEED_MBPS: u32 = 10_000;
 const RX_CACHE_SIZE: usize = 256;
 const PACKET_LOSS: libc::c_int = 14;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const L2_OVERHEAD: u32 = 18;
 
 /// Ring geometry from the device arguments.
@@ -411,11 +412,21 @@ impl Driver for AfPacketDriver {
         let sock = sys::packet_socket(false).map_err(e)?;
         sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
         sys::set_opt(&sock, PACKET_LOSS, &1i32).map_err(e)?;
+        // Each frame behind a virtio-net header whose hdr_len covers all of it: the kernel
+        // then copies the frame into the socket buffer instead of attaching the ring's pages
+        // to it, which a veth (or any forwarding) has to copy out again into a fresh page per
+        // frame (skb_copy_ubufs) before the slot is released. Refused (an old kernel): plain
+        // frames, zero-copy pages.
+        let vnet = sys::set_opt(&sock, PACKET_VNET_HDR, &1i32).is_ok();
         if self.qdisc_bypass {
             sys::set_opt(&sock, sys::PACKET_QDISC_BYPASS, &1i32).map_err(e)?;
         }
-        // Slots big enough for an MTU-sized frame after the header.
-        let frame_size = pow2_at_least(self.max_frame() + TX_DATA_OFF as u32, self.geo.frame_size);
+        // Slots big enough for an MTU-sized frame after the headers.
+        let pre = if vnet { crate::tx::VNET_HDR as u32 } else { 0 };
+        let frame_size = pow2_at_least(
+            self.max_frame() + TX_DATA_OFF as u32 + pre,
+            self.geo.frame_size,
+        );
         let block_size = self.geo.block_size.max(frame_size);
         let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
         let block_nr = (total / block_size as u64).max(1) as u32;
@@ -440,8 +451,11 @@ impl Driver for AfPacketDriver {
         Ok(AfPacketTx::new(
             Arc::new(sock),
             map,
-            frame_size as usize,
-            frame_nr as usize,
+            crate::tx::TxSlots {
+                frame_size: frame_size as usize,
+                frame_nr: frame_nr as usize,
+                vnet,
+            },
             counters,
             drops,
             self.gone.clone(),

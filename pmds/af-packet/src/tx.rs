@@ -28,6 +28,14 @@ const H_SNAPLEN: usize = 8;
 pub(crate) const TX_DATA_OFF: usize = 32;
 /// The smallest frame the kernel accepts: an Ethernet header.
 const MIN_FRAME: u32 = 14;
+/// `struct virtio_net_hdr` in front of each frame on a `PACKET_VNET_HDR` socket: flags,
+/// gso_type, hdr_len (u16, little-endian: the bytes copied into the socket buffer), gso_size,
+/// csum_start, csum_offset.
+pub(crate) const VNET_HDR: usize = 10;
+const VNET_HDR_LEN: usize = 2;
+/// The most of a frame the kernel is asked to copy (`hdr_len`); the rest of a larger frame
+/// it attaches as the ring's pages, so a jumbo frame does not need one large allocation.
+const LINEAR_MAX: u32 = 2048;
 
 /// Transmit-side drop reasons (xstats).
 #[derive(Debug, Default)]
@@ -42,6 +50,18 @@ pub(crate) struct TxDrops {
     pub wrong_format: Counter,
 }
 
+/// How the transmit ring is cut: slot size and count, and whether frames go behind a
+/// virtio-net header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxSlots {
+    /// Bytes per slot.
+    pub frame_size: usize,
+    /// Slots in the ring.
+    pub frame_nr: usize,
+    /// `PACKET_VNET_HDR` is on.
+    pub vnet: bool,
+}
+
 /// A `net_af_packet` transmit queue.
 #[derive(Debug)]
 pub struct AfPacketTx {
@@ -49,6 +69,8 @@ pub struct AfPacketTx {
     map: RingMap,
     frame_size: usize,
     frame_nr: usize,
+    /// Frames go behind a virtio-net header (`PACKET_VNET_HDR`): copied whole by the kernel.
+    vnet: bool,
     head: usize,
     counters: Arc<QueueCounters>,
     drops: Arc<TxDrops>,
@@ -59,18 +81,23 @@ impl AfPacketTx {
     pub(crate) fn new(
         sock: Arc<OwnedFd>,
         map: RingMap,
-        frame_size: usize,
-        frame_nr: usize,
+        slots: TxSlots,
         counters: Arc<QueueCounters>,
         drops: Arc<TxDrops>,
         gone: Arc<AtomicBool>,
     ) -> Self {
-        assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF);
+        let TxSlots {
+            frame_size,
+            frame_nr,
+            vnet,
+        } = slots;
+        assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF + VNET_HDR);
         Self {
             sock,
             map,
             frame_size,
             frame_nr,
+            vnet,
             head: 0,
             counters,
             drops,
@@ -91,7 +118,8 @@ impl AfPacketTx {
     }
 
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
-        let room = (self.frame_size - TX_DATA_OFF) as u32;
+        let pre = if self.vnet { VNET_HDR } else { 0 };
+        let room = (self.frame_size - TX_DATA_OFF - pre) as u32;
         let (mut taken, mut queued, mut bytes, mut errors) = (0, 0u64, 0u64, 0u64);
         let mut free = |m: Mbuf| match cache.as_deref_mut() {
             Some(c) => c.free(m),
@@ -123,17 +151,27 @@ impl AfPacketTx {
             }
             let base = self.slot();
             let mut at = TX_DATA_OFF;
+            if self.vnet {
+                let mut h = [0u8; VNET_HDR];
+                let linear = len.min(LINEAR_MAX) as u16;
+                h[VNET_HDR_LEN..VNET_HDR_LEN + 2].copy_from_slice(&linear.to_le_bytes());
+                // SAFETY: TX_DATA_OFF + VNET_HDR < frame_size (checked in new): inside this
+                // slot, ours while its status is AVAILABLE.
+                unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), base.add(at), VNET_HDR) };
+                at += VNET_HDR;
+            }
             for s in m.segments() {
                 let d = s.data();
-                // SAFETY: at + d.len() <= TX_DATA_OFF + pkt_len <= frame_size: inside this
+                // SAFETY: at + d.len() <= TX_DATA_OFF + pre + pkt_len <= frame_size: inside this
                 // slot, which is ours while its status is AVAILABLE.
                 unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), base.add(at), d.len()) };
                 at += d.len();
             }
+            let tp_len = len + pre as u32;
             // SAFETY: the header words of our slot, 4-aligned.
             unsafe {
-                base.add(H_LEN).cast::<u32>().write_volatile(len);
-                base.add(H_SNAPLEN).cast::<u32>().write_volatile(len);
+                base.add(H_LEN).cast::<u32>().write_volatile(tp_len);
+                base.add(H_SNAPLEN).cast::<u32>().write_volatile(tp_len);
             }
             self.status()
                 .store(TP_STATUS_SEND_REQUEST, Ordering::Release);

@@ -33,15 +33,11 @@ fn split_only() -> Features {
     SUPPORTED - Features::RING_PACKED
 }
 
-fn rig_with(dcfg: NetDevConfig, want: Features, pcfg: PortConfig, data_room: u16) -> Rig {
-    let os = MockOs::new();
-    let (pci, dev) = MockVirtioNet::new(&os, dcfg);
-    let mut pc = PktMbufPoolConfig::new("vnet", 2048);
-    pc.data_room = data_room;
-    let pool = PktMbufPool::create(&os, &pc).unwrap();
-    let t = PciTransport::new(pci).unwrap();
+/// A port (not configured) over a new mock device of `os`, accepting `want`.
+fn mock_port(os: &MockOs, dcfg: NetDevConfig, want: Features) -> (Port<Drv>, MockVirtioNet) {
+    let (pci, dev) = MockVirtioNet::new(os, dcfg);
     let drv = VirtioNet::new(
-        t,
+        PciTransport::new(pci).unwrap(),
         os.clone(),
         VirtioNetConfig {
             features: want,
@@ -49,7 +45,15 @@ fn rig_with(dcfg: NetDevConfig, want: Features, pcfg: PortConfig, data_room: u16
         },
     )
     .unwrap();
-    let mut port = Port::new(0, drv);
+    (Port::new(0, drv), dev)
+}
+
+fn rig_with(dcfg: NetDevConfig, want: Features, pcfg: PortConfig, data_room: u16) -> Rig {
+    let os = MockOs::new();
+    let (mut port, dev) = mock_port(&os, dcfg, want);
+    let mut pc = PktMbufPoolConfig::new("vnet", 2048);
+    pc.data_room = data_room;
+    let pool = PktMbufPool::create(&os, &pc).unwrap();
     port.configure(&pcfg).unwrap();
     for q in 0..pcfg.nb_rxq {
         port.rx_queue_setup(q, 256, &pool, &RxQueueConfig::default())
@@ -378,18 +382,8 @@ fn mrg_rxbuf_frames_become_chains_packed() {
 fn a_pool_smaller_than_the_ring_keeps_receiving_as_mbufs_come_back() {
     for want in [split_only(), SUPPORTED] {
         let os = MockOs::new();
-        let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+        let (mut port, dev) = mock_port(&os, NetDevConfig::default(), want);
         let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("few", 48)).unwrap();
-        let drv = VirtioNet::new(
-            PciTransport::new(pci).unwrap(),
-            os.clone(),
-            VirtioNetConfig {
-                features: want,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut port = Port::new(0, drv);
         port.configure(&PortConfig::queues(1, 1)).unwrap();
         port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
             .unwrap();
@@ -636,19 +630,8 @@ fn csum_is_negotiated_only_when_a_port_or_queue_asks() {
 
     // The same device, the offload asked for by the transmit queue alone.
     let os = MockOs::new();
-    let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let (mut port, dev) = mock_port(&os, NetDevConfig::default(), split_only());
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet-q", 256)).unwrap();
-    let t = PciTransport::new(pci).unwrap();
-    let drv = VirtioNet::new(
-        t,
-        os.clone(),
-        VirtioNetConfig {
-            features: split_only(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut port = Port::new(0, drv);
     port.configure(&PortConfig::queues(1, 1)).unwrap();
     port.rx_queue_setup(0, 64, &pool, &RxQueueConfig::default())
         .unwrap();
