@@ -819,6 +819,31 @@ fn rx_pool_outside_shared_memory_is_refused() {
     assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
 }
 
+/// Frames 100..116 sent with queue 0's interrupt armed: the sleep on `waiter` ends with one
+/// signal (else `why`), the reflected frames come back byte-exact, the interrupt is off again.
+fn woken_by_reflection(
+    test: &str,
+    p: &mut Port<Dev>,
+    pool: &PktMbufPool,
+    waiter: &mut RxIntrWaiter,
+    why: &str,
+) {
+    let mut ready = Vec::new();
+    let sent = Instant::now();
+    send(p, pool, 0, 100..116);
+    let n = waiter
+        .wait(Some(Duration::from_secs(5)), &mut ready)
+        .unwrap();
+    assert_eq!(n, 1, "{test}: {why}");
+    println!("{test}: woken {:?} after the send", sent.elapsed());
+    p.queues().unwrap().rx[0].intr_disable().unwrap();
+    let back: Vec<Vec<u8>> = recv(p, 0, 16).iter().map(flatten).collect();
+    assert_eq!(back.len(), 16, "{test}: frames reflected");
+    for (i, f) in (100..116).zip(&back) {
+        assert_eq!(f, &frame(i), "{test}: frame {i}");
+    }
+}
+
 /// A split ring's rx interrupt outlives a backend restart: the replayed session hands the new
 /// backend the same call eventfd, and a sleep on it ends when the reflected frames arrive.
 #[test]
@@ -844,23 +869,16 @@ fn split_rx_interrupts_survive_a_backend_restart() {
     waiter
         .add(p.queues().unwrap().rx[0].intr_handle().unwrap(), 1)
         .unwrap();
-    let mut ready = Vec::new();
     p.queues().unwrap().rx[0].intr_enable().unwrap();
     let mut out: [Option<Mbuf>; 32] = Default::default();
     assert_eq!(p.queues().unwrap().rx[0].rx_burst(&mut out), 0);
-    let sent = Instant::now();
-    send(&mut p, &pool, 0, 100..116);
-    let n = waiter
-        .wait(Some(Duration::from_secs(5)), &mut ready)
-        .unwrap();
-    assert_eq!(n, 1, "{test}: no call eventfd signal after the restart");
-    println!("{test}: woken {:?} after the send", sent.elapsed());
-    p.queues().unwrap().rx[0].intr_disable().unwrap();
-    let back: Vec<Vec<u8>> = recv(&mut p, 0, 16).iter().map(flatten).collect();
-    assert_eq!(back.len(), 16, "{test}: frames reflected");
-    for (i, f) in (100..116).zip(&back) {
-        assert_eq!(f, &frame(i), "{test}: frame {i}");
-    }
+    woken_by_reflection(
+        test,
+        &mut p,
+        &pool,
+        &mut waiter,
+        "no call eventfd signal after the restart",
+    );
     p.close().unwrap();
     assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
 }
@@ -932,22 +950,13 @@ fn packed_rx_interrupts_survive_a_backend_restart() {
         assert_eq!(q.rx[0].rx_burst(&mut out), 0);
         q.rx[0].intr_enable().unwrap();
     }
-    let sent = Instant::now();
-    send(&mut p, &pool, 0, 100..116);
-    let n = waiter
-        .wait(Some(Duration::from_secs(5)), &mut ready)
-        .unwrap();
-    assert_eq!(
-        n, 1,
-        "{test}: no device interrupt on the old handle after the recovery"
+    woken_by_reflection(
+        test,
+        &mut p,
+        &pool,
+        &mut waiter,
+        "no device interrupt on the old handle after the recovery",
     );
-    println!("{test}: woken {:?} after the send", sent.elapsed());
-    p.queues().unwrap().rx[0].intr_disable().unwrap();
-    let back: Vec<Vec<u8>> = recv(&mut p, 0, 16).iter().map(flatten).collect();
-    assert_eq!(back.len(), 16, "{test}: frames reflected");
-    for (i, f) in (100..116).zip(&back) {
-        assert_eq!(f, &frame(i), "{test}: frame {i}");
-    }
     round_trip(test, &mut b, &mut p, &pool, 200..300);
     p.close().unwrap();
     assert_eq!(pool.available(), pool.size(), "{test}: mbufs leaked");
