@@ -16,6 +16,7 @@ use rdk_core::os::WaitHandle;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -43,6 +44,54 @@ pub(crate) struct RxDrops {
     pub truncated: Counter,
     /// Blocks with offsets or counts that do not fit: the rest of the block was dropped.
     pub ring_anomalies: Counter,
+}
+
+/// The first wait before reading an open block's descriptor again.
+const RECHECK_MIN: Duration = Duration::from_micros(1);
+/// The longest wait: added latency stays far below the block timeout (1 ms by default).
+const RECHECK_MAX: Duration = Duration::from_micros(64);
+
+/// When the queue next reads the descriptor of a block the kernel is still filling.
+///
+/// The kernel updates the descriptor's cache line (packet count, block length) for every frame
+/// it adds to the open block. Each read of `block_status` from the polling core takes that line
+/// away, and the kernel's next update has to fetch it back: a cross-core miss per frame on the
+/// core that runs the kernel's receive path — on a veth, the sender's core, so it slowed the
+/// sender itself (a fifth of its time went to those two stores under a busy-polling reader).
+/// So a block found still open is read again only after a wait that doubles while it stays
+/// open (from [`RECHECK_MIN`] up to [`RECHECK_MAX`]) and halves once a block is found handed
+/// over; under load that is a few reads per block instead of one per poll. The latency it adds
+/// to a block is at most the current wait; `rxversion=2` has no block and no wait.
+#[derive(Clone, Copy, Debug)]
+struct Recheck {
+    at: Option<Instant>,
+    wait: Duration,
+}
+
+impl Recheck {
+    const fn new() -> Self {
+        Self {
+            at: None,
+            wait: RECHECK_MIN,
+        }
+    }
+
+    /// Whether the descriptor may be read now (the clock is read only while waiting).
+    fn due(&self, now: impl FnOnce() -> Instant) -> bool {
+        self.at.is_none_or(|t| now() >= t)
+    }
+
+    /// The block was still open at `now`: wait longer before the next read.
+    fn still_open(&mut self, now: Instant) {
+        self.at = Some(now + self.wait);
+        self.wait = (self.wait * 2).min(RECHECK_MAX);
+    }
+
+    /// The block was handed over: the next one may be read at once, and sooner next time.
+    fn handed_over(&mut self) {
+        self.at = None;
+        self.wait = (self.wait / 2).max(RECHECK_MIN);
+    }
 }
 
 /// Where the queue is inside the block it owns.
@@ -81,6 +130,7 @@ pub(crate) struct V3Ring {
     pub port_id: u16,
     block: usize,
     cursor: Option<Cursor>,
+    recheck: Recheck,
 }
 
 impl V3Ring {
@@ -106,6 +156,7 @@ impl V3Ring {
             port_id,
             block: 0,
             cursor: None,
+            recheck: Recheck::new(),
         }
     }
 }
@@ -166,9 +217,14 @@ impl V3Ring {
 
     /// Takes the next block if the kernel has handed it over.
     fn open_block(&mut self) -> Option<Cursor> {
-        if self.status().load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+        if !self.recheck.due(Instant::now) {
             return None;
         }
+        if self.status().load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            self.recheck.still_open(Instant::now());
+            return None;
+        }
+        self.recheck.handed_over();
         let num = self.read_u32(BD_NUM_PKTS);
         let first = self.read_u32(BD_FIRST) as usize;
         let max_pkts = (self.block_size / H_SIZE) as u32;
@@ -421,5 +477,41 @@ impl RxQueue for AfPacketRx {
             RxRing::V2(r) => &r.sock,
         };
         Some(WaitHandle(sock.as_raw_fd().into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_block_is_read_again_after_a_doubling_wait_and_at_once_after_a_handover() {
+        let t0 = Instant::now();
+        let at = |us: u64| move || t0 + Duration::from_micros(us);
+        let mut r = Recheck::new();
+        assert!(r.due(at(0)), "a fresh queue reads at once");
+        r.still_open(t0);
+        assert!(!r.due(at(0)), "not before the wait has passed");
+        assert!(r.due(at(1)), "due once it has");
+        assert_eq!(r.wait, RECHECK_MIN * 2, "the next wait is twice as long");
+        let mut now = t0;
+        for _ in 0..20 {
+            now += r.wait;
+            r.still_open(now);
+        }
+        assert_eq!(r.wait, RECHECK_MAX, "the wait is capped");
+        let due = now + RECHECK_MAX;
+        assert!(!r.due(|| due - Duration::from_nanos(1)));
+        assert!(r.due(|| due));
+        r.handed_over();
+        assert!(
+            r.due(|| t0),
+            "after a handover the next block is read at once"
+        );
+        assert_eq!(r.wait, RECHECK_MAX / 2, "and the wait halves");
+        for _ in 0..20 {
+            r.handed_over();
+        }
+        assert_eq!(r.wait, RECHECK_MIN, "down to the minimum");
     }
 }
