@@ -41,6 +41,9 @@ pub enum Hostile {
     CapOutsideBar,
     /// Device features read differently once `FEATURES_OK` is set.
     FeaturesChangeAfterOk,
+    /// Control commands are never answered (a hung control path): the device ignores the
+    /// control queue's doorbell until it is reset.
+    CtrlSilent,
 }
 
 /// What the device offers and how it is set up.
@@ -695,7 +698,9 @@ impl Shared {
         }
         let ctrl_q = 2 * s.cfg.max_pairs;
         if q == ctrl_q {
-            self.process_ctrl(s, q);
+            if s.hostile != Some(Hostile::CtrlSilent) {
+                self.process_ctrl(s, q);
+            }
         } else if q % 2 == 1 {
             self.process_tx_queue(s, q);
         } else {

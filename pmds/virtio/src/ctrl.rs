@@ -21,6 +21,9 @@ pub(crate) struct CtrlQueue<R: DmaRegion, N: QueueNotify> {
     pub region: Option<R>,
     buf: R,
     pub notify: Option<N>,
+    /// A command went unanswered: the device may still write the buffer, so no command is
+    /// sent until a reset (the next start or recovery rebuilds the queue).
+    lost: bool,
 }
 
 fn refused(text: &'static str) -> EthError {
@@ -37,11 +40,15 @@ impl<R: DmaRegion, N: QueueNotify> CtrlQueue<R, N> {
             region: Some(region),
             buf,
             notify: None,
+            lost: false,
         }
     }
 
+    /// A fresh ring in the queue's memory; called only after a device reset, so a command
+    /// the device never answered is forgotten with it.
     pub fn rebuild(&mut self, features: Features) -> Result<&AnyQueue<R>, EthError> {
         self.notify = None;
+        self.lost = false;
         let region = match self.q.take() {
             Some(q) => q.into_region(),
             None => self.region.take().ok_or(crate::driver::lost_ring())?,
@@ -52,6 +59,11 @@ impl<R: DmaRegion, N: QueueNotify> CtrlQueue<R, N> {
 
     /// Sends `class`/`cmd` with `data` and waits for the device's answer.
     pub fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), EthError> {
+        if self.lost {
+            return Err(refused(
+                "the device did not answer an earlier control command; stop and start the port to reset it",
+            ));
+        }
         let (Some(q), Some(notify)) = (self.q.as_mut(), self.notify.as_ref()) else {
             return Err(refused("the control queue is not running; start the port"));
         };
@@ -63,8 +75,8 @@ impl<R: DmaRegion, N: QueueNotify> CtrlQueue<R, N> {
         }
         let base = self.buf.as_ptr();
         // SAFETY: the buffer is ours and at least CTRL_BUF bytes; no command is in flight
-        // (each one is waited for, and a lost one disables the queue below), so the device
-        // is not reading or writing it.
+        // (each one is waited for, and a lost one blocks commands until a reset), so the
+        // device is not reading or writing it.
         unsafe {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len());
             base.add(ACK_OFF).write_volatile(0xff);
@@ -102,8 +114,9 @@ impl<R: DmaRegion, N: QueueNotify> CtrlQueue<R, N> {
                 }
             }
         }
-        // The device may still write the buffer: never reuse it.
-        self.q = None;
+        // The device may still write the buffer: no command until a reset. The ring and its
+        // memory stay, so the next start (which resets the device first) rebuilds it.
+        self.lost = true;
         Err(refused(
             "the device did not answer the control command; reset the port",
         ))

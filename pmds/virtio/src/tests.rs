@@ -691,6 +691,32 @@ fn control_queue_sets_modes_mac_and_queue_pairs() {
 }
 
 #[test]
+fn an_unanswered_control_command_blocks_commands_until_a_restart() {
+    for want in [split_only(), SUPPORTED] {
+        let mut r = rig(want);
+        r.dev.set_hostile(Some(Hostile::CtrlSilent));
+        let e = r.port.set_promiscuous(true).unwrap_err().to_string();
+        assert!(e.contains("did not answer the control command"), "{e}");
+        // The device may still write the command buffer: nothing else goes out meanwhile.
+        let e = r.port.set_allmulticast(true).unwrap_err().to_string();
+        assert!(e.contains("earlier control command"), "{e}");
+        assert_eq!(r.dev.rx_modes(), (false, false));
+        // A restart resets the device and rebuilds the control queue in its own memory.
+        r.dev.set_hostile(None);
+        r.port.stop().unwrap();
+        r.port.start().unwrap();
+        r.port.set_promiscuous(true).unwrap();
+        r.port.set_allmulticast(true).unwrap();
+        assert_eq!(r.dev.rx_modes(), (true, true));
+        r.dev.deliver(0, &frame(0, 80), RxCsum::None);
+        let got = r.rx_all(0, 1);
+        assert_eq!(bytes_of(&got[0]), frame(0, 80));
+        drop(got);
+        r.finish();
+    }
+}
+
+#[test]
 fn link_follows_the_config_status_and_its_interrupt() {
     let mut r = rig(split_only());
     assert!(r.port.link_update().up);
