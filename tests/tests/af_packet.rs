@@ -321,3 +321,47 @@ fn v2_receive_ring_byte_exact_with_jumbo_chains() {
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }
+
+/// RX-queue interrupts on a TPACKET_V3 queue: a receiver sleeping in `HybridRx` on the socket
+/// wakes when the kernel hands over a block and gets every datagram, in order — including
+/// after a sleep that began while the queue was waiting to re-read an open block.
+#[test]
+fn hybrid_receiver_sleeps_on_the_socket_and_wakes_on_traffic() {
+    if !need_netns("afp hybrid_receiver_sleeps_on_the_socket_and_wakes_on_traffic") {
+        return;
+    }
+    let lab = Lab::new("afi");
+    let pool = pool(1024);
+    let port = lab.port(&pool, 1, None);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let receiver = std::thread::spawn(move || {
+        let mut port = port;
+        let q = port.queues().unwrap();
+        let rxq = &mut q.rx[0];
+        let mut hybrid = rdk_os_linux::intr::HybridRx::new(rxq, 8, Duration::from_secs(5)).unwrap();
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        let mut burst: [Option<Mbuf>; 32] = Default::default();
+        while payloads.len() < 10 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let n = hybrid.rx_burst(rxq, &mut burst).unwrap();
+            for m in burst[..n].iter_mut().filter_map(Option::take) {
+                payloads.extend(udp_payload_of(&m, 9999));
+            }
+        }
+        (payloads, hybrid.sleeps(), hybrid.wakeups(), port)
+    });
+    for i in 0..10u8 {
+        std::thread::sleep(Duration::from_millis(30));
+        lab.send_udp(&format!("{i:02x}"), None);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (payloads, sleeps, wakeups, mut port) = receiver.join().unwrap();
+    assert_eq!(payloads, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert!(
+        sleeps >= 5 && wakeups >= 5,
+        "slept {sleeps}, woken {wakeups}"
+    );
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}

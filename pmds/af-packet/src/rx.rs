@@ -87,6 +87,11 @@ impl Recheck {
         self.wait = (self.wait * 2).min(RECHECK_MAX);
     }
 
+    /// The next poll reads the descriptor whatever the wait (the socket said a block is ready).
+    fn read_next_poll(&mut self) {
+        self.at = None;
+    }
+
     /// The block was handed over: the next one may be read at once, and sooner next time.
     fn handed_over(&mut self) {
         self.at = None;
@@ -467,7 +472,12 @@ impl RxQueue for AfPacketRx {
         Ok(())
     }
 
+    /// Back from a sleep on the socket: the first burst reads the block at once, whatever is
+    /// left of the wait (see [`Recheck`]).
     fn intr_disable(&mut self) -> Result<(), EthError> {
+        if let RxRing::V3(r) = &mut self.ring {
+            r.recheck.read_next_poll();
+        }
         Ok(())
     }
 
@@ -513,5 +523,9 @@ mod tests {
             r.handed_over();
         }
         assert_eq!(r.wait, RECHECK_MIN, "down to the minimum");
+        r.still_open(t0);
+        r.read_next_poll();
+        assert!(r.due(at(0)), "woken by the socket: read at once");
+        assert_eq!(r.wait, RECHECK_MIN * 2, "the wait itself is kept");
     }
 }
