@@ -473,7 +473,7 @@ impl RxQueue for AfPacketRx {
     }
 
     /// Back from a sleep on the socket: the first burst reads the block at once, whatever is
-    /// left of the wait (see [`Recheck`]).
+    /// left of the wait before an open block is read again.
     fn intr_disable(&mut self) -> Result<(), EthError> {
         if let RxRing::V3(r) = &mut self.ring {
             r.recheck.read_next_poll();
