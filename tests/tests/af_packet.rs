@@ -12,7 +12,7 @@ use rdk_tests::frames::{
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
-use rdk_tests::netns::need_netns;
+use rdk_tests::netns::{need_netns, set_effective_capabilities};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -363,5 +363,36 @@ fn hybrid_receiver_sleeps_on_the_socket_and_wakes_on_traffic() {
         "slept {sleeps}, woken {wakeups}"
     );
     port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Capabilities are per thread on Linux: a thread without CAP_NET_RAW cannot open the
+/// packet sockets, and the error says what to grant; nothing is taken from the pool.
+#[test]
+fn without_privileges_the_error_says_what_to_grant() {
+    if !need_netns("afp without_privileges_the_error_says_what_to_grant") {
+        return;
+    }
+    let lab = Lab::new("afc");
+    let pool = pool(256);
+    let iface = lab.veth.a.clone();
+    let e = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = lab.rdk.enter().unwrap();
+            set_effective_capabilities(false);
+            let mut p = Port::new(0, AfPacketDriver::new(&iface, 1));
+            let r = p.configure(&PortConfig::queues(1, 1)).and_then(|_| {
+                p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())?;
+                p.tx_queue_setup(0, 512, &TxQueueConfig::default())?;
+                p.start()
+            });
+            // Back, so the guard may return to the original namespace.
+            set_effective_capabilities(true);
+            r.unwrap_err().to_string()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(e.contains("CAP_NET_RAW"), "{e}");
     assert_eq!(pool.available(), pool.size());
 }

@@ -16,7 +16,7 @@ use rdk_tests::frames::{
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
-use rdk_tests::netns::{need_netns, Netns};
+use rdk_tests::netns::{need_netns, set_effective_capabilities, Netns};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -662,36 +662,6 @@ fn without_privileges_the_error_says_what_to_grant() {
     );
     assert_eq!(lab.attached_prog(), 0);
     assert_pool_full(&pool);
-}
-
-/// Clears the calling thread's effective capabilities, or raises them back to the permitted
-/// set (raw capset: this thread only).
-fn set_effective_capabilities(on: bool) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut d = [Data::default(); 2];
-    // SAFETY: capget/capset with a valid header and two data words, as the ABI wants.
-    unsafe {
-        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
-        for w in d.iter_mut() {
-            w.effective = if on { w.permitted } else { 0 };
-        }
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
-    }
 }
 
 /// A started port dropped without stop or close still takes its program off the interface
