@@ -241,6 +241,36 @@ impl Drop for Veth {
     }
 }
 
+/// Clears the calling thread's effective capabilities, or raises them back to the permitted
+/// set (raw capset: this thread only).
+pub fn set_effective_capabilities(on: bool) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset with a valid header and two data words, as the ABI wants.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+        for w in d.iter_mut() {
+            w.effective = if on { w.permitted } else { 0 };
+        }
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,35 +309,5 @@ mod tests {
         drop(x);
         drop(y);
         assert!(!std::path::Path::new(&format!("/var/run/netns/{name}")).exists());
-    }
-}
-
-/// Clears the calling thread's effective capabilities, or raises them back to the permitted
-/// set (raw capset: this thread only).
-pub fn set_effective_capabilities(on: bool) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut d = [Data::default(); 2];
-    // SAFETY: capget/capset with a valid header and two data words, as the ABI wants.
-    unsafe {
-        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
-        for w in d.iter_mut() {
-            w.effective = if on { w.permitted } else { 0 };
-        }
-        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
     }
 }
