@@ -432,5 +432,31 @@ pub fn run<T: OnVfio>(
         faults0,
         "no IOMMU fault: every buffer was given as a mapped IOVA"
     );
+
+    // A restart points the MSI-X vectors at the same eventfds (VFIO_DEVICE_SET_IRQS again):
+    // the handle fetched before it still wakes for the device's next interrupt.
+    rig.port.stop().unwrap();
+    rig.port.start().unwrap();
+    while rig.recv(Duration::from_millis(50), |_| true).is_some() {}
+    rig.port.queues().unwrap().rx[0].intr_enable().unwrap();
+    let _ = irq.ack();
+    let text3 = b"rdk rx interrupt after a restart".to_vec();
+    sock.send_to(&text3, (RDK_IP, UDP_PORT)).unwrap();
+    assert!(
+        irq.wait(Some(Duration::from_secs(5))).unwrap(),
+        "no MSI-X interrupt on the handle fetched before the restart"
+    );
+    rig.port.queues().unwrap().rx[0].intr_disable().unwrap();
+    let got = rig
+        .recv(Duration::from_secs(2), |f| {
+            udp_payload(f, UDP_PORT).is_some()
+        })
+        .expect("the frame that raised the interrupt after the restart");
+    assert_eq!(udp_payload(&got, UDP_PORT).unwrap(), &text3[..]);
+    assert_eq!(
+        iommu_fault_lines(),
+        faults0,
+        "no IOMMU fault after the restart"
+    );
     rig.finish();
 }

@@ -116,6 +116,9 @@ pub struct LegacyPciTransport<D: PciDevice> {
     num_queues: Option<u16>,
     /// Queue index → MSI-X vector, once interrupts are set up.
     vectors: Vec<(u16, u16)>,
+    /// Every interrupt event handed out, reused by the next setup (see
+    /// [`kept_events`](crate::pci::kept_events)).
+    events: Vec<Arc<D::Irq>>,
 }
 
 fn refused(what: &'static str) -> TransportError {
@@ -142,6 +145,7 @@ impl<D: PciDevice> LegacyPciTransport<D> {
             msix_cap,
             num_queues: None,
             vectors: Vec::new(),
+            events: Vec::new(),
         })
     }
 
@@ -240,9 +244,7 @@ impl<D: PciDevice> Transport for LegacyPciTransport<D> {
         if self.msix_cap.is_none() || (self.dev.irq_count(IrqKind::Msix)? as usize) < n {
             return Ok(None);
         }
-        let events: Vec<Arc<D::Irq>> = (0..n)
-            .map(|_| self.dev.irq_event().map(Arc::new))
-            .collect::<Result<_, PciError>>()?;
+        let events = crate::pci::kept_events(&self.dev, &mut self.events, n)?;
         let refs: Vec<&D::Irq> = events.iter().map(|e| &**e).collect();
         self.dev.irq_enable(IrqKind::Msix, &refs)?;
         if !self.msix_enabled()? {

@@ -51,9 +51,9 @@
 //!   on receive interrupts is woken when a recovery begins and when it ends, and should
 //!   burst every queue it runs then (an empty transmit burst will do). Stopping or closing
 //!   the port at any point of a recovery is fine. After a recovery the queues use the
-//!   doorbells and interrupt events the transport handed out again (vhost-user keeps its
-//!   events; a transport that makes new ones leaves an application waiting on the old
-//!   handle one wake-up, sent when the device is back, to fetch the new one).
+//!   doorbells and interrupt events the transport handed out again; both transports keep
+//!   their events (vhost-user its call eventfds, virtio-pci the MSI-X events it points the
+//!   vectors at again), so a wait handle fetched before a recovery or a restart stays valid.
 //! - Buffers are always given to the device as IOVAs (right with `ACCESS_PLATFORM` behind
 //!   an IOMMU, and the only thing rdk has).
 //!

@@ -45,6 +45,8 @@ pub struct PciTransport<D: PciDevice> {
     device: Window<D::Bar>,
     /// Queue index → MSI-X vector, once interrupts are set up.
     vectors: Vec<(u16, u16)>,
+    /// Every interrupt event handed out, reused by the next setup (see [`kept_events`]).
+    events: Vec<Arc<D::Irq>>,
 }
 
 /// A queue's doorbell in the notify structure.
@@ -59,6 +61,21 @@ impl<B: Mmio + 'static> QueueNotify for PciNotify<B> {
     fn notify(&self) {
         self.bar.write16(self.offset, self.queue);
     }
+}
+
+/// The first `n` of the interrupt events a transport keeps, made on first need: each setup
+/// (a start, or a recovery from `DEVICE_NEEDS_RESET`) points the vectors at the same events,
+/// so a queue's wait handle stays valid across it, as vhost-user's call eventfds do. A count
+/// left on a reused event is at most one early wake-up, which a waiter treats as a hint.
+pub(crate) fn kept_events<D: PciDevice>(
+    dev: &D,
+    kept: &mut Vec<Arc<D::Irq>>,
+    n: usize,
+) -> Result<Vec<Arc<D::Irq>>, PciError> {
+    while kept.len() < n {
+        kept.push(Arc::new(dev.irq_event()?));
+    }
+    Ok(kept[..n].to_vec())
 }
 
 fn malformed(what: &'static str) -> TransportError {
@@ -155,6 +172,7 @@ impl<D: PciDevice> PciTransport<D> {
             isr,
             device,
             vectors: Vec::new(),
+            events: Vec::new(),
         })
     }
 
@@ -245,9 +263,7 @@ impl<D: PciDevice> Transport for PciTransport<D> {
         if (self.dev.irq_count(IrqKind::Msix)? as usize) < n {
             return Ok(None);
         }
-        let events: Vec<Arc<D::Irq>> = (0..n)
-            .map(|_| self.dev.irq_event().map(Arc::new))
-            .collect::<Result<_, PciError>>()?;
+        let events = kept_events(&self.dev, &mut self.events, n)?;
         let refs: Vec<&D::Irq> = events.iter().map(|e| &**e).collect();
         self.dev.irq_enable(IrqKind::Msix, &refs)?;
         let (b, o) = self.c();

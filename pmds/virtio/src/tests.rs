@@ -1040,7 +1040,7 @@ fn a_recovery_waits_for_every_queue_and_replays_the_settings() {
 
 /// A queue asleep on its rx interrupt takes part in a recovery: woken when it begins (so it
 /// bursts and lets go of its ring) and when the device is back; afterwards the device's
-/// interrupts reach the event the queue then holds.
+/// interrupts reach the same event (the PCI transport keeps its events across setups).
 #[test]
 fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
     for want in [split_only(), SUPPORTED] {
@@ -1076,6 +1076,13 @@ fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
         let irq = q.rx[0].irq().unwrap().clone();
         q.rx[0].intr_enable().unwrap();
         assert_eq!(irq.ack().unwrap(), 0);
+        // The transport kept its events: the handle the sleeper held is still the queue's.
+        old.signal().unwrap();
+        assert_eq!(
+            irq.ack().unwrap(),
+            1,
+            "the same event as before the recovery"
+        );
         r.dev.deliver(0, &frame(5, 200), RxCsum::None);
         assert!(
             irq.ack().unwrap() >= 1,
@@ -1087,6 +1094,51 @@ fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
         drop(got);
         r.finish();
     }
+}
+
+/// A restart points the MSI-X vectors at the events the queues had: a wait handle fetched
+/// before a stop is still the queue's after the next start, and the device's interrupt reaches it.
+#[test]
+fn rx_interrupt_events_survive_a_restart() {
+    let mut pc = PortConfig::queues(1, 1);
+    pc.rx_interrupts = true;
+    let mut r = rig_with(
+        NetDevConfig::default(),
+        SUPPORTED,
+        pc,
+        rdk_core::mbuf::DEFAULT_DATA_ROOM,
+    );
+    let before = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
+    let config = r.port.driver().config_irq().unwrap().clone();
+    r.port.stop().unwrap();
+    r.port.start().unwrap();
+    let q = r.port.queues().unwrap();
+    let after = q.rx[0].irq().unwrap().clone();
+    q.rx[0].intr_enable().unwrap();
+    let _ = after.ack();
+    before.signal().unwrap();
+    assert_eq!(
+        after.ack().unwrap(),
+        1,
+        "the same event as before the restart"
+    );
+    r.dev.deliver(0, &frame(3, 90), RxCsum::None);
+    assert!(
+        before.ack().unwrap() >= 1,
+        "the device's interrupt reaches the old handle"
+    );
+    let _ = config.ack();
+    r.dev.set_link(false);
+    assert!(
+        config.ack().unwrap() >= 1,
+        "and the configuration event too"
+    );
+    r.dev.set_link(true);
+    r.port.queues().unwrap().rx[0].intr_disable().unwrap();
+    let got = r.rx_all(0, 1);
+    assert_eq!(bytes_of(&got[0]), frame(3, 90));
+    drop(got);
+    r.finish();
 }
 
 /// A device that turns hostile mid-traffic: the driver counts, never panics, and every mbuf
