@@ -396,3 +396,20 @@ fn without_privileges_the_error_says_what_to_grant() {
     assert!(e.contains("CAP_NET_RAW"), "{e}");
     assert_eq!(pool.available(), pool.size());
 }
+
+/// A port on an interface the namespace does not have: a typed error at configure that says
+/// so and what to check.
+#[test]
+fn missing_interface_is_a_typed_error() {
+    if !need_netns("afp missing_interface_is_a_typed_error") {
+        return;
+    }
+    let lab = Lab::new("afn");
+    let e = {
+        let _inside = lab.rdk.enter().unwrap();
+        let mut p = Port::new(0, AfPacketDriver::new("rdk-nope0", 1));
+        p.configure(&PortConfig::queues(1, 1)).unwrap_err()
+    };
+    assert!(e.to_string().contains("interface not found"), "{e}");
+    assert!(e.to_string().contains("ip link"), "{e}");
+}
