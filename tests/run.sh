@@ -10,8 +10,8 @@
 # rdk and DPDK in the same run, quick mode), vm (the QEMU lab guest: builds both guest
 # variants, boots each once with the os-linux vfio_guest test binary, then once more with
 # rdk-pmd-af-xdp's zc_guest binary: net_af_xdp on the guest kernel's virtio_net, stock and
-# rebuilt with zero-copy RX; then on igb with zero-copy RX and TX, in a second guest whose
-# kernel is Debian's 6.18: 6.12's igb has no AF_XDP zero-copy).
+# rebuilt with zero-copy RX; then on the stock igb and virtio_net of a second guest whose
+# kernel is Debian's 6.18, zero-copy RX and TX: 6.12's igb has no AF_XDP zero-copy at all).
 # Under CI=true a missing prerequisite (root, hugepages, DPDK) is a failure, not a skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -239,19 +239,24 @@ xsk_diag_ko() {
 		mv "$ko.tmp" "$ko" && echo "$ko"
 }
 
-# zc_guest_kernel SRC-CACHE OUT-CACHE : builds OUT-CACHE, a second lab guest for the igb
-# zero-copy run. Linux 6.12's igb has no AF_XDP zero-copy (igb_xsk.c came in 6.14), so this
-# guest's kernel is Debian's newest 6.18 from trixie-backports: the last series Debian ships
-# as one linux-image deb, the layout build-guest.sh unpacks. The deb is only downloaded,
-# through a private apt configuration in OUT-CACHE/apt (the host's sources stay as they are);
-# busybox comes from SRC-CACHE. Once built, the kernel package named in OUT-CACHE's manifest
-# is reused without asking the archive.
+# zc_guest_kernel SRC-CACHE OUT-CACHE : builds OUT-CACHE, a second lab guest for the zero-copy
+# TX run. Linux 6.12's igb has no AF_XDP zero-copy (igb_xsk.c came in 6.14), nor has its
+# virtio_net zero-copy TX (6.13), so this guest's kernel is Debian's newest 6.18 from
+# trixie-backports: the last series Debian ships as one linux-image deb, the layout
+# build-guest.sh unpacks (from 6.19 on it is split into linux-binary and linux-modules). The
+# deb is only downloaded, from the archive the host's own bookworm source names, through a
+# private apt configuration in OUT-CACHE/apt (the host's sources stay as they are); busybox
+# comes from SRC-CACHE. Once built, the kernel package named in OUT-CACHE's manifest is
+# reused without asking the archive.
 zc_guest_kernel() {
-	local src=$1 out=$2 conf kpkg
+	local src=$1 out=$2 conf kpkg uri
 	conf=$out/apt/apt.conf
 	mkdir -p "$out/apt/lists/partial" "$out/apt/cache/archives/partial" "$out/apt/parts" "$out/debs"
-	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main\n' \
-		>"$out/apt/sources.list"
+	uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
+		awk '$2 == "bookworm" {print $1; exit}')
+	[ -n "$uri" ] || { echo "zc_guest_kernel: the host's apt sources name no bookworm archive" >&2; return 1; }
+	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s trixie-backports main\n' \
+		"$uri" >"$out/apt/sources.list"
 	printf 'Dir::Etc::sourcelist "%s";\nDir::Etc::sourceparts "%s";\nDir::State::Lists "%s";\nDir::Cache "%s";\nDir::State::status "/dev/null";\n' \
 		"$out/apt/sources.list" "$out/apt/parts" "$out/apt/lists" "$out/apt/cache" >"$conf"
 	kpkg=$(sed -n 's/^kernel_pkg: \([^ ]*\) .*/\1/p' "$out/manifest.txt" 2>/dev/null)
@@ -309,7 +314,7 @@ vm() {
 		VM_BIN=$ROOT/tests/vm/zc_guest.sh vm_boot "$cache" zc_guest_virtio --nics virtio --peer virtio \
 			--file "$zc_bin:/payload/zc_guest" --file "$xsk_ko:/payload/virtio_net-xsk.ko" \
 			--file "$diag:/payload/xsk_diag.ko" &&
-		VM_BIN=$ROOT/tests/vm/zc_guest.sh vm_boot "$cache-zc" zc_guest_igb --nics igb --peer virtio \
+		VM_BIN=$ROOT/tests/vm/zc_guest.sh vm_boot "$cache-zc" zc_guest --nics igb,virtio --peer virtio \
 			--file "$zc_bin:/payload/zc_guest" --file "$diag_zc:/payload/xsk_diag.ko"
 	rc=$?
 	rm -rf "$shim"

@@ -1,6 +1,7 @@
 //! `net_af_xdp` on a real NIC driver, inside the VM lab's QEMU guest (/work/shared/lab/vm):
-//! the lab's modern virtio-net NIC is taken from vfio-pci, given to the guest kernel's
-//! `virtio_net` (and given back at the end, by a guard if the test fails), and driven through
+//! the lab's modern virtio-net NIC (or its igb) is taken from vfio-pci, given to the guest
+//! kernel's `virtio_net` (`igb`) and given back at the end (by a guard if the test fails), and
+//! driven through
 //! AF_XDP with rdk's program attached in native (driver) mode, against the kernel-driven peer
 //! NIC on the same QEMU hub: raw 0x88b5 frames both ways, byte-exact, exact counts, every
 //! mbuf back after stop and close, the program gone. One run binds as the driver allows, one
@@ -16,20 +17,22 @@
 //! stock driver (the refusal is checked), then with the same 6.12 driver rebuilt with the
 //! receive path switched on and [`RX_ONLY_ENV`] set (zero-copy is required; the received
 //! frames must be byte-exact in the pool's mbufs; TX frames the driver never completes must
-//! come back at stop, after the kernel released the pool). On a guest kernel whose driver
-//! offers zero-copy TX too, the full zero-copy checks apply by themselves.
+//! come back at stop, after the kernel released the pool).
 //!
-//! The same checks run on the lab's igb NIC (QEMU's 82576 model) with the guest kernel's own
-//! `igb` driver, which has AF_XDP zero-copy RX and TX since Linux 6.14 (`igb_xsk.c`); Linux
-//! 6.12's `igb` has none (its XDP features are `basic | redirect`, no `igb_xsk` symbol), so
-//! `tests/run.sh` boots that run on a second guest whose kernel is Debian's 6.18 (from
-//! trixie-backports, unchanged) with `--nics igb --peer virtio` and [`ZC_TX_ENV`] set:
-//! zero-copy is then required both ways, and the `force_copy=1` run is left to the virtio
-//! boot (each XDP attach and detach resets an igb). Frames of 60 to 1514 bytes, and mbuf
-//! chains (which the PMD copies into one UMEM buffer and sends by address too), go out from
-//! rdk's UMEM by address and must reach the peer byte-exact with exact counts; the kernel's
-//! own view of the bind (`xsk_diag`: the UMEM's zero-copy flag) must agree with rdk's when it
-//! is there (`tests/vm/zc_guest.sh` loads the module in both boots).
+//! Zero-copy TX is checked on a second guest whose kernel is Debian's 6.18 (from
+//! trixie-backports, unchanged), booted by `tests/run.sh` with `--nics igb,virtio --peer
+//! virtio` and [`ZC_TX_ENV`] set: there both the stock `igb` (QEMU's 82576 model; AF_XDP
+//! zero-copy RX and TX since Linux 6.14, `igb_xsk.c`) and the stock `virtio_net` (since 6.13)
+//! must bind zero-copy and carry traffic both ways. Linux 6.12's `igb` has no zero-copy at
+//! all (its XDP features are `basic | redirect`, no `igb_xsk` symbol): with [`ZC_TX_ENV`] set
+//! it fails the test with that reason. Frames of 60 to 1514 bytes, and mbuf chains (which the
+//! PMD copies into one UMEM buffer and sends by address too), go out from rdk's UMEM by
+//! address and must reach the peer byte-exact with exact counts. The `force_copy=1` run is
+//! left to the 6.12 boot (each XDP attach and detach resets an igb, about 3 s of TCG time).
+//! The raw 0x88b5 frames carry no IP header, so the igb's RSS leaves them on queue 0.
+//!
+//! In both guests the kernel's own view of each bind (`xsk_diag`: the UMEM's zero-copy
+//! flag; `tests/vm/zc_guest.sh` loads the module) must agree with rdk's.
 //!
 //! Outside the lab (`VMLAB_VIRTIO_BDF`, `VMLAB_IGB_BDF` unset) each test prints SKIPPED and
 //! passes, as os-linux's `vfio_guest` does; the `vm` tier refuses a SKIPPED line.
@@ -709,7 +712,8 @@ fn check_nic(nic: &LabNic) {
         ),
         (false, false) if zc_tx => panic!(
             "{ZC_TX_ENV}=1 but {iface}'s driver ({} of kernel {kernel}) does not advertise \
-             xsk-zerocopy (xdp-features {features:#x}); igb has it from Linux 6.14 on",
+             xsk-zerocopy (xdp-features {features:#x}); igb has it from Linux 6.14 on, \
+             virtio_net from 6.13",
             nic.net_driver
         ),
         (false, false) => {
@@ -730,7 +734,7 @@ fn check_nic(nic: &LabNic) {
     let auto = format!("net_af_xdp0,iface={iface},start_queue=0,queue_count=1");
     run(nic, &iface, &peer, &auto, expect, &mut log_from);
     if zc_tx {
-        // Copy mode is the virtio boot's to check; on igb each program attach and detach
+        // Copy mode is the 6.12 boot's to check; on igb each program attach and detach
         // resets the NIC, and the run would add some 6 s of TCG time.
         note("force_copy=1 not run: the zero-copy run is what this boot is for");
     } else {
