@@ -152,7 +152,7 @@ vm_boot() {
 		echo "$out" | grep -E '^test ' | tail -3
 		echo "vm_boot: the guest timed out (TCG hang?); booting it once more"
 	done
-	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread |== zc_guest|\[zc_guest\] (bind mode|kernel:|kernel view|rdk -> peer|peer -> rdk|.*xsk-zerocopy))' | head -80
+	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread |== zc_guest|\[zc_guest\] (bind mode|kernel:|kernel view|rdk -> peer|peer -> rdk|bulk|.*xsk-zerocopy))' | head -80
 	[ $rc = 0 ] || { echo "$out" | tail -30; return 1; }
 	echo "$out" | grep -q SKIPPED && return 1
 	echo "$out" | grep -Eq 'test result: ok\. [1-9][0-9]* passed' || return 1

@@ -27,7 +27,8 @@
 //! all (its XDP features are `basic | redirect`, no `igb_xsk` symbol): with [`ZC_TX_ENV`] set
 //! it fails the test with that reason. Frames of 60 to 1514 bytes, and mbuf chains (which the
 //! PMD copies into one UMEM buffer and sends by address too), go out from rdk's UMEM by
-//! address and must reach the peer byte-exact with exact counts. The `force_copy=1` run is
+//! address and must reach the peer byte-exact with exact counts; then 1536 numbered 60-byte
+//! frames each way, in rounds of 64, wrap every ring several times. The `force_copy=1` run is
 //! left to the 6.12 boot (each XDP attach and detach resets an igb, about 3 s of TCG time).
 //! The raw 0x88b5 frames carry no IP header, so the igb's RSS leaves them on queue 0.
 //!
@@ -286,9 +287,9 @@ impl PeerSock {
         );
     }
 
-    /// Frames that arrived (not the peer's own): until `idle` passes without one, or 300 ms
-    /// after the `want`-th (to catch extras).
-    fn receive(&self, want: usize, idle: Duration) -> Vec<Vec<u8>> {
+    /// Frames that arrived (not the peer's own): until `idle` passes without one, or
+    /// `linger` after the `want`-th (to catch extras).
+    fn receive(&self, want: usize, idle: Duration, linger: Duration) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         let mut deadline = Instant::now() + idle;
         let mut buf = vec![0u8; 4096];
@@ -311,12 +312,7 @@ impl PeerSock {
                 continue; // a receive-timeout tick, or the peer's own frame
             }
             got.push(buf[..n as usize].to_vec());
-            deadline = Instant::now()
-                + if got.len() >= want {
-                    Duration::from_millis(300)
-                } else {
-                    idle
-                };
+            deadline = Instant::now() + if got.len() >= want { linger } else { idle };
         }
         got
     }
@@ -382,6 +378,29 @@ fn diagnose(port: &Port<AfXdpDriver>, iface: &str) {
     }
 }
 
+/// What `port` receives: until `want` arrived (or 5 s passed), then for `linger` more (to
+/// catch extras).
+fn rdk_receive(port: &mut Port<AfXdpDriver>, want: usize, linger: Duration) -> Vec<Mbuf> {
+    let mut rx: Vec<Mbuf> = Vec::new();
+    let mut burst: [Option<Mbuf>; 32] = Default::default();
+    let mut poll = |rx: &mut Vec<Mbuf>| {
+        let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
+        rx.extend(burst[..n].iter_mut().filter_map(Option::take));
+        n
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) && rx.len() < want {
+        if poll(&mut rx) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    if !linger.is_zero() {
+        std::thread::sleep(linger);
+        poll(&mut rx);
+    }
+    rx
+}
+
 /// Sends `frames` from the peer and checks that `port` receives exactly them, byte-exact and
 /// in order, in mbufs of `pool` at the usual data offset.
 fn peer_to_rdk(
@@ -394,20 +413,7 @@ fn peer_to_rdk(
     for f in frames {
         psock.send(f);
     }
-    let mut rx: Vec<Mbuf> = Vec::new();
-    let mut burst: [Option<Mbuf>; 32] = Default::default();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) && rx.len() < frames.len() {
-        let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
-        rx.extend(burst[..n].iter_mut().filter_map(Option::take));
-        if n == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    // Anything more arriving would be counted too.
-    std::thread::sleep(Duration::from_millis(300));
-    let n = port.queues().unwrap().rx[0].rx_burst(&mut burst);
-    rx.extend(burst[..n].iter_mut().filter_map(Option::take));
+    let rx = rdk_receive(port, frames.len(), Duration::from_millis(300));
     let got: Vec<Vec<u8>> = rx.iter().map(|m| m.data().to_vec()).collect();
     note(&format!(
         "peer -> rdk: sent {}, rdk received {}",
@@ -469,6 +475,93 @@ fn send_all(port: &mut Port<AfXdpDriver>, pool: &PktMbufPool, frames: &[Vec<u8>]
         }
     }
     sent
+}
+
+/// Frames per direction in [`bulk`], and per round.
+const BULK: usize = 1536;
+const BULK_ROUND: usize = 64;
+
+/// [`BULK`] short frames each way in rounds of [`BULK_ROUND`] (the next round only once the
+/// last arrived whole, so no socket overflows): every ring of the socket and of the NIC
+/// wraps several times, in both directions, with completions and fill-ring refills in
+/// between. Each frame carries its number; every one must arrive byte-exact, in order. Every
+/// [`CHAIN_EVERY`]th frame rdk sends is a chain, as in [`send_all`].
+fn bulk(
+    port: &mut Port<AfXdpDriver>,
+    pool: &PktMbufPool,
+    psock: &PeerSock,
+    macs: ([u8; 6], [u8; 6]),
+    iface: &str,
+) {
+    let (rdk_mac, peer_mac) = macs;
+    let short = |dst: [u8; 6], src: [u8; 6], n: usize| {
+        let mut f = frame(dst, src, 0x3c, 0);
+        f.truncate(60);
+        f[14..18].copy_from_slice(&(n as u32).to_be_bytes());
+        f
+    };
+    let (mut into_rdk, mut into_peer) = (0, 0);
+    for r in 0..BULK / BULK_ROUND {
+        let inn: Vec<Vec<u8>> = (0..BULK_ROUND)
+            .map(|k| short(rdk_mac, peer_mac, r * BULK_ROUND + k))
+            .collect();
+        for f in &inn {
+            psock.send(f);
+        }
+        let rx = rdk_receive(port, inn.len(), Duration::ZERO);
+        let got: Vec<Vec<u8>> = rx.iter().map(|m| m.data().to_vec()).collect();
+        drop(rx);
+        if got != inn {
+            diagnose(port, iface);
+        }
+        assert_eq!(got.len(), inn.len(), "bulk round {r}: exact count at rdk");
+        assert!(got == inn, "bulk round {r}: byte-exact at rdk, in order");
+        into_rdk += got.len();
+
+        let out: Vec<Vec<u8>> = (0..BULK_ROUND)
+            .map(|k| short(peer_mac, rdk_mac, r * BULK_ROUND + k))
+            .collect();
+        assert_eq!(
+            send_all(port, pool, &out),
+            out.len(),
+            "bulk round {r}: queued"
+        );
+        let got = psock.receive(out.len(), Duration::from_secs(3), Duration::ZERO);
+        if got != out {
+            diagnose(port, iface);
+        }
+        assert_eq!(
+            got.len(),
+            out.len(),
+            "bulk round {r}: exact count at the peer"
+        );
+        assert!(
+            got == out,
+            "bulk round {r}: byte-exact at the peer, in order"
+        );
+        into_peer += got.len();
+    }
+    // Nothing more in either direction.
+    assert!(rdk_receive(port, 0, Duration::from_millis(200)).is_empty());
+    assert!(psock
+        .receive(0, Duration::from_millis(200), Duration::ZERO)
+        .is_empty());
+    note(&format!(
+        "bulk: peer -> rdk {into_rdk} of {BULK}, rdk -> peer {into_peer} of {BULK} \
+         (60-byte frames, rounds of {BULK_ROUND}), byte-exact"
+    ));
+}
+
+/// Reaps the completion ring with empty bursts (a driver frees sent frames a little later)
+/// until nothing is in flight or a second passed; what is still in flight.
+fn reap_tx(port: &mut Port<AfXdpDriver>) -> u32 {
+    let q = &mut port.queues().unwrap().tx[0];
+    let t0 = Instant::now();
+    while q.in_flight() > 0 && t0.elapsed() < Duration::from_secs(1) {
+        q.tx_burst(&mut []);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    q.in_flight()
 }
 
 /// What one run (one devargs string) must show.
@@ -572,15 +665,12 @@ fn run(nic: &LabNic, iface: &str, peer: &str, devargs: &str, expect: Expect, log
         .collect();
     let sent = send_all(&mut port, &pool, &out);
     assert_eq!(sent, out.len(), "rdk queued every frame");
-    let got = psock.receive(out.len(), Duration::from_secs(3));
-    // Empty bursts reap the completion ring (a driver frees sent frames a little later).
-    let q = &mut port.queues().unwrap().tx[0];
-    let t0 = Instant::now();
-    while q.in_flight() > 0 && t0.elapsed() < Duration::from_secs(1) {
-        q.tx_burst(&mut []);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let in_flight = q.in_flight();
+    let got = psock.receive(
+        out.len(),
+        Duration::from_secs(3),
+        Duration::from_millis(300),
+    );
+    let in_flight = reap_tx(&mut port);
     note(&format!(
         "rdk -> peer: sent {}, peer received {}, {in_flight} not completed by the kernel",
         out.len(),
@@ -604,6 +694,19 @@ fn run(nic: &LabNic, iface: &str, peer: &str, devargs: &str, expect: Expect, log
             chains,
             "sent by address from the UMEM pool (the chains once copied into one buffer)"
         );
+        if matches!(expect, Expect::ZeroCopy { tx: true }) {
+            bulk(&mut port, &pool, &psock, (rdk_mac, peer_mac), iface);
+            assert_eq!(reap_tx(&mut port), 0, "every bulk frame was completed");
+            let st = port.stats();
+            let want = (inn.len() + BULK) as u64;
+            assert_eq!((st.ipackets, st.opackets), (want, want), "port counts");
+            let bulk_chains = BULK / BULK_ROUND * (0..BULK_ROUND).filter(|&i| chained(i)).count();
+            assert_eq!(
+                xstat(&port, "tx_copied"),
+                chains + bulk_chains as u64,
+                "bulk sent by address but for its chains"
+            );
+        }
     }
 
     diagnose(&port, iface);
