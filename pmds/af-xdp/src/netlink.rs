@@ -16,6 +16,7 @@
 #![allow(unsafe_code)] // socket, bind, send, recv on our netlink descriptor.
 
 use nix::errno::Errno;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const RTM_NEWLINK: u16 = 16;
@@ -173,6 +174,26 @@ fn transact(
     body: &[u8],
     want: u16,
 ) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    exchange(fd, kind, flags, seq, body, want, |reply| {
+        out = reply.to_vec();
+        ControlFlow::Break(())
+    })?;
+    Ok(out)
+}
+
+/// Sends one request and hands each reply body of kind `want` with the same sequence number
+/// to `each`, until it breaks, an ack or `NLMSG_DONE` ends the answer, or an error ack (whose
+/// code is returned) does.
+fn exchange(
+    fd: &OwnedFd,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    body: &[u8],
+    want: u16,
+    mut each: impl FnMut(&[u8]) -> ControlFlow<()>,
+) -> Result<(), Errno> {
     let mut msg = Vec::with_capacity(16 + body.len());
     msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
     msg.extend_from_slice(&kind.to_ne_bytes());
@@ -205,13 +226,13 @@ fn transact(
                             .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
                             .ok_or(Errno::EPROTO)?;
                         return if code == 0 {
-                            Ok(Vec::new())
+                            Ok(())
                         } else {
                             Err(Errno::from_raw(-code))
                         };
                     }
-                    NLMSG_DONE => return Ok(Vec::new()),
-                    k if k == want => return Ok(reply.to_vec()),
+                    NLMSG_DONE => return Ok(()),
+                    k if k == want && each(reply).is_break() => return Ok(()),
                     _ => {}
                 }
             }
@@ -288,6 +309,83 @@ pub fn xdp_features(ifindex: u32) -> Result<u64, Errno> {
 fn parse_xdp_features(reply: &[u8]) -> Option<u64> {
     let p = genl_attr(reply, NETDEV_A_DEV_XDP_FEATURES)?;
     Some(u64::from_ne_bytes(p.get(..8)?.try_into().ok()?))
+}
+
+/// `SOCK_DIAG_BY_FAMILY`, `NLM_F_DUMP` (linux/sock_diag.h, linux/netlink.h).
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_DUMP: u16 = 0x300;
+/// `XDP_SHOW_INFO | XDP_SHOW_UMEM`, `XDP_DIAG_INFO`, `XDP_DIAG_UMEM`, `XDP_DU_F_ZEROCOPY`
+/// (linux/xdp_diag.h).
+const XDP_SHOW_INFO_UMEM: u32 = 1 | 1 << 2;
+const XDP_DIAG_INFO: u16 = 1;
+const XDP_DIAG_UMEM: u16 = 5;
+const XDP_DU_F_ZEROCOPY: u32 = 1;
+/// `struct xdp_diag_msg` (family, type, pad, inode, cookie) before the attributes.
+const XDP_DIAG_MSG_LEN: usize = 16;
+/// `struct xdp_diag_umem`: `flags` is the u32 at byte 32 (after size, id, num_pages,
+/// chunk_size, headroom, ifindex, queue_id).
+const XDP_DIAG_UMEM_FLAGS_AT: usize = 32;
+
+/// One AF_XDP socket as the kernel reports it (`sock_diag` for `AF_XDP`, the `xsk_diag`
+/// module, `CONFIG_XDP_SOCKETS_DIAG`): the kernel's own view of a bind, next to what the
+/// bind call returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XskDiag {
+    /// The socket's inode number.
+    pub ino: u32,
+    /// The interface it is bound to, 0 if unbound.
+    pub ifindex: u32,
+    /// The queue it is bound to.
+    pub queue_id: u32,
+    /// Its UMEM is bound in zero-copy mode (`XDP_DU_F_ZEROCOPY`): the driver DMAs to and
+    /// from the UMEM itself.
+    pub zero_copy: bool,
+}
+
+/// Every AF_XDP socket of the current network namespace, from a `sock_diag` dump. `ENOENT`
+/// when the kernel has no `xsk_diag` (the module is not loaded and cannot be).
+pub fn xsk_sockets() -> Result<Vec<XskDiag>, Errno> {
+    let fd = open_socket(libc::NETLINK_SOCK_DIAG)?;
+    // struct xdp_diag_req: family, protocol, pad, inode (0: all), show, cookie.
+    let mut req = vec![libc::AF_XDP as u8, 0, 0, 0];
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&XDP_SHOW_INFO_UMEM.to_ne_bytes());
+    req.extend_from_slice(&[0xff; 8]);
+    let mut out = Vec::new();
+    let kind = SOCK_DIAG_BY_FAMILY;
+    exchange(&fd, kind, NLM_F_DUMP, 1, &req, kind, |body| {
+        out.extend(parse_xsk_diag(body));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// One `SOCK_DIAG_BY_FAMILY` reply body for an AF_XDP socket; `None` if it is not one or too
+/// short for its header.
+fn parse_xsk_diag(body: &[u8]) -> Option<XskDiag> {
+    if body.len() < XDP_DIAG_MSG_LEN || body[0] != libc::AF_XDP as u8 {
+        return None;
+    }
+    let mut d = XskDiag {
+        ino: u32_of(&body[4..])?,
+        ifindex: 0,
+        queue_id: 0,
+        zero_copy: false,
+    };
+    for (kind, p) in attrs(&body[XDP_DIAG_MSG_LEN..]) {
+        match kind {
+            XDP_DIAG_INFO => {
+                d.ifindex = u32_of(p).unwrap_or(0);
+                d.queue_id = p.get(4..).and_then(u32_of).unwrap_or(0);
+            }
+            XDP_DIAG_UMEM => {
+                let flags = p.get(XDP_DIAG_UMEM_FLAGS_AT..).and_then(u32_of);
+                d.zero_copy = flags.is_some_and(|f| f & XDP_DU_F_ZEROCOPY != 0);
+            }
+            _ => {}
+        }
+    }
+    Some(d)
 }
 
 impl Rtnl {
@@ -409,6 +507,59 @@ mod tests {
         for n in 0..24 {
             let _ = parse_xdp_features(&vec![0xffu8; n]);
         }
+    }
+
+    #[test]
+    fn parses_xsk_diag_and_refuses_short_replies() {
+        let mut body = vec![libc::AF_XDP as u8, 3, 0, 0];
+        body.extend_from_slice(&4242u32.to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        let mut info = 9u32.to_ne_bytes().to_vec();
+        info.extend_from_slice(&2u32.to_ne_bytes());
+        push_attr(&mut body, XDP_DIAG_INFO, &info);
+        let mut umem = vec![0u8; 40];
+        umem[XDP_DIAG_UMEM_FLAGS_AT..XDP_DIAG_UMEM_FLAGS_AT + 4]
+            .copy_from_slice(&XDP_DU_F_ZEROCOPY.to_ne_bytes());
+        push_attr(&mut body, XDP_DIAG_UMEM, &umem);
+        assert_eq!(
+            parse_xsk_diag(&body),
+            Some(XskDiag {
+                ino: 4242,
+                ifindex: 9,
+                queue_id: 2,
+                zero_copy: true
+            })
+        );
+        // A UMEM attribute cut before its flags says nothing about zero-copy.
+        let mut cut = body[..XDP_DIAG_MSG_LEN].to_vec();
+        push_attr(&mut cut, XDP_DIAG_UMEM, &umem[..XDP_DIAG_UMEM_FLAGS_AT + 2]);
+        assert!(!parse_xsk_diag(&cut).unwrap().zero_copy);
+        let mut other = body.clone();
+        other[0] = libc::AF_INET as u8;
+        assert_eq!(parse_xsk_diag(&other), None, "not an AF_XDP socket");
+        for n in 0..body.len() {
+            let _ = parse_xsk_diag(&body[..n]);
+            let _ = parse_xsk_diag(&vec![0xffu8; n]);
+        }
+        assert_eq!(parse_xsk_diag(&body[..XDP_DIAG_MSG_LEN - 1]), None);
+    }
+
+    #[test]
+    fn xsk_sockets_lists_an_unbound_socket_or_says_why_not() {
+        // Needs CAP_NET_RAW for the AF_XDP socket; a kernel without xsk_diag says ENOENT.
+        let Ok(s) = crate::sys::xsk_socket() else {
+            eprintln!("no AF_XDP socket (not root?): skipped");
+            return;
+        };
+        match xsk_sockets() {
+            Ok(all) => {
+                let ours = all.iter().find(|d| d.ifindex == 0 && !d.zero_copy);
+                assert!(ours.is_some(), "our unbound socket is listed: {all:?}");
+            }
+            Err(Errno::ENOENT) => eprintln!("no xsk_diag in this kernel"),
+            Err(e) => panic!("sock_diag dump: {e}"),
+        }
+        drop(s);
     }
 
     #[test]
