@@ -241,6 +241,22 @@ impl Drop for Veth {
     }
 }
 
+/// Runs `f` on a thread of its own inside `ns` with no effective capabilities (they are per
+/// thread on Linux), raising them back before the thread returns to its namespace.
+pub fn without_capabilities<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter().unwrap();
+            set_effective_capabilities(false);
+            let r = f();
+            set_effective_capabilities(true);
+            r
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// Clears the calling thread's effective capabilities, or raises them back to the permitted
 /// set (raw capset: this thread only).
 pub fn set_effective_capabilities(on: bool) {

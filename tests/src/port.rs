@@ -1,6 +1,6 @@
 //! Port helpers for tests.
 
-use rdk_core::ethdev::{Driver, Port, PortConfig, RxQueueConfig, TxQueueConfig};
+use rdk_core::ethdev::{Driver, EthError, Port, PortConfig, RxQueueConfig, TxQueueConfig};
 use rdk_core::mbuf::PktMbufPool;
 use rdk_core::udp::IfaceConfig;
 use std::net::Ipv4Addr;
@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 
 /// A started port 0 over `driver`: one queue pair of `ring` descriptors, receiving into `pool`.
 pub fn started<D: Driver>(driver: D, pool: &PktMbufPool, ring: u16) -> Port<D> {
+    try_started(driver, pool, ring).unwrap_or_else(|e| panic!("port start: {e}"))
+}
+
+/// [`started`], or the first error of configure, queue setup or start.
+pub fn try_started<D: Driver>(
+    driver: D,
+    pool: &PktMbufPool,
+    ring: u16,
+) -> Result<Port<D>, EthError> {
     let mut p = Port::new(0, driver);
-    p.configure(&PortConfig::queues(1, 1)).unwrap();
-    p.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())
-        .unwrap();
-    p.tx_queue_setup(0, ring, &TxQueueConfig::default())
-        .unwrap();
-    p.start().unwrap();
-    p
+    p.configure(&PortConfig::queues(1, 1))?;
+    p.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())?;
+    p.tx_queue_setup(0, ring, &TxQueueConfig::default())?;
+    p.start()?;
+    Ok(p)
 }
 
 /// A UDP stack's interface: `mac` and `ip` on a /24, no gateway, MTU 1500.

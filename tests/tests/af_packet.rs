@@ -12,7 +12,8 @@ use rdk_tests::frames::{
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
-use rdk_tests::netns::{need_netns, set_effective_capabilities};
+use rdk_tests::netns::{need_netns, without_capabilities};
+use rdk_tests::port::try_started;
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -375,24 +376,9 @@ fn without_privileges_the_error_says_what_to_grant() {
     }
     let lab = Lab::new("afc");
     let pool = pool(256);
-    let iface = lab.veth.a.clone();
-    let e = std::thread::scope(|s| {
-        s.spawn(|| {
-            let _inside = lab.rdk.enter().unwrap();
-            set_effective_capabilities(false);
-            let mut p = Port::new(0, AfPacketDriver::new(&iface, 1));
-            let r = p.configure(&PortConfig::queues(1, 1)).and_then(|_| {
-                p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())?;
-                p.tx_queue_setup(0, 512, &TxQueueConfig::default())?;
-                p.start()
-            });
-            // Back, so the guard may return to the original namespace.
-            set_effective_capabilities(true);
-            r.unwrap_err().to_string()
-        })
-        .join()
-        .unwrap()
-    });
+    let drv = AfPacketDriver::new(&lab.veth.a, 1);
+    let e = without_capabilities(&lab.rdk, || try_started(drv, &pool, 512).err());
+    let e = e.expect("started without CAP_NET_RAW").to_string();
     assert!(e.contains("CAP_NET_RAW"), "{e}");
     assert_eq!(pool.available(), pool.size());
 }

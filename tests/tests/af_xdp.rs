@@ -16,7 +16,7 @@ use rdk_tests::frames::{
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
-use rdk_tests::netns::{need_netns, set_effective_capabilities, Netns};
+use rdk_tests::netns::{need_netns, without_capabilities, Netns};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -641,18 +641,10 @@ fn without_privileges_the_error_says_what_to_grant() {
     let lab = Lab::new("xc");
     let pool = pool(256);
     let iface = lab.veth.a.clone();
-    let r = std::thread::scope(|s| {
-        s.spawn(|| {
-            let _inside = lab.rdk.enter().unwrap();
-            set_effective_capabilities(false);
-            let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
-            let e = p.configure(&PortConfig::queues(1, 1)).unwrap_err();
-            // Back, so the guard may return to the original namespace.
-            set_effective_capabilities(true);
-            (e.to_string(), p.driver().last_error().cloned())
-        })
-        .join()
-        .unwrap()
+    let r = without_capabilities(&lab.rdk, || {
+        let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+        let e = p.configure(&PortConfig::queues(1, 1)).unwrap_err();
+        (e.to_string(), p.driver().last_error().cloned())
     });
     assert!(r.0.contains("CAP_NET_ADMIN"), "{}", r.0);
     assert!(

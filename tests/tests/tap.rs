@@ -13,8 +13,8 @@ use rdk_tests::frames::{
     self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
     PY_UDP_SEND,
 };
-use rdk_tests::netns::{need_netns, set_effective_capabilities, unique_name, Netns, Veth};
-use rdk_tests::port::await_link;
+use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
+use rdk_tests::port::{await_link, try_started};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -461,23 +461,9 @@ fn without_privileges_the_error_says_what_to_grant() {
     let ns = Netns::new("tapc").unwrap();
     let pool = pool(256);
     let iface = unique_name("tap");
-    let e = std::thread::scope(|s| {
-        s.spawn(|| {
-            let _inside = ns.enter().unwrap();
-            set_effective_capabilities(false);
-            let mut p = Port::new(0, TapDriver::new(&iface));
-            let r = p.configure(&PortConfig::queues(1, 1)).and_then(|_| {
-                p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())?;
-                p.tx_queue_setup(0, 512, &TxQueueConfig::default())?;
-                p.start()
-            });
-            // Back, so the guard may return to the original namespace.
-            set_effective_capabilities(true);
-            r.unwrap_err().to_string()
-        })
-        .join()
-        .unwrap()
-    });
+    let drv = TapDriver::new(&iface);
+    let e = without_capabilities(&ns, || try_started(drv, &pool, 512).err());
+    let e = e.expect("started without CAP_NET_ADMIN").to_string();
     assert!(e.contains("CAP_NET_ADMIN"), "{e}");
     assert!(
         ns.exec(&["ip", "link", "show", &iface]).is_err(),
