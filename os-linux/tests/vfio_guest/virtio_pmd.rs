@@ -281,6 +281,37 @@ impl<T: Transport> Rig<T> {
         None
     }
 
+    /// Interrupt mode: drains the queue, arms it, has the peer's `sock` send `text` to rdk,
+    /// sleeps on `irq` (an event the queue's vector signals), receives the datagram. Returns
+    /// how long the wake-up took; `what` names the step in a failure.
+    pub fn receive_by_interrupt(
+        &mut self,
+        irq: &impl EventNotifier,
+        sock: &UdpSocket,
+        text: &[u8],
+        what: &str,
+    ) -> Duration {
+        while self.recv(Duration::from_millis(50), |_| true).is_some() {}
+        self.port.queues().unwrap().rx[0].intr_enable().unwrap();
+        let _ = irq.ack();
+        let t0 = Instant::now();
+        sock.send_to(text, (RDK_IP, UDP_PORT)).unwrap();
+        assert!(
+            irq.wait(Some(Duration::from_secs(5))).unwrap(),
+            "{what}: no MSI-X interrupt for the received frame within 5 s"
+        );
+        let took = t0.elapsed();
+        assert!(irq.ack().unwrap() >= 1);
+        self.port.queues().unwrap().rx[0].intr_disable().unwrap();
+        let got = self
+            .recv(Duration::from_secs(2), |f| {
+                udp_payload(f, UDP_PORT).is_some()
+            })
+            .unwrap_or_else(|| panic!("{what}: the frame that raised the interrupt"));
+        assert_eq!(udp_payload(&got, UDP_PORT).unwrap(), text, "{what}");
+        took
+    }
+
     /// Stops and closes the port; every mbuf must be back.
     pub fn finish(mut self) {
         self.port.stop().unwrap();
@@ -402,25 +433,12 @@ pub fn run<T: OnVfio>(
     assert_eq!(sent, got);
 
     // Interrupt mode: arm, let the kernel send, sleep on the MSI-X eventfd, receive.
-    while rig.recv(Duration::from_millis(50), |_| true).is_some() {}
-    rig.port.queues().unwrap().rx[0].intr_enable().unwrap();
-    let _ = irq.ack();
-    let text2 = b"rdk rx interrupt over VFIO MSI-X".to_vec();
-    let t0 = Instant::now();
-    sock.send_to(&text2, (RDK_IP, UDP_PORT)).unwrap();
-    assert!(
-        irq.wait(Some(Duration::from_secs(5))).unwrap(),
-        "no MSI-X interrupt for the received frame within 5 s"
+    let took = rig.receive_by_interrupt(
+        &*irq,
+        &sock,
+        b"rdk rx interrupt over VFIO MSI-X",
+        "rx interrupt",
     );
-    let took = t0.elapsed();
-    assert!(irq.ack().unwrap() >= 1);
-    rig.port.queues().unwrap().rx[0].intr_disable().unwrap();
-    let got = rig
-        .recv(Duration::from_secs(2), |f| {
-            udp_payload(f, UDP_PORT).is_some()
-        })
-        .expect("the frame that raised the interrupt");
-    assert_eq!(udp_payload(&got, UDP_PORT).unwrap(), &text2[..]);
     println!("rx interrupt woke the waiter {took:?} after the kernel sent");
 
     let st = rig.port.stats();
@@ -437,22 +455,12 @@ pub fn run<T: OnVfio>(
     // the handle fetched before it still wakes for the device's next interrupt.
     rig.port.stop().unwrap();
     rig.port.start().unwrap();
-    while rig.recv(Duration::from_millis(50), |_| true).is_some() {}
-    rig.port.queues().unwrap().rx[0].intr_enable().unwrap();
-    let _ = irq.ack();
-    let text3 = b"rdk rx interrupt after a restart".to_vec();
-    sock.send_to(&text3, (RDK_IP, UDP_PORT)).unwrap();
-    assert!(
-        irq.wait(Some(Duration::from_secs(5))).unwrap(),
-        "no MSI-X interrupt on the handle fetched before the restart"
+    rig.receive_by_interrupt(
+        &*irq,
+        &sock,
+        b"rdk rx interrupt after a restart",
+        "the handle fetched before the restart",
     );
-    rig.port.queues().unwrap().rx[0].intr_disable().unwrap();
-    let got = rig
-        .recv(Duration::from_secs(2), |f| {
-            udp_payload(f, UDP_PORT).is_some()
-        })
-        .expect("the frame that raised the interrupt after the restart");
-    assert_eq!(udp_payload(&got, UDP_PORT).unwrap(), &text3[..]);
     assert_eq!(
         iommu_fault_lines(),
         faults0,
