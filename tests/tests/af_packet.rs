@@ -13,7 +13,7 @@ use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
-use rdk_tests::port::try_started;
+use rdk_tests::port::{sleepy_receive, try_started};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -334,34 +334,11 @@ fn hybrid_receiver_sleeps_on_the_socket_and_wakes_on_traffic() {
     let lab = Lab::new("afi");
     let pool = pool(1024);
     let port = lab.port(&pool, 1, None);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = done.clone();
-    let receiver = std::thread::spawn(move || {
-        let mut port = port;
-        let q = port.queues().unwrap();
-        let rxq = &mut q.rx[0];
-        let mut hybrid = rdk_os_linux::intr::HybridRx::new(rxq, 8, Duration::from_secs(5)).unwrap();
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
-        let mut burst: [Option<Mbuf>; 32] = Default::default();
-        while payloads.len() < 10 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let n = hybrid.rx_burst(rxq, &mut burst).unwrap();
-            for m in burst[..n].iter_mut().filter_map(Option::take) {
-                payloads.extend(udp_payload_of(&m, 9999));
-            }
-        }
-        (payloads, hybrid.sleeps(), hybrid.wakeups(), port)
-    });
-    for i in 0..10u8 {
-        std::thread::sleep(Duration::from_millis(30));
-        lab.send_udp(&format!("{i:02x}"), None);
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (payloads, sleeps, wakeups, mut port) = receiver.join().unwrap();
-    assert_eq!(payloads, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
-    assert!(
-        sleeps >= 5 && wakeups >= 5,
-        "slept {sleeps}, woken {wakeups}"
+    let mut port = sleepy_receive(
+        port,
+        10,
+        |m| udp_payload_of(m, 9999),
+        |i| lab.send_udp(&format!("{i:02x}"), None),
     );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());

@@ -14,7 +14,7 @@ use rdk_tests::frames::{
     PY_UDP_SEND,
 };
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
-use rdk_tests::port::{await_link, try_started};
+use rdk_tests::port::{await_link, sleepy_receive, try_started};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -409,43 +409,23 @@ fn hybrid_receiver_sleeps_on_the_tap_fd_and_wakes_on_traffic() {
     }
     let ns = Netns::new("tapi").unwrap();
     let pool = pool(1024);
-    let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = done.clone();
-    let receiver = std::thread::spawn(move || {
-        let q = port.queues().unwrap();
-        let rxq = &mut q.rx[0];
-        let mut hybrid = rdk_os_linux::intr::HybridRx::new(rxq, 8, Duration::from_secs(5)).unwrap();
-        // The kernel's own IPv6 frames arrive too; only the datagrams count.
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
-        let mut burst: [Option<Mbuf>; 32] = Default::default();
-        while payloads.len() < 10 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let n = hybrid.rx_burst(rxq, &mut burst).unwrap();
-            for m in burst[..n].iter_mut().filter_map(Option::take) {
-                payloads.extend(udp_payload(&flatten(&m), 9999));
-            }
-        }
-        (payloads, hybrid.sleeps(), hybrid.wakeups(), port)
-    });
-    for i in 0..10u8 {
-        std::thread::sleep(Duration::from_millis(30));
-        ns.exec(&[
-            "python3",
-            "-c",
-            PY_UDP_SEND,
-            "10.77.0.2",
-            "9999",
-            &format!("{i:02x}"),
-        ])
-        .unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (payloads, sleeps, wakeups, mut port) = receiver.join().unwrap();
-    assert_eq!(payloads, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
-    assert!(
-        sleeps >= 5 && wakeups >= 5,
-        "slept {sleeps}, woken {wakeups}"
+    let (port, _iface) = tap_port(&ns, &pool, 1, None);
+    // The kernel's own IPv6 frames arrive too; only the datagrams count.
+    let mut port = sleepy_receive(
+        port,
+        10,
+        |m| udp_payload(&flatten(m), 9999),
+        |i| {
+            ns.exec(&[
+                "python3",
+                "-c",
+                PY_UDP_SEND,
+                "10.77.0.2",
+                "9999",
+                &format!("{i:02x}"),
+            ])
+            .unwrap();
+        },
     );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
