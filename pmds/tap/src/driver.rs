@@ -49,6 +49,25 @@ pub struct TapDriver {
     port_id: u16,
     rx_drops: PerQueue<Drops>,
     tx_drops: PerQueue<Drops>,
+    /// The queues are open with `IFF_VNET_HDR` (TCP/UDP checksum offload asked for).
+    vnet: bool,
+    /// The port's transmit offloads (queues may add their own).
+    tx_offloads: TxOffload,
+}
+
+/// The transmit offloads that need the kernel (a net header in front of every frame).
+const KERNEL_TX_OFFLOADS: TxOffload = TxOffload::UDP_CKSUM.union(TxOffload::TCP_CKSUM);
+
+fn vnet_mode_fixed(op: &'static str) -> EthError {
+    EthError::Device {
+        op,
+        reason: DeviceReason {
+            text: "TCP/UDP checksum offload puts a header in front of every frame on all the \
+                   TAP's queues, fixed when they open: ask for it in the port's first \
+                   configure (PortConfig::tx_offloads), or close the port and create it again",
+            code: 0,
+        },
+    }
 }
 
 fn tun_error(op: &'static str, e: TunError) -> EthError {
@@ -86,6 +105,8 @@ impl TapDriver {
             port_id: PORT_INVALID,
             rx_drops: PerQueue::default(),
             tx_drops: PerQueue::default(),
+            vnet: false,
+            tx_offloads: TxOffload::empty(),
         }
     }
 
@@ -177,7 +198,10 @@ impl Driver for TapDriver {
             min_mtu: 68,
             max_mtu: 9000,
             rx_offload_capa: RxOffload::SCATTER,
-            tx_offload_capa: TxOffload::MULTI_SEGS,
+            tx_offload_capa: TxOffload::MULTI_SEGS
+                | TxOffload::IPV4_CKSUM
+                | TxOffload::UDP_CKSUM
+                | TxOffload::TCP_CKSUM,
             rss_hash_types: RssHashTypes::empty(),
             speed_mbps: SPEED_MBPS,
         }
@@ -187,11 +211,16 @@ impl Driver for TapDriver {
     /// sets the MAC from `mac=` and the MTU from the configuration.
     fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
         let want = config.nb_rxq.max(config.nb_txq) as usize;
+        let vnet = config.tx_offloads.intersects(KERNEL_TX_OFFLOADS);
         if self.fds.is_empty() {
             self.created = !NetIf::exists(&self.iface);
+            self.vnet = vnet;
+        } else if vnet != self.vnet {
+            return Err(vnet_mode_fixed("configure"));
         }
+        self.tx_offloads = config.tx_offloads;
         while self.fds.len() < want {
-            let fd = open_queue(&self.iface).map_err(|e| tun_error("configure", e))?;
+            let fd = open_queue(&self.iface, self.vnet).map_err(|e| tun_error("configure", e))?;
             self.fds.push(Arc::new(fd));
         }
         // Fewer queues than before: the kernel detaches the queues whose fds close.
@@ -254,6 +283,7 @@ impl Driver for TapDriver {
                 segs,
                 port_id: self.port_id,
                 gone: self.gone.clone(),
+                vnet: self.vnet,
             },
             pool.clone(),
             cache,
@@ -264,9 +294,13 @@ impl Driver for TapDriver {
         &mut self,
         queue: u16,
         _nb_desc: u16,
-        _config: &TxQueueConfig,
+        config: &TxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<TapTx, EthError> {
+        let offloads = self.tx_offloads | config.offloads;
+        if offloads.intersects(KERNEL_TX_OFFLOADS) && !self.vnet {
+            return Err(vnet_mode_fixed("tx_queue_setup"));
+        }
         let fd = self
             .fds
             .get(queue as usize)
@@ -285,6 +319,8 @@ impl Driver for TapDriver {
             drops,
             self.max_frame(),
             self.gone.clone(),
+            self.vnet,
+            offloads & (KERNEL_TX_OFFLOADS | TxOffload::IPV4_CKSUM),
         ))
     }
 
@@ -371,6 +407,11 @@ impl Driver for TapDriver {
                     self.tx_drops.sum(|d| &d.tx_too_many_segs),
                 ),
                 ("tx_kernel_queue_full", self.tx_drops.sum(|d| &d.tx_full)),
+                ("rx_bad_net_header", self.rx_drops.sum(|d| &d.bad_offload)),
+                (
+                    "tx_bad_offload_request",
+                    self.tx_drops.sum(|d| &d.bad_offload),
+                ),
                 ("interface_gone", self.is_gone() as u64),
             ],
         );

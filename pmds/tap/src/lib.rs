@@ -30,6 +30,20 @@
 //! answers `EBADFD`): the link reads down, `interface_gone` is 1, and stop and close still
 //! work. Each receive queue's fd is its interrupt handle
 //! ([`RxQueue::intr_handle`](rdk_core::ethdev::RxQueue::intr_handle)).
+//!
+//! Transmit checksum offloads, as DPDK's `net_tap` has them: `IPV4_CKSUM` is done by rdk (the
+//! first segment's headers go out as a rewritten copy, so a shared mbuf is not touched);
+//! `UDP_CKSUM` and `TCP_CKSUM` are left to the kernel, which a port asking for either at its
+//! first configure tells by opening the queues with `IFF_VNET_HDR`: each frame then goes
+//! behind a virtio-net header with `NEEDS_CSUM` where the mbuf asks for it (the field holding
+//! the pseudo-header sum, as with any NIC), and the kernel completes the checksum when the
+//! frame leaves the host or trusts it when delivered locally — DPDK's tap computes it in
+//! software. Received frames then carry a header too; `DATA_VALID` in it becomes
+//! `RX_L4_CKSUM_GOOD`. The header mode belongs to the interface (every queue of it, whoever
+//! opened it), so it is fixed when the queues open and a later configure cannot change it;
+//! the non-offload path stays a plain `write`/`read`. A request whose `l2_len`/`l3_len` do
+//! not fit the frame is dropped and counted (`tx_bad_offload_request`), a received header
+//! announcing GSO too (`rx_bad_net_header`).
 #![deny(missing_docs)]
 
 mod driver;

@@ -1,11 +1,14 @@
 //! The bursts: one `readv` or `writev` per frame (the TAP interface has no ring to share), one
 //! counter update per burst.
 
-use crate::tun::{read_frame, write_frame, MAX_SEGS};
+use crate::tun::{read_frame, write_frame, MAX_IOV, MAX_SEGS, VNET_HDR};
 use nix::errno::Errno;
+use rdk_core::ethdev::TxOffload;
 use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags, PktMbufPool, RxCksum};
+use rdk_core::net::checksum::checksum;
 use rdk_core::os::WaitHandle;
+use rdk_core::virtio::format::{csum_request, net_hdr_flags};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +24,9 @@ pub(crate) struct Drops {
     pub tx_too_many_segs: Counter,
     /// Transmit: bursts cut short because the kernel queue was full.
     pub tx_full: Counter,
+    /// Receive: frames behind a net header rdk did not ask for (GSO, or shorter than the
+    /// header). Transmit: checksum requests whose `l2_len`/`l3_len` do not fit the frame.
+    pub bad_offload: Counter,
 }
 
 /// Errors that mean the interface is gone (deleted under us).
@@ -46,6 +52,8 @@ pub(crate) struct RxCore {
     pub segs: usize,
     pub port_id: u16,
     pub gone: Arc<AtomicBool>,
+    /// Frames arrive behind a net header (the queues were opened with `IFF_VNET_HDR`).
+    pub vnet: bool,
 }
 
 impl TapRx {
@@ -71,26 +79,31 @@ impl RxCore {
         if self.segs == 1 {
             let mut m = cache.alloc().ok_or(RxStop::NoMbuf)?;
             let room = m.tailroom();
+            let mut hdr = [0u8; VNET_HDR];
             let r = match m.append(room) {
+                Ok(buf) if self.vnet => read_frame(self.fd.as_raw_fd(), &mut [&mut hdr[..], buf]),
                 Ok(buf) => read_frame(self.fd.as_raw_fd(), &mut [buf]),
                 Err(_) => return Err(RxStop::NoMbuf),
             };
+            let r = r.map(|n| n.map(|n| self.frame_len(n)));
             return match r {
                 Ok(None) => {
                     cache.free(m);
                     Ok(None)
                 }
-                Ok(Some(n)) if n <= room as usize => {
+                Ok(Some(Some(n))) if n <= room as usize => {
                     // Cannot fail: n <= room bytes were appended.
                     let _ = m.trim(room - n as u16);
-                    if let Ok(mut meta) = m.meta_mut() {
-                        meta.set_port(self.port_id);
-                    }
-                    Ok(Some(m))
+                    self.finish(m, &hdr, cache)
                 }
-                Ok(Some(_)) => {
+                Ok(Some(Some(_))) => {
                     cache.free(m);
                     self.drops.rx_too_big.add(1);
+                    Err(RxStop::Dropped)
+                }
+                Ok(Some(None)) => {
+                    cache.free(m);
+                    self.drops.bad_offload.add(1);
                     Err(RxStop::Dropped)
                 }
                 Err(e) => {
@@ -100,6 +113,42 @@ impl RxCore {
             };
         }
         self.recv_chain(cache)
+    }
+
+    /// Frame bytes of a read of `n`: all of it, or what follows the net header (`None`: a
+    /// read shorter than the header).
+    #[inline(always)]
+    fn frame_len(&self, n: usize) -> Option<usize> {
+        if self.vnet {
+            n.checked_sub(VNET_HDR)
+        } else {
+            Some(n)
+        }
+    }
+
+    /// Stamps the port and, behind a net header, what the kernel said of the checksums
+    /// (`DATA_VALID`: verified); a header announcing GSO, which these queues never ask the
+    /// kernel for (no `TUNSETOFFLOAD`), drops the frame.
+    #[inline(always)]
+    fn finish(
+        &self,
+        mut m: Mbuf,
+        hdr: &[u8; VNET_HDR],
+        cache: &mut MbufCache,
+    ) -> Result<Option<Mbuf>, RxStop> {
+        if self.vnet && hdr[1] != 0 {
+            cache.free(m);
+            self.drops.bad_offload.add(1);
+            return Err(RxStop::Dropped);
+        }
+        if let Ok(mut meta) = m.meta_mut() {
+            meta.set_port(self.port_id);
+            if self.vnet && hdr[0] & net_hdr_flags::DATA_VALID != 0 {
+                let f = meta.ol_flags().with_rx_l4_cksum(RxCksum::Good);
+                meta.set_ol_flags(f);
+            }
+        }
+        Ok(Some(m))
     }
 
     /// The scatter path: a frame spread over up to `segs` mbufs, chained.
@@ -119,9 +168,14 @@ impl RxCore {
             }
         }
         let room = ms[0].as_ref().map_or(0, |m| m.tailroom()) as usize;
+        let mut hdr = [0u8; VNET_HDR];
         let r = {
-            let mut bufs: [&mut [u8]; MAX_SEGS] = std::array::from_fn(|_| <&mut [u8]>::default());
+            let mut bufs: [&mut [u8]; MAX_IOV] = std::array::from_fn(|_| <&mut [u8]>::default());
             let mut k = 0;
+            if self.vnet {
+                bufs[0] = &mut hdr[..];
+                k = 1;
+            }
             for m in ms.iter_mut().flatten() {
                 match m.append(room as u16) {
                     Ok(b) => {
@@ -133,16 +187,20 @@ impl RxCore {
             }
             read_frame(self.fd.as_raw_fd(), &mut bufs[..k])
         };
-        let n = match r {
-            Ok(Some(n)) if n <= room * ms.len() => n,
+        let n = match r.map(|n| n.map(|n| self.frame_len(n))) {
+            Ok(Some(Some(n))) if n <= room * ms.len() => n,
             other => {
                 for m in ms.iter_mut().filter_map(Option::take) {
                     cache.free(m);
                 }
                 return match other {
                     Ok(None) => Ok(None),
-                    Ok(Some(_)) => {
+                    Ok(Some(Some(_))) => {
                         self.drops.rx_too_big.add(1);
+                        Err(RxStop::Dropped)
+                    }
+                    Ok(Some(None)) => {
+                        self.drops.bad_offload.add(1);
                         Err(RxStop::Dropped)
                     }
                     Err(e) => Err(RxStop::Error(e)),
@@ -160,12 +218,7 @@ impl RxCore {
             let len = (n - i * room).min(room);
             let _ = m.trim((room - len) as u16);
             match head.as_mut() {
-                None => {
-                    if let Ok(mut meta) = m.meta_mut() {
-                        meta.set_port(self.port_id);
-                    }
-                    head = Some(m);
-                }
+                None => head = Some(m),
                 // Cannot fail: at most MAX_SEGS segments of one pool.
                 Some(h) => {
                     if let Err(e) = h.chain(m) {
@@ -174,7 +227,10 @@ impl RxCore {
                 }
             }
         }
-        Ok(head)
+        match head {
+            Some(h) => self.finish(h, &hdr, cache),
+            None => Ok(None),
+        }
     }
 
     fn burst(&self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
@@ -247,6 +303,23 @@ pub struct TapTx {
     drops: Arc<Drops>,
     max_frame: u32,
     gone: Arc<AtomicBool>,
+    /// The queues were opened with `IFF_VNET_HDR`: every frame goes behind a net header.
+    vnet: bool,
+    /// Checksum offloads this queue does (IPv4 header in software, TCP/UDP by the kernel).
+    offloads: TxOffload,
+}
+
+/// Most bytes of L2 + L3 headers an IPv4 header checksum request may span (the rewritten
+/// copy of them is built on the stack).
+const MAX_L2_L3: usize = 128;
+
+/// What the offload path sends in front of a frame's own bytes: the net header, and the
+/// first segment's headers with the IPv4 checksum filled in.
+struct Front {
+    hdr: [u8; VNET_HDR],
+    heads: [u8; MAX_L2_L3],
+    /// Bytes of `heads` in use (0: the first segment goes as it is).
+    heads_len: usize,
 }
 
 impl TapTx {
@@ -256,6 +329,8 @@ impl TapTx {
         drops: Arc<Drops>,
         max_frame: u32,
         gone: Arc<AtomicBool>,
+        vnet: bool,
+        offloads: TxOffload,
     ) -> Self {
         Self {
             fd,
@@ -263,7 +338,70 @@ impl TapTx {
             drops,
             max_frame,
             gone,
+            vnet,
+            offloads,
         }
+    }
+
+    /// What goes in front of `m` for the checksums its `ol_flags` ask for; `None` if the
+    /// request does not fit the frame (lengths past its first segment or its end, an L3
+    /// header that is not IPv4).
+    fn front(&self, m: &Mbuf) -> Option<Front> {
+        let mut f = Front {
+            hdr: [0; VNET_HDR],
+            heads: [0; MAX_L2_L3],
+            heads_len: 0,
+        };
+        let l4 = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+        if self.offloads.intersects(l4) {
+            if let Some((start, field)) = csum_request(m) {
+                if start as u32 + field as u32 + 2 > m.pkt_len() {
+                    return None;
+                }
+                f.hdr[0] = net_hdr_flags::NEEDS_CSUM;
+                f.hdr[6..8].copy_from_slice(&start.to_le_bytes());
+                f.hdr[8..10].copy_from_slice(&field.to_le_bytes());
+            }
+        }
+        if self.offloads.contains(TxOffload::IPV4_CKSUM)
+            && m.ol_flags().contains(OlFlags::TX_IP_CKSUM)
+        {
+            let t = m.tx_offload();
+            let (l2, l3) = (t.l2_len() as usize, t.l3_len() as usize);
+            let d = m.data();
+            let end = l2 + l3;
+            if l3 < 20 || end > MAX_L2_L3 || end > d.len() || d[l2] >> 4 != 4 {
+                return None;
+            }
+            f.heads[..end].copy_from_slice(&d[..end]);
+            f.heads[l2 + 10..l2 + 12].fill(0);
+            let c = checksum(&f.heads[l2..end]);
+            f.heads[l2 + 10..l2 + 12].copy_from_slice(&c.to_be_bytes());
+            f.heads_len = end;
+        }
+        Some(f)
+    }
+
+    /// Writes `m` behind what `front` holds: one `writev`.
+    fn write_offloaded(&self, m: &Mbuf, f: &Front) -> Result<bool, Errno> {
+        let mut iov: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
+        let mut k = 0;
+        if self.vnet {
+            iov[0] = &f.hdr;
+            k = 1;
+        }
+        for (i, s) in m.segments().enumerate() {
+            let d = s.data();
+            if i == 0 && f.heads_len > 0 {
+                iov[k] = &f.heads[..f.heads_len];
+                iov[k + 1] = &d[f.heads_len..];
+                k += 2;
+            } else {
+                iov[k] = d;
+                k += 1;
+            }
+        }
+        write_frame(self.fd.as_raw_fd(), &iov[..k])
     }
 
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
@@ -272,6 +410,7 @@ impl TapTx {
             Some(c) => c.free(m),
             None => drop(m),
         };
+        let offload = self.vnet || !self.offloads.is_empty();
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             if m.pkt_len() > self.max_frame {
@@ -288,13 +427,27 @@ impl TapTx {
                 taken += 1;
                 continue;
             }
-            let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
-            let mut k = 0;
-            for s in m.segments() {
-                segs[k] = s.data();
-                k += 1;
-            }
-            match write_frame(self.fd.as_raw_fd(), &segs[..k]) {
+            let r = if offload {
+                match self.front(&m) {
+                    Some(f) => self.write_offloaded(&m, &f),
+                    None => {
+                        self.drops.bad_offload.add(1);
+                        errors += 1;
+                        free(m);
+                        taken += 1;
+                        continue;
+                    }
+                }
+            } else {
+                let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
+                let mut k = 0;
+                for s in m.segments() {
+                    segs[k] = s.data();
+                    k += 1;
+                }
+                write_frame(self.fd.as_raw_fd(), &segs[..k])
+            };
+            match r {
                 Ok(true) => {
                     sent += 1;
                     bytes += m.pkt_len() as u64;

@@ -55,9 +55,15 @@ impl std::fmt::Display for TunError {
 
 impl std::error::Error for TunError {}
 
+/// `struct virtio_net_hdr` in front of every frame read or written when the queues are opened
+/// with `vnet` (`IFF_VNET_HDR`, its size set with `TUNSETVNETHDRSZ`).
+pub(crate) const VNET_HDR: usize = 10;
+
 /// Opens one queue of TAP interface `name` (creating the interface if it does not exist):
-/// non-blocking, no packet-information header, multi-queue.
-pub(crate) fn open_queue(name: &str) -> Result<OwnedFd, TunError> {
+/// non-blocking, no packet-information header, multi-queue; with `vnet`, every frame goes
+/// behind a [`VNET_HDR`]-byte virtio-net header both ways (the interface's flag: every queue
+/// of it must agree).
+pub(crate) fn open_queue(name: &str, vnet: bool) -> Result<OwnedFd, TunError> {
     let raw = ifname(name).map_err(TunError::Name)?;
     const PATH: &CStr = c"/dev/net/tun";
     // SAFETY: open(2) with a valid C string; the fd is owned right away.
@@ -82,8 +88,9 @@ pub(crate) fn open_queue(name: &str) -> Result<OwnedFd, TunError> {
     // SAFETY: ifreq is plain data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     req.ifr_name = raw;
+    let vnet_flag = if vnet { libc::IFF_VNET_HDR } else { 0 };
     req.ifr_ifru.ifru_flags =
-        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | vnet_flag) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`.
     let rc = unsafe {
         libc::ioctl(
@@ -104,6 +111,17 @@ pub(crate) fn open_queue(name: &str) -> Result<OwnedFd, TunError> {
             },
         });
     }
+    if vnet {
+        let sz = VNET_HDR as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one int.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &sz) };
+        if rc < 0 {
+            return Err(TunError::Os {
+                op: "ioctl(TUNSETVNETHDRSZ)",
+                errno: Errno::last(),
+            });
+        }
+    }
     Ok(fd)
 }
 
@@ -113,8 +131,8 @@ pub(crate) fn read_frame(fd: RawFd, bufs: &mut [&mut [u8]]) -> Result<Option<usi
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
-    }; MAX_SEGS];
-    let n = bufs.len().min(MAX_SEGS);
+    }; MAX_IOV];
+    let n = bufs.len().min(MAX_IOV);
     for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
         v.iov_base = b.as_mut_ptr().cast();
         v.iov_len = b.len();
@@ -138,6 +156,9 @@ pub(crate) fn read_frame(fd: RawFd, bufs: &mut [&mut [u8]]) -> Result<Option<usi
 
 /// Most segments of one frame, either way.
 pub(crate) const MAX_SEGS: usize = 32;
+/// Most pieces one `readv`/`writev` takes: a frame's segments, plus a net header and a
+/// rewritten copy of the first segment's headers in front (checksum offloads).
+pub(crate) const MAX_IOV: usize = MAX_SEGS + 3;
 
 /// `writev` of one frame's segments (`write` for one segment). `Ok(false)`: the kernel queue
 /// is full (EAGAIN).
@@ -150,8 +171,8 @@ pub(crate) fn write_frame(fd: RawFd, segs: &[&[u8]]) -> Result<bool, Errno> {
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
-    }; MAX_SEGS];
-    let n = segs.len().min(MAX_SEGS);
+    }; MAX_IOV];
+    let n = segs.len().min(MAX_IOV);
     for (v, s) in iov.iter_mut().zip(segs) {
         v.iov_base = s.as_ptr() as *mut _;
         v.iov_len = s.len();

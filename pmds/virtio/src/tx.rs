@@ -7,9 +7,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::addr::Iova;
 use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache, TxL4Cksum};
+use rdk_core::mbuf::{Mbuf, MbufCache};
 use rdk_core::os::DmaRegion;
-use rdk_core::virtio::format::net_hdr_flags;
+use rdk_core::virtio::format::{csum_request, net_hdr_flags};
 use rdk_core::virtio::{Anomaly, AnyQueue, Buf, Features, QueueNotify, Virtqueue};
 
 /// Most descriptors one packet may take (its segments, plus a header descriptor).
@@ -28,13 +28,9 @@ fn header(m: &Mbuf, csum: bool) -> [u8; HDR as usize] {
     if !csum {
         return h;
     }
-    let field = match m.ol_flags().tx_l4_cksum() {
-        TxL4Cksum::Tcp => 16u16,
-        TxL4Cksum::Udp => 6,
-        _ => return h,
+    let Some((start, field)) = csum_request(m) else {
+        return h;
     };
-    let t = m.tx_offload();
-    let start = t.l2_len() + t.l3_len();
     h[0] = net_hdr_flags::NEEDS_CSUM;
     h[6..8].copy_from_slice(&start.to_le_bytes());
     h[8..10].copy_from_slice(&field.to_le_bytes());
