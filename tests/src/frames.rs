@@ -117,6 +117,22 @@ d, _ = s.recvfrom(65535)
 print(d.hex() if len(sys.argv) > 4 else d.decode(errors="replace"))
 "#;
 
+/// `python3 -c PY_UDP_RECV_ALL IP PORT TIMEOUT`: prints `ready`, then each datagram received
+/// (hex, one per line) until TIMEOUT seconds pass without one. Start it with [`Peer::start`].
+pub const PY_UDP_RECV_ALL: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(float(sys.argv[3]))
+print("ready", flush=True)
+try:
+    while True:
+        d, _ = s.recvfrom(65535)
+        print(d.hex(), flush=True)
+except socket.timeout:
+    pass
+"#;
+
 /// `python3 -c PY_RAW_CAPTURE IFACE COUNT TIMEOUT`: prints `ready` once bound, then, one hex
 /// line each, the first COUNT frames of ethertype 0x88b5 received on IFACE. Start it with
 /// [`Peer::start`].

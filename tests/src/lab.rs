@@ -227,3 +227,175 @@ pub fn raw_test_frame(src_mac: [u8; 6], i: u8) -> Vec<u8> {
     f.extend((0..50 + 300 * i as usize).map(|b| (b as u8).wrapping_mul(13) ^ i));
     f
 }
+
+/// The MAC address of `iface` inside `ns`.
+pub fn iface_mac(ns: &Netns, iface: &str) -> [u8; 6] {
+    let out = ns
+        .exec(&["cat", &format!("/sys/class/net/{iface}/address")])
+        .unwrap();
+    let mut mac = [0u8; 6];
+    for (b, s) in mac
+        .iter_mut()
+        .zip(String::from_utf8_lossy(&out.stdout).trim().split(':'))
+    {
+        *b = u8::from_str_radix(s, 16).unwrap();
+    }
+    mac
+}
+
+/// A third namespace behind `router`: a veth from `router` (`NET.1/24`, transmit checksumming
+/// off, so the kernel finishes partial checksums in software before a frame leaves) to `ns`
+/// (`NET.2/24`, default route back through the router), forwarding on in `router`. What
+/// reaches `ns` has full checksums, which its stack checks.
+#[derive(Debug)]
+pub struct FarSide {
+    /// The far namespace.
+    pub ns: Netns,
+    _link: Veth,
+    net: [u8; 3],
+}
+
+impl FarSide {
+    /// Builds it behind `router`, the namespace named after `tag`, on the /24 `net`.
+    pub fn new(router: &Netns, tag: &str, net: [u8; 3]) -> Result<Self, HarnessError> {
+        let ns = Netns::new(tag)?;
+        let link = Veth::new(Some(router), Some(&ns))?;
+        let dot = |h: u8| format!("{}.{}.{}.{h}", net[0], net[1], net[2]);
+        router.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", dot(1)),
+            "dev",
+            &link.a,
+        ])?;
+        router.exec(&["ethtool", "-K", &link.a, "tx", "off"])?;
+        router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", dot(2)),
+            "dev",
+            &link.b,
+        ])?;
+        ns.exec(&["ip", "route", "add", "default", "via", &dot(1)])?;
+        Ok(Self {
+            ns,
+            _link: link,
+            net,
+        })
+    }
+
+    /// The far namespace's address (`NET.2`).
+    pub fn ip(&self) -> [u8; 4] {
+        [self.net[0], self.net[1], self.net[2], 2]
+    }
+}
+
+/// TX checksum offloads of a started `port` (configured with IPv4, UDP and TCP checksum
+/// offload) against the kernel: datagrams from `rdk_ip`/`rdk_mac` whose IPv4 checksum is zero
+/// (`TX_IP_CKSUM`) and whose UDP field holds only the pseudo-header sum (`TX_UDP_CKSUM`) go to
+/// `next_hop` (the router's MAC on rdk's link); `router` forwards them to `far`, where a UDP
+/// socket, which checks both checksums, must get every one byte-exact. Negative controls, so
+/// the check can fail: a wrong seed must show up as one `Udp InCsumErrors` in `far`, a zero
+/// IPv4 checksum sent without the request as one `IpExt InCsumErrors` in `router`; and a
+/// request whose lengths do not fit its frame must be dropped and counted
+/// (`tx_bad_offload_request`), not sent.
+pub fn tx_checksum_offloads_are_completed<D: Driver>(
+    port: &mut Port<D>,
+    pool: &PktMbufPool,
+    router: &Netns,
+    far: &FarSide,
+    rdk_mac: [u8; 6],
+    next_hop: [u8; 6],
+    rdk_ip: [u8; 4],
+) {
+    use crate::frames::PY_UDP_RECV_ALL;
+    use rdk_core::mbuf::OlFlags;
+    use rdk_core::net::checksum::{fold, pseudo_header};
+    use std::net::Ipv4Addr;
+    let dst = far.ip();
+    let offloaded = |payload: &[u8], seed_xor: u16, ip_req: bool, l3: u16| {
+        let mut f = ipv4_udp_frame(rdk_mac, next_hop, rdk_ip, dst, 5555, 9999, payload);
+        f[24..26].fill(0);
+        let udp_len = (8 + payload.len()) as u16;
+        let seed = fold(pseudo_header(
+            Ipv4Addr::from(rdk_ip),
+            Ipv4Addr::from(dst),
+            17,
+            udp_len,
+        )) ^ seed_xor;
+        f[40..42].copy_from_slice(&seed.to_be_bytes());
+        let mut m = mbuf_of(pool, &f);
+        {
+            let mut meta = m.meta_mut().unwrap();
+            let ip = if ip_req {
+                OlFlags::TX_IP_CKSUM
+            } else {
+                OlFlags::empty()
+            };
+            meta.set_ol_flags(OlFlags::TX_IPV4 | ip | OlFlags::TX_UDP_CKSUM);
+            let mut t = meta.tx_offload();
+            t.set_l2_len(14).unwrap();
+            t.set_l3_len(l3).unwrap();
+            meta.set_tx_offload(t);
+        }
+        m
+    };
+    let dst_s = format!("{}.{}.{}.{}", dst[0], dst[1], dst[2], dst[3]);
+    let mut cmd = far.ns.command("python3");
+    cmd.args(["-c", PY_UDP_RECV_ALL, &dst_s, "9999", "2"]);
+    let receiver = Peer::start(cmd);
+    let udp_errors = || {
+        far.ns
+            .snmp("/proc/net/snmp", "Udp", "InCsumErrors")
+            .unwrap()
+    };
+    let ip_errors = || {
+        router
+            .snmp("/proc/net/netstat", "IpExt", "InCsumErrors")
+            .unwrap()
+    };
+    let bad_requests = |port: &Port<D>| {
+        port.xstats()
+            .iter()
+            .find(|x| x.name == "tx_bad_offload_request")
+            .map(|x| x.value)
+    };
+    let (udp0, ip0) = (udp_errors(), ip_errors());
+    let payloads: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| (0..18 + 333 * i as usize).map(|b| b as u8 ^ i).collect())
+        .collect();
+    let mut out: Vec<Option<Mbuf>> = payloads
+        .iter()
+        .map(|p| Some(offloaded(p, 0, true, 20)))
+        .collect();
+    out.push(Some(offloaded(b"wrong seed", 0x0101, true, 20)));
+    out.push(Some(offloaded(b"no ip checksum", 0, false, 20)));
+    let q = port.queues().unwrap();
+    assert_eq!(q.tx[0].tx_burst(&mut out), out.len());
+    let got = receiver.finish();
+    let want: Vec<String> = payloads.iter().map(|p| hex(p)).collect();
+    assert_eq!(
+        got, want,
+        "every offloaded datagram, byte-exact, and nothing else"
+    );
+    assert_eq!(
+        udp_errors() - udp0,
+        1,
+        "the wrong seed fails the far socket's UDP check"
+    );
+    assert_eq!(
+        ip_errors() - ip0,
+        1,
+        "the zero IPv4 checksum fails the router's check"
+    );
+    assert_eq!(bad_requests(port), Some(0));
+    let q = port.queues().unwrap();
+    assert_eq!(
+        q.tx[0].tx_burst(&mut [Some(offloaded(b"x", 0, true, 120))]),
+        1
+    );
+    assert_eq!(bad_requests(port), Some(1), "an l3_len past the frame");
+}

@@ -151,6 +151,30 @@ impl Netns {
         Ok(NetnsGuard { home })
     }
 
+    /// A counter of the namespace's `/proc/net/snmp` or `/proc/net/netstat` (`file`) in row
+    /// group `table` (`Udp`, `IpExt`, ...) named `name`.
+    pub fn snmp(&self, file: &str, table: &str, name: &str) -> Result<u64, HarnessError> {
+        let out = self.exec(&["cat", file])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| l.split(':').next() == Some(table))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let missing = || HarnessError {
+            what: format!("{file}: {table} {name}"),
+            detail: "no such counter".into(),
+        };
+        let [names, values] = rows.as_slice() else {
+            return Err(missing());
+        };
+        let i = names.iter().position(|n| *n == name).ok_or_else(missing)?;
+        values
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(missing)
+    }
+
     /// Reads an interface counter (`/sys/class/net/IF/statistics/NAME`) inside the namespace.
     pub fn counter(&self, iface: &str, name: &str) -> Result<u64, HarnessError> {
         let path = format!("/sys/class/net/{iface}/statistics/{name}");

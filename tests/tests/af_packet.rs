@@ -10,7 +10,8 @@ use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
 };
 use rdk_tests::lab::{
-    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+    hex, iface_mac, link_flap_then_delete, raw_test_frame, testpmd_exchange,
+    tx_checksum_offloads_are_completed, FarSide, PeerReceivers, VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
 use rdk_tests::port::{sleepy_receive, try_started};
@@ -375,4 +376,41 @@ fn missing_interface_is_a_typed_error() {
     };
     assert!(e.to_string().contains("interface not found"), "{e}");
     assert!(e.to_string().contains("ip link"), "{e}");
+}
+
+/// TX checksum offloads, completed by the kernel (see
+/// [`tx_checksum_offloads_are_completed`]): the peer's namespace is the router.
+#[test]
+fn tx_checksum_offloads_are_completed_by_the_kernel() {
+    use rdk_core::ethdev::TxOffload;
+    if !need_netns("afp tx_checksum_offloads_are_completed_by_the_kernel") {
+        return;
+    }
+    let lab = Lab::new("afo");
+    let pool = pool(1024);
+    let mut port = {
+        let _inside = lab.rdk.enter().unwrap();
+        let mut p = Port::new(0, AfPacketDriver::new(&lab.veth.a, 1));
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+        p.configure(&cfg).unwrap();
+        p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+            .unwrap();
+        p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
+        p.start().unwrap();
+        p
+    };
+    let far = FarSide::new(&lab.peer, "afof", [10, 93, 0]).unwrap();
+    tx_checksum_offloads_are_completed(
+        &mut port,
+        &pool,
+        &lab.peer,
+        &far,
+        RDK_MAC,
+        iface_mac(&lab.peer, &lab.veth.b),
+        RDK_IP,
+    );
+    port.close().unwrap();
+    drop(far);
+    assert_eq!(pool.available(), pool.size());
 }

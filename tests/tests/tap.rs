@@ -10,10 +10,10 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_tap::TapDriver;
 use rdk_tests::dpdk::{need_testpmd, Testpmd};
 use rdk_tests::frames::{
-    self, chain_of, flatten, ipv4_udp_frame, mbuf_of, udp_payload, Peer, PY_RAW_CAPTURE,
-    PY_UDP_RECV, PY_UDP_SEND,
+    self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    PY_UDP_SEND,
 };
-use rdk_tests::lab::hex;
+use rdk_tests::lab::{iface_mac, tx_checksum_offloads_are_completed, FarSide};
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
 use rdk_tests::port::{await_link, sleepy_receive, try_started};
 use std::sync::{Arc, Mutex};
@@ -453,56 +453,16 @@ fn without_privileges_the_error_says_what_to_grant() {
     assert_eq!(pool.available(), pool.size());
 }
 
-/// `python3 -c PY_UDP_RECV_ALL IP PORT TIMEOUT`: prints `ready`, then each datagram received
-/// (hex, one per line) until TIMEOUT seconds pass without one.
-const PY_UDP_RECV_ALL: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.settimeout(float(sys.argv[3]))
-print("ready", flush=True)
-try:
-    while True:
-        d, _ = s.recvfrom(65535)
-        print(d.hex(), flush=True)
-except socket.timeout:
-    pass
-"#;
-
-/// A counter of `/proc/net/snmp` or `/proc/net/netstat` (`table`, e.g. `Udp` or `IpExt`)
-/// inside `ns`.
-fn snmp(ns: &Netns, file: &str, table: &str, name: &str) -> u64 {
-    let out = ns.exec(&["cat", file]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.starts_with(&format!("{table}:")))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let (names, values) = (&rows[0], &rows[1]);
-    let i = names.iter().position(|n| *n == name).unwrap();
-    values[i].parse().unwrap()
-}
-
-/// TX checksum offloads, completed by the kernel: a port configured with IPv4, UDP and TCP
-/// checksum offload sends frames whose IPv4 checksum is zero (`TX_IP_CKSUM`: rdk fills it in)
-/// and whose UDP field holds only the pseudo-header sum (`TX_UDP_CKSUM`: a net header asks the
-/// kernel to finish it). The TAP's namespace routes them out of a veth that computes checksums
-/// in software, and a UDP socket in a third namespace, which checks both, gets every one
-/// byte-exact. A wrong seed arrives there as a UDP checksum error and a zero IPv4 checksum
-/// without the request as an IP checksum error at the router (so the check can fail); the
-/// kernel's answers come back to rdk through the same header-carrying queues.
+/// TX checksum offloads, completed by the kernel (see
+/// [`tx_checksum_offloads_are_completed`]): the TAP's namespace is the router; the kernel's
+/// reply then comes back to rdk through the same header-carrying queues.
 #[test]
 fn tx_checksum_offloads_are_completed_by_the_kernel() {
     use rdk_core::ethdev::TxOffload;
-    use rdk_core::mbuf::OlFlags;
-    use rdk_core::net::checksum::{fold, pseudo_header};
-    use std::net::Ipv4Addr;
     if !need_netns("tx_checksum_offloads_are_completed_by_the_kernel") {
         return;
     }
     let ns = Netns::new("tapo").unwrap();
-    let far = Netns::new("tapf").unwrap();
     let pool = pool(1024);
     let iface = unique_name("tap");
     let mut port = {
@@ -517,145 +477,49 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
         p.start().unwrap();
         p
     };
-    let link = Veth::new(Some(&ns), Some(&far)).unwrap();
-    for cmd in [
-        vec!["ip", "addr", "add", "10.77.0.1/24", "dev", &iface],
-        vec![
-            "ip",
-            "neigh",
-            "replace",
-            "10.77.0.2",
-            "lladdr",
-            "02:00:00:00:00:02",
-        ],
-        vec!["ip", "addr", "add", "10.91.0.1/24", "dev", &link.a],
-        vec!["ethtool", "-K", &link.a, "tx", "off"],
-        vec!["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-    ] {
-        let mut cmd = cmd;
-        if cmd[1] == "neigh" {
-            cmd.extend(["dev", &iface, "nud", "permanent"]);
-        }
-        ns.exec(&cmd).unwrap();
-    }
-    far.exec(&["ip", "addr", "add", "10.91.0.2/24", "dev", &link.b])
+    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &iface])
         .unwrap();
-    far.exec(&["ip", "route", "add", "default", "via", "10.91.0.1"])
-        .unwrap();
-    let out = ns
-        .exec(&["cat", &format!("/sys/class/net/{iface}/address")])
-        .unwrap();
-    let tap_mac: Vec<u8> = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
+    ns.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.77.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        &iface,
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    let far = FarSide::new(&ns, "tapf", [10, 91, 0]).unwrap();
     let rdk_mac = [2, 0, 0, 0, 0, 2];
-    let (src, dst) = ([10, 77, 0, 2], [10, 91, 0, 2]);
-    // A frame asking for both checksums: IPv4 checksum zero, UDP field = pseudo-header sum.
-    let offloaded = |payload: &[u8], seed_xor: u16, ip_req: bool| {
-        let mut f = ipv4_udp_frame(
-            rdk_mac,
-            tap_mac.clone().try_into().unwrap(),
-            src,
-            dst,
-            5555,
-            9999,
-            payload,
-        );
-        f[24..26].fill(0);
-        let udp_len = (8 + payload.len()) as u16;
-        let seed = fold(pseudo_header(
-            Ipv4Addr::from(src),
-            Ipv4Addr::from(dst),
-            17,
-            udp_len,
-        )) ^ seed_xor;
-        f[40..42].copy_from_slice(&seed.to_be_bytes());
-        let mut m = mbuf_of(&pool, &f);
-        {
-            let mut meta = m.meta_mut().unwrap();
-            let ip = if ip_req {
-                OlFlags::TX_IP_CKSUM
-            } else {
-                OlFlags::empty()
-            };
-            meta.set_ol_flags(OlFlags::TX_IPV4 | ip | OlFlags::TX_UDP_CKSUM);
-            let mut t = meta.tx_offload();
-            t.set_l2_len(14).unwrap();
-            t.set_l3_len(20).unwrap();
-            meta.set_tx_offload(t);
-        }
-        m
-    };
-    let mut cmd = far.command("python3");
-    cmd.args(["-c", PY_UDP_RECV_ALL, "10.91.0.2", "9999", "2"]);
-    let receiver = Peer::start(cmd);
-    let udp_err0 = snmp(&far, "/proc/net/snmp", "Udp", "InCsumErrors");
-    let ip_err0 = snmp(&ns, "/proc/net/netstat", "IpExt", "InCsumErrors");
-    let payloads: Vec<Vec<u8>> = (0..4u8)
-        .map(|i| (0..18 + 333 * i as usize).map(|b| b as u8 ^ i).collect())
-        .collect();
-    let q = port.queues().unwrap();
-    for p in &payloads {
-        let mut b = [Some(offloaded(p, 0, true))];
-        assert_eq!(q.tx[0].tx_burst(&mut b), 1);
-    }
-    // The negative controls: a wrong UDP seed, a zero IPv4 checksum nobody fills in.
-    let mut b = [
-        Some(offloaded(b"wrong seed", 0x0101, true)),
-        Some(offloaded(b"no ip checksum", 0, false)),
-    ];
-    assert_eq!(q.tx[0].tx_burst(&mut b), 2);
-    let got = receiver.finish();
-    let want: Vec<String> = payloads.iter().map(|p| hex(p)).collect();
-    assert_eq!(
-        got, want,
-        "every offloaded datagram, byte-exact, and nothing else"
+    tx_checksum_offloads_are_completed(
+        &mut port,
+        &pool,
+        &ns,
+        &far,
+        rdk_mac,
+        iface_mac(&ns, &iface),
+        [10, 77, 0, 2],
     );
-    assert_eq!(
-        snmp(&far, "/proc/net/snmp", "Udp", "InCsumErrors") - udp_err0,
-        1,
-        "the wrong seed fails the far socket's UDP check"
-    );
-    assert_eq!(
-        snmp(&ns, "/proc/net/netstat", "IpExt", "InCsumErrors") - ip_err0,
-        1,
-        "the zero IPv4 checksum fails the router's check"
-    );
-    let xs = port.xstats();
-    assert!(xs
-        .iter()
-        .any(|x| x.name == "tx_bad_offload_request" && x.value == 0));
-    // A request whose lengths do not fit the frame is dropped and counted, not sent.
-    let mut bad = offloaded(b"x", 0, true);
-    {
-        let mut meta = bad.meta_mut().unwrap();
-        let mut t = meta.tx_offload();
-        t.set_l3_len(120).unwrap();
-        meta.set_tx_offload(t);
-    }
-    let q = port.queues().unwrap();
-    assert_eq!(q.tx[0].tx_burst(&mut [Some(bad)]), 1);
-    let xs = port.xstats();
-    assert!(
-        xs.iter()
-            .any(|x| x.name == "tx_bad_offload_request" && x.value == 1),
-        "{xs:?}"
-    );
-    // The kernel's own frames come back through queues that carry the header both ways.
-    far.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "c0ffee"])
+    far.ns
+        .exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "c0ffee"])
         .unwrap();
     let frames = receive(&mut port, 64);
     let back: Vec<Vec<u8>> = frames
         .iter()
         .filter_map(|m| udp_payload(&flatten(m), 9999))
         .collect();
-    assert_eq!(back, vec![vec![0xc0, 0xff, 0xee]]);
+    assert_eq!(
+        back,
+        vec![vec![0xc0, 0xff, 0xee]],
+        "the kernel's datagram, behind a header"
+    );
     drop(frames);
     port.stop().unwrap();
     port.close().unwrap();
-    drop(link);
+    drop(far);
     assert_eq!(pool.available(), pool.size(), "every mbuf back");
 }
 

@@ -51,10 +51,52 @@ pub fn update(cksum: u16, old: u16, new: u16) -> u16 {
     !fold((!cksum) as u32 + (!old) as u32 + new as u32)
 }
 
+/// Fills in the checksum of the IPv4 header `l2` bytes into `frame`, `l3` bytes long: what an
+/// mbuf's `TX_IP_CKSUM` asks a device to do, for a PMD doing it in software. `false` (and
+/// `frame` untouched) if that is not an IPv4 header of at least 20 bytes inside `frame`.
+pub fn fill_ipv4_header_checksum(frame: &mut [u8], l2: usize, l3: usize) -> bool {
+    let end = l2.saturating_add(l3);
+    if l3 < 20 || end > frame.len() || frame[l2] >> 4 != 4 {
+        return false;
+    }
+    frame[l2 + 10..l2 + 12].fill(0);
+    let c = checksum(&frame[l2..end]);
+    frame[l2 + 10..l2 + 12].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ipv4_header_checksum_fill_checks_what_it_is_given() {
+        let mut f = [0u8; 40];
+        f[6..26].copy_from_slice(&[
+            0x45, 0, 0, 0x1c, 0, 1, 0x40, 0, 64, 17, 0xaa, 0xbb, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        assert!(fill_ipv4_header_checksum(&mut f, 6, 20));
+        assert_eq!(
+            checksum(&f[6..26]),
+            0,
+            "a header with its checksum sums to 0xffff"
+        );
+        let before = f;
+        assert!(
+            !fill_ipv4_header_checksum(&mut f, 6, 19),
+            "shorter than an IPv4 header"
+        );
+        assert!(!fill_ipv4_header_checksum(&mut f, 30, 20), "past the frame");
+        assert!(
+            !fill_ipv4_header_checksum(&mut f, usize::MAX, 20),
+            "no overflow"
+        );
+        f[6] = 0x65;
+        assert!(!fill_ipv4_header_checksum(&mut f, 6, 20), "not version 4");
+        f[6] = 0x45;
+        assert_eq!(f, before, "untouched when refused");
+    }
 
     #[test]
     fn rfc1071_example() {

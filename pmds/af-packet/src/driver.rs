@@ -85,7 +85,14 @@ pub struct AfPacketDriver {
     gone: Arc<AtomicBool>,
     mtu: u16,
     port_id: u16,
+    /// The port's transmit offloads (queues may add their own).
+    tx_offloads: TxOffload,
 }
+
+/// The checksum offloads the transmit queues do (behind their `PACKET_VNET_HDR` headers).
+const CSUM_OFFLOADS: TxOffload = TxOffload::IPV4_CKSUM
+    .union(TxOffload::UDP_CKSUM)
+    .union(TxOffload::TCP_CKSUM);
 
 fn os_error(op: &'static str, e: Errno) -> EthError {
     let text = match e {
@@ -127,6 +134,7 @@ impl AfPacketDriver {
             gone: Arc::new(AtomicBool::new(false)),
             mtu: 1500,
             port_id: PORT_INVALID,
+            tx_offloads: TxOffload::empty(),
         }
     }
 
@@ -281,7 +289,7 @@ impl Driver for AfPacketDriver {
             min_mtu: 68,
             max_mtu: 9000,
             rx_offload_capa: RxOffload::SCATTER,
-            tx_offload_capa: TxOffload::MULTI_SEGS,
+            tx_offload_capa: TxOffload::MULTI_SEGS.union(CSUM_OFFLOADS),
             rss_hash_types: RssHashTypes::empty(),
             speed_mbps: SPEED_MBPS,
         }
@@ -293,6 +301,7 @@ impl Driver for AfPacketDriver {
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.netif = Some(netif);
         self.multi_rx = config.nb_rxq > 1;
+        self.tx_offloads = config.tx_offloads;
         self.rx_socks.clear();
         self.gone.store(false, Ordering::Relaxed);
         Ok(())
@@ -404,10 +413,11 @@ impl Driver for AfPacketDriver {
         &mut self,
         queue: u16,
         _nb_desc: u16,
-        _config: &TxQueueConfig,
+        config: &TxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<AfPacketTx, EthError> {
         const OP: &str = "tx_queue_setup";
+        let offloads = (self.tx_offloads | config.offloads) & CSUM_OFFLOADS;
         let e = |x| os_error(OP, x);
         let sock = sys::packet_socket(false).map_err(e)?;
         sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
@@ -418,6 +428,16 @@ impl Driver for AfPacketDriver {
         // frame (skb_copy_ubufs) before the slot is released. Refused (an old kernel): plain
         // frames, zero-copy pages.
         let vnet = sys::set_opt(&sock, PACKET_VNET_HDR, &1i32).is_ok();
+        if !vnet && offloads.intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM) {
+            return Err(EthError::Device {
+                op: OP,
+                reason: DeviceReason {
+                    text: "this kernel refused PACKET_VNET_HDR, which TCP/UDP checksum offload \
+                           needs; configure the port without it",
+                    code: 0,
+                },
+            });
+        }
         if self.qdisc_bypass {
             sys::set_opt(&sock, sys::PACKET_QDISC_BYPASS, &1i32).map_err(e)?;
         }
@@ -455,6 +475,7 @@ impl Driver for AfPacketDriver {
                 frame_size: frame_size as usize,
                 frame_nr: frame_nr as usize,
                 vnet,
+                offloads,
             },
             counters,
             drops,
@@ -530,6 +551,10 @@ impl Driver for AfPacketDriver {
                 ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
                 ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
                 ("tx_wrong_format", self.tx_drops.sum(|d| &d.wrong_format)),
+                (
+                    "tx_bad_offload_request",
+                    self.tx_drops.sum(|d| &d.bad_offload),
+                ),
                 ("interface_gone", self.is_gone() as u64),
             ],
         );

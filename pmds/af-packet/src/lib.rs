@@ -29,7 +29,11 @@
 //! virtio-net header whose `hdr_len` asks the kernel to copy the frame (up to 2 KiB) into the
 //! socket buffer rather than attach the ring's pages, which a veth or any forwarding path
 //! must copy into a fresh page per frame before the slot is released (64 B on veth:
-//! 1.67 -> 2.04 Mpps). Promiscuous mode is a `PACKET_MR_PROMISC` membership per
+//! 1.67 -> 2.04 Mpps). The same header carries TCP/UDP checksum offload (`NEEDS_CSUM` where
+//! the mbuf asks for it, the field holding the pseudo-header sum; the kernel finishes the sum
+//! when the frame leaves the host), and `IPV4_CKSUM` is filled into the frame's copy in the
+//! ring — DPDK's `net_af_packet` offers neither; a request whose lengths do not fit the frame
+//! is dropped and counted (`tx_bad_offload_request`). Promiscuous mode is a `PACKET_MR_PROMISC` membership per
 //! receive socket. Every frame is counted: received, sent, or dropped by reason (xstats
 //! `rx_kernel_ring_drops` from `PACKET_STATISTICS`, `rx_truncated`, `rx_ring_anomalies`,
 //! `tx_frames_too_big`, `tx_frames_too_small`, `tx_ring_full`, `tx_wrong_format`). Each

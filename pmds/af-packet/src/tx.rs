@@ -11,8 +11,10 @@
 
 use crate::sys::{kick, RingMap};
 use nix::errno::Errno;
-use rdk_core::ethdev::{Counter, QueueCounters, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache};
+use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
+use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags};
+use rdk_core::net::checksum::fill_ipv4_header_checksum;
+use rdk_core::virtio::format::{csum_request, net_hdr_flags};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub(crate) struct TxDrops {
     pub ring_full: Counter,
     /// Frames the kernel refused as malformed.
     pub wrong_format: Counter,
+    /// Checksum requests whose `l2_len`/`l3_len` do not fit the frame (dropped).
+    pub bad_offload: Counter,
 }
 
 /// How the transmit ring is cut: slot size and count, and whether frames go behind a
@@ -60,6 +64,8 @@ pub(crate) struct TxSlots {
     pub frame_nr: usize,
     /// `PACKET_VNET_HDR` is on.
     pub vnet: bool,
+    /// Checksum offloads to do (TCP/UDP only with `vnet`).
+    pub offloads: TxOffload,
 }
 
 /// A `net_af_packet` transmit queue.
@@ -71,6 +77,8 @@ pub struct AfPacketTx {
     frame_nr: usize,
     /// Frames go behind a virtio-net header (`PACKET_VNET_HDR`): copied whole by the kernel.
     vnet: bool,
+    /// Checksum offloads: IPv4 filled in the slot by rdk, TCP/UDP finished by the kernel.
+    offloads: TxOffload,
     head: usize,
     counters: Arc<QueueCounters>,
     drops: Arc<TxDrops>,
@@ -90,6 +98,7 @@ impl AfPacketTx {
             frame_size,
             frame_nr,
             vnet,
+            offloads,
         } = slots;
         assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF + VNET_HDR);
         Self {
@@ -98,6 +107,7 @@ impl AfPacketTx {
             frame_size,
             frame_nr,
             vnet,
+            offloads,
             head: 0,
             counters,
             drops,
@@ -115,6 +125,42 @@ impl AfPacketTx {
         // TPACKET_ALIGNMENT multiples from a page-aligned base), inside the mapping, accessed
         // atomically by both sides.
         unsafe { AtomicU32::from_ptr(self.slot().cast()) }
+    }
+
+    /// The checksums `m` asks for that this queue does: the TCP/UDP span for the net header
+    /// and where the IPv4 header is (`l2_len`, `l3_len`). `None` if a request does not fit
+    /// the frame; `(None, None)` without offloads (one branch on the plain path).
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn offload_request(&self, m: &Mbuf) -> Option<(Option<(u16, u16)>, Option<(usize, usize)>)> {
+        if self.offloads.is_empty() {
+            return Some((None, None));
+        }
+        let mut csum = None;
+        if self
+            .offloads
+            .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM)
+        {
+            if let Some((start, field)) = csum_request(m) {
+                if start as u32 + field as u32 + 2 > m.pkt_len() {
+                    return None;
+                }
+                csum = Some((start, field));
+            }
+        }
+        let mut ip = None;
+        if self.offloads.contains(TxOffload::IPV4_CKSUM)
+            && m.ol_flags().contains(OlFlags::TX_IP_CKSUM)
+        {
+            let t = m.tx_offload();
+            let (l2, l3) = (t.l2_len() as usize, t.l3_len() as usize);
+            let d = m.data();
+            if l3 < 20 || l2 + l3 > d.len() || d[l2] >> 4 != 4 {
+                return None;
+            }
+            ip = Some((l2, l3));
+        }
+        Some((csum, ip))
     }
 
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
@@ -149,23 +195,46 @@ impl AfPacketTx {
                 self.drops.wrong_format.add(1);
                 errors += 1;
             }
+            let (csum, ip) = match self.offload_request(&m) {
+                Some(r) => r,
+                None => {
+                    self.drops.bad_offload.add(1);
+                    errors += 1;
+                    free(m);
+                    taken += 1;
+                    continue;
+                }
+            };
             let base = self.slot();
             let mut at = TX_DATA_OFF;
             if self.vnet {
                 let mut h = [0u8; VNET_HDR];
                 let linear = len.min(LINEAR_MAX) as u16;
                 h[VNET_HDR_LEN..VNET_HDR_LEN + 2].copy_from_slice(&linear.to_le_bytes());
+                if let Some((start, field)) = csum {
+                    h[0] = net_hdr_flags::NEEDS_CSUM;
+                    h[6..8].copy_from_slice(&start.to_le_bytes());
+                    h[8..10].copy_from_slice(&field.to_le_bytes());
+                }
                 // SAFETY: TX_DATA_OFF + VNET_HDR < frame_size (checked in new): inside this
                 // slot, ours while its status is AVAILABLE.
                 unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), base.add(at), VNET_HDR) };
                 at += VNET_HDR;
             }
+            let frame_at = at;
             for s in m.segments() {
                 let d = s.data();
                 // SAFETY: at + d.len() <= TX_DATA_OFF + pre + pkt_len <= frame_size: inside this
                 // slot, which is ours while its status is AVAILABLE.
                 unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), base.add(at), d.len()) };
                 at += d.len();
+            }
+            if let Some((l2, l3)) = ip {
+                // SAFETY: the frame just copied, frame_at + len <= frame_size, in our slot.
+                let frame =
+                    unsafe { std::slice::from_raw_parts_mut(base.add(frame_at), len as usize) };
+                // Checked by offload_request: an IPv4 header inside the frame.
+                let _ = fill_ipv4_header_checksum(frame, l2, l3);
             }
             let tp_len = len + pre as u32;
             // SAFETY: the header words of our slot, 4-aligned.

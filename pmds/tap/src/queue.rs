@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use rdk_core::ethdev::TxOffload;
 use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags, PktMbufPool, RxCksum};
-use rdk_core::net::checksum::checksum;
+use rdk_core::net::checksum::fill_ipv4_header_checksum;
 use rdk_core::os::WaitHandle;
 use rdk_core::virtio::format::{csum_request, net_hdr_flags};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -370,13 +370,13 @@ impl TapTx {
             let (l2, l3) = (t.l2_len() as usize, t.l3_len() as usize);
             let d = m.data();
             let end = l2 + l3;
-            if l3 < 20 || end > MAX_L2_L3 || end > d.len() || d[l2] >> 4 != 4 {
+            if end > MAX_L2_L3 || end > d.len() {
                 return None;
             }
             f.heads[..end].copy_from_slice(&d[..end]);
-            f.heads[l2 + 10..l2 + 12].fill(0);
-            let c = checksum(&f.heads[l2..end]);
-            f.heads[l2 + 10..l2 + 12].copy_from_slice(&c.to_be_bytes());
+            if !fill_ipv4_header_checksum(&mut f.heads[..end], l2, l3) {
+                return None;
+            }
             f.heads_len = end;
         }
         Some(f)
