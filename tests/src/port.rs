@@ -17,10 +17,25 @@ pub fn try_started<D: Driver>(
     pool: &PktMbufPool,
     ring: u16,
 ) -> Result<Port<D>, EthError> {
+    try_started_with(driver, pool, ring, &PortConfig::queues(1, 1))
+}
+
+/// A started port 0 over `driver` configured with `cfg`: each of its queues with `ring`
+/// descriptors, receiving into `pool`; or the first error on the way.
+pub fn try_started_with<D: Driver>(
+    driver: D,
+    pool: &PktMbufPool,
+    ring: u16,
+    cfg: &PortConfig,
+) -> Result<Port<D>, EthError> {
     let mut p = Port::new(0, driver);
-    p.configure(&PortConfig::queues(1, 1))?;
-    p.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())?;
-    p.tx_queue_setup(0, ring, &TxQueueConfig::default())?;
+    p.configure(cfg)?;
+    for q in 0..cfg.nb_rxq {
+        p.rx_queue_setup(q, ring, pool, &RxQueueConfig::default())?;
+    }
+    for q in 0..cfg.nb_txq {
+        p.tx_queue_setup(q, ring, &TxQueueConfig::default())?;
+    }
     p.start()?;
     Ok(p)
 }

@@ -14,7 +14,7 @@ use rdk_tests::lab::{
     tx_checksum_offloads_are_completed, FarSide, PeerReceivers, VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
-use rdk_tests::port::{sleepy_receive, try_started};
+use rdk_tests::port::{sleepy_receive, try_started, try_started_with};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -388,17 +388,11 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
     }
     let lab = Lab::new("afo");
     let pool = pool(1024);
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
     let mut port = {
         let _inside = lab.rdk.enter().unwrap();
-        let mut p = Port::new(0, AfPacketDriver::new(&lab.veth.a, 1));
-        let mut cfg = PortConfig::queues(1, 1);
-        cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-        p.configure(&cfg).unwrap();
-        p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-            .unwrap();
-        p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
-        p.start().unwrap();
-        p
+        try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
     };
     let far = FarSide::new(&lab.peer, "afof", [10, 93, 0]).unwrap();
     tx_checksum_offloads_are_completed(

@@ -15,7 +15,7 @@ use rdk_tests::frames::{
 };
 use rdk_tests::lab::{iface_mac, tx_checksum_offloads_are_completed, FarSide};
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
-use rdk_tests::port::{await_link, sleepy_receive, try_started};
+use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,7 +62,13 @@ fn tap_port(
 ) -> (Port<TapDriver>, String) {
     let (mut port, iface) = tap_port_raw(ns, pool, queues, mtu);
     port.start().unwrap();
-    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &iface])
+    address_kernel_side(ns, &iface);
+    (port, iface)
+}
+
+/// The kernel's side of the TAP: 10.77.0.1/24, rdk's 10.77.0.2 a permanent neighbour.
+fn address_kernel_side(ns: &Netns, iface: &str) {
+    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", iface])
         .unwrap();
     ns.exec(&[
         "ip",
@@ -72,12 +78,11 @@ fn tap_port(
         "lladdr",
         "02:00:00:00:00:02",
         "dev",
-        &iface,
+        iface,
         "nud",
         "permanent",
     ])
     .unwrap();
-    (port, iface)
 }
 
 /// Polls every receive queue until `want` frames arrived or 5 s passed.
@@ -465,33 +470,13 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
     let ns = Netns::new("tapo").unwrap();
     let pool = pool(1024);
     let iface = unique_name("tap");
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
     let mut port = {
         let _inside = ns.enter().unwrap();
-        let mut p = Port::new(0, TapDriver::new(&iface));
-        let mut cfg = PortConfig::queues(1, 1);
-        cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-        p.configure(&cfg).unwrap();
-        p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-            .unwrap();
-        p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
-        p.start().unwrap();
-        p
+        try_started_with(TapDriver::new(&iface), &pool, 512, &cfg).unwrap()
     };
-    ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &iface])
-        .unwrap();
-    ns.exec(&[
-        "ip",
-        "neigh",
-        "replace",
-        "10.77.0.2",
-        "lladdr",
-        "02:00:00:00:00:02",
-        "dev",
-        &iface,
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
+    address_kernel_side(&ns, &iface);
     let far = FarSide::new(&ns, "tapf", [10, 91, 0]).unwrap();
     let rdk_mac = [2, 0, 0, 0, 0, 2];
     tx_checksum_offloads_are_completed(
