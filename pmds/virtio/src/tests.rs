@@ -102,6 +102,13 @@ impl Rig {
         self.os.device_memory().assert_no_faults();
     }
 
+    /// The device delivers `frame(i, len)` on queue 0 and the port receives it byte-exact.
+    fn receives_one(&mut self, i: usize, len: usize) {
+        self.dev.deliver(0, &frame(i, len), RxCsum::None);
+        let got = self.rx_all(0, 1);
+        assert_eq!(bytes_of(&got[0]), frame(i, len));
+    }
+
     fn rx_all(&mut self, q: usize, want: usize) -> Vec<Mbuf> {
         let mut got = Vec::new();
         for _ in 0..1000 {
@@ -708,10 +715,7 @@ fn an_unanswered_control_command_blocks_commands_until_a_restart() {
         r.port.set_promiscuous(true).unwrap();
         r.port.set_allmulticast(true).unwrap();
         assert_eq!(r.dev.rx_modes(), (true, true));
-        r.dev.deliver(0, &frame(0, 80), RxCsum::None);
-        let got = r.rx_all(0, 1);
-        assert_eq!(bytes_of(&got[0]), frame(0, 80));
-        drop(got);
+        r.receives_one(0, 80);
         r.finish();
     }
 }
@@ -889,10 +893,7 @@ fn needs_reset_recovers_while_the_port_runs() {
         r.port.queues().unwrap().rx[0].rx_burst(&mut none);
         drop(r.tx_frames(0, 1));
         assert!(r.port.link_update().up);
-        r.dev.deliver(0, &frame(7, 77), RxCsum::None);
-        let got = r.rx_all(0, 1);
-        assert_eq!(bytes_of(&got[0]), frame(7, 77));
-        drop(got);
+        r.receives_one(7, 77);
         r.finish();
     }
 }
@@ -917,10 +918,7 @@ fn stop_or_close_during_a_recovery() {
         r.port.start().unwrap();
         assert!(r.port.link_update().up);
         assert!(!r.port.driver().needs_reset());
-        r.dev.deliver(0, &frame(3, 300), RxCsum::None);
-        let got = r.rx_all(0, 1);
-        assert_eq!(bytes_of(&got[0]), frame(3, 300));
-        drop(got);
+        r.receives_one(3, 300);
         let (k, _) = r.tx_frames(40, 3);
         assert_eq!(k, 3);
         r.dev.process_tx();
