@@ -13,7 +13,7 @@ use rdk_tests::frames::{
     self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
     PY_UDP_SEND,
 };
-use rdk_tests::lab::{iface_mac, tx_checksum_offloads_are_completed, FarSide};
+use rdk_tests::lab::{hex, iface_mac, tx_checksum_offloads_are_completed, FarSide};
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
 use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with};
 use std::sync::{Arc, Mutex};
@@ -531,4 +531,97 @@ fn checksum_offload_must_be_asked_for_at_the_first_configure() {
     assert!(e.contains("first configure"), "{e}");
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
+}
+
+/// `python3 -c PY_RAW_SEND IFACE HEX...`: sends each hex frame out of IFACE through an
+/// `AF_PACKET` socket (on a TAP: to the program reading its queues).
+const PY_RAW_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for h in sys.argv[2:]:
+    s.send(bytes.fromhex(h))
+"#;
+
+/// RX checksum offloads, checked in software as DPDK's tap does: the kernel's own UDP
+/// datagram arrives with both checksums GOOD; frames injected on the interface arrive with a
+/// bad UDP checksum as L4 BAD, a bad IPv4 checksum as IP BAD, no UDP checksum as L4
+/// UNKNOWN.
+#[test]
+fn rx_checksum_offloads_report_what_the_frames_hold() {
+    use rdk_core::ethdev::RxOffload;
+    use rdk_core::mbuf::RxCksum::{self, Bad, Good, Unknown};
+    if !need_netns("rx_checksum_offloads_report_what_the_frames_hold") {
+        return;
+    }
+    let ns = Netns::new("tapr").unwrap();
+    let pool = pool(1024);
+    let iface = unique_name("tap");
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.rx_offloads = RxOffload::IPV4_CKSUM | RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM;
+    let mut port = {
+        let _inside = ns.enter().unwrap();
+        try_started_with(TapDriver::new(&iface), &pool, 512, &cfg).unwrap()
+    };
+    address_kernel_side(&ns, &iface);
+    ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "0a0b0c"])
+        .unwrap();
+    // The checksum states of the UDP frames to `port` among `frames`, in order.
+    let states = |frames: &[Mbuf], port: u16| -> Vec<(RxCksum, RxCksum)> {
+        frames
+            .iter()
+            .filter(|m| {
+                let f = flatten(m);
+                f.len() >= 42
+                    && f[12..14] == [8, 0]
+                    && f[23] == 17
+                    && f[36..38] == port.to_be_bytes()
+            })
+            .map(|m| (m.ol_flags().rx_ip_cksum(), m.ol_flags().rx_l4_cksum()))
+            .collect()
+    };
+    let frames = receive(&mut port, 64);
+    assert_eq!(
+        states(&frames, 9999),
+        vec![(Good, Good)],
+        "the kernel's datagram"
+    );
+    drop(frames);
+    let mac = iface_mac(&ns, &iface);
+    let good = ipv4_udp_frame(
+        mac,
+        [2, 0, 0, 0, 0, 2],
+        [10, 77, 0, 1],
+        [10, 77, 0, 2],
+        7,
+        7777,
+        b"abc",
+    );
+    let mut bad_udp = good.clone();
+    bad_udp[42] ^= 0x20;
+    let mut bad_ip = good.clone();
+    bad_ip[22] ^= 1;
+    let mut no_udp = good.clone();
+    no_udp[40..42].fill(0);
+    ns.exec(&[
+        "python3",
+        "-c",
+        PY_RAW_SEND,
+        &iface,
+        &hex(&good),
+        &hex(&bad_udp),
+        &hex(&bad_ip),
+        &hex(&no_udp),
+    ])
+    .unwrap();
+    let frames = receive(&mut port, 64);
+    assert_eq!(
+        states(&frames, 7777),
+        vec![(Good, Good), (Good, Bad), (Bad, Unknown), (Good, Unknown)],
+        "good, bad UDP, bad IPv4, no UDP checksum"
+    );
+    drop(frames);
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size(), "every mbuf back");
 }

@@ -53,7 +53,14 @@ pub struct TapDriver {
     vnet: bool,
     /// The port's transmit offloads (queues may add their own).
     tx_offloads: TxOffload,
+    /// The port's receive offloads (queues may add their own).
+    rx_offloads: RxOffload,
 }
+
+/// The receive offloads checked in software.
+const RX_CSUM_OFFLOADS: RxOffload = RxOffload::IPV4_CKSUM
+    .union(RxOffload::UDP_CKSUM)
+    .union(RxOffload::TCP_CKSUM);
 
 /// The transmit offloads that need the kernel (a net header in front of every frame).
 const KERNEL_TX_OFFLOADS: TxOffload = TxOffload::UDP_CKSUM.union(TxOffload::TCP_CKSUM);
@@ -107,6 +114,7 @@ impl TapDriver {
             tx_drops: PerQueue::default(),
             vnet: false,
             tx_offloads: TxOffload::empty(),
+            rx_offloads: RxOffload::empty(),
         }
     }
 
@@ -197,7 +205,7 @@ impl Driver for TapDriver {
             tx_desc_lim: DESC_LIMITS,
             min_mtu: 68,
             max_mtu: 9000,
-            rx_offload_capa: RxOffload::SCATTER,
+            rx_offload_capa: RxOffload::SCATTER.union(RX_CSUM_OFFLOADS),
             tx_offload_capa: TxOffload::MULTI_SEGS
                 | TxOffload::IPV4_CKSUM
                 | TxOffload::UDP_CKSUM
@@ -219,6 +227,7 @@ impl Driver for TapDriver {
             return Err(vnet_mode_fixed("configure"));
         }
         self.tx_offloads = config.tx_offloads;
+        self.rx_offloads = config.rx_offloads;
         while self.fds.len() < want {
             let fd = open_queue(&self.iface, self.vnet).map_err(|e| tun_error("configure", e))?;
             self.fds.push(Arc::new(fd));
@@ -242,9 +251,10 @@ impl Driver for TapDriver {
         queue: u16,
         _nb_desc: u16,
         pool: &PktMbufPool,
-        _config: &RxQueueConfig,
+        config: &RxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<TapRx, EthError> {
+        let verify = (self.rx_offloads | config.offloads).intersects(RX_CSUM_OFFLOADS);
         let fd = self
             .fds
             .get(queue as usize)
@@ -284,6 +294,7 @@ impl Driver for TapDriver {
                 port_id: self.port_id,
                 gone: self.gone.clone(),
                 vnet: self.vnet,
+                verify,
             },
             pool.clone(),
             cache,

@@ -39,7 +39,10 @@
 //! the pseudo-header sum, as with any NIC), and the kernel completes the checksum when the
 //! frame leaves the host or trusts it when delivered locally — DPDK's tap computes it in
 //! software. Received frames then carry a header too; `DATA_VALID` in it becomes
-//! `RX_L4_CKSUM_GOOD`. The header mode belongs to the interface (every queue of it, whoever
+//! `RX_L4_CKSUM_GOOD`. Receive checksum offloads (`IPV4_CKSUM`, `UDP_CKSUM`, `TCP_CKSUM`) are
+//! checked in software, as DPDK's tap does: `RX_IP_CKSUM_*` and `RX_L4_CKSUM_*` say GOOD or
+//! BAD for IPv4 (one VLAN tag looked through) and its TCP/UDP; what cannot be checked (other
+//! protocols, fragments, no UDP checksum sent, a chained frame) stays UNKNOWN. The header mode belongs to the interface (every queue of it, whoever
 //! opened it), so it is fixed when the queues open and a later configure cannot change it;
 //! the non-offload path stays a plain `write`/`read`. A request whose `l2_len`/`l3_len` do
 //! not fit the frame is dropped and counted (`tx_bad_offload_request`), a received header

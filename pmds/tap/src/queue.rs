@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use rdk_core::ethdev::TxOffload;
 use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags, PktMbufPool, RxCksum};
-use rdk_core::net::checksum::fill_ipv4_header_checksum;
+use rdk_core::net::checksum::{fill_ipv4_header_checksum, verify_frame_checksums};
 use rdk_core::os::WaitHandle;
 use rdk_core::virtio::format::{csum_request, net_hdr_flags};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -54,6 +54,8 @@ pub(crate) struct RxCore {
     pub gone: Arc<AtomicBool>,
     /// Frames arrive behind a net header (the queues were opened with `IFF_VNET_HDR`).
     pub vnet: bool,
+    /// Checksums are checked in software (receive checksum offloads enabled).
+    pub verify: bool,
 }
 
 impl TapRx {
@@ -126,9 +128,10 @@ impl RxCore {
         }
     }
 
-    /// Stamps the port and, behind a net header, what the kernel said of the checksums
-    /// (`DATA_VALID`: verified); a header announcing GSO, which these queues never ask the
-    /// kernel for (no `TUNSETOFFLOAD`), drops the frame.
+    /// Stamps the port and the checksum states: what the software check found (receive
+    /// checksum offloads on), or, behind a net header, what the kernel said (`DATA_VALID`:
+    /// verified). A header announcing GSO, which these queues never ask the kernel for (no
+    /// `TUNSETOFFLOAD`), drops the frame.
     #[inline(always)]
     fn finish(
         &self,
@@ -141,10 +144,18 @@ impl RxCore {
             self.drops.bad_offload.add(1);
             return Err(RxStop::Dropped);
         }
+        let valid = self.vnet && hdr[0] & net_hdr_flags::DATA_VALID != 0;
+        // Checked in software as DPDK's tap does; chains stay unknown.
+        let (ip, l4) = if self.verify && m.nb_segs() == 1 {
+            verify_frame_checksums(m.data())
+        } else {
+            (RxCksum::Unknown, RxCksum::Unknown)
+        };
         if let Ok(mut meta) = m.meta_mut() {
             meta.set_port(self.port_id);
-            if self.vnet && hdr[0] & net_hdr_flags::DATA_VALID != 0 {
-                let f = meta.ol_flags().with_rx_l4_cksum(RxCksum::Good);
+            let l4 = if valid { RxCksum::Good } else { l4 };
+            if ip != RxCksum::Unknown || l4 != RxCksum::Unknown {
+                let f = meta.ol_flags().with_rx_ip_cksum(ip).with_rx_l4_cksum(l4);
                 meta.set_ol_flags(f);
             }
         }
