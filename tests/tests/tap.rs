@@ -66,6 +66,17 @@ fn tap_port(
     (port, iface)
 }
 
+/// A started TAP port configured with `cfg`, created inside `ns`, the kernel side addressed.
+fn tap_port_with(ns: &Netns, pool: &PktMbufPool, cfg: &PortConfig) -> (Port<TapDriver>, String) {
+    let iface = unique_name("tap");
+    let port = {
+        let _inside = ns.enter().unwrap();
+        try_started_with(TapDriver::new(&iface), pool, 512, cfg).unwrap()
+    };
+    address_kernel_side(ns, &iface);
+    (port, iface)
+}
+
 /// The kernel's side of the TAP: 10.77.0.1/24, rdk's 10.77.0.2 a permanent neighbour.
 fn address_kernel_side(ns: &Netns, iface: &str) {
     ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", iface])
@@ -469,14 +480,9 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
     }
     let ns = Netns::new("tapo").unwrap();
     let pool = pool(1024);
-    let iface = unique_name("tap");
     let mut cfg = PortConfig::queues(1, 1);
     cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-    let mut port = {
-        let _inside = ns.enter().unwrap();
-        try_started_with(TapDriver::new(&iface), &pool, 512, &cfg).unwrap()
-    };
-    address_kernel_side(&ns, &iface);
+    let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
     let far = FarSide::new(&ns, "tapf", [10, 91, 0]).unwrap();
     let rdk_mac = [2, 0, 0, 0, 0, 2];
     tx_checksum_offloads_are_completed(
@@ -556,14 +562,9 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     }
     let ns = Netns::new("tapr").unwrap();
     let pool = pool(1024);
-    let iface = unique_name("tap");
     let mut cfg = PortConfig::queues(1, 1);
     cfg.rx_offloads = RxOffload::IPV4_CKSUM | RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM;
-    let mut port = {
-        let _inside = ns.enter().unwrap();
-        try_started_with(TapDriver::new(&iface), &pool, 512, &cfg).unwrap()
-    };
-    address_kernel_side(&ns, &iface);
+    let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
     ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "0a0b0c"])
         .unwrap();
     // The checksum states of the UDP frames to `port` among `frames`, in order.

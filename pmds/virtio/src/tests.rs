@@ -1075,23 +1075,25 @@ fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
         q.rx[0].intr_enable().unwrap();
         assert_eq!(irq.ack().unwrap(), 0);
         // The transport kept its events: the handle the sleeper held is still the queue's.
-        old.signal().unwrap();
-        assert_eq!(
-            irq.ack().unwrap(),
-            1,
-            "the same event as before the recovery"
-        );
-        r.dev.deliver(0, &frame(5, 200), RxCsum::None);
-        assert!(
-            irq.ack().unwrap() >= 1,
-            "the device's interrupt after the recovery"
-        );
+        held_event_is_the_queues(&r, &*old, &*irq, frame(5, 200), "the recovery");
         r.port.queues().unwrap().rx[0].intr_disable().unwrap();
         let got = r.rx_all(0, 1);
         assert_eq!(bytes_of(&got[0]), frame(5, 200));
         drop(got);
         r.finish();
     }
+}
+
+/// `held` (fetched before `when`) is the queue's event `now`: a signal on one is seen on the
+/// other, and the device delivering `f` signals it. Leaves `now` acknowledged.
+fn held_event_is_the_queues<E: EventNotifier>(r: &Rig, held: &E, now: &E, f: Vec<u8>, when: &str) {
+    held.signal().unwrap();
+    assert_eq!(now.ack().unwrap(), 1, "the same event as before {when}");
+    r.dev.deliver(0, &f, RxCsum::None);
+    assert!(
+        held.ack().unwrap() >= 1,
+        "the device's interrupt after {when}"
+    );
 }
 
 /// A restart points the MSI-X vectors at the events the queues had: a wait handle fetched
@@ -1114,17 +1116,7 @@ fn rx_interrupt_events_survive_a_restart() {
     let after = q.rx[0].irq().unwrap().clone();
     q.rx[0].intr_enable().unwrap();
     let _ = after.ack();
-    before.signal().unwrap();
-    assert_eq!(
-        after.ack().unwrap(),
-        1,
-        "the same event as before the restart"
-    );
-    r.dev.deliver(0, &frame(3, 90), RxCsum::None);
-    assert!(
-        before.ack().unwrap() >= 1,
-        "the device's interrupt reaches the old handle"
-    );
+    held_event_is_the_queues(&r, &*before, &*after, frame(3, 90), "the restart");
     let _ = config.ack();
     r.dev.set_link(false);
     assert!(
