@@ -59,6 +59,83 @@ pub fn ipv4_udp_frame(
     f
 }
 
+/// The TCP header fields [`ipv4_tcp_frame`] writes (20 bytes, no options).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpHdr {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+    pub flags: u8,
+}
+
+/// An Ethernet + IPv4 + TCP frame with correct checksums (window 65535, no options).
+pub fn ipv4_tcp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src_ip: [u8; 4],
+    dst_ip: [u8; 4],
+    tcp: &TcpHdr,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let mut f = Vec::with_capacity(14 + total);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+    f.extend_from_slice(&src_ip);
+    f.extend_from_slice(&dst_ip);
+    let c = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&tcp.sport.to_be_bytes());
+    f.extend_from_slice(&tcp.dport.to_be_bytes());
+    f.extend_from_slice(&tcp.seq.to_be_bytes());
+    f.extend_from_slice(&tcp.ack.to_be_bytes());
+    f.extend_from_slice(&[5 << 4, tcp.flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    let mut pseudo = Vec::with_capacity(12 + total - 20);
+    pseudo.extend_from_slice(&src_ip);
+    pseudo.extend_from_slice(&dst_ip);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&((total - 20) as u16).to_be_bytes());
+    pseudo.extend_from_slice(&f[34..]);
+    let c = checksum(&pseudo);
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// `(source port, seq, ack, flags)` of `frame` if it is IPv4/TCP to `dport` with valid IPv4
+/// and TCP checksums.
+pub fn tcp_of(frame: &[u8], dport: u16) -> Option<(u16, u32, u32, u8)> {
+    if frame.len() < 54 || frame[12..14] != [0x08, 0x00] || frame[14] != 0x45 || frame[23] != 6 {
+        return None;
+    }
+    let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+    if checksum(&frame[14..34]) != 0 || total < 40 || 14 + total > frame.len() {
+        return None;
+    }
+    let t = &frame[34..14 + total];
+    let mut pseudo = frame[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(t);
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (checksum(&pseudo) == 0 && u16::from_be_bytes([t[2], t[3]]) == dport).then(|| {
+        (
+            u16::from_be_bytes([t[0], t[1]]),
+            be32(&t[4..8]),
+            be32(&t[8..12]),
+            t[13],
+        )
+    })
+}
+
 /// The payload of `frame` if it is IPv4/UDP to `dport` with a valid UDP checksum.
 pub fn udp_payload(frame: &[u8], dport: u16) -> Option<Vec<u8>> {
     udp_payload_checked(frame, dport, true)
@@ -131,6 +208,31 @@ try:
         print(d.hex(), flush=True)
 except socket.timeout:
     pass
+"#;
+
+/// `python3 -c PY_TCP_RECV IP PORT BYTES TIMEOUT`: listens, prints `ready`, accepts one
+/// connection and prints (hex, one line) what it reads from it until BYTES arrived, the peer
+/// closed, or TIMEOUT seconds passed without data. Start it with [`Peer::start`].
+pub const PY_TCP_RECV: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(float(sys.argv[4]))
+print("ready", flush=True)
+got = b""
+try:
+    c, _ = s.accept()
+    c.settimeout(float(sys.argv[4]))
+    while len(got) < int(sys.argv[3]):
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        got += d
+except socket.timeout:
+    pass
+print(got.hex(), flush=True)
 "#;
 
 /// `python3 -c PY_RAW_CAPTURE IFACE COUNT TIMEOUT`: prints `ready` once bound, then, one hex

@@ -13,7 +13,10 @@ use rdk_tests::frames::{
     self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
     PY_UDP_SEND,
 };
-use rdk_tests::lab::{hex, iface_mac, tx_checksum_offloads_are_completed, FarSide};
+use rdk_tests::lab::{
+    hex, iface_mac, tcp_segmentation_is_done_by_the_kernel, tx_checksum_offloads_are_completed,
+    FarSide,
+};
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
 use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with};
 use std::sync::{Arc, Mutex};
@@ -508,6 +511,34 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
         "the kernel's datagram, behind a header"
     );
     drop(frames);
+    port.stop().unwrap();
+    port.close().unwrap();
+    drop(far);
+    assert_eq!(pool.available(), pool.size(), "every mbuf back");
+}
+
+/// TCP segmentation offload, done by the kernel (see
+/// [`tcp_segmentation_is_done_by_the_kernel`]): the TAP's namespace is the router.
+#[test]
+fn tcp_segmentation_is_done_by_the_kernel_on_the_way_out() {
+    use rdk_core::ethdev::TxOffload;
+    if !need_netns("tcp_segmentation_is_done_by_the_kernel_on_the_way_out") {
+        return;
+    }
+    let ns = Netns::new("taps").unwrap();
+    let pool = pool(1024);
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
+    let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
+    let far = FarSide::new(&ns, "tapg", [10, 92, 0]).unwrap();
+    tcp_segmentation_is_done_by_the_kernel(
+        &mut port,
+        &pool,
+        &far,
+        [2, 0, 0, 0, 0, 2],
+        iface_mac(&ns, &iface),
+        [10, 77, 0, 2],
+    );
     port.stop().unwrap();
     port.close().unwrap();
     drop(far);

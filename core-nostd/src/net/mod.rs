@@ -1,5 +1,6 @@
 //! Packet headers as zero-copy views: Ethernet, ARP, IPv4, ICMPv4, UDP, and the Internet
-//! checksum.
+//! checksum; with `alloc`, transmit offload requests checked against their frame
+//! (`offload`).
 //!
 //! Each header is a view `Packet<T: AsRef<[u8]>>` over a buffer (an mbuf's data, a slice):
 //! `new_checked` validates once what the accessors then rely on, so a malformed or truncated
@@ -14,6 +15,8 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+#[cfg(feature = "alloc")]
+pub mod offload;
 pub mod udp;
 
 pub use arp::{ArpOp, ArpPacket, ArpRepr};

@@ -12,9 +12,8 @@
 use crate::sys::{kick, RingMap};
 use nix::errno::Errno;
 use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags};
-use rdk_core::net::checksum::fill_ipv4_header_checksum;
-use rdk_core::virtio::format::{csum_request, net_hdr_flags};
+use rdk_core::mbuf::{Mbuf, MbufCache};
+use rdk_core::net::offload::TxRequest;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -127,40 +126,15 @@ impl AfPacketTx {
         unsafe { AtomicU32::from_ptr(self.slot().cast()) }
     }
 
-    /// The checksums `m` asks for that this queue does: the TCP/UDP span for the net header
-    /// and where the IPv4 header is (`l2_len`, `l3_len`). `None` if a request does not fit
-    /// the frame; `(None, None)` without offloads (one branch on the plain path).
+    /// The offloads `m` asks for that this queue does, checked against the frame
+    /// ([`TxRequest::check`]; no segmentation is offered, so the MTU plays no part); `None`
+    /// if the request does not fit it. One branch on the plain path.
     #[inline(always)]
-    #[allow(clippy::type_complexity)]
-    fn offload_request(&self, m: &Mbuf) -> Option<(Option<(u16, u16)>, Option<(usize, usize)>)> {
+    fn offload_request(&self, m: &Mbuf) -> Option<TxRequest> {
         if self.offloads.is_empty() {
-            return Some((None, None));
+            return Some(TxRequest::default());
         }
-        let mut csum = None;
-        if self
-            .offloads
-            .intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM)
-        {
-            if let Some((start, field)) = csum_request(m) {
-                if start as u32 + field as u32 + 2 > m.pkt_len() {
-                    return None;
-                }
-                csum = Some((start, field));
-            }
-        }
-        let mut ip = None;
-        if self.offloads.contains(TxOffload::IPV4_CKSUM)
-            && m.ol_flags().contains(OlFlags::TX_IP_CKSUM)
-        {
-            let t = m.tx_offload();
-            let (l2, l3) = (t.l2_len() as usize, t.l3_len() as usize);
-            let d = m.data();
-            if l3 < 20 || l2 + l3 > d.len() || d[l2] >> 4 != 4 {
-                return None;
-            }
-            ip = Some((l2, l3));
-        }
-        Some((csum, ip))
+        TxRequest::check(m, self.offloads, u32::MAX).ok()
     }
 
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
@@ -195,7 +169,7 @@ impl AfPacketTx {
                 self.drops.wrong_format.add(1);
                 errors += 1;
             }
-            let (csum, ip) = match self.offload_request(&m) {
+            let req = match self.offload_request(&m) {
                 Some(r) => r,
                 None => {
                     self.drops.bad_offload.add(1);
@@ -208,14 +182,13 @@ impl AfPacketTx {
             let base = self.slot();
             let mut at = TX_DATA_OFF;
             if self.vnet {
-                let mut h = [0u8; VNET_HDR];
+                let mut h = if req.is_empty() {
+                    [0u8; VNET_HDR]
+                } else {
+                    req.net_hdr_bytes()
+                };
                 let linear = len.min(LINEAR_MAX) as u16;
                 h[VNET_HDR_LEN..VNET_HDR_LEN + 2].copy_from_slice(&linear.to_le_bytes());
-                if let Some((start, field)) = csum {
-                    h[0] = net_hdr_flags::NEEDS_CSUM;
-                    h[6..8].copy_from_slice(&start.to_le_bytes());
-                    h[8..10].copy_from_slice(&field.to_le_bytes());
-                }
                 // SAFETY: TX_DATA_OFF + VNET_HDR < frame_size (checked in new): inside this
                 // slot, ours while its status is AVAILABLE.
                 unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), base.add(at), VNET_HDR) };
@@ -229,12 +202,12 @@ impl AfPacketTx {
                 unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), base.add(at), d.len()) };
                 at += d.len();
             }
-            if let Some((l2, l3)) = ip {
-                // SAFETY: the frame just copied, frame_at + len <= frame_size, in our slot.
-                let frame =
-                    unsafe { std::slice::from_raw_parts_mut(base.add(frame_at), len as usize) };
-                // Checked by offload_request: an IPv4 header inside the frame.
-                let _ = fill_ipv4_header_checksum(frame, l2, l3);
+            let heads = req.rewrite_len();
+            if heads > 0 {
+                // SAFETY: the frame just copied; rewrite_len <= its first segment's length <=
+                // len, and frame_at + len <= frame_size: in our slot.
+                let frame = unsafe { std::slice::from_raw_parts_mut(base.add(frame_at), heads) };
+                req.rewrite(frame, len);
             }
             let tp_len = len + pre as u32;
             // SAFETY: the header words of our slot, 4-aligned.

@@ -26,7 +26,7 @@ const SPEED_MBPS: u32 = 10_000;
 const RX_CACHE_SIZE: usize = 256;
 
 /// Ethernet header plus one VLAN tag: what a frame adds to the MTU (TAP frames carry no FCS).
-const L2_OVERHEAD: u32 = 18;
+pub(crate) const L2_OVERHEAD: u32 = 18;
 
 const DESC_LIMITS: DescLimits = DescLimits {
     min: 1,
@@ -63,13 +63,15 @@ const RX_CSUM_OFFLOADS: RxOffload = RxOffload::IPV4_CKSUM
     .union(RxOffload::TCP_CKSUM);
 
 /// The transmit offloads that need the kernel (a net header in front of every frame).
-const KERNEL_TX_OFFLOADS: TxOffload = TxOffload::UDP_CKSUM.union(TxOffload::TCP_CKSUM);
+const KERNEL_TX_OFFLOADS: TxOffload = TxOffload::UDP_CKSUM
+    .union(TxOffload::TCP_CKSUM)
+    .union(TxOffload::TCP_TSO);
 
 fn vnet_mode_fixed(op: &'static str) -> EthError {
     EthError::Device {
         op,
         reason: DeviceReason {
-            text: "TCP/UDP checksum offload puts a header in front of every frame on all the \
+            text: "TCP/UDP checksum and TCP segmentation offloads put a header in front of every frame on all the \
                    TAP's queues, fixed when they open: ask for it in the port's first \
                    configure (PortConfig::tx_offloads), or close the port and create it again",
             code: 0,
@@ -209,7 +211,8 @@ impl Driver for TapDriver {
             tx_offload_capa: TxOffload::MULTI_SEGS
                 | TxOffload::IPV4_CKSUM
                 | TxOffload::UDP_CKSUM
-                | TxOffload::TCP_CKSUM,
+                | TxOffload::TCP_CKSUM
+                | TxOffload::TCP_TSO,
             rss_hash_types: RssHashTypes::empty(),
             speed_mbps: SPEED_MBPS,
         }

@@ -19,7 +19,7 @@
 //! per-packet branches on offloads it does not have).
 //!
 //! Frames longer than one mbuf (an MTU above the data room) are received into chains of up to
-//! 32 segments; chains are sent with one `writev`. Every frame is accounted for: received,
+//! 32 segments; chains of up to 64 segments are sent with one `writev`. Every frame is accounted for: received,
 //! sent, or dropped and counted (`rx_frames_too_big`, `tx_frames_too_big`,
 //! `tx_too_many_segments`, buffer shortage as `rx_nombuf`, kernel errors as `ierrors` /
 //! `oerrors`); a burst that meets a full kernel queue stops and leaves the rest with the
@@ -44,8 +44,18 @@
 //! BAD for IPv4 (one VLAN tag looked through) and its TCP/UDP; what cannot be checked (other
 //! protocols, fragments, no UDP checksum sent, a chained frame) stays UNKNOWN. The header mode belongs to the interface (every queue of it, whoever
 //! opened it), so it is fixed when the queues open and a later configure cannot change it;
-//! the non-offload path stays a plain `write`/`read`. A request whose `l2_len`/`l3_len` do
-//! not fit the frame is dropped and counted (`tx_bad_offload_request`), a received header
+//! the non-offload path stays a plain `write`/`read`.
+//!
+//! TCP segmentation offload (`TCP_TSO`, DPDK's tap does it in software with its GSO library)
+//! hands the kernel the whole request behind the same header (`GSO_TCPV4`/`GSO_TCPV6`,
+//! `gso_size` = `tso_segsz`): up to 64 KiB in chains of up to 64 segments; the kernel cuts
+//! it into segments only where a frame has to (a device without TSO on the way out), and
+//! passes it whole where it can. rdk rewrites a copy of the headers: IP length and header
+//! checksum, and the TCP seed, which DPDK's convention leaves without the length Linux's
+//! segmentation expects. Every request is checked against its frame first
+//! (`rdk_core::net::offload::TxRequest`): one that does not fit (lengths past the frame or
+//! its first segment, not TCP, `l4_len` not the TCP header's, a `tso_segsz` whose segments
+//! would exceed the MTU) is dropped and counted (`tx_bad_offload_request`), a received header
 //! announcing GSO too (`rx_bad_net_header`).
 #![deny(missing_docs)]
 

@@ -1,14 +1,15 @@
 //! The bursts: one `readv` or `writev` per frame (the TAP interface has no ring to share), one
 //! counter update per burst.
 
-use crate::tun::{read_frame, write_frame, MAX_IOV, MAX_SEGS, VNET_HDR};
+use crate::tun::{read_frame, write_frame, MAX_IOV, MAX_SEGS, TX_MAX_SEGS, VNET_HDR};
 use nix::errno::Errno;
 use rdk_core::ethdev::TxOffload;
 use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags, PktMbufPool, RxCksum};
-use rdk_core::net::checksum::{fill_ipv4_header_checksum, verify_frame_checksums};
+use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
+use rdk_core::net::checksum::verify_frame_checksums;
+use rdk_core::net::offload::{TxRequest, MAX_REWRITE};
 use rdk_core::os::WaitHandle;
-use rdk_core::virtio::format::{csum_request, net_hdr_flags};
+use rdk_core::virtio::format::net_hdr_flags;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub(crate) struct Drops {
     /// Transmit: bursts cut short because the kernel queue was full.
     pub tx_full: Counter,
     /// Receive: frames behind a net header rdk did not ask for (GSO, or shorter than the
-    /// header). Transmit: checksum requests whose `l2_len`/`l3_len` do not fit the frame.
+    /// header). Transmit: offload requests that do not fit the frame (`TxRequest::check`).
     pub bad_offload: Counter,
 }
 
@@ -320,15 +321,12 @@ pub struct TapTx {
     offloads: TxOffload,
 }
 
-/// Most bytes of L2 + L3 headers an IPv4 header checksum request may span (the rewritten
-/// copy of them is built on the stack).
-const MAX_L2_L3: usize = 128;
-
-/// What the offload path sends in front of a frame's own bytes: the net header, and the
-/// first segment's headers with the IPv4 checksum filled in.
+/// What the offload path sends in front of a frame's own bytes: the net header, and a
+/// rewritten copy of the first segment's headers (IPv4 checksum; under segmentation the IP
+/// length and the TCP seed).
 struct Front {
     hdr: [u8; VNET_HDR],
-    heads: [u8; MAX_L2_L3],
+    heads: [u8; MAX_REWRITE],
     /// Bytes of `heads` in use (0: the first segment goes as it is).
     heads_len: usize,
 }
@@ -354,43 +352,25 @@ impl TapTx {
         }
     }
 
-    /// What goes in front of `m` for the checksums its `ol_flags` ask for; `None` if the
-    /// request does not fit the frame (lengths past its first segment or its end, an L3
-    /// header that is not IPv4).
-    fn front(&self, m: &Mbuf) -> Option<Front> {
+    /// What goes in front of `m` for the offloads its `ol_flags` ask for, and whether it
+    /// is a segmentation request (the kernel segments it: the MTU bounds its segments, not
+    /// the frame); `None` if the request does not fit the frame ([`TxRequest::check`]).
+    fn front(&self, m: &Mbuf) -> Option<(Front, bool)> {
+        let mtu = self.max_frame.saturating_sub(crate::driver::L2_OVERHEAD);
+        let r = TxRequest::check(m, self.offloads, mtu).ok()?;
         let mut f = Front {
             hdr: [0; VNET_HDR],
-            heads: [0; MAX_L2_L3],
-            heads_len: 0,
+            heads: [0; MAX_REWRITE],
+            heads_len: r.rewrite_len(),
         };
-        let l4 = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-        if self.offloads.intersects(l4) {
-            if let Some((start, field)) = csum_request(m) {
-                if start as u32 + field as u32 + 2 > m.pkt_len() {
-                    return None;
-                }
-                f.hdr[0] = net_hdr_flags::NEEDS_CSUM;
-                f.hdr[6..8].copy_from_slice(&start.to_le_bytes());
-                f.hdr[8..10].copy_from_slice(&field.to_le_bytes());
-            }
+        f.hdr = r.net_hdr_bytes();
+        if f.heads_len > 0 {
+            // Checked: rewrite_len is within the first segment and MAX_REWRITE.
+            let heads = &mut f.heads[..f.heads_len];
+            heads.copy_from_slice(&m.data()[..f.heads_len]);
+            r.rewrite(heads, m.pkt_len());
         }
-        if self.offloads.contains(TxOffload::IPV4_CKSUM)
-            && m.ol_flags().contains(OlFlags::TX_IP_CKSUM)
-        {
-            let t = m.tx_offload();
-            let (l2, l3) = (t.l2_len() as usize, t.l3_len() as usize);
-            let d = m.data();
-            let end = l2 + l3;
-            if end > MAX_L2_L3 || end > d.len() {
-                return None;
-            }
-            f.heads[..end].copy_from_slice(&d[..end]);
-            if !fill_ipv4_header_checksum(&mut f.heads[..end], l2, l3) {
-                return None;
-            }
-            f.heads_len = end;
-        }
-        Some(f)
+        Some((f, r.tso.is_some()))
     }
 
     /// Writes `m` behind what `front` holds: one `writev`.
@@ -424,23 +404,9 @@ impl TapTx {
         let offload = self.vnet || !self.offloads.is_empty();
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
-            if m.pkt_len() > self.max_frame {
-                self.drops.tx_too_big.add(1);
-                errors += 1;
-                free(m);
-                taken += 1;
-                continue;
-            }
-            if m.nb_segs() as usize > MAX_SEGS {
-                self.drops.tx_too_many_segs.add(1);
-                errors += 1;
-                free(m);
-                taken += 1;
-                continue;
-            }
-            let r = if offload {
+            let front = if offload {
                 match self.front(&m) {
-                    Some(f) => self.write_offloaded(&m, &f),
+                    Some(f) => Some(f),
                     None => {
                         self.drops.bad_offload.add(1);
                         errors += 1;
@@ -450,13 +416,34 @@ impl TapTx {
                     }
                 }
             } else {
-                let mut segs: [&[u8]; MAX_SEGS] = [&[]; MAX_SEGS];
-                let mut k = 0;
-                for s in m.segments() {
-                    segs[k] = s.data();
-                    k += 1;
+                None
+            };
+            let segmented = matches!(front, Some((_, true)));
+            if m.pkt_len() > self.max_frame && !segmented {
+                self.drops.tx_too_big.add(1);
+                errors += 1;
+                free(m);
+                taken += 1;
+                continue;
+            }
+            if m.nb_segs() as usize > TX_MAX_SEGS {
+                self.drops.tx_too_many_segs.add(1);
+                errors += 1;
+                free(m);
+                taken += 1;
+                continue;
+            }
+            let r = match &front {
+                Some((f, _)) => self.write_offloaded(&m, f),
+                None => {
+                    let mut segs: [&[u8]; TX_MAX_SEGS] = [&[]; TX_MAX_SEGS];
+                    let mut k = 0;
+                    for s in m.segments() {
+                        segs[k] = s.data();
+                        k += 1;
+                    }
+                    write_frame(self.fd.as_raw_fd(), &segs[..k])
                 }
-                write_frame(self.fd.as_raw_fd(), &segs[..k])
             };
             match r {
                 Ok(true) => {

@@ -154,11 +154,14 @@ pub(crate) fn read_frame(fd: RawFd, bufs: &mut [&mut [u8]]) -> Result<Option<usi
     }
 }
 
-/// Most segments of one frame, either way.
+/// Most segments of one received frame.
 pub(crate) const MAX_SEGS: usize = 32;
+/// Most segments of one transmitted frame: a 64 KiB TCP segmentation request in 2 KiB mbufs
+/// takes 33.
+pub(crate) const TX_MAX_SEGS: usize = 64;
 /// Most pieces one `readv`/`writev` takes: a frame's segments, plus a net header and a
-/// rewritten copy of the first segment's headers in front (checksum offloads).
-pub(crate) const MAX_IOV: usize = MAX_SEGS + 3;
+/// rewritten copy of the first segment's headers in front (offloads).
+pub(crate) const MAX_IOV: usize = TX_MAX_SEGS + 3;
 
 /// `writev` of one frame's segments (`write` for one segment). `Ok(false)`: the kernel queue
 /// is full (EAGAIN).

@@ -1,0 +1,727 @@
+//! Transmit offload requests checked against their frame, for PMDs that finish them in
+//! software or hand them to the kernel behind a virtio-net header (TAP, AF_PACKET).
+//!
+//! An mbuf asks for offloads with its `ol_flags` and describes its headers with its
+//! `tx_offload` lengths, as in DPDK. Those are the application's word, not facts about the
+//! frame: [`TxRequest::check`] reads them once, checks them against the frame's bytes and the
+//! port's configured offloads, and either returns what to do or a [`TxRequestError`] that
+//! says what was wrong. A PMD then
+//! - writes [`TxRequest::net_hdr`] in front of the frame (virtio-net header: the TCP/UDP
+//!   checksum to complete, the TCP segmentation to do), and
+//! - rewrites a *copy* of the frame's first [`TxRequest::rewrite_len`] bytes with
+//!   [`TxRequest::rewrite`] (the IPv4 header checksum; under segmentation the IP length and
+//!   the TCP checksum seed), so a shared mbuf is never written.
+//!
+//! Conventions, as DPDK's: for a TCP/UDP checksum the field holds the pseudo-header sum
+//! (including the L4 length); under TCP segmentation (`TX_TCP_SEG`, which implies the TCP
+//! checksum) it holds the pseudo-header sum *without* the length (`rte_ipv4_phdr_cksum` with
+//! the TSO flag), the IPv4 header checksum and length are the device's to produce, and
+//! `tso_segsz` is the TCP payload per segment. Linux's segmentation wants the seed with the
+//! super-frame's length and a correct IP length and checksum on the super-frame; `rewrite`
+//! bridges the two.
+
+use core::fmt;
+
+use super::checksum::{checksum, fold};
+use crate::ethdev::TxOffload;
+use crate::mbuf::{Mbuf, OlFlags, TxL4Cksum};
+use crate::virtio::format::{net_hdr_flags, NetHdr};
+use zerocopy::IntoBytes;
+
+/// Most bytes [`TxRequest::rewrite_len`] may be: the headers rewritten in a copy (PMDs keep
+/// that copy on the stack). Longer headers are refused ([`TxRequestError::HeadersTooLong`]).
+pub const MAX_REWRITE: usize = 256;
+
+/// Bytes of the virtio-net header without `num_buffers` ([`TxRequest::net_hdr_bytes`]).
+pub const NET_HDR_LEN: usize = 10;
+
+/// virtio-net header GSO types (§5.1.6).
+pub mod gso_type {
+    /// No segmentation.
+    pub const NONE: u8 = 0;
+    /// TCP over IPv4.
+    pub const TCPV4: u8 = 1;
+    /// TCP over IPv6.
+    pub const TCPV6: u8 = 4;
+}
+
+/// TCP segmentation a frame asks for (`TX_TCP_SEG`), checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tso {
+    /// IPv6 (else IPv4).
+    pub ipv6: bool,
+    /// L2 header length.
+    pub l2: u16,
+    /// L3 header length.
+    pub l3: u16,
+    /// TCP header length (the header's data offset).
+    pub l4: u16,
+    /// TCP payload bytes per segment.
+    pub mss: u16,
+}
+
+impl Tso {
+    /// Bytes of headers each segment repeats (L2 + L3 + TCP).
+    pub const fn hdr_len(&self) -> u16 {
+        self.l2 + self.l3 + self.l4
+    }
+}
+
+/// What a frame asks of the transmit path, checked against the frame. `Default`: nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxRequest {
+    /// The TCP/UDP checksum to complete: `(csum_start, csum_offset)` — where checksumming
+    /// starts (after L2 and L3) and where from there the field is.
+    pub csum: Option<(u16, u16)>,
+    /// The IPv4 header whose checksum to fill: `(l2_len, l3_len)`.
+    pub ipv4: Option<(u16, u16)>,
+    /// TCP segmentation; `None` also when the payload fits one segment (then the frame
+    /// goes as it is, its checksum completed).
+    pub tso: Option<Tso>,
+    /// The frame asked for segmentation (even if it fits one segment): its TCP seed lacks
+    /// the length, which `rewrite` adds.
+    seed_without_len: bool,
+    /// The L3 header is IPv6 (for the length `rewrite` sets under segmentation).
+    ipv6: bool,
+    /// `l2_len` (where `rewrite` finds the IP header under segmentation).
+    l2: u16,
+}
+
+/// Why a frame's offload request cannot be carried out. Each such frame is dropped and
+/// counted by the PMD (`tx_bad_offload_request`); nothing is sent half-done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxRequestError {
+    /// The TCP/UDP checksum field (`l2_len + l3_len` + 16 or 6, two bytes) lies past the
+    /// frame's end.
+    ChecksumPastFrame {
+        /// Where checksumming starts.
+        start: u16,
+        /// Where from there the field is.
+        offset: u16,
+        /// The frame's length.
+        pkt_len: u32,
+    },
+    /// `TX_IP_CKSUM` (or segmentation of `TX_IPV4`) on bytes that are not an IPv4 header of
+    /// `l3_len` ≥ 20 at `l2_len`.
+    NotIpv4 {
+        /// `l2_len`.
+        l2: u16,
+        /// `l3_len`.
+        l3: u16,
+    },
+    /// Segmentation of `TX_IPV6` on bytes that are not an IPv6 header (`l3_len` ≥ 40).
+    NotIpv6 {
+        /// `l2_len`.
+        l2: u16,
+        /// `l3_len`.
+        l3: u16,
+    },
+    /// The headers to rewrite are not all in the first segment.
+    HeadersPastFirstSegment {
+        /// Header bytes the request needs.
+        need: usize,
+        /// Bytes of the first segment.
+        first: usize,
+    },
+    /// The headers to rewrite are longer than [`MAX_REWRITE`].
+    HeadersTooLong {
+        /// Header bytes the request needs.
+        need: usize,
+    },
+    /// `TX_TCP_SEG` without `TX_IPV4` or `TX_IPV6`, or on a protocol that is not TCP.
+    SegmentationNotTcp,
+    /// `l4_len` is not the TCP header's length (its data offset × 4, at least 20).
+    TcpHeaderLength {
+        /// `l4_len`.
+        l4_len: u16,
+        /// The TCP header's own length.
+        tcp: u16,
+    },
+    /// `tso_segsz` is zero, or a segment's IP packet (L3 + TCP headers + `tso_segsz`) would
+    /// exceed the port's MTU.
+    SegmentSize {
+        /// `tso_segsz`.
+        mss: u16,
+        /// The largest `tso_segsz` the port's MTU allows.
+        max: u32,
+    },
+    /// The frame is longer than IP's 16-bit length can describe.
+    TooLongToSegment {
+        /// The frame's length.
+        pkt_len: u32,
+    },
+}
+
+impl fmt::Display for TxRequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TxRequestError::ChecksumPastFrame {
+                start,
+                offset,
+                pkt_len,
+            } => write!(
+                f,
+                "TCP/UDP checksum offload: the field at {start}+{offset} is past the \
+                 {pkt_len}-byte frame; set l2_len and l3_len to the frame's header lengths"
+            ),
+            TxRequestError::NotIpv4 { l2, l3 } => write!(
+                f,
+                "IPv4 offload: no IPv4 header of {l3} bytes (at least 20) at offset {l2}; \
+                 check l2_len, l3_len and the TX_IPV4 flag"
+            ),
+            TxRequestError::NotIpv6 { l2, l3 } => write!(
+                f,
+                "IPv6 segmentation: no IPv6 header of {l3} bytes (at least 40) at offset \
+                 {l2}; check l2_len, l3_len and the TX_IPV6 flag"
+            ),
+            TxRequestError::HeadersPastFirstSegment { need, first } => write!(
+                f,
+                "offload: the {need} bytes of headers to rewrite are not all in the first \
+                 segment ({first} bytes); put the headers in the first mbuf of the chain"
+            ),
+            TxRequestError::HeadersTooLong { need } => write!(
+                f,
+                "offload: {need} bytes of headers are more than this PMD rewrites \
+                 ({MAX_REWRITE}); compute these checksums in software"
+            ),
+            TxRequestError::SegmentationNotTcp => f.write_str(
+                "TCP segmentation: the frame is not TCP over IPv4 or IPv6; set TX_IPV4 or \
+                 TX_IPV6 and send TCP, or segment other protocols in software",
+            ),
+            TxRequestError::TcpHeaderLength { l4_len, tcp } => write!(
+                f,
+                "TCP segmentation: l4_len {l4_len} is not the TCP header's length {tcp}; set \
+                 l4_len to the data offset × 4"
+            ),
+            TxRequestError::SegmentSize { mss, max } => write!(
+                f,
+                "TCP segmentation: tso_segsz {mss} must be 1..={max} so each segment fits \
+                 the port's MTU"
+            ),
+            TxRequestError::TooLongToSegment { pkt_len } => write!(
+                f,
+                "TCP segmentation: a {pkt_len}-byte frame is longer than IP's 16-bit \
+                 length; send at most 64 KiB per request"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for TxRequestError {}
+
+const TCP: u8 = 6;
+
+impl TxRequest {
+    /// Reads `m`'s request for the offloads in `offered` (the port's configured transmit
+    /// offloads; flags for others are not acted on) and checks it against the frame.
+    /// `mtu` is the port's MTU: each segment's IP packet must fit it.
+    #[inline]
+    pub fn check(m: &Mbuf, offered: TxOffload, mtu: u32) -> Result<Self, TxRequestError> {
+        let mut r = TxRequest::default();
+        let flags = m.ol_flags();
+        let t = m.tx_offload();
+        let (l2, l3) = (t.l2_len(), t.l3_len());
+        let data = m.data();
+        let pkt_len = m.pkt_len();
+        let seg = offered.contains(TxOffload::TCP_TSO) && flags.contains(OlFlags::TX_TCP_SEG);
+        if seg {
+            let ipv6 = if flags.contains(OlFlags::TX_IPV4) {
+                false
+            } else if flags.contains(OlFlags::TX_IPV6) {
+                true
+            } else {
+                return Err(TxRequestError::SegmentationNotTcp);
+            };
+            let need = (l2 + l3 + t.l4_len()) as usize;
+            fits_first(need, data.len())?;
+            let (l2u, l3u) = (l2 as usize, l3 as usize);
+            if ipv6 {
+                if l3 < 40 || data[l2u] >> 4 != 6 {
+                    return Err(TxRequestError::NotIpv6 { l2, l3 });
+                }
+                if l3 == 40 && data[l2u + 6] != TCP {
+                    return Err(TxRequestError::SegmentationNotTcp);
+                }
+            } else {
+                if l3 < 20 || data[l2u] >> 4 != 4 {
+                    return Err(TxRequestError::NotIpv4 { l2, l3 });
+                }
+                if data[l2u + 9] != TCP {
+                    return Err(TxRequestError::SegmentationNotTcp);
+                }
+            }
+            let tcp = if need >= l2u + l3u + 13 {
+                (data[l2u + l3u + 12] >> 4) as u16 * 4
+            } else {
+                0
+            };
+            if t.l4_len() < 20 || tcp != t.l4_len() {
+                return Err(TxRequestError::TcpHeaderLength {
+                    l4_len: t.l4_len(),
+                    tcp,
+                });
+            }
+            let hdr = need as u32;
+            let max = mtu.saturating_sub(hdr - l2 as u32);
+            let mss = t.tso_segsz();
+            if mss == 0 || mss as u32 > max {
+                return Err(TxRequestError::SegmentSize { mss, max });
+            }
+            if pkt_len.saturating_sub(l2 as u32) > u16::MAX as u32 + if ipv6 { 40 } else { 0 } {
+                return Err(TxRequestError::TooLongToSegment { pkt_len });
+            }
+            r.seed_without_len = true;
+            r.ipv6 = ipv6;
+            r.l2 = l2;
+            r.csum = Some((l2 + l3, 16));
+            if !ipv6 {
+                r.ipv4 = Some((l2, l3));
+            }
+            if pkt_len > hdr + mss as u32 {
+                r.tso = Some(Tso {
+                    ipv6,
+                    l2,
+                    l3,
+                    l4: t.l4_len(),
+                    mss,
+                });
+            }
+            return Ok(r);
+        }
+        if offered.intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM) {
+            let field = match flags.tx_l4_cksum() {
+                TxL4Cksum::Tcp if offered.contains(TxOffload::TCP_CKSUM) => Some(16u16),
+                TxL4Cksum::Udp if offered.contains(TxOffload::UDP_CKSUM) => Some(6),
+                _ => None,
+            };
+            if let Some(offset) = field {
+                let start = l2 + l3;
+                if start as u32 + offset as u32 + 2 > pkt_len {
+                    return Err(TxRequestError::ChecksumPastFrame {
+                        start,
+                        offset,
+                        pkt_len,
+                    });
+                }
+                r.csum = Some((start, offset));
+            }
+        }
+        if offered.contains(TxOffload::IPV4_CKSUM) && flags.contains(OlFlags::TX_IP_CKSUM) {
+            let need = (l2 + l3) as usize;
+            fits_first(need, data.len())?;
+            if l3 < 20 || data[l2 as usize] >> 4 != 4 {
+                return Err(TxRequestError::NotIpv4 { l2, l3 });
+            }
+            r.ipv4 = Some((l2, l3));
+        }
+        Ok(r)
+    }
+
+    /// Nothing asked.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.csum.is_none() && self.ipv4.is_none()
+    }
+
+    /// Bytes at the frame's start that [`rewrite`](Self::rewrite) changes (0: none; the
+    /// frame goes as it is). At most [`MAX_REWRITE`], within the first segment.
+    #[inline]
+    pub fn rewrite_len(&self) -> usize {
+        if self.seed_without_len {
+            // Checked in `check`: the TCP header is in the first segment.
+            let (start, _) = self.csum.unwrap_or_default();
+            start as usize + 20
+        } else if let Some((l2, l3)) = self.ipv4 {
+            (l2 + l3) as usize
+        } else {
+            0
+        }
+    }
+
+    /// Rewrites `heads`, a copy of the first [`rewrite_len`](Self::rewrite_len) bytes of a
+    /// `pkt_len`-byte frame: fills the IPv4 header checksum; under segmentation first sets
+    /// the IP length to the frame's and adds the TCP length to the checksum seed (DPDK's
+    /// convention to Linux's). `heads` shorter than `rewrite_len` is left as it is.
+    #[inline]
+    pub fn rewrite(&self, heads: &mut [u8], pkt_len: u32) {
+        if heads.len() < self.rewrite_len() {
+            return;
+        }
+        if self.seed_without_len {
+            let (start, offset) = self.csum.unwrap_or_default();
+            let (start, field) = (start as usize, (start + offset) as usize);
+            let l2 = self.l2 as usize;
+            if self.ipv6 {
+                let payload = (pkt_len as usize).saturating_sub(l2 + 40) as u16;
+                heads[l2 + 4..l2 + 6].copy_from_slice(&payload.to_be_bytes());
+            } else {
+                let total = (pkt_len as usize).saturating_sub(l2) as u16;
+                heads[l2 + 2..l2 + 4].copy_from_slice(&total.to_be_bytes());
+            }
+            let l4_len = pkt_len.saturating_sub(start as u32);
+            let seed = u16::from_be_bytes([heads[field], heads[field + 1]]);
+            let seed = fold(seed as u32 + (l4_len >> 16) + (l4_len & 0xffff));
+            heads[field..field + 2].copy_from_slice(&seed.to_be_bytes());
+        }
+        if let Some((l2, l3)) = self.ipv4 {
+            let (l2, end) = (l2 as usize, (l2 + l3) as usize);
+            heads[l2 + 10..l2 + 12].fill(0);
+            let c = checksum(&heads[l2..end]);
+            heads[l2 + 10..l2 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+
+    /// The virtio-net header for the request: `NEEDS_CSUM` with the checksum span, and the
+    /// GSO type, `hdr_len` and `gso_size` under segmentation (`hdr_len` 0 otherwise;
+    /// a PMD that uses it as a copy hint sets its own). `num_buffers` 0.
+    #[inline]
+    pub fn net_hdr(&self) -> NetHdr {
+        let mut h = NetHdr::default();
+        if let Some((start, offset)) = self.csum {
+            h.flags = net_hdr_flags::NEEDS_CSUM;
+            h.csum_start = start.into();
+            h.csum_offset = offset.into();
+        }
+        if let Some(t) = self.tso {
+            h.gso_type = if t.ipv6 {
+                gso_type::TCPV6
+            } else {
+                gso_type::TCPV4
+            };
+            h.hdr_len = t.hdr_len().into();
+            h.gso_size = t.mss.into();
+        }
+        h
+    }
+}
+
+impl TxRequest {
+    /// [`net_hdr`](Self::net_hdr) as the 10 bytes of the header without `num_buffers`, as
+    /// Linux's TAP (`IFF_VNET_HDR`) and packet sockets (`PACKET_VNET_HDR`) take it
+    /// (little-endian, the byte order of the hosts rdk runs on).
+    #[inline]
+    pub fn net_hdr_bytes(&self) -> [u8; NET_HDR_LEN] {
+        let mut b = [0u8; NET_HDR_LEN];
+        b.copy_from_slice(&self.net_hdr().as_bytes()[..NET_HDR_LEN]);
+        b
+    }
+}
+
+fn fits_first(need: usize, first: usize) -> Result<(), TxRequestError> {
+    if need > MAX_REWRITE {
+        return Err(TxRequestError::HeadersTooLong { need });
+    }
+    if need > first {
+        return Err(TxRequestError::HeadersPastFirstSegment { need, first });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::RxCksum;
+    use crate::mbuf::{PktMbufPool, PktMbufPoolConfig};
+    use crate::net::checksum::{pseudo_header, sum, verify_frame_checksums};
+    use crate::os::test_dma::TestDma;
+    use alloc::vec::Vec;
+
+    const SRC: [u8; 4] = [10, 0, 0, 1];
+    const DST: [u8; 4] = [10, 0, 0, 2];
+    const ALL: TxOffload = TxOffload::IPV4_CKSUM
+        .union(TxOffload::UDP_CKSUM)
+        .union(TxOffload::TCP_CKSUM)
+        .union(TxOffload::TCP_TSO);
+
+    fn pool() -> PktMbufPool {
+        PktMbufPool::create(&TestDma::contiguous(), &PktMbufPoolConfig::new("off", 128)).unwrap()
+    }
+
+    /// Ethernet + IPv4 (length and checksum zero, as DPDK's TSO leaves them) + TCP (data
+    /// offset 5) with `payload` bytes; the TCP field holds the pseudo-header sum of `seed_len`.
+    fn tcp4(payload: usize, seed_len: u16) -> Vec<u8> {
+        let mut f = alloc::vec![0u8; 14 + 20 + 20 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[22] = 64;
+        f[23] = TCP;
+        f[26..30].copy_from_slice(&SRC);
+        f[30..34].copy_from_slice(&DST);
+        f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+        f[36..38].copy_from_slice(&80u16.to_be_bytes());
+        f[46] = 5 << 4;
+        f[47] = 0x18;
+        let seed = fold(pseudo_header(SRC.into(), DST.into(), TCP, seed_len));
+        f[50..52].copy_from_slice(&seed.to_be_bytes());
+        for (i, b) in f[54..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        f
+    }
+
+    /// `frame` in one mbuf, or split into chained mbufs at `first` bytes and then every 1 KiB.
+    fn mbuf(p: &PktMbufPool, frame: &[u8], first: usize, flags: OlFlags, lens: [u16; 4]) -> Mbuf {
+        let mut chunks = Vec::new();
+        let (head, mut rest) = frame.split_at(first.min(frame.len()));
+        chunks.push(head);
+        while !rest.is_empty() {
+            let (a, b) = rest.split_at(rest.len().min(1024));
+            chunks.push(a);
+            rest = b;
+        }
+        let mut m: Option<Mbuf> = None;
+        for c in chunks {
+            let mut s = p.alloc().unwrap();
+            s.append(c.len() as u16).unwrap().copy_from_slice(c);
+            match m.as_mut() {
+                Some(m) => m.chain(s).unwrap(),
+                None => m = Some(s),
+            }
+        }
+        let mut m = m.unwrap();
+        {
+            let mut meta = m.meta_mut().unwrap();
+            meta.set_ol_flags(flags);
+            let mut t = meta.tx_offload();
+            t.set_l2_len(lens[0]).unwrap();
+            t.set_l3_len(lens[1]).unwrap();
+            t.set_l4_len(lens[2]).unwrap();
+            t.set_tso_segsz(lens[3]);
+            meta.set_tx_offload(t);
+        }
+        m
+    }
+
+    const TSO4: OlFlags = OlFlags::TX_TCP_SEG
+        .union(OlFlags::TX_TCP_CKSUM)
+        .union(OlFlags::TX_IPV4)
+        .union(OlFlags::TX_IP_CKSUM);
+
+    /// Completes the checksum the way a device does for `NEEDS_CSUM`: sums from
+    /// `csum_start` with the field holding the seed, stores the complement.
+    fn complete(frame: &mut [u8], start: usize, offset: usize) {
+        let c = !fold(sum(&frame[start..], 0));
+        frame[start + offset..start + offset + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn ipv4_segmentation_gets_linux_conventions_in_the_rewritten_headers() {
+        let p = pool();
+        let mut f = tcp4(3000, 0);
+        let m = mbuf(&p, &f, 54, TSO4, [14, 20, 20, 1000]);
+        let r = TxRequest::check(&m, ALL, 1500).unwrap();
+        assert_eq!(r.csum, Some((34, 16)));
+        assert_eq!(r.ipv4, Some((14, 20)));
+        let t = r.tso.unwrap();
+        assert_eq!((t.ipv6, t.hdr_len(), t.mss), (false, 54, 1000));
+        let h = r.net_hdr();
+        assert_eq!(h.flags, net_hdr_flags::NEEDS_CSUM);
+        assert_eq!(h.gso_type, gso_type::TCPV4);
+        assert_eq!((h.hdr_len.get(), h.gso_size.get()), (54, 1000));
+        assert_eq!((h.csum_start.get(), h.csum_offset.get()), (34, 16));
+        assert_eq!(r.rewrite_len(), 54);
+        r.rewrite(&mut f[..54], m.pkt_len());
+        // The IP length is the frame's, the header checksum right, and the TCP seed now the
+        // full pseudo-header sum: completing it as a device does gives a valid segment.
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 3040);
+        complete(&mut f, 34, 16);
+        assert_eq!(verify_frame_checksums(&f), (RxCksum::Good, RxCksum::Good));
+    }
+
+    #[test]
+    fn a_segmentation_request_that_fits_one_segment_goes_whole_with_its_seed_fixed() {
+        let p = pool();
+        let mut f = tcp4(400, 0);
+        let m = mbuf(&p, &f, f.len(), TSO4, [14, 20, 20, 1000]);
+        let r = TxRequest::check(&m, ALL, 1500).unwrap();
+        assert_eq!(r.tso, None);
+        assert_eq!(r.net_hdr().gso_type, gso_type::NONE);
+        assert_eq!(r.net_hdr().flags, net_hdr_flags::NEEDS_CSUM);
+        r.rewrite(&mut f[..r.rewrite_len()], m.pkt_len());
+        complete(&mut f, 34, 16);
+        assert_eq!(verify_frame_checksums(&f), (RxCksum::Good, RxCksum::Good));
+    }
+
+    #[test]
+    fn ipv6_segmentation_sets_the_payload_length_and_the_seed() {
+        let p = pool();
+        let (src, dst) = (
+            [0x20u8, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20u8, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let payload = 5000;
+        let mut f = alloc::vec![0u8; 14 + 40 + 20 + payload];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[20] = TCP;
+        f[21] = 64;
+        f[22..38].copy_from_slice(&src);
+        f[38..54].copy_from_slice(&dst);
+        f[66] = 5 << 4;
+        let seed = fold(sum(&src, 0) + sum(&dst, 0) + TCP as u32);
+        f[70..72].copy_from_slice(&seed.to_be_bytes());
+        for (i, b) in f[74..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let flags = OlFlags::TX_TCP_SEG | OlFlags::TX_TCP_CKSUM | OlFlags::TX_IPV6;
+        let m = mbuf(&p, &f, 74, flags, [14, 40, 20, 1400]);
+        let r = TxRequest::check(&m, ALL, 1500).unwrap();
+        assert_eq!(r.ipv4, None);
+        assert_eq!(r.net_hdr().gso_type, gso_type::TCPV6);
+        assert_eq!(r.rewrite_len(), 74);
+        r.rewrite(&mut f[..74], m.pkt_len());
+        let l4 = (20 + payload) as u32;
+        assert_eq!(u16::from_be_bytes([f[18], f[19]]) as u32, l4);
+        complete(&mut f, 54, 16);
+        let whole = sum(&src, 0) + sum(&dst, 0) + TCP as u32 + l4 + sum(&f[54..], 0);
+        assert_eq!(fold(whole), 0xffff, "the segment's checksum verifies");
+    }
+
+    #[test]
+    fn checksum_only_requests_match_what_they_ask_and_need_no_copy_without_ipv4() {
+        let p = pool();
+        let f = tcp4(100, 120);
+        let m = mbuf(
+            &p,
+            &f,
+            f.len(),
+            OlFlags::TX_TCP_CKSUM | OlFlags::TX_IPV4,
+            [14, 20, 0, 0],
+        );
+        let r = TxRequest::check(&m, ALL, 1500).unwrap();
+        assert_eq!(
+            (r.csum, r.ipv4, r.tso, r.rewrite_len()),
+            (Some((34, 16)), None, None, 0)
+        );
+        let none = TxRequest::check(&m, TxOffload::UDP_CKSUM, 1500).unwrap();
+        assert!(none.is_empty(), "TCP checksum not offered: nothing done");
+        let m = mbuf(&p, &f, f.len(), TSO4, [14, 20, 20, 1000]);
+        let r = TxRequest::check(&m, TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM, 1500).unwrap();
+        assert_eq!(
+            (r.tso, r.ipv4, r.csum),
+            (None, Some((14, 20)), Some((34, 16))),
+            "no TSO offered"
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_the_error_that_names_them() {
+        let p = pool();
+        let f = tcp4(3000, 0);
+        let e = |frame: &[u8], first: usize, flags: OlFlags, lens: [u16; 4], max: u32| {
+            TxRequest::check(&mbuf(&p, frame, first, flags, lens), ALL, max).unwrap_err()
+        };
+        let tso_no_ip = OlFlags::TX_TCP_SEG | OlFlags::TX_TCP_CKSUM;
+        assert_eq!(
+            e(&f, 54, tso_no_ip, [14, 20, 20, 1000], 1500),
+            TxRequestError::SegmentationNotTcp
+        );
+        let mut udp = f.clone();
+        udp[23] = 17;
+        assert_eq!(
+            e(&udp, 54, TSO4, [14, 20, 20, 1000], 1500),
+            TxRequestError::SegmentationNotTcp
+        );
+        assert_eq!(
+            e(&f, 100, TSO4, [14, 20, 24, 1000], 1500),
+            TxRequestError::TcpHeaderLength {
+                l4_len: 24,
+                tcp: 20
+            }
+        );
+        assert_eq!(
+            e(&f, 54, TSO4, [14, 20, 20, 0], 1500),
+            TxRequestError::SegmentSize { mss: 0, max: 1460 }
+        );
+        assert_eq!(
+            e(&f, 54, TSO4, [14, 20, 20, 1461], 1500),
+            TxRequestError::SegmentSize {
+                mss: 1461,
+                max: 1460
+            }
+        );
+        assert_eq!(
+            e(&f, 40, TSO4, [14, 20, 20, 1000], 1500),
+            TxRequestError::HeadersPastFirstSegment {
+                need: 54,
+                first: 40
+            }
+        );
+        let flags6 = OlFlags::TX_TCP_SEG | OlFlags::TX_TCP_CKSUM | OlFlags::TX_IPV6;
+        assert_eq!(
+            e(&f, 100, flags6, [14, 40, 20, 1000], 1500),
+            TxRequestError::NotIpv6 { l2: 14, l3: 40 }
+        );
+        assert_eq!(
+            e(&f, 100, TSO4, [14, 19, 20, 1000], 1500),
+            TxRequestError::NotIpv4 { l2: 14, l3: 19 }
+        );
+        assert_eq!(
+            e(
+                &f,
+                54,
+                OlFlags::TX_IP_CKSUM | OlFlags::TX_IPV4,
+                [14, 300, 0, 0],
+                1500
+            ),
+            TxRequestError::HeadersTooLong { need: 314 }
+        );
+        let short = tcp4(0, 20);
+        assert_eq!(
+            e(&short, 54, OlFlags::TX_TCP_CKSUM, [14, 30, 0, 0], 1500),
+            TxRequestError::ChecksumPastFrame {
+                start: 44,
+                offset: 16,
+                pkt_len: 54
+            }
+        );
+        let long = tcp4(66000, 0);
+        assert_eq!(
+            e(&long, 54, TSO4, [14, 20, 20, 1000], 1500),
+            TxRequestError::TooLongToSegment { pkt_len: 66054 }
+        );
+        for err in [
+            TxRequestError::SegmentationNotTcp,
+            TxRequestError::HeadersTooLong { need: 314 },
+        ] {
+            assert!(!alloc::format!("{err}").is_empty());
+        }
+        assert_eq!(p.available(), p.size(), "every mbuf back");
+    }
+
+    /// Whatever lengths and bytes an application hands in, `check` answers and `rewrite`
+    /// stays inside what it is given: every combination of small lengths over every frame
+    /// prefix, with all requests on.
+    #[test]
+    fn any_lengths_over_any_prefix_never_panic() {
+        let p = pool();
+        let whole = tcp4(64, 0);
+        let mut n = 0;
+        for len in (0..whole.len()).step_by(3) {
+            for l2 in [0u16, 6, 14, 18, 60] {
+                for l3 in [0u16, 19, 20, 24, 40, 60] {
+                    for l4 in [0u16, 8, 20, 32] {
+                        for flags in [
+                            TSO4,
+                            OlFlags::TX_TCP_SEG | OlFlags::TX_IPV6 | OlFlags::TX_TCP_CKSUM,
+                            OlFlags::TX_UDP_CKSUM | OlFlags::TX_IP_CKSUM,
+                        ] {
+                            if len == 0 {
+                                continue;
+                            }
+                            let m = mbuf(&p, &whole[..len], len, flags, [l2, l3, l4, 8]);
+                            if let Ok(r) = TxRequest::check(&m, ALL, 1500) {
+                                let mut heads = whole[..r.rewrite_len()].to_vec();
+                                assert!(r.rewrite_len() <= len);
+                                r.rewrite(&mut heads, m.pkt_len());
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 0);
+        assert_eq!(p.available(), p.size());
+    }
+}
