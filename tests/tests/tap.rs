@@ -595,11 +595,24 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     let pool = pool(1024);
     let mut cfg = PortConfig::queues(1, 1);
     cfg.rx_offloads = RxOffload::IPV4_CKSUM | RxOffload::UDP_CKSUM | RxOffload::TCP_CKSUM;
+    // MTU 9000 over 2 KiB buffers: the big frames below arrive as chains.
+    cfg.mtu = Some(9000);
     let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
+    let big: Vec<u8> = (0..4001u32).map(|i| (i * 7 + 1) as u8).collect();
     ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "0a0b0c"])
         .unwrap();
-    // The checksum states of the UDP frames to `port` among `frames`, in order.
-    let states = |frames: &[Mbuf], port: u16| -> Vec<(RxCksum, RxCksum)> {
+    ns.exec(&[
+        "python3",
+        "-c",
+        PY_UDP_SEND,
+        "10.77.0.2",
+        "9999",
+        &hex(&big),
+    ])
+    .unwrap();
+    // The checksum states of the UDP frames to `port` among `frames`, in order, and whether
+    // each came as a chain.
+    let states = |frames: &[Mbuf], port: u16| -> Vec<(RxCksum, RxCksum, bool)> {
         frames
             .iter()
             .filter(|m| {
@@ -609,14 +622,17 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
                     && f[23] == 17
                     && f[36..38] == port.to_be_bytes()
             })
-            .map(|m| (m.ol_flags().rx_ip_cksum(), m.ol_flags().rx_l4_cksum()))
+            .map(|m| {
+                let f = m.ol_flags();
+                (f.rx_ip_cksum(), f.rx_l4_cksum(), m.nb_segs() > 1)
+            })
             .collect()
     };
     let frames = receive(&mut port, 64);
     assert_eq!(
         states(&frames, 9999),
-        vec![(Good, Good)],
-        "the kernel's datagram"
+        vec![(Good, Good, false), (Good, Good, true)],
+        "the kernel's datagrams, the big one chained"
     );
     drop(frames);
     let mac = iface_mac(&ns, &iface);
@@ -635,6 +651,17 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     bad_ip[22] ^= 1;
     let mut no_udp = good.clone();
     no_udp[40..42].fill(0);
+    let big_good = ipv4_udp_frame(
+        mac,
+        [2, 0, 0, 0, 0, 2],
+        [10, 77, 0, 1],
+        [10, 77, 0, 2],
+        7,
+        7777,
+        &big,
+    );
+    let mut big_bad = big_good.clone();
+    *big_bad.last_mut().unwrap() ^= 0x04;
     ns.exec(&[
         "python3",
         "-c",
@@ -644,13 +671,22 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
         &hex(&bad_udp),
         &hex(&bad_ip),
         &hex(&no_udp),
+        &hex(&big_good),
+        &hex(&big_bad),
     ])
     .unwrap();
     let frames = receive(&mut port, 64);
     assert_eq!(
         states(&frames, 7777),
-        vec![(Good, Good), (Good, Bad), (Bad, Unknown), (Good, Unknown)],
-        "good, bad UDP, bad IPv4, no UDP checksum"
+        vec![
+            (Good, Good, false),
+            (Good, Bad, false),
+            (Bad, Unknown, false),
+            (Good, Unknown, false),
+            (Good, Good, true),
+            (Good, Bad, true)
+        ],
+        "good, bad UDP, bad IPv4, no UDP checksum; a chain good, then with its last byte changed"
     );
     drop(frames);
     port.stop().unwrap();

@@ -72,8 +72,23 @@ pub fn fill_ipv4_header_checksum(frame: &mut [u8], l2: usize, l3: usize) -> bool
 /// not hold, a fragment, another protocol, a UDP checksum of zero (none was sent, RFC 768),
 /// or any L4 when the IPv4 header is bad.
 pub fn verify_frame_checksums(frame: &[u8]) -> (crate::mbuf::RxCksum, crate::mbuf::RxCksum) {
+    verify_chain_checksums(core::iter::once(frame))
+}
+
+/// [`verify_frame_checksums`] of a frame held in pieces, in order (an mbuf chain's segments):
+/// the TCP/UDP sum runs across them, pieces of any length. The headers it reads (Ethernet,
+/// IPv4, and the first 8 bytes of UDP or 20 of TCP) must be in the first piece; if they are
+/// not, the verdicts it cannot reach are `Unknown`.
+pub fn verify_chain_checksums<'a, I>(pieces: I) -> (crate::mbuf::RxCksum, crate::mbuf::RxCksum)
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
     use crate::mbuf::RxCksum::{Bad, Good, Unknown};
     let verdict = |ok: bool| if ok { Good } else { Bad };
+    let Some(frame) = pieces.clone().next() else {
+        return (Unknown, Unknown);
+    };
+    let frame_len: usize = pieces.clone().map(<[u8]>::len).sum();
     let mut l3 = 14;
     let mut ethertype = match frame.get(12..14) {
         Some(t) => u16::from_be_bytes([t[0], t[1]]),
@@ -104,12 +119,11 @@ pub fn verify_frame_checksums(frame: &[u8]) -> (crate::mbuf::RxCksum, crate::mbu
     }
     let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-    let Some(seg) = frame
-        .get(l3 + ihl..l3 + total)
-        .filter(|_| total >= ihl && !fragment)
-    else {
+    let l4_at = l3 + ihl;
+    if total < ihl || l3 + total > frame_len || fragment {
         return (Good, Unknown);
-    };
+    }
+    let seg_len = total - ihl;
     let (src, dst) = (
         [ip[12], ip[13], ip[14], ip[15]],
         [ip[16], ip[17], ip[18], ip[19]],
@@ -118,18 +132,53 @@ pub fn verify_frame_checksums(frame: &[u8]) -> (crate::mbuf::RxCksum, crate::mbu
         pseudo_header(Ipv4Addr::from(src), Ipv4Addr::from(dst), proto, len as u16)
     };
     let l4 = match ip[9] {
-        17 if seg.len() >= 8 => {
-            let len = u16::from_be_bytes([seg[4], seg[5]]) as usize;
-            if seg[6..8] == [0, 0] || len < 8 || len > seg.len() {
-                Unknown
-            } else {
-                verdict(fold(sum(&seg[..len], pseudo(17, len))) == 0xffff)
+        17 if seg_len >= 8 => match frame.get(l4_at..l4_at + 8) {
+            Some(u) => {
+                let len = u16::from_be_bytes([u[4], u[5]]) as usize;
+                if u[6..8] == [0, 0] || len < 8 || len > seg_len {
+                    Unknown
+                } else {
+                    let s = sum_span(pieces, l4_at, l4_at + len, pseudo(17, len));
+                    verdict(fold(s) == 0xffff)
+                }
             }
-        }
-        6 if seg.len() >= 20 => verdict(fold(sum(seg, pseudo(6, seg.len()))) == 0xffff),
+            None => Unknown,
+        },
+        6 if seg_len >= 20 => match frame.get(l4_at..l4_at + 20) {
+            Some(_) => {
+                let s = sum_span(pieces, l4_at, l4_at + seg_len, pseudo(6, seg_len));
+                verdict(fold(s) == 0xffff)
+            }
+            None => Unknown,
+        },
         _ => Unknown,
     };
     (Good, l4)
+}
+
+/// Adds bytes `start..end` of a frame held in `pieces` to the running sum `acc`. A piece that
+/// starts at an odd offset of the span has its sum byte-swapped (RFC 1071 §2(B)).
+fn sum_span<'a>(pieces: impl Iterator<Item = &'a [u8]>, start: usize, end: usize, acc: u32) -> u32 {
+    let (mut at, mut acc, mut odd) = (0usize, acc, false);
+    for p in pieces {
+        let (a, b) = (at, at + p.len());
+        at = b;
+        if a >= end {
+            break;
+        }
+        let (lo, hi) = (start.max(a), end.min(b));
+        if lo >= hi {
+            continue;
+        }
+        let piece = &p[lo - a..hi - a];
+        let s = fold(sum(piece, 0)) as u32;
+        acc += if odd { s.swap_bytes() >> 16 } else { s };
+        if acc >= 0xffff_0000 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        odd ^= piece.len() % 2 == 1;
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -223,6 +272,70 @@ mod tests {
             let _ = verify_frame_checksums(&f[..n]);
             let _ = verify_frame_checksums(&tagged[..n]);
         }
+    }
+
+    /// An Ethernet + IPv4 + UDP frame with `n` payload bytes and correct checksums.
+    fn udp_frame(n: usize) -> alloc::vec::Vec<u8> {
+        let udp_len = 8 + n;
+        let mut f = alloc::vec![0u8; 14 + 20 + udp_len];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14..34].copy_from_slice(&[
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        f[16..18].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        assert!(fill_ipv4_header_checksum(&mut f, 14, 20));
+        f[34..38].copy_from_slice(&[0x04, 0xd2, 0x16, 0x2e]);
+        f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        for (i, b) in f[42..].iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let c = !fold(sum(
+            &f[34..],
+            pseudo_header(src, Ipv4Addr::new(10, 0, 0, 2), 17, udp_len as u16),
+        ));
+        f[40..42].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// A frame in pieces gets the verdicts the whole frame gets, wherever the cuts fall (odd
+    /// offsets included), and a flipped bit in a later piece is found.
+    #[test]
+    fn chained_frames_are_checked_across_their_pieces() {
+        use crate::mbuf::RxCksum::{Bad, Good, Unknown};
+        let f = udp_frame(301);
+        assert_eq!(verify_frame_checksums(&f), (Good, Good));
+        for a in 42..f.len() {
+            for b in (a..=f.len()).step_by(7) {
+                let pieces = [&f[..a], &f[a..b], &f[b..]];
+                assert_eq!(
+                    verify_chain_checksums(pieces.iter().copied()),
+                    (Good, Good),
+                    "cut at {a}, {b}"
+                );
+                let mut bad = f.clone();
+                bad[f.len() - 1] ^= 0x10;
+                let pieces = [&bad[..a], &bad[a..b], &bad[b..]];
+                assert_eq!(
+                    verify_chain_checksums(pieces.iter().copied()),
+                    (Good, Bad),
+                    "cut at {a}, {b}"
+                );
+            }
+        }
+        // Headers not all in the first piece: what cannot be read is Unknown.
+        assert_eq!(
+            verify_chain_checksums([&f[..38], &f[38..]].into_iter()),
+            (Good, Unknown)
+        );
+        assert_eq!(
+            verify_chain_checksums([&f[..20], &f[20..]].into_iter()),
+            (Unknown, Unknown)
+        );
+        assert_eq!(
+            verify_chain_checksums(core::iter::empty()),
+            (Unknown, Unknown)
+        );
     }
 
     #[test]

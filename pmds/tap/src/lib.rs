@@ -42,7 +42,8 @@
 //! `RX_L4_CKSUM_GOOD`. Receive checksum offloads (`IPV4_CKSUM`, `UDP_CKSUM`, `TCP_CKSUM`) are
 //! checked in software, as DPDK's tap does: `RX_IP_CKSUM_*` and `RX_L4_CKSUM_*` say GOOD or
 //! BAD for IPv4 (one VLAN tag looked through) and its TCP/UDP; what cannot be checked (other
-//! protocols, fragments, no UDP checksum sent, a chained frame) stays UNKNOWN. The header mode belongs to the interface (every queue of it, whoever
+//! protocols, fragments, no UDP checksum sent) stays UNKNOWN; a chained frame (an MTU above
+//! the data room) is summed across its segments. The header mode belongs to the interface (every queue of it, whoever
 //! opened it), so it is fixed when the queues open and a later configure cannot change it;
 //! the non-offload path stays a plain `write`/`read`.
 //!

@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use rdk_core::ethdev::TxOffload;
 use rdk_core::ethdev::{Counter, EthError, QueueCounters, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool, RxCksum};
-use rdk_core::net::checksum::verify_frame_checksums;
+use rdk_core::net::checksum::verify_chain_checksums;
 use rdk_core::net::offload::{TxRequest, MAX_REWRITE};
 use rdk_core::os::WaitHandle;
 use rdk_core::virtio::format::net_hdr_flags;
@@ -146,9 +146,9 @@ impl RxCore {
             return Err(RxStop::Dropped);
         }
         let valid = self.vnet && hdr[0] & net_hdr_flags::DATA_VALID != 0;
-        // Checked in software as DPDK's tap does; chains stay unknown.
-        let (ip, l4) = if self.verify && m.nb_segs() == 1 {
-            verify_frame_checksums(m.data())
+        // Checked in software as DPDK's tap does, across a chain's segments.
+        let (ip, l4) = if self.verify {
+            verify_chain_checksums(m.segments().map(|s| s.data()))
         } else {
             (RxCksum::Unknown, RxCksum::Unknown)
         };
