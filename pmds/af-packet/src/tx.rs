@@ -145,19 +145,24 @@ impl AfPacketTx {
             Some(c) => c.free(m),
             None => drop(m),
         };
+        // A frame that cannot go: counted under `$why` and as an error, freed, taken.
+        macro_rules! refuse {
+            ($why:ident, $m:expr) => {{
+                self.drops.$why.add(1);
+                errors += 1;
+                free($m);
+                taken += 1;
+                continue;
+            }};
+        }
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             let len = m.pkt_len();
-            if len > room || len < MIN_FRAME {
-                if len > room {
-                    self.drops.too_big.add(1);
-                } else {
-                    self.drops.too_small.add(1);
-                }
-                errors += 1;
-                free(m);
-                taken += 1;
-                continue;
+            if len > room {
+                refuse!(too_big, m);
+            }
+            if len < MIN_FRAME {
+                refuse!(too_small, m);
             }
             let st = self.status().load(Ordering::Acquire);
             if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
@@ -169,15 +174,8 @@ impl AfPacketTx {
                 self.drops.wrong_format.add(1);
                 errors += 1;
             }
-            let req = match self.offload_request(&m) {
-                Some(r) => r,
-                None => {
-                    self.drops.bad_offload.add(1);
-                    errors += 1;
-                    free(m);
-                    taken += 1;
-                    continue;
-                }
+            let Some(req) = self.offload_request(&m) else {
+                refuse!(bad_offload, m);
             };
             let base = self.slot();
             let mut at = TX_DATA_OFF;

@@ -402,36 +402,32 @@ impl TapTx {
             None => drop(m),
         };
         let offload = self.vnet || !self.offloads.is_empty();
+        // A frame that cannot go: counted under `$why` and as an error, freed, taken.
+        macro_rules! refuse {
+            ($why:ident, $m:expr) => {{
+                self.drops.$why.add(1);
+                errors += 1;
+                free($m);
+                taken += 1;
+                continue;
+            }};
+        }
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             let front = if offload {
                 match self.front(&m) {
                     Some(f) => Some(f),
-                    None => {
-                        self.drops.bad_offload.add(1);
-                        errors += 1;
-                        free(m);
-                        taken += 1;
-                        continue;
-                    }
+                    None => refuse!(bad_offload, m),
                 }
             } else {
                 None
             };
             let segmented = matches!(front, Some((_, true)));
             if m.pkt_len() > self.max_frame && !segmented {
-                self.drops.tx_too_big.add(1);
-                errors += 1;
-                free(m);
-                taken += 1;
-                continue;
+                refuse!(tx_too_big, m);
             }
             if m.nb_segs() as usize > TX_MAX_SEGS {
-                self.drops.tx_too_many_segs.add(1);
-                errors += 1;
-                free(m);
-                taken += 1;
-                continue;
+                refuse!(tx_too_many_segs, m);
             }
             let r = match &front {
                 Some((f, _)) => self.write_offloaded(&m, f),
