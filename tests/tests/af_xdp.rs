@@ -677,3 +677,59 @@ fn dropping_a_started_port_detaches_and_returns_every_mbuf() {
     drop(frames);
     assert_pool_full(&pool);
 }
+
+/// TX checksum offloads against the kernel (see [`tx_checksum_offloads_are_completed`]): in
+/// copy mode the TCP/UDP checksums go to the kernel as AF_XDP TX metadata (6.8+), the IPv4
+/// header is filled by rdk; with `tx_sw_csum` rdk completes them itself. The peer's namespace
+/// is the router.
+#[test]
+fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
+    use rdk_core::ethdev::TxOffload;
+    use rdk_tests::lab::{iface_mac, tx_checksum_offloads_are_completed, FarSide};
+    if !need_netns("afxdp tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk") {
+        return;
+    }
+    for sw in [false, true] {
+        let lab = Lab::new("axo");
+        let pool = pool(1024);
+        let mut port = {
+            let _inside = lab.rdk.enter().unwrap();
+            let drv = AfXdpDriver::new(&lab.veth.a, 1).with_tx_sw_csum(sw);
+            let mut p = Port::new(0, drv);
+            let mut cfg = PortConfig::queues(1, 1);
+            cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+            p.configure(&cfg).unwrap();
+            p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+                .unwrap();
+            p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
+            p.start().unwrap();
+            p
+        };
+        assert_eq!(
+            port.driver().tx_checksum_by_kernel(),
+            Some(!sw),
+            "copy mode on a 6.8+ kernel: TX metadata, unless told otherwise"
+        );
+        let far = FarSide::new(&lab.peer, "axof", [10, 94, 0]).unwrap();
+        tx_checksum_offloads_are_completed(
+            &mut port,
+            &pool,
+            &lab.peer,
+            &far,
+            RDK_MAC,
+            iface_mac(&lab.peer, &lab.veth.b),
+            RDK_IP,
+        );
+        let in_software = port
+            .xstats()
+            .iter()
+            .find(|x| x.name == "tx_checksums_in_software")
+            .map(|x| x.value);
+        // Six datagrams asked for a UDP checksum (the last request was refused).
+        assert_eq!(in_software, Some(if sw { 6 } else { 0 }));
+        port.stop().unwrap();
+        port.close().unwrap();
+        drop(far);
+        assert_pool_full(&pool);
+    }
+}

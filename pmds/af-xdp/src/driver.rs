@@ -39,6 +39,7 @@ pub const DEVARGS_KEYS: &[&str] = &[
     "xdp_mode",
     "force_copy",
     "busy_budget",
+    "tx_sw_csum",
 ];
 
 const SPEED_MBPS: u32 = 10_000;
@@ -101,6 +102,8 @@ pub struct AfXdpDriver {
     xdp_mode: XdpMode,
     force_copy: bool,
     busy_budget: u32,
+    /// TCP/UDP checksum offload done by rdk even where TX metadata would do it.
+    tx_sw_csum: bool,
     netif: Option<NetIf>,
     rtnl: Option<Rtnl>,
     ifindex: u32,
@@ -116,6 +119,11 @@ pub struct AfXdpDriver {
     gone: Arc<AtomicBool>,
     replaced_leftover: Option<u32>,
     last_error: Option<AfXdpError>,
+    /// The port's transmit offloads (queues may add their own).
+    tx_offloads: TxOffload,
+    /// Where TCP/UDP checksum offload requests go, once started: `Some(true)` to the kernel
+    /// or device as TX metadata, `Some(false)` done by rdk.
+    tx_csum_by_kernel: Option<bool>,
 }
 
 impl AfXdpDriver {
@@ -128,6 +136,7 @@ impl AfXdpDriver {
             xdp_mode: XdpMode::Auto,
             force_copy: false,
             busy_budget: 0,
+            tx_sw_csum: false,
             netif: None,
             rtnl: None,
             ifindex: 0,
@@ -142,11 +151,13 @@ impl AfXdpDriver {
             gone: Arc::new(AtomicBool::new(false)),
             replaced_leftover: None,
             last_error: None,
+            tx_offloads: TxOffload::empty(),
+            tx_csum_by_kernel: None,
         }
     }
 
     /// A device from `net_af_xdpN,iface=X[,start_queue=Q][,queue_count=N]
-    /// [,xdp_mode=auto|native|generic][,force_copy=0|1][,busy_budget=B]`.
+    /// [,xdp_mode=auto|native|generic][,force_copy=0|1][,busy_budget=B][,tx_sw_csum=0|1]`.
     pub fn from_devargs(args: &DevArgs) -> Result<Self, DevArgsError> {
         args.check_keys(DEVARGS_KEYS)?;
         let iface = args.get("iface").ok_or(DevArgsError::Required {
@@ -190,6 +201,7 @@ impl AfXdpDriver {
         d.start_queue = start;
         d.xdp_mode = mode;
         d.force_copy = args.get_bool("force_copy", false)?;
+        d.tx_sw_csum = args.get_bool("tx_sw_csum", false)?;
         d.busy_budget = args.get_num("busy_budget", 0, "frames per busy poll, 0 (off)..=1024")?;
         if d.busy_budget > 1024 {
             return Err(DevArgsError::BadValue {
@@ -232,6 +244,22 @@ impl AfXdpDriver {
     /// How the sockets are bound (and why not zero-copy).
     pub fn bind_mode(&self) -> &BindMode {
         &self.bind_mode
+    }
+
+    /// TCP/UDP checksum offload done by rdk in software even where the kernel or device
+    /// would do it from TX metadata (`tx_sw_csum=1`): a way around a device whose checksum
+    /// offload misbehaves, as the kernel's `XDP_UMEM_TX_SW_CSUM` is.
+    pub fn with_tx_sw_csum(mut self, on: bool) -> Self {
+        self.tx_sw_csum = on;
+        self
+    }
+
+    /// Where the TCP/UDP checksums of offload requests are completed, once the port started
+    /// with TCP or UDP checksum offload: `Some(true)` by the kernel (copy mode) or the device
+    /// (zero-copy on a driver that implements AF_XDP TX checksums), from TX metadata;
+    /// `Some(false)` by rdk in software. `None` without those offloads.
+    pub fn tx_checksum_by_kernel(&self) -> Option<bool> {
+        self.tx_csum_by_kernel
     }
 
     /// The last set-up failure in full (the ethdev error carries only a fixed text).
@@ -282,15 +310,10 @@ impl AfXdpDriver {
             }));
         }
         let fd = sys::xsk_socket().map_err(|e| os("socket(AF_XDP)", e))?;
-        let reg = sys::UmemReg {
-            addr: umem.base as u64,
-            len: umem.len as u64,
-            chunk_size: umem.chunk as u32,
-            headroom: 0,
-            flags: sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG,
-            tx_metadata_len: 0,
-        };
-        sys::set_opt(&fd, sys::XDP_UMEM_REG, &reg).map_err(|e| os("XDP_UMEM_REG", e))?;
+        let l4 = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+        let want_meta = tx.as_ref().is_some_and(|t| t.offloads.intersects(l4));
+        let meta = register_umem(&fd, &umem, want_meta && kernel_at_least(6, 8))
+            .map_err(|e| os("XDP_UMEM_REG", e))?;
         let rx_size = rx.nb_desc.next_power_of_two();
         let tx_size = tx.as_ref().map_or(64, |t| t.nb_desc.next_power_of_two());
         // The fill ring holds twice the RX ring (as libxdp and DPDK size it): while the
@@ -365,6 +388,18 @@ impl AfXdpDriver {
             self.busy_budget > 0,
         ));
         if let Some(tx) = tx {
+            // TCP/UDP checksums: the kernel does them from TX metadata in copy mode; a device in
+            // zero-copy only if its driver says so (others ignore the metadata).
+            let kernel_csum = meta
+                && !self.tx_sw_csum
+                && match self.bind_mode {
+                    BindMode::ZeroCopy => crate::netlink::dev_features(self.ifindex)
+                        .is_ok_and(|f| f.xsk & crate::netlink::NETDEV_XSK_FLAGS_TX_CHECKSUM != 0),
+                    _ => true,
+                };
+            if tx.offloads.intersects(l4) {
+                self.tx_csum_by_kernel = Some(kernel_csum);
+            }
             let cache = tx_cache(&rx.pool).map_err(|_| AfXdpError::Os {
                 op: "mbuf cache for tx copies",
                 code: libc::ENOSPC,
@@ -377,7 +412,11 @@ impl AfXdpDriver {
                 umem,
                 rx.pool.clone(),
                 cache,
-                max,
+                crate::tx::TxSetup {
+                    max_frame: max,
+                    offloads: tx.offloads,
+                    by_kernel: kernel_csum,
+                },
             ));
         }
         self.socks.push(sock);
@@ -514,6 +553,50 @@ impl AfXdpDriver {
 
 /// Binds, retrying while the queue is still busy with a socket closed a moment ago (the
 /// kernel releases a closed socket's buffer pool from a work queue, `xp_release_deferred`).
+/// Registers `umem` on `fd`; with `tx_metadata`, reserving TX metadata in front of each
+/// frame (with the flag 6.11+ requires, then without it for 6.8 to 6.10; neither taken: no
+/// metadata). Whether the metadata is on.
+fn register_umem(fd: &OwnedFd, umem: &Umem, tx_metadata: bool) -> Result<bool, Errno> {
+    let mut reg = sys::UmemReg {
+        addr: umem.base as u64,
+        len: umem.len as u64,
+        chunk_size: umem.chunk as u32,
+        headroom: 0,
+        flags: sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG,
+        tx_metadata_len: 0,
+    };
+    if tx_metadata {
+        reg.tx_metadata_len = sys::TX_METADATA_LEN;
+        for flags in [sys::XDP_UMEM_TX_METADATA_LEN, 0] {
+            reg.flags = sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG | flags;
+            match sys::set_opt(fd, sys::XDP_UMEM_REG, &reg) {
+                Ok(()) => return Ok(true),
+                Err(Errno::EINVAL) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        reg.flags = sys::XDP_UMEM_UNALIGNED_CHUNK_FLAG;
+        reg.tx_metadata_len = 0;
+    }
+    sys::set_opt(fd, sys::XDP_UMEM_REG, &reg).map(|()| false)
+}
+
+/// Whether the running kernel is `major.minor` or later (its release, as `uname -r` prints
+/// it; `false` if it cannot be read).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut it = r.split(|c: char| !c.is_ascii_digit());
+    let (Some(Ok(a)), Some(Ok(b))) = (
+        it.next().map(str::parse::<u32>),
+        it.next().map(str::parse::<u32>),
+    ) else {
+        return false;
+    };
+    (a, b) >= (major, minor)
+}
+
 fn bind_retrying(fd: &OwnedFd, ifindex: u32, queue: u32, flags: u16) -> Result<(), Errno> {
     let mut left = 200;
     loop {
@@ -601,7 +684,10 @@ impl Driver for AfXdpDriver {
             // A frame is one chunk of at most a page, after the kernel's 256-byte headroom.
             max_mtu: (4096 - 256 - L2_OVERHEAD) as u16,
             rx_offload_capa: RxOffload::empty(),
-            tx_offload_capa: TxOffload::MULTI_SEGS,
+            tx_offload_capa: TxOffload::MULTI_SEGS
+                | TxOffload::IPV4_CKSUM
+                | TxOffload::UDP_CKSUM
+                | TxOffload::TCP_CKSUM,
             rss_hash_types: RssHashTypes::empty(),
             speed_mbps: SPEED_MBPS,
         }
@@ -637,6 +723,7 @@ impl Driver for AfXdpDriver {
             return Err(self.fail(OP, AfXdpError::os("socket(AF_XDP)", e)));
         }
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
+        self.tx_offloads = config.tx_offloads;
         match Rtnl::open() {
             Ok(r) => self.rtnl = Some(r),
             Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
@@ -685,14 +772,17 @@ impl Driver for AfXdpDriver {
         &mut self,
         queue: u16,
         nb_desc: u16,
-        _config: &TxQueueConfig,
+        config: &TxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<AfXdpTx, EthError> {
+        let offloads = (self.tx_offloads | config.offloads)
+            & (TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM);
         Ok(AfXdpTx::new(
             nb_desc as u32,
             counters,
             self.tx_drops.fresh(queue),
             self.gone.clone(),
+            offloads,
         ))
     }
 
@@ -781,6 +871,14 @@ impl Driver for AfXdpDriver {
                 ("tx_no_buffer", self.tx_drops.sum(|d| &d.no_buffer)),
                 ("tx_copied", self.tx_drops.sum(|d| &d.copied)),
                 (
+                    "tx_bad_offload_request",
+                    self.tx_drops.sum(|d| &d.bad_offload),
+                ),
+                (
+                    "tx_checksums_in_software",
+                    self.tx_drops.sum(|d| &d.sw_checksums),
+                ),
+                (
                     "tx_bad_completions",
                     self.tx_drops.sum(|d| &d.bad_completion),
                 ),
@@ -805,7 +903,8 @@ mod tests {
     #[test]
     fn devargs() {
         let a = DevArgs::parse(
-            "net_af_xdp0,iface=veth0,start_queue=2,queue_count=3,xdp_mode=generic,force_copy=1",
+            "net_af_xdp0,iface=veth0,start_queue=2,queue_count=3,xdp_mode=generic,force_copy=1,\
+             tx_sw_csum=1",
         )
         .unwrap();
         let d = AfXdpDriver::from_devargs(&a).unwrap();
@@ -815,9 +914,10 @@ mod tests {
                 d.start_queue,
                 d.queue_count,
                 d.xdp_mode,
-                d.force_copy
+                d.force_copy,
+                d.tx_sw_csum
             ),
-            ("veth0", 2, 3, XdpMode::Generic, true)
+            ("veth0", 2, 3, XdpMode::Generic, true, true)
         );
         let d = AfXdpDriver::from_devargs(&DevArgs::parse("net_af_xdp0,iface=x").unwrap()).unwrap();
         assert_eq!(

@@ -16,6 +16,7 @@
 //! | `xdp_mode` | auto | `native` (driver hook), `generic` (skb hook), `auto` (the kernel's choice) |
 //! | `force_copy` | 0 | 1: bind in copy mode without trying zero-copy |
 //! | `busy_budget` | 0 | frames per preferred busy poll (`SO_PREFER_BUSY_POLL`); 0: off |
+//! | `tx_sw_csum` | 0 | 1: TCP/UDP checksum offload done by rdk even where the kernel or device would do it |
 //!
 //! How it fits together:
 //! - [`umem`] lays a pool's objects out as UMEM chunks in unaligned-chunk mode so
@@ -49,6 +50,17 @@
 //! 60 to 1514 bytes and chains each way byte-exact with exact counts, 1536 frames each way
 //! wrapping every ring, the kernel's own view (`xsk_diag`, [`netlink::xsk_sockets`]) saying
 //! zero-copy, a restart, every mbuf back.
+//!
+//! Transmit checksum offloads (`IPV4_CKSUM`, `UDP_CKSUM`, `TCP_CKSUM`; DPDK's `net_af_xdp`
+//! has none): every request is checked against its frame (`rdk_core::net::offload`) and one
+//! that does not fit is dropped and counted (`tx_bad_offload_request`). The IPv4 header
+//! checksum is filled by rdk. TCP/UDP checksums go to the kernel as AF_XDP TX metadata
+//! (`XDP_TXMD_FLAGS_CHECKSUM` in 24 bytes reserved in front of each frame, Linux 6.8+): in
+//! copy mode the kernel completes them (or leaves them partial for a local receiver, as for
+//! any socket), in zero-copy mode the device does if its driver says it can (the `netdev`
+//! family's xsk features); otherwise rdk completes them in software
+//! (`tx_checksums_in_software`; [`AfXdpDriver::tx_checksum_by_kernel`] says which). Writing
+//! the metadata or a checksum needs the mbuf to itself: a shared one is copied first.
 //!
 //! Known limits: no multi-buffer frames (the MTU must fit one chunk, at most 3822 bytes, and
 //! the pool's data room); no checksum or other metadata from the kernel in copy mode (a

@@ -251,6 +251,11 @@ const CTRL_ATTR_FAMILY_NAME: u16 = 2;
 const NETDEV_CMD_DEV_GET: u8 = 1;
 const NETDEV_A_DEV_IFINDEX: u16 = 1;
 const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
+/// `NETDEV_A_DEV_XSK_FEATURES` (6.8+): the AF_XDP TX metadata offloads the driver implements
+/// in zero-copy mode.
+const NETDEV_A_DEV_XSK_FEATURES: u16 = 6;
+/// `NETDEV_XSK_FLAGS_TX_CHECKSUM`: the driver completes `XDP_TXMD_FLAGS_CHECKSUM` requests.
+pub const NETDEV_XSK_FLAGS_TX_CHECKSUM: u64 = 2;
 /// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: the driver binds AF_XDP sockets in zero-copy mode. The
 /// kernel refuses an `XDP_ZEROCOPY` bind (`EOPNOTSUPP`) to a driver that lacks it, before
 /// the driver is asked.
@@ -275,6 +280,21 @@ fn genl_attr(reply: &[u8], kind: u16) -> Option<&[u8]> {
 /// `netdev` generic-netlink family (`ynl --family netdev --do dev-get`). `EOPNOTSUPP` on
 /// kernels before 6.3, which have no such family.
 pub fn xdp_features(ifindex: u32) -> Result<u64, Errno> {
+    dev_features(ifindex).map(|f| f.xdp)
+}
+
+/// What the `netdev` family says a driver does for XDP and AF_XDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevFeatures {
+    /// `NETDEV_XDP_ACT_*` bits.
+    pub xdp: u64,
+    /// `NETDEV_XSK_FLAGS_*` bits: TX metadata offloads in zero-copy mode (0 before 6.8).
+    pub xsk: u64,
+}
+
+/// [`DevFeatures`] of the driver of `ifindex` (`ynl --family netdev --do dev-get`);
+/// `EOPNOTSUPP` on kernels before 6.3.
+pub fn dev_features(ifindex: u32) -> Result<DevFeatures, Errno> {
     let fd = open_socket(libc::NETLINK_GENERIC)?;
     let mut name = Vec::new();
     push_attr(&mut name, CTRL_ATTR_FAMILY_NAME, b"netdev\0");
@@ -302,7 +322,11 @@ pub fn xdp_features(ifindex: u32) -> Result<u64, Errno> {
         &genl_body(NETDEV_CMD_DEV_GET, &idx),
         family,
     )?;
-    parse_xdp_features(&r).ok_or(Errno::EPROTO)
+    let xdp = parse_xdp_features(&r).ok_or(Errno::EPROTO)?;
+    let xsk = genl_attr(&r, NETDEV_A_DEV_XSK_FEATURES)
+        .and_then(|p| Some(u64::from_ne_bytes(p.get(..8)?.try_into().ok()?)))
+        .unwrap_or(0);
+    Ok(DevFeatures { xdp, xsk })
 }
 
 /// `NETDEV_A_DEV_XDP_FEATURES` (a u64) out of a `dev-get` reply body.

@@ -25,6 +25,16 @@ pub(crate) const XDP_ZEROCOPY: u16 = 1 << 2;
 pub(crate) const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 /// `xdp_umem_reg.flags`: fill addresses are byte offsets, not chunk-aligned.
 pub(crate) const XDP_UMEM_UNALIGNED_CHUNK_FLAG: u32 = 1;
+/// `xdp_umem_reg.flags`: `tx_metadata_len` bytes in front of each TX frame are its
+/// metadata (required from 6.11; 6.8 to 6.10 take `tx_metadata_len` without it).
+pub(crate) const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+/// `xdp_desc.options`: the frame carries TX metadata (6.8+).
+pub(crate) const XDP_TX_METADATA: u32 = 1 << 1;
+/// `xsk_tx_metadata.flags`: complete the checksum at `csum_start + csum_offset`.
+pub(crate) const XDP_TXMD_FLAGS_CHECKSUM: u64 = 1 << 1;
+/// Bytes of TX metadata rdk reserves: `union xsk_tx_metadata` (flags, csum_start,
+/// csum_offset, launch_time; a multiple of 8 as the kernel requires).
+pub(crate) const TX_METADATA_LEN: u32 = 24;
 /// Ring `flags` word: the kernel needs a system call to make progress.
 pub(crate) const XDP_RING_NEED_WAKEUP: u32 = 1;
 /// mmap page offsets of the four rings.

@@ -13,8 +13,9 @@ use crate::sys::{self, XdpDesc};
 use crate::umem::Umem;
 use crate::xsk::XskSock;
 use nix::errno::Errno;
-use rdk_core::ethdev::{Counter, QueueCounters, TxQueue};
+use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
+use rdk_core::net::offload::TxRequest;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -38,6 +39,22 @@ pub(crate) struct TxDrops {
     pub bad_completion: Counter,
     /// Ring indices the kernel published that cannot be.
     pub ring_anomalies: Counter,
+    /// Offload requests that do not fit their frame (`TxRequest::check`).
+    pub bad_offload: Counter,
+    /// TCP/UDP checksums rdk completed itself (the kernel or device could not).
+    pub sw_checksums: Counter,
+}
+
+/// What a bound transmit queue sends: its largest frame, the checksum offloads it does, and
+/// who completes TCP/UDP checksums.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxSetup {
+    /// Largest frame (L2 included).
+    pub max_frame: u32,
+    /// Offloads asked for.
+    pub offloads: TxOffload,
+    /// The kernel or device, from TX metadata (else rdk).
+    pub by_kernel: bool,
 }
 
 /// A `net_af_xdp` transmit queue.
@@ -47,6 +64,8 @@ pub struct AfXdpTx {
     counters: Arc<QueueCounters>,
     drops: Arc<TxDrops>,
     gone: Arc<AtomicBool>,
+    /// Checksum offloads asked for (configure and queue setup).
+    pub(crate) offloads: TxOffload,
     live: Option<TxLive>,
 }
 
@@ -61,6 +80,11 @@ pub(crate) struct TxLive {
     inflight: Vec<bool>,
     pending: u32,
     max_frame: u32,
+    /// Checksum offloads the queue does.
+    offloads: TxOffload,
+    /// TCP/UDP checksums go to the kernel (or device) as TX metadata; else rdk completes
+    /// them.
+    kernel_csum: bool,
     /// Last, so it drops after the rings (see `RxLive`).
     sock: Arc<XskSock>,
 }
@@ -73,7 +97,7 @@ impl TxLive {
         umem: Umem,
         pool: PktMbufPool,
         cache: MbufCache,
-        max_frame: u32,
+        setup: TxSetup,
     ) -> Self {
         Self {
             sock,
@@ -84,7 +108,9 @@ impl TxLive {
             pool,
             cache,
             pending: 0,
-            max_frame,
+            max_frame: setup.max_frame,
+            offloads: setup.offloads,
+            kernel_csum: setup.by_kernel,
         }
     }
 }
@@ -140,12 +166,14 @@ impl AfXdpTx {
         counters: Arc<QueueCounters>,
         drops: Arc<TxDrops>,
         gone: Arc<AtomicBool>,
+        offloads: TxOffload,
     ) -> Self {
         Self {
             nb_desc,
             counters,
             drops,
             gone,
+            offloads,
             live: None,
         }
     }
@@ -186,30 +214,45 @@ impl AfXdpTx {
         };
         let start = l.tx.local();
         let (mut taken, mut queued, mut bytes, mut errors) = (0usize, 0u32, 0u64, 0u64);
-        for slot in pkts.iter_mut() {
-            let Some(m) = slot.take() else { break };
-            let len = m.pkt_len();
-            if !(MIN_FRAME..=l.max_frame).contains(&len) {
-                if len > l.max_frame {
-                    self.drops.too_big.add(1);
-                } else {
-                    self.drops.too_small.add(1);
-                }
+        // A frame that cannot go: counted under `$why` and as an error, freed, taken.
+        macro_rules! refuse {
+            ($why:ident, $m:expr) => {{
+                self.drops.$why.add(1);
                 errors += 1;
-                free_into(&mut cache, m);
+                free_into(&mut cache, $m);
                 taken += 1;
                 continue;
+            }};
+        }
+        for slot in pkts.iter_mut() {
+            let Some(mut m) = slot.take() else { break };
+            let len = m.pkt_len();
+            if len > l.max_frame {
+                refuse!(too_big, m);
+            }
+            if len < MIN_FRAME {
+                refuse!(too_small, m);
             }
             if queued == room {
                 self.drops.ring_full.add(1);
                 *slot = Some(m);
                 break;
             }
-            // By address if the data is one segment inside a UMEM buffer not already in flight.
+            let (req, offload) = if l.offloads.is_empty() {
+                (TxRequest::default(), Offload::default())
+            } else {
+                let Ok(r) = TxRequest::check(&m, l.offloads, u32::MAX) else {
+                    refuse!(bad_offload, m);
+                };
+                (r, Offload::of(&r, l.kernel_csum))
+            };
+            // By address if the data is one segment inside a UMEM buffer not already in flight
+            // (and, with offloads, ours to write: not shared, headroom for the metadata).
             let direct = (m.nb_segs() == 1)
                 .then(|| l.umem.tx_addr(m.data().as_ptr() as usize, len as usize))
                 .flatten()
-                .filter(|&(i, _)| !l.inflight[i]);
+                .filter(|&(i, _)| !l.inflight[i])
+                .filter(|_| offload.is_none() || offload.apply(&req, &mut m));
             let (i, addr, raw) = match direct {
                 Some((i, addr)) => {
                     let raw = m.into_raw();
@@ -218,7 +261,7 @@ impl AfXdpTx {
                         // with rdk's mbufs); send a copy instead.
                         // SAFETY: from into_raw just above.
                         let m = unsafe { Mbuf::from_raw(raw) };
-                        match copy_out(l, &m) {
+                        match copy_out(l, &m, &req, offload) {
                             Some(c) => {
                                 free_into(&mut cache, m);
                                 c
@@ -233,7 +276,7 @@ impl AfXdpTx {
                         (i, addr, raw)
                     }
                 }
-                None => match copy_out(l, &m) {
+                None => match copy_out(l, &m, &req, offload) {
                     Some(c) => {
                         self.drops.copied.add(1);
                         free_into(&mut cache, m);
@@ -246,6 +289,9 @@ impl AfXdpTx {
                     }
                 },
             };
+            if offload.software_l4 {
+                self.drops.sw_checksums.add(1);
+            }
             debug_assert_eq!(raw, l.umem.object(i));
             l.inflight[i] = true;
             l.tx.write(
@@ -253,7 +299,11 @@ impl AfXdpTx {
                 XdpDesc {
                     addr,
                     len,
-                    options: 0,
+                    options: if offload.metadata {
+                        sys::XDP_TX_METADATA
+                    } else {
+                        0
+                    },
                 },
             );
             queued += 1;
@@ -294,17 +344,80 @@ impl AfXdpTx {
     }
 }
 
-/// Copies `m` (any pool, any chain) into a fresh single-segment mbuf of the UMEM's pool and
-/// returns its object, descriptor address and header; `None` if the pool is empty.
+/// What a frame's offload request takes on the way out.
+#[derive(Clone, Copy, Debug, Default)]
+struct Offload {
+    /// TX metadata in front of the frame asks the kernel (or device) for the TCP/UDP checksum.
+    metadata: bool,
+    /// rdk completes the TCP/UDP checksum.
+    software_l4: bool,
+    /// rdk rewrites the headers (IPv4 checksum).
+    rewrite: bool,
+}
+
+impl Offload {
+    #[inline(always)]
+    fn of(req: &TxRequest, kernel_csum: bool) -> Self {
+        let l4 = req.csum.is_some();
+        Offload {
+            metadata: l4 && kernel_csum,
+            software_l4: l4 && !kernel_csum,
+            rewrite: req.rewrite_len() > 0,
+        }
+    }
+
+    #[inline(always)]
+    fn is_none(&self) -> bool {
+        !(self.metadata || self.software_l4 || self.rewrite)
+    }
+
+    /// Writes what `req` needs into `m` itself (its headroom, its first segment); `false`,
+    /// with `m` untouched, if `m` is shared or its headroom cannot hold the metadata.
+    fn apply(&self, req: &TxRequest, m: &mut Mbuf) -> bool {
+        if self.metadata {
+            let Ok(meta) = m.front_mut(sys::TX_METADATA_LEN as u16) else {
+                return false;
+            };
+            let (start, offset) = req.csum.unwrap_or_default();
+            meta.fill(0);
+            meta[..8].copy_from_slice(&sys::XDP_TXMD_FLAGS_CHECKSUM.to_le_bytes());
+            meta[8..10].copy_from_slice(&start.to_le_bytes());
+            meta[10..12].copy_from_slice(&offset.to_le_bytes());
+        }
+        if self.software_l4 || self.rewrite {
+            let Ok(data) = m.data_mut() else {
+                return false;
+            };
+            if self.software_l4 {
+                // Checked by TxRequest::check: the request fits this (one-segment) frame.
+                let _ = req.finish_in_software(data);
+            } else {
+                let len = data.len() as u32;
+                req.rewrite(&mut data[..req.rewrite_len()], len);
+            }
+        }
+        true
+    }
+}
+
+/// Copies `m` (any pool, any chain) into a fresh single-segment mbuf of the UMEM's pool, does
+/// `offload` on the copy, and returns its object, descriptor address and header; `None` if
+/// the pool is empty.
 fn copy_out(
     l: &mut TxLive,
     m: &Mbuf,
+    req: &TxRequest,
+    offload: Offload,
 ) -> Option<(usize, u64, std::ptr::NonNull<rdk_core::mbuf::MbufHeader>)> {
     let mut c = l.cache.alloc()?;
     let len = m.pkt_len() as usize;
     // pkt_len <= max_frame <= the pool's data room (checked at start).
     let dst = c.append(len as u16).ok()?;
     m.copy_to(dst).ok()?;
+    // A fresh mbuf: ours alone, its headroom whole.
+    if !offload.is_none() && !offload.apply(req, &mut c) {
+        return None;
+    }
     let (i, addr) = l.umem.tx_addr(c.data().as_ptr() as usize, len)?;
     if l.inflight[i] {
         return None;
@@ -362,7 +475,13 @@ mod tests {
         );
         let counters = Arc::new(QueueCounters::new());
         let drops = Arc::new(TxDrops::default());
-        let mut q = AfXdpTx::new(8, counters.clone(), drops.clone(), Arc::default());
+        let mut q = AfXdpTx::new(
+            8,
+            counters.clone(),
+            drops.clone(),
+            Arc::default(),
+            TxOffload::empty(),
+        );
         let cache = pool.cache(16).unwrap();
         q.attach(TxLive::new(
             sock,
@@ -371,7 +490,11 @@ mod tests {
             umem,
             pool.clone(),
             cache,
-            1518,
+            TxSetup {
+                max_frame: 1518,
+                offloads: TxOffload::empty(),
+                by_kernel: false,
+            },
         ));
 
         let frames: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; 60 + i as usize]).collect();
@@ -450,5 +573,128 @@ mod tests {
             pool.size(),
             "the frame never completed came back too"
         );
+    }
+
+    /// Checksum offloads, the test playing the kernel: with kernel checksums the frame goes by
+    /// address behind TX metadata (flags, csum_start, csum_offset in the 24 bytes before it,
+    /// `XDP_TX_METADATA` in the descriptor) and its IPv4 header filled; without, rdk completes
+    /// the UDP checksum itself. A shared mbuf is copied (its own bytes untouched), a request
+    /// that does not fit is dropped and counted.
+    #[test]
+    fn checksum_offloads_by_metadata_or_in_software() {
+        use rdk_core::mbuf::{OlFlags, RxCksum};
+        use rdk_core::net::checksum::{fold, pseudo_header, verify_frame_checksums};
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("ctx", 64)).unwrap();
+        let umem = crate::umem::Umem::of_pool(&pool).unwrap();
+        // A UDP datagram asking for IPv4 and UDP checksums (zero / the pseudo-header sum).
+        let frame = |pool: &PktMbufPool, l3: u16| {
+            let payload = b"offloaded!";
+            let mut f = vec![0u8; 42 + payload.len()];
+            f[12..14].copy_from_slice(&[8, 0]);
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+            f[22] = 64;
+            f[23] = 17;
+            f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            f[34..38].copy_from_slice(&[0x13, 0x88, 0x27, 0x0f]);
+            f[38..40].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            let seed = fold(pseudo_header(
+                [10, 0, 0, 1].into(),
+                [10, 0, 0, 2].into(),
+                17,
+                (8 + payload.len()) as u16,
+            ));
+            f[40..42].copy_from_slice(&seed.to_be_bytes());
+            f[42..].copy_from_slice(payload);
+            let mut m = mbuf_of(pool, &f);
+            {
+                let mut meta = m.meta_mut().unwrap();
+                meta.set_ol_flags(OlFlags::TX_IPV4 | OlFlags::TX_IP_CKSUM | OlFlags::TX_UDP_CKSUM);
+                let mut t = meta.tx_offload();
+                t.set_l2_len(14).unwrap();
+                t.set_l3_len(l3).unwrap();
+                meta.set_tx_offload(t);
+            }
+            m
+        };
+        let offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM;
+        for kernel_csum in [true, false] {
+            let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
+            let sock = Arc::new(XskSock::new(fd, pool.clone()));
+            let (txr, tb) = Ring::<XdpDesc>::fake(8);
+            let (comp, cb) = Ring::<u64>::fake(8);
+            let (ktx, kcomp) = (
+                KernelSide::<XdpDesc>::new(tb, 8),
+                KernelSide::<u64>::new(cb, 8),
+            );
+            let drops = Arc::new(TxDrops::default());
+            let counters = Arc::new(QueueCounters::new());
+            let mut q = AfXdpTx::new(8, counters, drops.clone(), Arc::default(), offloads);
+            let cache = pool.cache(16).unwrap();
+            q.attach(TxLive::new(
+                sock,
+                txr,
+                comp,
+                umem,
+                pool.clone(),
+                cache,
+                TxSetup {
+                    max_frame: 1518,
+                    offloads,
+                    by_kernel: kernel_csum,
+                },
+            ));
+            let own = frame(&pool, 20);
+            let own_at = own.data().as_ptr() as usize;
+            let shared = frame(&pool, 20);
+            let keep = shared.share().unwrap();
+            let mut burst = [Some(own), Some(shared), Some(frame(&pool, 60))];
+            assert_eq!(q.tx_burst(&mut burst), 3);
+            assert_eq!(drops.bad_offload.get(), 1, "l3_len past the frame");
+            assert_eq!(drops.copied.get(), 1, "the shared mbuf");
+            assert_eq!(drops.sw_checksums.get(), if kernel_csum { 0 } else { 2 });
+            assert_eq!(ktx.prod(), 2);
+            for k in 0..2 {
+                let d = ktx.read(k);
+                let at = umem.base + d.addr as usize;
+                if k == 0 {
+                    assert_eq!(at, own_at, "the unshared mbuf goes by address");
+                }
+                // SAFETY: the descriptor's bytes and the 24 in front, inside the UMEM mbuf.
+                let (meta, f) = unsafe {
+                    (
+                        std::slice::from_raw_parts((at - 24) as *const u8, 24),
+                        std::slice::from_raw_parts(at as *const u8, d.len as usize),
+                    )
+                };
+                let (ip, l4) = verify_frame_checksums(f);
+                assert_eq!(ip, RxCksum::Good, "IPv4 header filled");
+                if kernel_csum {
+                    assert_eq!(d.options, sys::XDP_TX_METADATA);
+                    assert_eq!(&meta[..8], &sys::XDP_TXMD_FLAGS_CHECKSUM.to_le_bytes());
+                    assert_eq!(&meta[8..12], &[34, 0, 6, 0], "csum_start 34, csum_offset 6");
+                    assert_eq!(l4, RxCksum::Bad, "left to the kernel");
+                } else {
+                    assert_eq!(d.options, 0);
+                    assert_eq!(l4, RxCksum::Good, "completed by rdk");
+                }
+            }
+            assert_eq!(
+                &keep.data()[24..26],
+                &[0, 0],
+                "the shared mbuf's bytes untouched"
+            );
+            drop(keep);
+            ktx.set_cons(2);
+            for k in 0..2 {
+                kcomp.write(k, ktx.read(k).addr);
+            }
+            kcomp.set_prod(2);
+            q.tx_burst(&mut []);
+            assert_eq!(q.in_flight(), 0);
+            q.detach();
+        }
+        assert_eq!(pool.available(), pool.size(), "every mbuf back");
     }
 }
