@@ -24,6 +24,7 @@ pub struct VethLab {
     /// The pair: `a` in `rdk`, `b` in `peer`.
     pub veth: Veth,
     net: [u8; 3],
+    rdk_mac: [u8; 6],
 }
 
 impl VethLab {
@@ -45,6 +46,7 @@ impl VethLab {
             peer,
             veth,
             net,
+            rdk_mac,
         };
         let peer_cidr = format!("{}/24", dotted(lab.peer_ip()));
         lab.peer
@@ -67,6 +69,27 @@ impl VethLab {
             "permanent",
         ])?;
         Ok(lab)
+    }
+
+    /// [`tx_checksum_offloads_are_completed`] for `port` on end A: the peer's namespace routes
+    /// to a [`FarSide`] (named after `tag`, on the /24 `far_net`) built for it.
+    pub fn tx_checksum_offloads_are_completed<D: Driver>(
+        &self,
+        port: &mut Port<D>,
+        pool: &PktMbufPool,
+        tag: &str,
+        far_net: [u8; 3],
+    ) {
+        let far = FarSide::new(&self.peer, tag, far_net).unwrap();
+        tx_checksum_offloads_are_completed(
+            port,
+            pool,
+            &self.peer,
+            &far,
+            self.rdk_mac,
+            iface_mac(&self.peer, &self.veth.b),
+            self.rdk_ip(),
+        );
     }
 
     /// rdk's address (`NET.2`).

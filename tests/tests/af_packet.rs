@@ -10,8 +10,7 @@ use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
 };
 use rdk_tests::lab::{
-    hex, iface_mac, link_flap_then_delete, raw_test_frame, testpmd_exchange,
-    tx_checksum_offloads_are_completed, FarSide, PeerReceivers, VethLab,
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
 use rdk_tests::port::{sleepy_receive, try_started, try_started_with};
@@ -379,7 +378,7 @@ fn missing_interface_is_a_typed_error() {
 }
 
 /// TX checksum offloads, completed by the kernel (see
-/// [`tx_checksum_offloads_are_completed`]): the peer's namespace is the router.
+/// `rdk_tests::lab::tx_checksum_offloads_are_completed`): the peer's namespace is the router.
 #[test]
 fn tx_checksum_offloads_are_completed_by_the_kernel() {
     use rdk_core::ethdev::TxOffload;
@@ -394,17 +393,7 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
         let _inside = lab.rdk.enter().unwrap();
         try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
     };
-    let far = FarSide::new(&lab.peer, "afof", [10, 93, 0]).unwrap();
-    tx_checksum_offloads_are_completed(
-        &mut port,
-        &pool,
-        &lab.peer,
-        &far,
-        RDK_MAC,
-        iface_mac(&lab.peer, &lab.veth.b),
-        RDK_IP,
-    );
+    lab.tx_checksum_offloads_are_completed(&mut port, &pool, "afof", [10, 93, 0]);
     port.close().unwrap();
-    drop(far);
     assert_eq!(pool.available(), pool.size());
 }

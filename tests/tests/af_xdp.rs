@@ -678,14 +678,13 @@ fn dropping_a_started_port_detaches_and_returns_every_mbuf() {
     assert_pool_full(&pool);
 }
 
-/// TX checksum offloads against the kernel (see [`tx_checksum_offloads_are_completed`]): in
+/// TX checksum offloads against the kernel (see `VethLab::tx_checksum_offloads_are_completed`): in
 /// copy mode the TCP/UDP checksums go to the kernel as AF_XDP TX metadata (6.8+), the IPv4
 /// header is filled by rdk; with `tx_sw_csum` rdk completes them itself. The peer's namespace
 /// is the router.
 #[test]
 fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
     use rdk_core::ethdev::TxOffload;
-    use rdk_tests::lab::{iface_mac, tx_checksum_offloads_are_completed, FarSide};
     if !need_netns("afxdp tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk") {
         return;
     }
@@ -710,16 +709,7 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
             Some(!sw),
             "copy mode on a 6.8+ kernel: TX metadata, unless told otherwise"
         );
-        let far = FarSide::new(&lab.peer, "axof", [10, 94, 0]).unwrap();
-        tx_checksum_offloads_are_completed(
-            &mut port,
-            &pool,
-            &lab.peer,
-            &far,
-            RDK_MAC,
-            iface_mac(&lab.peer, &lab.veth.b),
-            RDK_IP,
-        );
+        lab.tx_checksum_offloads_are_completed(&mut port, &pool, "axof", [10, 94, 0]);
         let in_software = port
             .xstats()
             .iter()
@@ -729,7 +719,6 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
         assert_eq!(in_software, Some(if sw { 6 } else { 0 }));
         port.stop().unwrap();
         port.close().unwrap();
-        drop(far);
         assert_pool_full(&pool);
     }
 }

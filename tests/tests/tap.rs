@@ -80,6 +80,53 @@ fn tap_port_with(ns: &Netns, pool: &PktMbufPool, cfg: &PortConfig) -> (Port<TapD
     (port, iface)
 }
 
+/// An offload test's rig: a TAP port started with `offloads` in namespace `ns` (the router)
+/// and a [`FarSide`] behind it.
+struct Rig {
+    ns: Netns,
+    pool: PktMbufPool,
+    port: Port<TapDriver>,
+    far: FarSide,
+    /// The TAP's MAC: rdk's next hop.
+    hop: [u8; 6],
+}
+
+impl Rig {
+    /// The rig for `test` (`None`, said why, where namespaces cannot be made).
+    fn new(
+        test: &str,
+        tag: &str,
+        offloads: rdk_core::ethdev::TxOffload,
+        far_net: [u8; 3],
+    ) -> Option<Rig> {
+        if !need_netns(test) {
+            return None;
+        }
+        let ns = Netns::new(tag).unwrap();
+        let pool = pool(1024);
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = offloads;
+        let (port, iface) = tap_port_with(&ns, &pool, &cfg);
+        let far = FarSide::new(&ns, &format!("{tag}f"), far_net).unwrap();
+        let hop = iface_mac(&ns, &iface);
+        Some(Rig {
+            ns,
+            pool,
+            port,
+            far,
+            hop,
+        })
+    }
+
+    /// Stops and closes the port, removes the far side; every mbuf must be back.
+    fn finish(mut self) {
+        self.port.stop().unwrap();
+        self.port.close().unwrap();
+        drop(self.far);
+        assert_eq!(self.pool.available(), self.pool.size(), "every mbuf back");
+    }
+}
+
 /// The kernel's side of the TAP: 10.77.0.1/24, rdk's 10.77.0.2 a permanent neighbour.
 fn address_kernel_side(ns: &Netns, iface: &str) {
     ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", iface])
@@ -97,6 +144,15 @@ fn address_kernel_side(ns: &Netns, iface: &str) {
         "permanent",
     ])
     .unwrap();
+}
+
+/// A datagram of `payload` from a UDP socket in `ns` (the TAP's kernel side) to rdk's
+/// address, port 9999 (from `sport` if given).
+fn kernel_sends(ns: &Netns, payload: &[u8], sport: Option<u16>) {
+    let (hex, sport) = (hex(payload), sport.map(|p| p.to_string()));
+    let mut cmd = vec!["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", &hex];
+    cmd.extend(sport.as_deref());
+    ns.exec(&cmd).unwrap();
 }
 
 /// Polls every receive queue until `want` frames arrived or 5 s passed.
@@ -118,9 +174,7 @@ fn kernel_udp_reaches_rdk_byte_exact() {
         .map(|i| (0..100 + i as usize * 37).map(|b| b as u8 ^ i).collect())
         .collect();
     for p in &payloads {
-        let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
-        ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", &hex])
-            .unwrap();
+        kernel_sends(&ns, p, None);
     }
     let frames = receive(&mut port, 64);
     let udp: Vec<Vec<u8>> = frames
@@ -206,16 +260,7 @@ fn multi_queue_receives_every_flow_once() {
     let pool = pool(2048);
     let (mut port, _iface) = tap_port(&ns, &pool, 4, None);
     for sport in 0..40u16 {
-        ns.exec(&[
-            "python3",
-            "-c",
-            PY_UDP_SEND,
-            "10.77.0.2",
-            "9999",
-            "abcd",
-            &(20000 + sport).to_string(),
-        ])
-        .unwrap();
+        kernel_sends(&ns, &[0xab, 0xcd], Some(20000 + sport));
     }
     let frames = receive(&mut port, 40);
     let n = frames
@@ -241,9 +286,7 @@ fn jumbo_frames_as_chains_both_ways() {
     let pool = pool(2048);
     let (mut port, _iface) = tap_port(&ns, &pool, 1, Some(9000));
     let big: Vec<u8> = (0..8000u32).map(|i| (i * 31 % 251) as u8).collect();
-    let hex: String = big.iter().map(|b| format!("{b:02x}")).collect();
-    ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", &hex])
-        .unwrap();
+    kernel_sends(&ns, &big, None);
     let frames = receive(&mut port, 1);
     let m = frames
         .iter()
@@ -261,7 +304,7 @@ fn jumbo_frames_as_chains_both_ways() {
     let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
-    assert_eq!(udp.finish(), std::slice::from_ref(&hex));
+    assert_eq!(udp.finish(), vec![hex(&big)]);
     // Too big for the MTU: dropped and counted, not sent.
     let huge = ipv4_udp_frame(
         RDK_MAC,
@@ -435,17 +478,7 @@ fn hybrid_receiver_sleeps_on_the_tap_fd_and_wakes_on_traffic() {
         port,
         10,
         |m| udp_payload(&flatten(m), 9999),
-        |i| {
-            ns.exec(&[
-                "python3",
-                "-c",
-                PY_UDP_SEND,
-                "10.77.0.2",
-                "9999",
-                &format!("{i:02x}"),
-            ])
-            .unwrap();
-        },
+        |i| kernel_sends(&ns, &[i], None),
     );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
@@ -477,30 +510,17 @@ fn without_privileges_the_error_says_what_to_grant() {
 /// reply then comes back to rdk through the same header-carrying queues.
 #[test]
 fn tx_checksum_offloads_are_completed_by_the_kernel() {
-    use rdk_core::ethdev::TxOffload;
-    if !need_netns("tx_checksum_offloads_are_completed_by_the_kernel") {
+    use rdk_core::ethdev::TxOffload as O;
+    let offloads = O::IPV4_CKSUM | O::UDP_CKSUM | O::TCP_CKSUM;
+    let Some(mut rig) = Rig::new("tx_checksum_offloads", "tapo", offloads, [10, 91, 0]) else {
         return;
-    }
-    let ns = Netns::new("tapo").unwrap();
-    let pool = pool(1024);
-    let mut cfg = PortConfig::queues(1, 1);
-    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-    let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
-    let far = FarSide::new(&ns, "tapf", [10, 91, 0]).unwrap();
-    let rdk_mac = [2, 0, 0, 0, 0, 2];
-    tx_checksum_offloads_are_completed(
-        &mut port,
-        &pool,
-        &ns,
-        &far,
-        rdk_mac,
-        iface_mac(&ns, &iface),
-        [10, 77, 0, 2],
-    );
+    };
+    let (port, pool, ns, far, hop) = (&mut rig.port, &rig.pool, &rig.ns, &rig.far, rig.hop);
+    tx_checksum_offloads_are_completed(port, pool, ns, far, RDK_MAC, hop, RDK_IP);
     far.ns
         .exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "c0ffee"])
         .unwrap();
-    let frames = receive(&mut port, 64);
+    let frames = receive(port, 64);
     let back: Vec<Vec<u8>> = frames
         .iter()
         .filter_map(|m| udp_payload(&flatten(m), 9999))
@@ -511,38 +531,21 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
         "the kernel's datagram, behind a header"
     );
     drop(frames);
-    port.stop().unwrap();
-    port.close().unwrap();
-    drop(far);
-    assert_eq!(pool.available(), pool.size(), "every mbuf back");
+    rig.finish();
 }
 
 /// TCP segmentation offload, done by the kernel (see
 /// [`tcp_segmentation_is_done_by_the_kernel`]): the TAP's namespace is the router.
 #[test]
 fn tcp_segmentation_is_done_by_the_kernel_on_the_way_out() {
-    use rdk_core::ethdev::TxOffload;
-    if !need_netns("tcp_segmentation_is_done_by_the_kernel_on_the_way_out") {
+    use rdk_core::ethdev::TxOffload as O;
+    let offloads = O::IPV4_CKSUM | O::TCP_CKSUM | O::TCP_TSO;
+    let Some(mut rig) = Rig::new("tcp_segmentation", "taps", offloads, [10, 92, 0]) else {
         return;
-    }
-    let ns = Netns::new("taps").unwrap();
-    let pool = pool(1024);
-    let mut cfg = PortConfig::queues(1, 1);
-    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
-    let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
-    let far = FarSide::new(&ns, "tapg", [10, 92, 0]).unwrap();
-    tcp_segmentation_is_done_by_the_kernel(
-        &mut port,
-        &pool,
-        &far,
-        [2, 0, 0, 0, 0, 2],
-        iface_mac(&ns, &iface),
-        [10, 77, 0, 2],
-    );
-    port.stop().unwrap();
-    port.close().unwrap();
-    drop(far);
-    assert_eq!(pool.available(), pool.size(), "every mbuf back");
+    };
+    let (port, pool, far, hop) = (&mut rig.port, &rig.pool, &rig.far, rig.hop);
+    tcp_segmentation_is_done_by_the_kernel(port, pool, far, RDK_MAC, hop, RDK_IP);
+    rig.finish();
 }
 
 /// Checksum offload fixes the TAP's header mode when its queues open: asking for it only in
@@ -599,17 +602,8 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     cfg.mtu = Some(9000);
     let (mut port, iface) = tap_port_with(&ns, &pool, &cfg);
     let big: Vec<u8> = (0..4001u32).map(|i| (i * 7 + 1) as u8).collect();
-    ns.exec(&["python3", "-c", PY_UDP_SEND, "10.77.0.2", "9999", "0a0b0c"])
-        .unwrap();
-    ns.exec(&[
-        "python3",
-        "-c",
-        PY_UDP_SEND,
-        "10.77.0.2",
-        "9999",
-        &hex(&big),
-    ])
-    .unwrap();
+    kernel_sends(&ns, &[0x0a, 0x0b, 0x0c], None);
+    kernel_sends(&ns, &big, None);
     // The checksum states of the UDP frames to `port` among `frames`, in order, and whether
     // each came as a chain.
     let states = |frames: &[Mbuf], port: u16| -> Vec<(RxCksum, RxCksum, bool)> {
@@ -636,30 +630,17 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     );
     drop(frames);
     let mac = iface_mac(&ns, &iface);
-    let good = ipv4_udp_frame(
-        mac,
-        [2, 0, 0, 0, 0, 2],
-        [10, 77, 0, 1],
-        [10, 77, 0, 2],
-        7,
-        7777,
-        b"abc",
-    );
+    // The kernel side's datagram to rdk's port 7777, injected on the TAP.
+    let to_rdk =
+        |payload: &[u8]| ipv4_udp_frame(mac, RDK_MAC, [10, 77, 0, 1], RDK_IP, 7, 7777, payload);
+    let good = to_rdk(b"abc");
     let mut bad_udp = good.clone();
     bad_udp[42] ^= 0x20;
     let mut bad_ip = good.clone();
     bad_ip[22] ^= 1;
     let mut no_udp = good.clone();
     no_udp[40..42].fill(0);
-    let big_good = ipv4_udp_frame(
-        mac,
-        [2, 0, 0, 0, 0, 2],
-        [10, 77, 0, 1],
-        [10, 77, 0, 2],
-        7,
-        7777,
-        &big,
-    );
+    let big_good = to_rdk(&big);
     let mut big_bad = big_good.clone();
     *big_bad.last_mut().unwrap() ^= 0x04;
     ns.exec(&[

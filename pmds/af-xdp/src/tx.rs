@@ -457,31 +457,26 @@ mod tests {
         m
     }
 
-    /// The test plays the kernel: it reads TX descriptors, checks the bytes at their
-    /// addresses and completes them — with lies in between.
-    #[test]
-    fn by_address_copies_and_hostile_completions() {
-        let os = rdk_os_linux::LinuxOs::plain();
-        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("htx", 128)).unwrap();
-        let other = PktMbufPool::create(&os, &PktMbufPoolConfig::new("htx2", 16)).unwrap();
-        let umem = crate::umem::Umem::of_pool(&pool).unwrap();
+    /// A bound 8-descriptor queue over `pool`'s UMEM whose rings the test plays the kernel
+    /// of: the queue, the kernel's side of its TX and completion rings, its drop counters.
+    fn fake_queue(
+        pool: &PktMbufPool,
+        offloads: TxOffload,
+        by_kernel: bool,
+    ) -> (AfXdpTx, KernelSide<XdpDesc>, KernelSide<u64>, Arc<TxDrops>) {
+        let umem = crate::umem::Umem::of_pool(pool).unwrap();
         let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
         let sock = Arc::new(XskSock::new(fd, pool.clone()));
         let (txr, tb) = Ring::<XdpDesc>::fake(8);
         let (comp, cb) = Ring::<u64>::fake(8);
-        let (ktx, kcomp) = (
-            KernelSide::<XdpDesc>::new(tb, 8),
-            KernelSide::<u64>::new(cb, 8),
-        );
-        let counters = Arc::new(QueueCounters::new());
         let drops = Arc::new(TxDrops::default());
-        let mut q = AfXdpTx::new(
-            8,
-            counters.clone(),
-            drops.clone(),
-            Arc::default(),
-            TxOffload::empty(),
-        );
+        let counters = Arc::new(QueueCounters::new());
+        let mut q = AfXdpTx::new(8, counters, drops.clone(), Arc::default(), offloads);
+        let setup = TxSetup {
+            max_frame: 1518,
+            offloads,
+            by_kernel,
+        };
         let cache = pool.cache(16).unwrap();
         q.attach(TxLive::new(
             sock,
@@ -490,12 +485,25 @@ mod tests {
             umem,
             pool.clone(),
             cache,
-            TxSetup {
-                max_frame: 1518,
-                offloads: TxOffload::empty(),
-                by_kernel: false,
-            },
+            setup,
         ));
+        (
+            q,
+            KernelSide::<XdpDesc>::new(tb, 8),
+            KernelSide::<u64>::new(cb, 8),
+            drops,
+        )
+    }
+
+    /// The test plays the kernel: it reads TX descriptors, checks the bytes at their
+    /// addresses and completes them — with lies in between.
+    #[test]
+    fn by_address_copies_and_hostile_completions() {
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("htx", 128)).unwrap();
+        let other = PktMbufPool::create(&os, &PktMbufPoolConfig::new("htx2", 16)).unwrap();
+        let umem = crate::umem::Umem::of_pool(&pool).unwrap();
+        let (mut q, ktx, kcomp, drops) = fake_queue(&pool, TxOffload::empty(), false);
 
         let frames: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; 60 + i as usize]).collect();
         let mut chain = mbuf_of(&pool, &frames[2][..20]);
@@ -620,31 +628,7 @@ mod tests {
         };
         let offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM;
         for kernel_csum in [true, false] {
-            let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
-            let sock = Arc::new(XskSock::new(fd, pool.clone()));
-            let (txr, tb) = Ring::<XdpDesc>::fake(8);
-            let (comp, cb) = Ring::<u64>::fake(8);
-            let (ktx, kcomp) = (
-                KernelSide::<XdpDesc>::new(tb, 8),
-                KernelSide::<u64>::new(cb, 8),
-            );
-            let drops = Arc::new(TxDrops::default());
-            let counters = Arc::new(QueueCounters::new());
-            let mut q = AfXdpTx::new(8, counters, drops.clone(), Arc::default(), offloads);
-            let cache = pool.cache(16).unwrap();
-            q.attach(TxLive::new(
-                sock,
-                txr,
-                comp,
-                umem,
-                pool.clone(),
-                cache,
-                TxSetup {
-                    max_frame: 1518,
-                    offloads,
-                    by_kernel: kernel_csum,
-                },
-            ));
+            let (mut q, ktx, kcomp, drops) = fake_queue(&pool, offloads, kernel_csum);
             let own = frame(&pool, 20);
             let own_at = own.data().as_ptr() as usize;
             let shared = frame(&pool, 20);
