@@ -161,7 +161,7 @@ vm_boot() {
 			break
 		fi
 	done
-	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread |== zc_guest|\[zc_guest\] (bind mode|kernel:|kernel view|rdk -> peer|peer -> rdk|bulk|.*xsk-zerocopy))' | head -80
+	echo "$out" | grep -E '^(test |vmlab: qemu|.*SKIPPED|.*panicked|thread |== zc_guest|\[zc_guest\] (bind mode|kernel:|kernel view|rdk -> peer|peer -> rdk|bulk|checksum offload|.*xsk-zerocopy))' | head -80
 	[ $rc = 0 ] || { echo "$out" | tail -30; return 1; }
 	echo "$out" | grep -q SKIPPED && return 1
 	echo "$out" | grep -Eq 'test result: ok\. [1-9][0-9]* passed' || return 1

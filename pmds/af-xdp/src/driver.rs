@@ -395,7 +395,7 @@ impl AfXdpDriver {
                 && match self.bind_mode {
                     BindMode::ZeroCopy => crate::netlink::dev_features(self.ifindex)
                         .is_ok_and(|f| f.xsk & crate::netlink::NETDEV_XSK_FLAGS_TX_CHECKSUM != 0),
-                    _ => true,
+                    _ => copy_mode_takes_checksums(&self.iface),
                 };
             if tx.offloads.intersects(l4) {
                 self.tx_csum_by_kernel = Some(kernel_csum);
@@ -579,6 +579,18 @@ fn register_umem(fd: &OwnedFd, umem: &Umem, tx_metadata: bool) -> Result<bool, E
         reg.tx_metadata_len = 0;
     }
     sys::set_opt(fd, sys::XDP_UMEM_REG, &reg).map(|()| false)
+}
+
+/// Whether the kernel completes TX-metadata checksums of a copy-mode socket on `iface`. It
+/// does from 6.8, except for drivers whose copy-mode frames it builds from UMEM pages
+/// (`IFF_TX_SKB_NO_LINEAR`: virtio_net), where Linux 6.12 ignores the request (the frame
+/// leaves with the seed; seen in the lab) and 6.18 honours it; rdk completes those itself on
+/// kernels before 6.18.
+fn copy_mode_takes_checksums(iface: &str) -> bool {
+    let driver = std::fs::read_link(format!("/sys/class/net/{iface}/device/driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    driver.as_deref() != Some("virtio_net") || kernel_at_least(6, 18)
 }
 
 /// Whether the running kernel is `major.minor` or later (its release, as `uname -r` prints

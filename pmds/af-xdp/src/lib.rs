@@ -57,8 +57,10 @@
 //! checksum is filled by rdk. TCP/UDP checksums go to the kernel as AF_XDP TX metadata
 //! (`XDP_TXMD_FLAGS_CHECKSUM` in 24 bytes reserved in front of each frame, Linux 6.8+): in
 //! copy mode the kernel completes them (or leaves them partial for a local receiver, as for
-//! any socket), in zero-copy mode the device does if its driver says it can (the `netdev`
-//! family's xsk features); otherwise rdk completes them in software
+//! any socket) — but not before 6.18 on virtio_net, whose copy-mode frames the kernel builds
+//! from UMEM pages and where 6.12 ignores the request; in zero-copy mode the device does if
+//! its driver says it can (the `netdev` family's xsk features); otherwise rdk completes them
+//! in software
 //! (`tx_checksums_in_software`; [`AfXdpDriver::tx_checksum_by_kernel`] says which). Writing
 //! the metadata or a checksum needs the mbuf to itself: a shared one is copied first.
 //!
