@@ -250,22 +250,6 @@ pub struct NetHdr {
     pub num_buffers: U16,
 }
 
-/// `csum_start` and `csum_offset` of a net header that asks the receiver to complete the TCP
-/// or UDP checksum `m`'s `ol_flags` request (`NEEDS_CSUM`): checksumming starts after the L2
-/// and L3 headers (`l2_len + l3_len`), and the field is 16 (TCP) or 6 (UDP) bytes into the
-/// L4 header. As on every NIC with this offload, the field must already hold the
-/// pseudo-header sum (§5.1.6.2). `None` when no L4 checksum is asked for.
-pub fn csum_request(m: &crate::mbuf::Mbuf) -> Option<(u16, u16)> {
-    use crate::mbuf::TxL4Cksum;
-    let field = match m.ol_flags().tx_l4_cksum() {
-        TxL4Cksum::Tcp => 16u16,
-        TxL4Cksum::Udp => 6,
-        _ => return None,
-    };
-    let t = m.tx_offload();
-    Some((t.l2_len() + t.l3_len(), field))
-}
-
 /// [`NetHdr::flags`] bits.
 pub mod net_hdr_flags {
     /// The checksum at `csum_start + csum_offset` must be completed.

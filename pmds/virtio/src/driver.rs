@@ -959,6 +959,10 @@ impl<T: Transport, D: DmaAlloc + Send> Driver for VirtioNet<T, D> {
                     "tx_too_many_segs_errors",
                     self.tx_stats.sum(|s| &s.too_many_segs),
                 ),
+                (
+                    "tx_bad_offload_request",
+                    self.tx_stats.sum(|s| &s.bad_offload),
+                ),
                 ("tx_queues_broken", self.tx_stats.sum(|s| &s.broken)),
                 ("rx_queue_resets", self.rx_stats.sum(|s| &s.resets)),
                 (

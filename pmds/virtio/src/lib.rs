@@ -26,7 +26,8 @@
 //!   is shared), one descriptor per segment, one notification per burst, completions
 //!   reclaimed in batches; with `CSUM`, TCP/UDP checksum requests become `NEEDS_CSUM` (a
 //!   port not configured for the offload sends its frames as they are, checksum field and
-//!   all, as on DPDK). Under
+//!   all, as on DPDK; a request whose field lies past its frame is dropped and counted,
+//!   `tx_bad_offload_request`, not handed to the device). Under
 //!   back-pressure nothing is added or reclaimed until the device has finished a batch
 //!   ([`Virtqueue::ready_at_least`](rdk_core::virtio::Virtqueue::ready_at_least)): a
 //!   software backend polling the ring otherwise trades cache lines with the driver one

@@ -27,6 +27,8 @@ pub struct RxStats {
 pub struct TxStats {
     /// Packets with more segments than a chain may have.
     pub too_many_segs: Counter,
+    /// Packets whose checksum request does not fit the frame (`TxRequest::check`).
+    pub bad_offload: Counter,
     /// Times the queue rebuilt its ring for a recovery from `DEVICE_NEEDS_RESET`.
     pub resets: Counter,
     /// Packets in flight (counted as sent) that a recovery freed: the device may or may not

@@ -601,6 +601,20 @@ fn tx_checksum_requests_become_needs_csum_headers() {
     assert_eq!(h(2), (0, 0, 0), "no request, no flags");
     assert_eq!(out[1].data, frame(6, 90));
     drop(keep);
+    // A request whose checksum field lies past the frame is not handed to the device.
+    let mut short = mbuf_of(&r.pool, &frame(9, 40));
+    request(&mut short, OlFlags::TX_TCP_CKSUM, 14);
+    let mut burst = [Some(short)];
+    assert_eq!(r.port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    assert!(r.dev.take_sent().is_empty(), "nothing reaches the device");
+    let bad = r
+        .port
+        .xstats()
+        .into_iter()
+        .find(|x| x.name == "tx_bad_offload_request")
+        .map(|x| x.value);
+    assert_eq!(bad, Some(1));
+    assert_eq!(r.port.stats().oerrors, 1);
     r.finish();
 }
 

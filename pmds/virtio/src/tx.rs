@@ -6,10 +6,11 @@ use crate::stats::TxStats;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rdk_core::addr::Iova;
-use rdk_core::ethdev::{EthError, QueueCounters, TxQueue};
+use rdk_core::ethdev::{EthError, QueueCounters, TxOffload, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache};
+use rdk_core::net::offload::TxRequest;
 use rdk_core::os::DmaRegion;
-use rdk_core::virtio::format::{csum_request, net_hdr_flags};
+use rdk_core::virtio::format::net_hdr_flags;
 use rdk_core::virtio::{Anomaly, AnyQueue, Buf, Features, QueueNotify, Virtqueue};
 
 /// Most descriptors one packet may take (its segments, plus a header descriptor).
@@ -19,16 +20,17 @@ const FREE_BATCH: usize = 32;
 /// Bytes per slot of the header area (a net header, padded).
 const HDR_SLOT: usize = 16;
 
-/// The net header for `m`: all zero, or `NEEDS_CSUM` when `csum` and the mbuf asks for a
-/// TCP or UDP checksum (the device completes it from `l2_len + l3_len` on; as on every NIC
-/// with this offload, the checksum field holds the pseudo-header sum, §5.1.6.2).
+/// The checksum offloads a `NET_CSUM` queue hands the device.
+const CSUM_OFFLOADS: TxOffload = TxOffload::UDP_CKSUM.union(TxOffload::TCP_CKSUM);
+
+/// The net header for a packet: all zero, or `NEEDS_CSUM` with the span of the TCP or UDP
+/// checksum it asks for, checked against the frame (the device completes it from
+/// `l2_len + l3_len` on; as on every NIC with this offload, the checksum field holds the
+/// pseudo-header sum, §5.1.6.2).
 #[inline(always)]
-fn header(m: &Mbuf, csum: bool) -> [u8; HDR as usize] {
+fn header(csum: Option<(u16, u16)>) -> [u8; HDR as usize] {
     let mut h = [0u8; HDR as usize];
-    if !csum {
-        return h;
-    }
-    let Some((start, field)) = csum_request(m) else {
+    let Some((start, field)) = csum else {
         return h;
     };
     h[0] = net_hdr_flags::NEEDS_CSUM;
@@ -260,6 +262,20 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         for slot in pkts.iter_mut() {
             let Some(mut m) = slot.take() else { break };
             let len = m.pkt_len() as u64;
+            // A checksum request must fit its frame; one that does not is dropped, counted.
+            let csum = if self.csum {
+                match TxRequest::check(&m, CSUM_OFFLOADS, u32::MAX) {
+                    Ok(r) => r.csum,
+                    Err(_) => {
+                        self.stats.bad_offload.add(1);
+                        self.counters.add_errors(1);
+                        taken += 1;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             // Put the header in the headroom when the mbuf is ours alone (one descriptor
             // then for a one-segment packet); else a header descriptor from the queue's
             // header area.
@@ -276,9 +292,9 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
                 self.reclaim_into(cache.as_deref_mut());
             }
             let added = if push && need == 1 {
-                self.add_pushed(&mut m)
+                self.add_pushed(&mut m, csum)
             } else {
-                self.add_chain(&mut m, push)
+                self.add_chain(&mut m, push, csum)
             };
             match added {
                 Some(id) => {
@@ -309,12 +325,12 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// A one-segment packet with its header pushed into its headroom: one descriptor.
     /// Returns its chain id, or `None` (the mbuf unchanged) if the queue is full.
     #[inline(always)]
-    fn add_pushed(&mut self, m: &mut Mbuf) -> Option<u16> {
+    fn add_pushed(&mut self, m: &mut Mbuf, csum: Option<(u16, u16)>) -> Option<u16> {
         let q = self.q.as_mut()?;
         if q.num_free() == 0 {
             return None;
         }
-        let hdr = header(m, self.csum);
+        let hdr = header(csum);
         // Checked by the caller: not shared, headroom for the header. The mbuf itself is not
         // changed (no prepend): the descriptor starts HDR bytes before its data.
         put_header(m.front_mut(HDR).ok()?, &hdr);
@@ -327,14 +343,14 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
     /// `push`, else in a descriptor of its own from the header area. Returns its chain id, or
     /// `None` (the mbuf unchanged) if the queue has no room for it.
     #[inline(never)]
-    fn add_chain(&mut self, m: &mut Mbuf, mut push: bool) -> Option<u16> {
+    fn add_chain(&mut self, m: &mut Mbuf, mut push: bool, csum: Option<(u16, u16)>) -> Option<u16> {
         let segs = m.nb_segs() as usize;
         let need = segs + !push as usize;
         let q = self.q.as_mut()?;
         let next = q.next_id().filter(|_| q.num_free() as usize >= need)?;
         let mut bufs = [Buf::readable(Iova::new(0), 0); MAX_TX_SEGS];
         let mut k = 0;
-        let hdr = header(m, self.csum);
+        let hdr = header(csum);
         if push {
             match m.prepend(HDR) {
                 Ok(h) => put_header(h, &hdr),
