@@ -11,7 +11,8 @@
 # variants, boots each once with the os-linux vfio_guest test binary, then once more with
 # rdk-pmd-af-xdp's zc_guest binary: net_af_xdp on the guest kernel's virtio_net, stock and
 # rebuilt with zero-copy RX; then on the stock igb and virtio_net of a second guest whose
-# kernel is Debian's 6.18, zero-copy RX and TX: 6.12's igb has no AF_XDP zero-copy at all).
+# kernel is Debian's 6.18, zero-copy RX and TX: 6.12's igb has no AF_XDP zero-copy at all;
+# every boot also runs copy mode, and checks TX checksum offloads at the peer in each mode).
 # Under CI=true a missing prerequisite (root, hugepages, DPDK) is a failure, not a skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
