@@ -74,56 +74,95 @@ pub struct TcpHdr {
     pub flags: u8,
 }
 
-/// An Ethernet + IPv4 + TCP frame with correct checksums (window 65535, no options).
-pub fn ipv4_tcp_frame(
+/// An Ethernet + IPv4 or IPv6 + TCP frame with correct checksums (window 65535, no
+/// options), from `src` to `dst` (both of one family).
+pub fn tcp_frame(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
-    src_ip: [u8; 4],
-    dst_ip: [u8; 4],
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
     tcp: &TcpHdr,
     payload: &[u8],
 ) -> Vec<u8> {
-    let total = 40 + payload.len();
-    let mut f = Vec::with_capacity(14 + total);
+    use std::net::IpAddr::{V4, V6};
+    let seg_len = 20 + payload.len();
+    let mut f = Vec::with_capacity(14 + 40 + seg_len);
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
-    f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-    f.extend_from_slice(&src_ip);
-    f.extend_from_slice(&dst_ip);
-    let c = checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut pseudo = Vec::new();
+    match (src, dst) {
+        (V4(s), V4(d)) => {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+            f[16..18].copy_from_slice(&((20 + seg_len) as u16).to_be_bytes());
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            let c = checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&(seg_len as u16).to_be_bytes());
+        }
+        (V6(s), V6(d)) => {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(seg_len as u16).to_be_bytes());
+            f.extend_from_slice(&[6, 64]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&(seg_len as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 6]);
+        }
+        _ => panic!("tcp_frame: {src} and {dst} are of different families"),
+    }
+    let l4 = f.len();
     f.extend_from_slice(&tcp.sport.to_be_bytes());
     f.extend_from_slice(&tcp.dport.to_be_bytes());
     f.extend_from_slice(&tcp.seq.to_be_bytes());
     f.extend_from_slice(&tcp.ack.to_be_bytes());
     f.extend_from_slice(&[5 << 4, tcp.flags, 0xff, 0xff, 0, 0, 0, 0]);
     f.extend_from_slice(payload);
-    let mut pseudo = Vec::with_capacity(12 + total - 20);
-    pseudo.extend_from_slice(&src_ip);
-    pseudo.extend_from_slice(&dst_ip);
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&((total - 20) as u16).to_be_bytes());
-    pseudo.extend_from_slice(&f[34..]);
+    pseudo.extend_from_slice(&f[l4..]);
     let c = checksum(&pseudo);
-    f[50..52].copy_from_slice(&c.to_be_bytes());
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
     f
 }
 
-/// `(source port, seq, ack, flags)` of `frame` if it is IPv4/TCP to `dport` with valid IPv4
-/// and TCP checksums.
+/// `(source port, seq, ack, flags)` of `frame` if it is IPv4 or IPv6 TCP to `dport` with
+/// valid checksums (IPv6: no extension headers).
 pub fn tcp_of(frame: &[u8], dport: u16) -> Option<(u16, u32, u32, u8)> {
-    if frame.len() < 54 || frame[12..14] != [0x08, 0x00] || frame[14] != 0x45 || frame[23] != 6 {
-        return None;
-    }
-    let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
-    if checksum(&frame[14..34]) != 0 || total < 40 || 14 + total > frame.len() {
-        return None;
-    }
-    let t = &frame[34..14 + total];
-    let mut pseudo = frame[26..34].to_vec();
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    let (t, mut pseudo) = match frame.get(12..14)? {
+        [0x08, 0x00] => {
+            if frame.len() < 54 || frame[14] != 0x45 || frame[23] != 6 {
+                return None;
+            }
+            let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+            if checksum(&frame[14..34]) != 0 || total < 40 || 14 + total > frame.len() {
+                return None;
+            }
+            let t = &frame[34..14 + total];
+            let mut p = frame[26..34].to_vec();
+            p.extend_from_slice(&[0, 6]);
+            p.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            (t, p)
+        }
+        [0x86, 0xdd] => {
+            if frame.len() < 74 || frame[14] >> 4 != 6 || frame[20] != 6 {
+                return None;
+            }
+            let len = u16::from_be_bytes([frame[18], frame[19]]) as usize;
+            if len < 20 || 54 + len > frame.len() {
+                return None;
+            }
+            let t = &frame[54..54 + len];
+            let mut p = frame[22..54].to_vec();
+            p.extend_from_slice(&(len as u32).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 6]);
+            (t, p)
+        }
+        _ => return None,
+    };
     pseudo.extend_from_slice(t);
     let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     (checksum(&pseudo) == 0 && u16::from_be_bytes([t[2], t[3]]) == dport).then(|| {
@@ -215,7 +254,7 @@ except socket.timeout:
 /// closed, or TIMEOUT seconds passed without data. Start it with [`Peer::start`].
 pub const PY_TCP_RECV: &str = r#"
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(1)
@@ -347,5 +386,39 @@ mod tests {
             "a corrupted datagram fails its checksum"
         );
         assert_eq!(udp_payload(&f, 3), None);
+    }
+
+    #[test]
+    fn tcp_frames_of_both_families_round_trip() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let tcp = TcpHdr {
+            sport: 7,
+            dport: 9,
+            seq: 0x01020304,
+            ack: 5,
+            flags: 0x12,
+        };
+        let pairs: [(IpAddr, IpAddr); 2] = [
+            (
+                Ipv4Addr::new(10, 0, 0, 1).into(),
+                Ipv4Addr::new(10, 0, 0, 2).into(),
+            ),
+            (
+                Ipv6Addr::LOCALHOST.into(),
+                Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2).into(),
+            ),
+        ];
+        for (src, dst) in pairs {
+            let f = tcp_frame([2; 6], [4; 6], src, dst, &tcp, b"hello");
+            assert_eq!(tcp_of(&f, 9), Some((7, 0x01020304, 5, 0x12)), "{src}");
+            assert_eq!(tcp_of(&f, 8), None);
+            let mut bad = f.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            assert_eq!(
+                tcp_of(&bad, 9),
+                None,
+                "a corrupted segment fails its checksum"
+            );
+        }
     }
 }

@@ -266,9 +266,10 @@ pub fn iface_mac(ns: &Netns, iface: &str) -> [u8; 6] {
     mac
 }
 
-/// A third namespace behind `router`: a veth from `router` (`NET.1/24`, transmit checksumming
-/// off, so the kernel finishes partial checksums in software before a frame leaves) to `ns`
-/// (`NET.2/24`, default route back through the router), forwarding on in `router`. What
+/// A third namespace behind `router`: a veth from `router` (`NET.1/24` and
+/// `fd00:NET1:NET2::1/64`, transmit checksumming off, so the kernel finishes partial checksums
+/// in software before a frame leaves) to `ns` (`NET.2/24`, `fd00:NET1:NET2::2/64`, default
+/// routes back through the router), forwarding on in `router`. What
 /// reaches `ns` has full checksums, which its stack checks.
 #[derive(Debug)]
 pub struct FarSide {
@@ -303,12 +304,55 @@ impl FarSide {
             &link.b,
         ])?;
         ns.exec(&["ip", "route", "add", "default", "via", &dot(1)])?;
+        // The same over IPv6: fd00:NET1:NET2::1/64 and ::2 (no duplicate detection to wait
+        // for), forwarding on in `router`.
+        let six = |h: u8| Self::ip6_of(net, h).to_string();
+        router.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+        router.exec(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", six(1)),
+            "dev",
+            &link.a,
+            "nodad",
+        ])?;
+        ns.exec(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", six(2)),
+            "dev",
+            &link.b,
+            "nodad",
+        ])?;
+        ns.exec(&["ip", "-6", "route", "add", "default", "via", &six(1)])?;
         Ok(Self { ns, link, net })
     }
 
     /// The far namespace's address (`NET.2`).
     pub fn ip(&self) -> [u8; 4] {
         [self.net[0], self.net[1], self.net[2], 2]
+    }
+
+    /// The far namespace's IPv6 address (`fd00:NET1:NET2::2`).
+    pub fn ip6(&self) -> std::net::Ipv6Addr {
+        Self::ip6_of(self.net, 2)
+    }
+
+    fn ip6_of(net: [u8; 3], host: u8) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(
+            0xfd00,
+            net[1] as u16,
+            net[2] as u16,
+            0,
+            0,
+            0,
+            0,
+            host as u16,
+        )
     }
 
     /// The far namespace's end of the link.
@@ -425,10 +469,11 @@ pub fn tx_checksum_offloads_are_completed<D: Driver>(
 }
 
 /// TCP segmentation offload of a started `port` (configured with `TCP_TSO`) against the
-/// kernel's TCP: rdk opens a connection from `rdk_ip` to a Python server in `far` (SYN, the
-/// server's SYN-ACK received through `port`, ACK), then sends 40 000 bytes as one request
-/// (`tso_segsz` 1000, in a chain of 2000-byte segments, IPv4 length and checksum zero, TCP
-/// field the pseudo-header sum without the length, as DPDK's convention has it). The router
+/// kernel's TCP, over IPv4 or IPv6 (the family of `rdk_ip`): rdk opens a connection from
+/// `rdk_ip` to a Python server in `far` (SYN, the server's SYN-ACK received through `port`,
+/// ACK), then sends 40 000 bytes as one request (`tso_segsz` 1000, in a chain of 2000-byte
+/// segments, the IP length (and IPv4 checksum) zero, TCP field the pseudo-header sum without
+/// the length, as DPDK's convention has it). The router
 /// forwards it out of a veth without TSO, so the kernel cuts it into segments; the server
 /// must read all of it, byte-exact, in at least 40 frames on its link. Negative controls: a
 /// request with a wrong seed shows up as one `Tcp InCsumErrors` per segment in `far`, and a
@@ -439,16 +484,20 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
     far: &FarSide,
     rdk_mac: [u8; 6],
     next_hop: [u8; 6],
-    rdk_ip: [u8; 4],
+    rdk_ip: std::net::IpAddr,
 ) {
-    use crate::frames::{chain_of, flatten, ipv4_tcp_frame, tcp_of, TcpHdr, PY_TCP_RECV};
+    use crate::frames::{chain_of, flatten, tcp_frame, tcp_of, TcpHdr, PY_TCP_RECV};
     use rdk_core::mbuf::OlFlags;
-    use rdk_core::net::checksum::{fold, pseudo_header};
-    use std::net::Ipv4Addr;
+    use rdk_core::net::checksum::{fold, sum};
+    use std::net::IpAddr;
     const ACK: u8 = 0x10;
-    let (dst, sport, dport, isn) = (far.ip(), 40001u16, 9998u16, 0x1000_0000u32);
+    let dst: IpAddr = match rdk_ip {
+        IpAddr::V4(_) => std::net::Ipv4Addr::from(far.ip()).into(),
+        IpAddr::V6(_) => far.ip6().into(),
+    };
+    let (sport, dport, isn) = (40001u16, 9998u16, 0x1000_0000u32);
     let total = 40_000usize;
-    let dst_s = format!("{}.{}.{}.{}", dst[0], dst[1], dst[2], dst[3]);
+    let dst_s = dst.to_string();
     let mut cmd = far.ns.command("python3");
     cmd.args(["-c", PY_TCP_RECV, &dst_s, "9998", &total.to_string(), "3"]);
     let server = Peer::start(cmd);
@@ -464,10 +513,7 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
             ack,
             flags,
         };
-        mbuf_of(
-            pool,
-            &ipv4_tcp_frame(rdk_mac, next_hop, rdk_ip, dst, &tcp, &[]),
-        )
+        mbuf_of(pool, &tcp_frame(rdk_mac, next_hop, rdk_ip, dst, &tcp, &[]))
     };
     // The request: a frame as an application using TSO builds it.
     let request = |seq: u32, ack: u32, payload: &[u8], seed_xor: u16, mss: u16| {
@@ -478,23 +524,30 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
             ack,
             flags: ACK | 0x08,
         };
-        let mut f = ipv4_tcp_frame(rdk_mac, next_hop, rdk_ip, dst, &tcp, payload);
-        f[16..18].fill(0);
-        f[24..26].fill(0);
-        let seed = fold(pseudo_header(rdk_ip.into(), Ipv4Addr::from(dst), 6, 0)) ^ seed_xor;
-        f[50..52].copy_from_slice(&seed.to_be_bytes());
+        let mut f = tcp_frame(rdk_mac, next_hop, rdk_ip, dst, &tcp, payload);
+        let octets = |a: IpAddr| match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        // The pseudo-header sum without the length.
+        let seed = fold(sum(&octets(rdk_ip), sum(&octets(dst), 6))) ^ seed_xor;
+        let (l3, ip_flags) = if rdk_ip.is_ipv4() {
+            f[16..18].fill(0);
+            f[24..26].fill(0);
+            (20, OlFlags::TX_IPV4 | OlFlags::TX_IP_CKSUM)
+        } else {
+            f[18..20].fill(0);
+            (40, OlFlags::TX_IPV6)
+        };
+        let field = 14 + l3 as usize + 16;
+        f[field..field + 2].copy_from_slice(&seed.to_be_bytes());
         let mut m = chain_of(pool, &f, 2000);
         {
             let mut meta = m.meta_mut().unwrap();
-            meta.set_ol_flags(
-                OlFlags::TX_TCP_SEG
-                    | OlFlags::TX_TCP_CKSUM
-                    | OlFlags::TX_IPV4
-                    | OlFlags::TX_IP_CKSUM,
-            );
+            meta.set_ol_flags(OlFlags::TX_TCP_SEG | OlFlags::TX_TCP_CKSUM | ip_flags);
             let mut t = meta.tx_offload();
             t.set_l2_len(14).unwrap();
-            t.set_l3_len(20).unwrap();
+            t.set_l3_len(l3).unwrap();
             t.set_l4_len(20).unwrap();
             t.set_tso_segsz(mss);
             meta.set_tx_offload(t);
@@ -502,10 +555,21 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
         m
     };
     send(port, plain(isn, 0, 0x02));
-    let synack = crate::frames::receive(port, 1, Duration::from_secs(5))
-        .iter()
-        .find_map(|m| tcp_of(&flatten(m), sport).filter(|t| t.0 == dport && t.3 & 0x12 == 0x12))
-        .expect("the server's SYN-ACK");
+    // Other frames may come first (IPv6 neighbour discovery, multicast reports).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let synack = loop {
+        let got = crate::frames::receive(port, 1, Duration::from_millis(200));
+        let hit = got.iter().find_map(|m| {
+            tcp_of(&flatten(m), sport).filter(|t| t.0 == dport && t.3 & 0x12 == 0x12)
+        });
+        if let Some(h) = hit {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's SYN-ACK ({dst})"
+        );
+    };
     assert_eq!(synack.2, isn + 1, "it acknowledges the SYN");
     let ack = synack.1.wrapping_add(1);
     send(port, plain(isn + 1, ack, ACK));

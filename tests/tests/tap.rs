@@ -86,6 +86,7 @@ struct Rig {
     ns: Netns,
     pool: PktMbufPool,
     port: Port<TapDriver>,
+    iface: String,
     far: FarSide,
     /// The TAP's MAC: rdk's next hop.
     hop: [u8; 6],
@@ -113,6 +114,7 @@ impl Rig {
             ns,
             pool,
             port,
+            iface,
             far,
             hop,
         })
@@ -535,17 +537,52 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
 }
 
 /// TCP segmentation offload, done by the kernel (see
-/// [`tcp_segmentation_is_done_by_the_kernel`]): the TAP's namespace is the router.
+/// [`tcp_segmentation_is_done_by_the_kernel`]), over IPv4 and over IPv6: the TAP's
+/// namespace is the router.
 #[test]
 fn tcp_segmentation_is_done_by_the_kernel_on_the_way_out() {
     use rdk_core::ethdev::TxOffload as O;
     let offloads = O::IPV4_CKSUM | O::TCP_CKSUM | O::TCP_TSO;
-    let Some(mut rig) = Rig::new("tcp_segmentation", "taps", offloads, [10, 92, 0]) else {
-        return;
-    };
-    let (port, pool, far, hop) = (&mut rig.port, &rig.pool, &rig.far, rig.hop);
-    tcp_segmentation_is_done_by_the_kernel(port, pool, far, RDK_MAC, hop, RDK_IP);
-    rig.finish();
+    let rdk6 = std::net::Ipv6Addr::new(0xfd00, 77, 0, 0, 0, 0, 0, 2);
+    for (tag, rdk) in [("taps", RDK_IP.into()), ("tap6", rdk6.into())] {
+        let Some(mut rig) = Rig::new("tcp_segmentation", tag, offloads, [10, 92, 0]) else {
+            return;
+        };
+        // The kernel side's IPv6 address on the TAP, rdk's a permanent neighbour.
+        let iface = rig.iface.as_str();
+        rig.ns
+            .exec(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:4d::1/64",
+                "dev",
+                iface,
+                "nodad",
+            ])
+            .unwrap();
+        let mac = RDK_MAC.map(|b| format!("{b:02x}")).join(":");
+        let rdk6_s = rdk6.to_string();
+        rig.ns
+            .exec(&[
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                &rdk6_s,
+                "lladdr",
+                &mac,
+                "dev",
+                iface,
+                "nud",
+                "permanent",
+            ])
+            .unwrap();
+        let (port, pool, far, hop) = (&mut rig.port, &rig.pool, &rig.far, rig.hop);
+        tcp_segmentation_is_done_by_the_kernel(port, pool, far, RDK_MAC, hop, rdk);
+        rig.finish();
+    }
 }
 
 /// Checksum offload fixes the TAP's header mode when its queues open: asking for it only in
