@@ -59,7 +59,7 @@ pub fn ipv4_udp_frame(
     f
 }
 
-/// The TCP header fields [`ipv4_tcp_frame`] writes (20 bytes, no options).
+/// The TCP header fields [`tcp_frame`] writes (20 bytes, no options).
 #[derive(Clone, Copy, Debug)]
 pub struct TcpHdr {
     /// Source port.

@@ -92,6 +92,21 @@ impl VethLab {
         );
     }
 
+    /// [`tcp_segmentation_is_done_by_the_kernel`] for `port` on end A over IPv4: the peer's
+    /// namespace routes to a [`FarSide`] (named after `tag`, on the /24 `far_net`).
+    pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
+        &self,
+        port: &mut Port<D>,
+        pool: &PktMbufPool,
+        tag: &str,
+        far_net: [u8; 3],
+    ) {
+        let far = FarSide::new(&self.peer, tag, far_net).unwrap();
+        let hop = iface_mac(&self.peer, &self.veth.b);
+        let rdk = std::net::Ipv4Addr::from(self.rdk_ip()).into();
+        tcp_segmentation_is_done_by_the_kernel(port, pool, &far, self.rdk_mac, hop, rdk);
+    }
+
     /// rdk's address (`NET.2`).
     pub fn rdk_ip(&self) -> [u8; 4] {
         [self.net[0], self.net[1], self.net[2], 2]

@@ -397,3 +397,30 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }
+
+/// TCP segmentation offload (see `rdk_tests::lab::tcp_segmentation_is_done_by_the_kernel`):
+/// requests larger than a ring slot go on the queue's ring-less socket behind a GSO net
+/// header; the peer's namespace is the router. DPDK's net_af_packet has no TSO.
+#[test]
+fn tcp_segmentation_is_done_by_the_kernel() {
+    use rdk_core::ethdev::TxOffload;
+    if !need_netns("afp tcp_segmentation_is_done_by_the_kernel") {
+        return;
+    }
+    let lab = Lab::new("afs");
+    // The server's replies reach rdk's socket with full checksums (a veth would hand them
+    // over partial, which rdk's check of the SYN-ACK would refuse).
+    lab.peer
+        .exec(&["ethtool", "-K", &lab.veth.b, "tx", "off"])
+        .unwrap();
+    let pool = pool(1024);
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
+    let mut port = {
+        let _inside = lab.rdk.enter().unwrap();
+        try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
+    };
+    lab.tcp_segmentation_is_done_by_the_kernel(&mut port, &pool, "afsf", [10, 95, 0]);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}

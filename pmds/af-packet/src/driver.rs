@@ -89,10 +89,11 @@ pub struct AfPacketDriver {
     tx_offloads: TxOffload,
 }
 
-/// The checksum offloads the transmit queues do (behind their `PACKET_VNET_HDR` headers).
+/// The offloads the transmit queues do (behind their `PACKET_VNET_HDR` headers).
 const CSUM_OFFLOADS: TxOffload = TxOffload::IPV4_CKSUM
     .union(TxOffload::UDP_CKSUM)
-    .union(TxOffload::TCP_CKSUM);
+    .union(TxOffload::TCP_CKSUM)
+    .union(TxOffload::TCP_TSO);
 
 fn os_error(op: &'static str, e: Errno) -> EthError {
     let text = match e {
@@ -428,12 +429,13 @@ impl Driver for AfPacketDriver {
         // frame (skb_copy_ubufs) before the slot is released. Refused (an old kernel): plain
         // frames, zero-copy pages.
         let vnet = sys::set_opt(&sock, PACKET_VNET_HDR, &1i32).is_ok();
-        if !vnet && offloads.intersects(TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM) {
+        let needs_vnet = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
+        if !vnet && offloads.intersects(needs_vnet) {
             return Err(EthError::Device {
                 op: OP,
                 reason: DeviceReason {
-                    text: "this kernel refused PACKET_VNET_HDR, which TCP/UDP checksum offload \
-                           needs; configure the port without it",
+                    text: "this kernel refused PACKET_VNET_HDR, which TCP/UDP checksum and TCP \
+                           segmentation offloads need; configure the port without them",
                     code: 0,
                 },
             });
@@ -467,6 +469,19 @@ impl Driver for AfPacketDriver {
         .map_err(e)?;
         let map = sys::map_ring(&sock, block_size as usize * block_nr as usize).map_err(e)?;
         sys::bind(&sock, self.ifindex, false).map_err(e)?;
+        // Segmentation requests are larger than a slot: they go on a second, ring-less socket
+        // of the same kind, one writev each (after the ring's frames queued before them).
+        let gso = if offloads.contains(TxOffload::TCP_TSO) {
+            let g = sys::packet_socket(false).map_err(e)?;
+            sys::set_opt(&g, PACKET_VNET_HDR, &1i32).map_err(e)?;
+            if self.qdisc_bypass {
+                sys::set_opt(&g, sys::PACKET_QDISC_BYPASS, &1i32).map_err(e)?;
+            }
+            sys::bind(&g, self.ifindex, false).map_err(e)?;
+            Some(g)
+        } else {
+            None
+        };
         let drops = self.tx_drops.fresh(queue);
         Ok(AfPacketTx::new(
             Arc::new(sock),
@@ -476,10 +491,12 @@ impl Driver for AfPacketDriver {
                 frame_nr: frame_nr as usize,
                 vnet,
                 offloads,
+                mtu: self.mtu as u32,
             },
             counters,
             drops,
             self.gone.clone(),
+            gso,
         ))
     }
 

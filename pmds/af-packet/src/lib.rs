@@ -32,8 +32,13 @@
 //! 1.67 -> 2.04 Mpps). The same header carries TCP/UDP checksum offload (`NEEDS_CSUM` where
 //! the mbuf asks for it, the field holding the pseudo-header sum; the kernel finishes the sum
 //! when the frame leaves the host), and `IPV4_CKSUM` is filled into the frame's copy in the
-//! ring — DPDK's `net_af_packet` offers neither; a request whose lengths do not fit the frame
-//! is dropped and counted (`tx_bad_offload_request`). Promiscuous mode is a `PACKET_MR_PROMISC` membership per
+//! ring — DPDK's `net_af_packet` offers neither. TCP segmentation offload (`TCP_TSO`, not in
+//! DPDK's either): a request larger than a slot goes on a second, ring-less socket of the
+//! queue behind a GSO net header (up to 64 KiB, chains of up to 64 segments, one `writev`,
+//! after the ring's frames queued before it), and the kernel cuts it where it has to. Every
+//! request is checked against its frame first (`rdk_core::net::offload::TxRequest`); one that
+//! does not fit is dropped and counted (`tx_bad_offload_request`). Promiscuous mode is a
+//! `PACKET_MR_PROMISC` membership per
 //! receive socket. Every frame is counted: received, sent, or dropped by reason (xstats
 //! `rx_kernel_ring_drops` from `PACKET_STATISTICS`, `rx_truncated`, `rx_ring_anomalies`,
 //! `tx_frames_too_big`, `tx_frames_too_small`, `tx_ring_full`, `tx_wrong_format`). Each

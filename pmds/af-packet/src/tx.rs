@@ -13,8 +13,8 @@ use crate::sys::{kick, RingMap};
 use nix::errno::Errno;
 use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache};
-use rdk_core::net::offload::TxRequest;
-use std::os::fd::OwnedFd;
+use rdk_core::net::offload::{TxRequest, MAX_REWRITE};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ const VNET_HDR_LEN: usize = 2;
 /// The most of a frame the kernel is asked to copy (`hdr_len`); the rest of a larger frame
 /// it attaches as the ring's pages, so a jumbo frame does not need one large allocation.
 const LINEAR_MAX: u32 = 2048;
+/// Most segments of a segmentation request (64 KiB in 2 KiB mbufs takes 33).
+const GSO_MAX_SEGS: usize = 64;
 
 /// Transmit-side drop reasons (xstats).
 #[derive(Debug, Default)]
@@ -63,8 +65,10 @@ pub(crate) struct TxSlots {
     pub frame_nr: usize,
     /// `PACKET_VNET_HDR` is on.
     pub vnet: bool,
-    /// Checksum offloads to do (TCP/UDP only with `vnet`).
+    /// Checksum and segmentation offloads to do (TCP/UDP and TSO only with `vnet`).
     pub offloads: TxOffload,
+    /// The interface's MTU (segmentation requests' segments must fit it).
+    pub mtu: u32,
 }
 
 /// A `net_af_packet` transmit queue.
@@ -78,6 +82,9 @@ pub struct AfPacketTx {
     vnet: bool,
     /// Checksum offloads: IPv4 filled in the slot by rdk, TCP/UDP finished by the kernel.
     offloads: TxOffload,
+    mtu: u32,
+    /// A ring-less socket for segmentation requests (larger than a slot): one `writev` each.
+    gso: Option<OwnedFd>,
     head: usize,
     counters: Arc<QueueCounters>,
     drops: Arc<TxDrops>,
@@ -92,12 +99,14 @@ impl AfPacketTx {
         counters: Arc<QueueCounters>,
         drops: Arc<TxDrops>,
         gone: Arc<AtomicBool>,
+        gso: Option<OwnedFd>,
     ) -> Self {
         let TxSlots {
             frame_size,
             frame_nr,
             vnet,
             offloads,
+            mtu,
         } = slots;
         assert!(frame_size * frame_nr <= map.len() && frame_size > TX_DATA_OFF + VNET_HDR);
         Self {
@@ -107,6 +116,8 @@ impl AfPacketTx {
             frame_nr,
             vnet,
             offloads,
+            mtu,
+            gso,
             head: 0,
             counters,
             drops,
@@ -127,20 +138,65 @@ impl AfPacketTx {
     }
 
     /// The offloads `m` asks for that this queue does, checked against the frame
-    /// ([`TxRequest::check`]; no segmentation is offered, so the MTU plays no part); `None`
-    /// if the request does not fit it. One branch on the plain path.
+    /// ([`TxRequest::check`]); `None` if the request does not fit it. One branch on the plain
+    /// path.
     #[inline(always)]
     fn offload_request(&self, m: &Mbuf) -> Option<TxRequest> {
         if self.offloads.is_empty() {
             return Some(TxRequest::default());
         }
-        TxRequest::check(m, self.offloads, u32::MAX).ok()
+        TxRequest::check(m, self.offloads, self.mtu).ok()
+    }
+
+    /// Sends segmentation request `m` on the ring-less socket: its net header (GSO), a
+    /// rewritten copy of its headers, the rest of its segments, in one `writev`. `Ok(false)`:
+    /// the device queue is full (EAGAIN/ENOBUFS).
+    fn send_gso(gso: &OwnedFd, m: &Mbuf, req: &TxRequest) -> Result<bool, Errno> {
+        let hdr = req.net_hdr_bytes();
+        let n = req.rewrite_len();
+        let mut heads = [0u8; MAX_REWRITE];
+        // Checked by TxRequest::check: the headers are in the first segment, n <= MAX_REWRITE.
+        heads[..n].copy_from_slice(&m.data()[..n]);
+        req.rewrite(&mut heads[..n], m.pkt_len());
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = [empty; GSO_MAX_SEGS + 3];
+        let mut k = 0;
+        let mut push = |b: &[u8]| {
+            if k < iov.len() {
+                iov[k] = libc::iovec {
+                    iov_base: b.as_ptr() as *mut _,
+                    iov_len: b.len(),
+                };
+                k += 1;
+            }
+        };
+        push(&hdr);
+        push(&heads[..n]);
+        for (i, s) in m.segments().enumerate() {
+            push(if i == 0 { &s.data()[n..] } else { s.data() });
+        }
+        loop {
+            // SAFETY: the iovecs describe `k` live slices (the header, the copy, the mbuf's
+            // segments), only read by the kernel.
+            let r = unsafe { libc::writev(gso.as_raw_fd(), iov.as_ptr(), k as libc::c_int) };
+            match Errno::result(r) {
+                Ok(_) => return Ok(true),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN | Errno::ENOBUFS) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
         let pre = if self.vnet { VNET_HDR } else { 0 };
         let room = (self.frame_size - TX_DATA_OFF - pre) as u32;
         let (mut taken, mut queued, mut bytes, mut errors) = (0, 0u64, 0u64, 0u64);
+        // Segmentation requests sent on the side socket; ring frames already kicked.
+        let (mut sent_aside, mut unkicked_from) = (0u64, 0u64);
         let mut free = |m: Mbuf| match cache.as_deref_mut() {
             Some(c) => c.free(m),
             None => drop(m),
@@ -158,11 +214,48 @@ impl AfPacketTx {
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             let len = m.pkt_len();
-            if len > room {
-                refuse!(too_big, m);
-            }
             if len < MIN_FRAME {
                 refuse!(too_small, m);
+            }
+            let Some(req) = self.offload_request(&m) else {
+                refuse!(bad_offload, m);
+            };
+            if let (Some(_), Some(gso)) = (req.tso, self.gso.as_ref()) {
+                if m.nb_segs() as usize > GSO_MAX_SEGS {
+                    refuse!(bad_offload, m);
+                }
+                // In order: the frames already in the ring leave first.
+                if queued > unkicked_from {
+                    if kick(&self.sock).is_err() {
+                        errors += 1;
+                    }
+                    unkicked_from = queued;
+                }
+                match Self::send_gso(gso, &m, &req) {
+                    Ok(true) => {
+                        sent_aside += 1;
+                        bytes += len as u64;
+                        free(m);
+                        taken += 1;
+                    }
+                    Ok(false) => {
+                        self.drops.ring_full.add(1);
+                        *slot = Some(m);
+                        break;
+                    }
+                    Err(e) => {
+                        if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
+                            self.gone.store(true, Ordering::Relaxed);
+                        }
+                        errors += 1;
+                        free(m);
+                        taken += 1;
+                    }
+                }
+                continue;
+            }
+            if len > room {
+                refuse!(too_big, m);
             }
             let st = self.status().load(Ordering::Acquire);
             if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
@@ -174,9 +267,6 @@ impl AfPacketTx {
                 self.drops.wrong_format.add(1);
                 errors += 1;
             }
-            let Some(req) = self.offload_request(&m) else {
-                refuse!(bad_offload, m);
-            };
             let base = self.slot();
             let mut at = TX_DATA_OFF;
             if self.vnet {
@@ -225,7 +315,7 @@ impl AfPacketTx {
             free(m);
             taken += 1;
         }
-        if queued > 0 {
+        if queued > unkicked_from {
             if let Err(e) = kick(&self.sock) {
                 if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
                     self.gone.store(true, Ordering::Relaxed);
@@ -235,7 +325,7 @@ impl AfPacketTx {
                 errors += 1;
             }
         }
-        self.counters.add(queued, bytes);
+        self.counters.add(queued + sent_aside, bytes);
         if errors > 0 {
             self.counters.add_errors(errors);
         }
