@@ -71,31 +71,11 @@ impl VethLab {
         Ok(lab)
     }
 
-    /// [`tx_checksum_offloads_are_completed`] for `port` on end A: the peer's namespace routes
+    /// An offload test against the kernel for `port` on end A: the peer's namespace routes
     /// to a [`FarSide`] (named after `tag`, on the /24 `far_net`) built for it.
-    pub fn tx_checksum_offloads_are_completed<D: Driver>(
+    pub fn offload_test<D: Driver>(
         &self,
-        port: &mut Port<D>,
-        pool: &PktMbufPool,
-        tag: &str,
-        far_net: [u8; 3],
-    ) {
-        let far = FarSide::new(&self.peer, tag, far_net).unwrap();
-        tx_checksum_offloads_are_completed(
-            port,
-            pool,
-            &self.peer,
-            &far,
-            self.rdk_mac,
-            iface_mac(&self.peer, &self.veth.b),
-            self.rdk_ip(),
-        );
-    }
-
-    /// [`tcp_segmentation_is_done_by_the_kernel`] for `port` on end A over IPv4: the peer's
-    /// namespace routes to a [`FarSide`] (named after `tag`, on the /24 `far_net`).
-    pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
-        &self,
+        test: OffloadTest,
         port: &mut Port<D>,
         pool: &PktMbufPool,
         tag: &str,
@@ -103,8 +83,16 @@ impl VethLab {
     ) {
         let far = FarSide::new(&self.peer, tag, far_net).unwrap();
         let hop = iface_mac(&self.peer, &self.veth.b);
-        let rdk = std::net::Ipv4Addr::from(self.rdk_ip()).into();
-        tcp_segmentation_is_done_by_the_kernel(port, pool, &far, self.rdk_mac, hop, rdk);
+        let (peer, mac, ip) = (&self.peer, self.rdk_mac, self.rdk_ip());
+        match test {
+            OffloadTest::Checksums => {
+                tx_checksum_offloads_are_completed(port, pool, peer, &far, mac, hop, ip)
+            }
+            OffloadTest::Segmentation => {
+                let ip = std::net::Ipv4Addr::from(ip).into();
+                tcp_segmentation_is_done_by_the_kernel(port, pool, &far, mac, hop, ip)
+            }
+        }
     }
 
     /// rdk's address (`NET.2`).
@@ -254,6 +242,15 @@ impl VethLab {
             rx_packets_before,
         }
     }
+}
+
+/// The offload tests [`VethLab::offload_test`] runs.
+#[derive(Clone, Copy, Debug)]
+pub enum OffloadTest {
+    /// [`tx_checksum_offloads_are_completed`].
+    Checksums,
+    /// [`tcp_segmentation_is_done_by_the_kernel`] over IPv4.
+    Segmentation,
 }
 
 /// Test frame `i` from `src_mac`: broadcast, EtherType 0x88b5 (local experimental), a

@@ -10,7 +10,8 @@ use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
 };
 use rdk_tests::lab::{
-    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
+    VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
 use rdk_tests::port::{sleepy_receive, try_started, try_started_with};
@@ -393,7 +394,13 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
         let _inside = lab.rdk.enter().unwrap();
         try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
     };
-    lab.tx_checksum_offloads_are_completed(&mut port, &pool, "afof", [10, 93, 0]);
+    lab.offload_test(
+        OffloadTest::Checksums,
+        &mut port,
+        &pool,
+        "afof",
+        [10, 93, 0],
+    );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }
@@ -420,7 +427,13 @@ fn tcp_segmentation_is_done_by_the_kernel() {
         let _inside = lab.rdk.enter().unwrap();
         try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
     };
-    lab.tcp_segmentation_is_done_by_the_kernel(&mut port, &pool, "afsf", [10, 95, 0]);
+    lab.offload_test(
+        OffloadTest::Segmentation,
+        &mut port,
+        &pool,
+        "afsf",
+        [10, 95, 0],
+    );
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }

@@ -14,7 +14,8 @@ use rdk_tests::frames::{
     chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_SEND,
 };
 use rdk_tests::lab::{
-    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, PeerReceivers, VethLab,
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
+    VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities, Netns};
 use std::time::Duration;
@@ -709,7 +710,13 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
             Some(!sw),
             "copy mode on a 6.8+ kernel: TX metadata, unless told otherwise"
         );
-        lab.tx_checksum_offloads_are_completed(&mut port, &pool, "axof", [10, 94, 0]);
+        lab.offload_test(
+            OffloadTest::Checksums,
+            &mut port,
+            &pool,
+            "axof",
+            [10, 94, 0],
+        );
         let in_software = port
             .xstats()
             .iter()
