@@ -761,7 +761,7 @@ mod tests {
     #[test]
     #[cfg_attr(
         miri,
-        ignore = "a sweep for panics with no unsafe code of its own; slow under Miri"
+        ignore = "a sweep for panics over code the other tests run under Miri; slow there"
     )]
     fn any_lengths_over_any_prefix_never_panic() {
         let p = pool();
