@@ -64,6 +64,13 @@ pub fn get_opt<T: SockOpt>(
     Ok((v, len as usize))
 }
 
+/// Whether a send on a packet or XDP socket failed because its interface is gone or down
+/// (`ENXIO`, `ENODEV`, `ENETDOWN`): the queue's port reports it and stops sending.
+#[inline]
+pub fn send_error_means_gone(e: Errno) -> bool {
+    matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN)
+}
+
 /// A zero-length, non-blocking `sendto` with no buffer and no address: how AF_PACKET and
 /// AF_XDP are told to send what is in a TX ring (once per burst). The errno is the caller's
 /// to read (`EAGAIN`, `ENOBUFS`, … mean different things to each socket family).

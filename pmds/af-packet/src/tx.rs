@@ -12,8 +12,9 @@
 use crate::sys::{kick, RingMap};
 use nix::errno::Errno;
 use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
-use rdk_core::mbuf::{Mbuf, MbufCache};
+use rdk_core::mbuf::{Mbuf, MbufCache, OlFlags};
 use rdk_core::net::offload::{TxRequest, MAX_REWRITE};
+use rdk_os_linux::sock::send_error_means_gone;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -211,12 +212,34 @@ impl AfPacketTx {
                 continue;
             }};
         }
+        // The current ring slot's status if it is ours; else the ring is full: `$m` goes back
+        // to the caller (into `$entry`) and the burst ends.
+        macro_rules! slot_free {
+            ($entry:ident, $m:expr) => {{
+                let st = self.status().load(Ordering::Acquire);
+                if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
+                    self.drops.ring_full.add(1);
+                    *$entry = Some($m);
+                    break;
+                }
+                st
+            }};
+        }
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             let len = m.pkt_len();
             if len < MIN_FRAME {
                 refuse!(too_small, m);
             }
+            // A segmentation request goes on the side socket; any other frame needs the ring
+            // slot, looked at first, so that a frame left with the caller by a full ring is
+            // not checked again and again.
+            let aside = self.gso.is_some() && m.ol_flags().contains(OlFlags::TX_TCP_SEG);
+            let seen = if aside {
+                None
+            } else {
+                Some(slot_free!(slot, m))
+            };
             let Some(req) = self.offload_request(&m) else {
                 refuse!(bad_offload, m);
             };
@@ -244,7 +267,7 @@ impl AfPacketTx {
                         break;
                     }
                     Err(e) => {
-                        if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
+                        if send_error_means_gone(e) {
                             self.gone.store(true, Ordering::Relaxed);
                         }
                         errors += 1;
@@ -257,12 +280,10 @@ impl AfPacketTx {
             if len > room {
                 refuse!(too_big, m);
             }
-            let st = self.status().load(Ordering::Acquire);
-            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
-                self.drops.ring_full.add(1);
-                *slot = Some(m);
-                break;
-            }
+            let st = match seen {
+                Some(st) => st,
+                None => slot_free!(slot, m),
+            };
             if st & TP_STATUS_WRONG_FORMAT != 0 {
                 self.drops.wrong_format.add(1);
                 errors += 1;
@@ -317,7 +338,7 @@ impl AfPacketTx {
         }
         if queued > unkicked_from {
             if let Err(e) = kick(&self.sock) {
-                if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
+                if send_error_means_gone(e) {
                     self.gone.store(true, Ordering::Relaxed);
                 }
                 // The frames stay marked in the ring; the kernel sends them with the next kick

@@ -12,10 +12,10 @@ use crate::ring::Ring;
 use crate::sys::{self, XdpDesc};
 use crate::umem::Umem;
 use crate::xsk::XskSock;
-use nix::errno::Errno;
 use rdk_core::ethdev::{Counter, QueueCounters, TxOffload, TxQueue};
 use rdk_core::mbuf::{Mbuf, MbufCache, PktMbufPool};
 use rdk_core::net::offload::TxRequest;
+use rdk_os_linux::sock::send_error_means_gone;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -326,7 +326,7 @@ impl AfXdpTx {
                     }
                     Ok(_) => break,
                     Err(e) => {
-                        if matches!(e, Errno::ENXIO | Errno::ENODEV | Errno::ENETDOWN) {
+                        if send_error_means_gone(e) {
                             self.gone.store(true, Ordering::Relaxed);
                         }
                         // The frames stay in the ring for the next kick; count the failed kick.

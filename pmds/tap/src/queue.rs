@@ -319,16 +319,21 @@ pub struct TapTx {
     vnet: bool,
     /// Checksum offloads this queue does (IPv4 header in software, TCP/UDP by the kernel).
     offloads: TxOffload,
+    /// The rewritten copy of the current frame's headers ([`Front`]), kept here so that a
+    /// frame does not zero and move a buffer of [`MAX_REWRITE`] bytes.
+    heads: [u8; MAX_REWRITE],
 }
 
-/// What the offload path sends in front of a frame's own bytes: the net header, and a
-/// rewritten copy of the first segment's headers (IPv4 checksum; under segmentation the IP
-/// length and the TCP seed).
+/// What the offload path sends in front of a frame's own bytes: the net header, and (in the
+/// queue's `heads` buffer) a rewritten copy of the first segment's headers (IPv4 checksum;
+/// under segmentation the IP length and the TCP seed).
 struct Front {
     hdr: [u8; VNET_HDR],
-    heads: [u8; MAX_REWRITE],
-    /// Bytes of `heads` in use (0: the first segment goes as it is).
+    /// Bytes of the queue's `heads` in use (0: the first segment goes as it is).
     heads_len: usize,
+    /// A segmentation request: the kernel segments it, so the MTU bounds its segments, not
+    /// the frame.
+    segmented: bool,
 }
 
 impl TapTx {
@@ -349,32 +354,33 @@ impl TapTx {
             gone,
             vnet,
             offloads,
+            heads: [0; MAX_REWRITE],
         }
     }
 
-    /// What goes in front of `m` for the offloads its `ol_flags` ask for, and whether it
-    /// is a segmentation request (the kernel segments it: the MTU bounds its segments, not
-    /// the frame); `None` if the request does not fit the frame ([`TxRequest::check`]).
-    fn front(&self, m: &Mbuf) -> Option<(Front, bool)> {
+    /// What goes in front of `m` for the offloads its `ol_flags` ask for (the rewritten
+    /// headers into `self.heads`); `None` if the request does not fit the frame
+    /// ([`TxRequest::check`]).
+    fn front(&mut self, m: &Mbuf) -> Option<Front> {
         let mtu = self.max_frame.saturating_sub(crate::driver::L2_OVERHEAD);
         let r = TxRequest::check(m, self.offloads, mtu).ok()?;
-        let mut f = Front {
-            hdr: [0; VNET_HDR],
-            heads: [0; MAX_REWRITE],
-            heads_len: r.rewrite_len(),
-        };
-        f.hdr = r.net_hdr_bytes();
-        if f.heads_len > 0 {
+        let heads_len = r.rewrite_len();
+        if heads_len > 0 {
             // Checked: rewrite_len is within the first segment and MAX_REWRITE.
-            let heads = &mut f.heads[..f.heads_len];
-            heads.copy_from_slice(&m.data()[..f.heads_len]);
+            let heads = &mut self.heads[..heads_len];
+            heads.copy_from_slice(&m.data()[..heads_len]);
             r.rewrite(heads, m.pkt_len());
         }
-        Some((f, r.tso.is_some()))
+        Some(Front {
+            hdr: r.net_hdr_bytes(),
+            heads_len,
+            segmented: r.tso.is_some(),
+        })
     }
 
     /// Writes `m` behind what `front` holds: one `writev`.
     fn write_offloaded(&self, m: &Mbuf, f: &Front) -> Result<bool, Errno> {
+        let heads = &self.heads[..f.heads_len];
         let mut iov: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
         let mut k = 0;
         if self.vnet {
@@ -384,7 +390,7 @@ impl TapTx {
         for (i, s) in m.segments().enumerate() {
             let d = s.data();
             if i == 0 && f.heads_len > 0 {
-                iov[k] = &f.heads[..f.heads_len];
+                iov[k] = heads;
                 iov[k + 1] = &d[f.heads_len..];
                 k += 2;
             } else {
@@ -422,7 +428,13 @@ impl TapTx {
             } else {
                 None
             };
-            let segmented = matches!(front, Some((_, true)));
+            let segmented = matches!(
+                front,
+                Some(Front {
+                    segmented: true,
+                    ..
+                })
+            );
             if m.pkt_len() > self.max_frame && !segmented {
                 refuse!(tx_too_big, m);
             }
@@ -430,7 +442,7 @@ impl TapTx {
                 refuse!(tx_too_many_segs, m);
             }
             let r = match &front {
-                Some((f, _)) => self.write_offloaded(&m, f),
+                Some(f) => self.write_offloaded(&m, f),
                 None => {
                     let mut segs: [&[u8]; TX_MAX_SEGS] = [&[]; TX_MAX_SEGS];
                     let mut k = 0;
