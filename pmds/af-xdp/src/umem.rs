@@ -56,6 +56,43 @@ impl std::fmt::Display for UmemError {
     }
 }
 
+/// Division by a divisor fixed at set-up, with a multiply instead of a `div` (Lemire, Kaser
+/// and Kurz, "Faster Remainder by Direct Computation", 2019): for a divisor `d` of 2 to
+/// 2^32 - 1 and `m` = ceil(2^64 / d), `n / d` is the high 64 bits of `m * n` for every `n`
+/// below 2^32. Larger dividends (a UMEM past 4 GiB) take a real division. The UMEM address
+/// checks divide by the object stride once or twice per frame; a 32-bit `div` costs more
+/// than the rest of the check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DivBy {
+    d: usize,
+    /// ceil(2^64 / d); 0 when `d` is out of the method's range (every division is real).
+    m: u64,
+}
+
+impl DivBy {
+    /// Division by `d` (at least 1).
+    pub(crate) fn new(d: usize) -> Self {
+        assert!(d > 0, "division by zero");
+        let m = if (2..=u32::MAX as usize).contains(&d) {
+            u64::MAX / d as u64 + 1
+        } else {
+            0
+        };
+        Self { d, m }
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline(always)]
+    pub(crate) fn div_rem(self, n: usize) -> (usize, usize) {
+        if self.m != 0 && n <= u32::MAX as usize {
+            let q = ((self.m as u128 * n as u128) >> 64) as usize;
+            (q, n - q * self.d)
+        } else {
+            (n / self.d, n % self.d)
+        }
+    }
+}
+
 /// The layout of a pool as a UMEM, and the address arithmetic both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Umem {
@@ -67,6 +104,8 @@ pub(crate) struct Umem {
     pub first: usize,
     /// Distance between objects.
     pub stride: usize,
+    /// Division by `stride`.
+    pub by_stride: DivBy,
     /// Number of objects.
     pub count: usize,
     /// Offset of a chunk's (fill address's) start inside its object.
@@ -144,6 +183,7 @@ impl Umem {
             len,
             first: start - base,
             stride,
+            by_stride: DivBy::new(stride),
             count,
             fill_off,
             chunk,
@@ -161,8 +201,8 @@ impl Umem {
     #[inline(always)]
     pub(crate) fn index_of(&self, m: NonNull<MbufHeader>) -> Option<usize> {
         let off = (m.as_ptr() as usize).checked_sub(self.base + self.first)?;
-        let i = off / self.stride;
-        (off % self.stride == 0 && i < self.count).then_some(i)
+        let (i, r) = self.by_stride.div_rem(off);
+        (r == 0 && i < self.count).then_some(i)
     }
 
     /// The mbuf header of object `i` (`i < count`).
@@ -187,8 +227,8 @@ impl Umem {
         let base = (addr & XSK_UNALIGNED_BUF_ADDR_MASK) as usize;
         let off = (addr >> crate::sys::XSK_UNALIGNED_BUF_OFFSET_SHIFT) as usize;
         let rel = base.checked_sub(self.first + self.fill_off)?;
-        let i = rel / self.stride;
-        if rel % self.stride != 0 || i >= self.count || off + len as usize > self.chunk {
+        let (i, r) = self.by_stride.div_rem(rel);
+        if r != 0 || i >= self.count || off + len as usize > self.chunk {
             return None;
         }
         // Where the frame starts relative to the buffer.
@@ -201,8 +241,7 @@ impl Umem {
     #[inline(always)]
     pub(crate) fn tx_addr(&self, va: usize, len: usize) -> Option<(usize, u64)> {
         let rel = va.checked_sub(self.base + self.first)?;
-        let i = rel / self.stride;
-        let in_obj = rel % self.stride;
+        let (i, in_obj) = self.by_stride.div_rem(rel);
         let ok = i < self.count
             && in_obj >= self.buf_off
             && in_obj + len <= self.buf_off + self.buf_len
@@ -216,14 +255,50 @@ impl Umem {
         let a = (addr & XSK_UNALIGNED_BUF_ADDR_MASK)
             + (addr >> crate::sys::XSK_UNALIGNED_BUF_OFFSET_SHIFT);
         let rel = (a as usize).checked_sub(self.first)?;
-        let i = rel / self.stride;
-        (i < self.count && rel % self.stride >= self.buf_off).then_some(i)
+        let (i, in_obj) = self.by_stride.div_rem(rel);
+        (i < self.count && in_obj >= self.buf_off).then_some(i)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn division_by_multiply_matches_div() {
+        let mut divisors = vec![1, 2, 3, 7, 64, 127, 128, 2304, 2432, 4095, 4096, 65_537];
+        divisors.extend([
+            (1 << 31) - 1,
+            1 << 31,
+            u32::MAX as usize - 1,
+            u32::MAX as usize,
+        ]);
+        divisors.extend([u32::MAX as usize + 1, 1 << 40]);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for &d in &divisors {
+            let by = DivBy::new(d);
+            let mut ns = vec![0, 1, d - 1, d, d + 1, 3 * d - 1, 3 * d];
+            ns.extend([
+                u32::MAX as usize - 1,
+                u32::MAX as usize,
+                u32::MAX as usize + 1,
+            ]);
+            ns.extend([usize::MAX, usize::MAX - 1]);
+            let last_q = u32::MAX as usize / d;
+            ns.extend([last_q * d, (last_q * d).wrapping_sub(1)]);
+            for _ in 0..if cfg!(miri) { 50 } else { 20_000 } {
+                // xorshift: dividends everywhere in 32 bits, and some past them.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ns.push((x as u32) as usize);
+                ns.push((x >> 20) as usize);
+            }
+            for n in ns {
+                assert_eq!(by.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
+    }
 
     fn default_umem() -> Umem {
         // 64-byte aligned objects of 128 + 2176 bytes starting 0x2c0 into a page.
