@@ -450,16 +450,18 @@ impl<R: DmaRegion> Virtqueue for SplitQueue<R> {
         let base = self.base();
         // SAFETY: as above.
         unsafe {
-            mem::store16(
-                base,
-                self.layout.avail,
-                avail_flags::NO_INTERRUPT,
-                Ordering::Relaxed,
-            );
             if self.event_idx {
-                // As far behind as it gets: the device passes it only after 64 Ki more.
+                // With EVENT_IDX the flags must stay 0 (§2.7.7.2): ask for the interrupt as
+                // far behind as it gets instead (the device passes it only after 64 Ki more).
                 let ev = self.last_used.wrapping_sub(1);
                 mem::store16(base, self.layout.used_event(), ev, Ordering::Relaxed);
+            } else {
+                mem::store16(
+                    base,
+                    self.layout.avail,
+                    avail_flags::NO_INTERRUPT,
+                    Ordering::Relaxed,
+                );
             }
         }
     }

@@ -107,10 +107,18 @@ impl<R: DmaRegion, N: QueueNotify> CtrlQueue<R, N> {
                         Err(refused("the device refused the control command"))
                     };
                 }
-                Some(_) => {
+                // An anomaly that did not return the command's chain (counted by the queue):
+                // the device still has it and may yet answer; keep waiting.
+                Some(Completion::Dropped { id: None, .. }) => core::hint::spin_loop(),
+                Some(c) => {
+                    // The chain came back without a valid answer; anything else means the
+                    // device still has the command and may write the buffer later.
+                    if !matches!(c, Completion::Dropped { id: Some(i), .. } if i == id) {
+                        self.lost = true;
+                    }
                     return Err(refused(
                         "the device answered the control command with nonsense",
-                    ))
+                    ));
                 }
             }
         }

@@ -614,10 +614,12 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
                 Err((e, retry)) => {
                     // Whatever the device saw of the rings, it sees no more; the queues
                     // rebuild again before the next attempt.
-                    let _ = t.reset();
+                    // A reset that does not complete leaves the device owning the rebuilt
+                    // rings' buffers: the queues must not free them again.
+                    let reset = t.reset();
                     run.error = Some(e);
-                    run.stuck = !retry;
-                    if retry {
+                    run.stuck = !retry || reset.is_err();
+                    if !run.stuck {
                         run.recovering = Some(self.rec.request());
                         self.wake_rx();
                     }
@@ -629,7 +631,12 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
         if st.contains(DeviceStatus::DEVICE_NEEDS_RESET) {
             // Reset first: from here on the device writes nothing into the rings, so the
             // queues may free their buffers.
-            let _ = t.reset();
+            if let Err(e) = t.reset() {
+                // The device may still write into every buffer it was given: the queues keep
+                // them (no recovery is requested); the next link query tries again.
+                run.error = Some(tr("recovery from DEVICE_NEEDS_RESET", e));
+                return false;
+            }
             run.recovering = Some(self.rec.request());
             self.wake_rx();
             return false;

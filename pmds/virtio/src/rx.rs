@@ -214,6 +214,7 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
                 }
                 k
             };
+            let mut refused = false;
             for slot in &mut batch[..got] {
                 let Some(m) = slot.take() else { continue };
                 // The header goes into the headroom right before the data (checked at setup:
@@ -224,8 +225,16 @@ impl<R: DmaRegion, N: QueueNotify, E: EventNotifier> VirtioRx<R, N, E> {
                 );
                 match q.add(&[buf]) {
                     Ok(id) => self.mbufs[id as usize] = Some(m),
-                    Err(_) => break,
+                    Err(_) => {
+                        // A broken queue takes nothing, however many descriptors are free:
+                        // stop (the mbufs left in `batch` go back to the pool on return).
+                        refused = true;
+                        break;
+                    }
                 }
+            }
+            if refused {
+                return;
             }
             if got < want {
                 self.counters.add_nombuf((want - got) as u64);

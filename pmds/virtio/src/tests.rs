@@ -12,7 +12,7 @@ use rdk_core::ethdev::{
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig, RxCksum};
 use rdk_core::os::EventNotifier;
-use rdk_core::virtio::{Features, Transport};
+use rdk_core::virtio::{Features, Transport, TransportError};
 use rdk_os_mock::pci::MockPciDevice;
 use rdk_os_mock::virtio::{Hostile, MockVirtioNet, NetDevConfig, RxCsum, UsedLie};
 use rdk_os_mock::MockOs;
@@ -1264,4 +1264,259 @@ fn devargs_refuse_features() {
     let e = VirtioNetConfig::from_devargs(&DevArgs::parse("net_virtio0,packed=1").unwrap())
         .unwrap_err();
     assert!(e.to_string().contains("packed_vq"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices that break mid-operation, and thresholds that must not stall a queue.
+
+/// Aborts the process if `what` has not finished within `secs` (a livelock would hang the
+/// test harness forever otherwise).
+fn watchdog(secs: u64, what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        if !d.load(std::sync::atomic::Ordering::SeqCst) {
+            std::eprintln!("{what} did not return within {secs} s (livelock)");
+            std::process::abort();
+        }
+    });
+    done
+}
+
+/// A device returns 32 good frames and then 16 used elements with an id it was never given,
+/// all before the driver polls. One burst takes the 32 frames (32 descriptors free, the
+/// refill threshold), then the 16 anomalies break the queue; the refill that follows must not
+/// spin forever on a queue that refuses every buffer.
+#[test]
+fn rx_queue_broken_mid_burst_does_not_livelock_the_refill() {
+    let mut r = rig(split_only());
+    for i in 0..32 {
+        assert!(r.dev.deliver(0, &frame(i, 100), RxCsum::None));
+    }
+    r.dev
+        .set_hostile(Some(Hostile::Used(UsedLie::IdNeverPosted)));
+    for i in 0..16 {
+        r.dev.deliver(0, &frame(i, 100), RxCsum::None);
+    }
+    r.dev.set_hostile(None);
+    let done = watchdog(20, "rx_burst on a queue that broke mid-burst");
+    let mut burst: [Option<Mbuf>; 64] = core::array::from_fn(|_| None);
+    let n = r.port.queues().unwrap().rx[0].rx_burst(&mut burst);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(n, 32);
+    drop(burst);
+    r.finish();
+}
+
+/// DPDK's tx_free_thresh below the driver's reclaim batch (32 on a 256 ring): once fewer than
+/// a burst's worth but at least `free_thresh` descriptors were free, a burst neither reclaimed
+/// (free >= free_thresh) nor sent (free < batch.min(burst)), and every later burst returned 0
+/// although the device had completed everything long ago. Now every burst goes.
+#[test]
+fn tx_free_thresh_below_the_batch_does_not_stall_the_queue() {
+    let os = MockOs::new();
+    let (mut port, dev) = mock_port(&os, NetDevConfig::default(), split_only());
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+        .unwrap();
+    let tc = TxQueueConfig {
+        free_thresh: 16,
+        ..Default::default()
+    };
+    port.tx_queue_setup(0, 256, &tc).unwrap();
+    port.start().unwrap();
+    let mut sent = 0;
+    for round in 0..40 {
+        let mut b: [Option<Mbuf>; 20] =
+            core::array::from_fn(|i| Some(mbuf_of(&pool, &frame(round * 20 + i, 60))));
+        sent += port.queues().unwrap().tx[0].tx_burst(&mut b);
+    }
+    assert_eq!(dev.counters().tx_frames as usize, sent);
+    assert_eq!(
+        sent,
+        40 * 20,
+        "every burst of 20 fits a ring the device keeps emptying"
+    );
+    let r = Rig {
+        os,
+        dev,
+        port,
+        pool,
+    };
+    r.finish();
+}
+
+/// A doorbell that plays a device answering the control queue's first command with a used
+/// element naming an id that was never posted (a glitch the queue counts and drops): the
+/// command's own chain is still the device's.
+struct GlitchCtrl {
+    used: *mut u8,
+}
+// SAFETY: test only; the pointer is into a region that outlives the doorbell.
+unsafe impl Send for GlitchCtrl {}
+impl QueueNotify for GlitchCtrl {
+    fn notify(&self) {
+        // SAFETY: the used ring of a live 16-entry split ring: element 0 at +4, idx at +2.
+        unsafe {
+            let idx = self.used.add(2).cast::<u16>().read_volatile();
+            if idx == 0 {
+                self.used.add(4).cast::<u32>().write_volatile(99u32.to_le());
+                self.used.add(8).cast::<u32>().write_volatile(1u32.to_le());
+                self.used.add(2).cast::<u16>().write_volatile(1u16.to_le());
+            }
+        }
+    }
+}
+
+#[test]
+fn ctrl_nonsense_answer_leaves_the_command_in_flight_but_commands_go_on() {
+    use rdk_core::os::{DmaAlloc, DmaRegion, DmaRequest};
+    use rdk_core::virtio::{AnyQueue, Virtqueue};
+    let os = MockOs::new();
+    let f = Features::VERSION_1;
+    let bytes = AnyQueue::<<MockOs as DmaAlloc>::Region>::bytes_needed(crate::ctrl::CTRL_SIZE, f);
+    let ring = os
+        .dma_alloc(&DmaRequest::new("ctrlq", bytes).align(4096).contiguous())
+        .unwrap();
+    let buf = os
+        .dma_alloc(
+            &DmaRequest::new("ctrlbuf", crate::ctrl::CTRL_BUF)
+                .align(4096)
+                .contiguous(),
+        )
+        .unwrap();
+    let mut c = crate::ctrl::CtrlQueue::<_, GlitchCtrl>::new(ring, buf);
+    c.rebuild(f).unwrap();
+    let used = match c.q.as_ref().unwrap() {
+        // SAFETY: the used ring's offset inside the queue's own region (the layout's).
+        AnyQueue::Split(q) => unsafe {
+            q.region()
+                .as_ptr()
+                .add(rdk_core::virtio::format::SplitLayout::new(crate::ctrl::CTRL_SIZE).used)
+        },
+        AnyQueue::Packed(_) => unreachable!(),
+    };
+    c.notify = Some(GlitchCtrl { used });
+    c.command(0, 0, &[1]).unwrap_err();
+    let q = c.q.as_ref().unwrap();
+    assert_eq!(
+        q.num_free(),
+        14,
+        "the command's two descriptors are still the device's"
+    );
+    // The device may still read the command and write its ack byte: the buffer is not free.
+    let e = c.command(0, 1, &[1]).unwrap_err();
+    let free = c.q.as_ref().unwrap().num_free();
+    assert!(
+        e.to_string().contains("earlier") && free == 14,
+        "a second command was put in the buffer the device still owns ({free} free): {e}"
+    );
+}
+
+/// A transport whose reset can be made to time out (a hung device that never reads back 0).
+struct StuckReset(
+    PciTransport<MockPciDevice>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl Transport for StuckReset {
+    type Notify = <PciTransport<MockPciDevice> as Transport>::Notify;
+    type Irq = <PciTransport<MockPciDevice> as Transport>::Irq;
+    fn reset(&mut self) -> Result<(), TransportError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TransportError::ResetTimeout);
+        }
+        self.0.reset()
+    }
+    fn status(&mut self) -> Result<rdk_core::virtio::DeviceStatus, TransportError> {
+        self.0.status()
+    }
+    fn set_status(&mut self, s: rdk_core::virtio::DeviceStatus) -> Result<(), TransportError> {
+        self.0.set_status(s)
+    }
+    fn device_features(&mut self) -> Result<Features, TransportError> {
+        self.0.device_features()
+    }
+    fn set_driver_features(&mut self, f: Features) -> Result<(), TransportError> {
+        self.0.set_driver_features(f)
+    }
+    fn num_queues(&mut self) -> Result<u16, TransportError> {
+        self.0.num_queues()
+    }
+    fn max_queue_size(&mut self, q: u16) -> Result<u16, TransportError> {
+        self.0.max_queue_size(q)
+    }
+    fn setup_interrupts(
+        &mut self,
+        q: &[u16],
+    ) -> Result<Option<rdk_core::virtio::Interrupts<Self::Irq>>, TransportError> {
+        self.0.setup_interrupts(q)
+    }
+    fn setup_queue(
+        &mut self,
+        q: u16,
+        a: &rdk_core::virtio::QueueAreas,
+    ) -> Result<(), TransportError> {
+        self.0.setup_queue(q, a)
+    }
+    fn enable_queue(&mut self, q: u16) -> Result<(), TransportError> {
+        self.0.enable_queue(q)
+    }
+    fn queue_notify(&mut self, q: u16) -> Result<Self::Notify, TransportError> {
+        self.0.queue_notify(q)
+    }
+    fn config_generation(&mut self) -> Result<u8, TransportError> {
+        self.0.config_generation()
+    }
+    fn read_config(&mut self, o: usize, b: &mut [u8]) -> Result<(), TransportError> {
+        self.0.read_config(o, b)
+    }
+}
+
+/// DEVICE_NEEDS_RESET on a device whose reset does not complete: the recovery must not tell
+/// the queues to free the buffers the device still owns (it may DMA into them).
+#[test]
+fn recovery_does_not_free_buffers_when_the_reset_failed() {
+    let os = MockOs::new();
+    let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drv = VirtioNet::new(
+        StuckReset(PciTransport::new(pci).unwrap(), stuck.clone()),
+        os.clone(),
+        VirtioNetConfig {
+            features: split_only(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut port = Port::new(0, drv);
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+        .unwrap();
+    port.tx_queue_setup(0, 256, &TxQueueConfig::default())
+        .unwrap();
+    port.start().unwrap();
+    let resets = dev.counters().resets;
+    let posted = pool.size() - pool.available();
+    assert!(posted >= 256, "rx buffers posted: {posted}");
+    stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    dev.set_needs_reset();
+    assert!(!port.link_update().up);
+    let mut b: [Option<Mbuf>; 32] = Default::default();
+    let _ = port.queues().unwrap().rx[0].rx_burst(&mut b);
+    assert_eq!(dev.counters().resets, resets, "the device was not reset");
+    let xs = port.xstats();
+    let rebuilt = xs
+        .iter()
+        .find(|x| x.name == "rx_queue_resets")
+        .unwrap()
+        .value;
+    assert_eq!(
+        rebuilt, 0,
+        "the rx queue freed {posted} buffers the un-reset device still owns"
+    );
+    stuck.store(false, std::sync::atomic::Ordering::SeqCst);
 }

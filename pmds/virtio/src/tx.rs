@@ -246,15 +246,20 @@ impl<R: DmaRegion, N: QueueNotify> VirtioTx<R, N> {
         // cache-line transfer).
         let batch = (FREE_BATCH as u16).min(self.size / 4).max(1) as usize;
         let free_thresh = self.free_thresh;
+        // Below the threshold, or too few free for this burst to go on (a `free_thresh`
+        // set below `batch` would otherwise return 0 forever without reclaiming).
+        let room = batch.min(pkts.len());
         if let Some(q) = self.q.as_mut() {
-            if q.num_free() < free_thresh && q.ready_at_least(batch as u16) {
+            if (q.num_free() < free_thresh || (q.num_free() as usize) < room)
+                && q.ready_at_least(batch as u16)
+            {
                 self.reclaim_into(cache.as_deref_mut());
             }
         }
         if self
             .q
             .as_ref()
-            .is_some_and(|q| (q.num_free() as usize) < batch.min(pkts.len()))
+            .is_some_and(|q| (q.num_free() as usize) < room)
         {
             return 0;
         }
