@@ -2,10 +2,12 @@
 //! them back with a frame written in place.
 //!
 //! A shadow (`posted`, one flag per pool object) records which mbufs the kernel holds. An RX
-//! descriptor is accepted only if it names a chunk start rdk posted and its frame stays in
-//! that mbuf's buffer ([`Umem::rx_frame`]); anything else is counted as a bad descriptor and
-//! dropped, and no mbuf is made from it. At most a fill ring's worth of mbufs is with the
-//! kernel at a time, so a queue's footprint in the pool is bounded.
+//! descriptor is taken only if it names a chunk start rdk posted (anything else is counted as
+//! a bad descriptor, and no mbuf is made from it); the kernel has then given that chunk back,
+//! so its mbuf is rdk's again, and the frame is delivered if it stays in the mbuf's buffer
+//! ([`Umem::rx_frame`]), else counted as a bad descriptor and the mbuf freed. At most a fill
+//! ring's worth of mbufs is with the kernel at a time, so a queue's footprint in the pool is
+//! bounded.
 #![allow(unsafe_code)] // taking back mbufs the shadow says we posted.
 
 use crate::ring::Ring;
@@ -224,19 +226,24 @@ impl AfXdpRx {
         let start = l.rx.local();
         for k in 0..n {
             let d = l.rx.read(start.wrapping_add(k));
-            let Some((i, data_off)) = l.umem.rx_frame(d.addr, d.len).filter(|&(i, _)| l.posted[i])
-            else {
+            let Some(i) = l.umem.rx_object(d.addr).filter(|&i| l.posted[i]) else {
                 self.drops.bad_desc.add(1);
                 self.counters.add_errors(1);
                 continue;
             };
+            // The kernel gave the chunk back, whatever it says about the frame in it: take
+            // the mbuf back (a bad frame is freed below, not left marked as the kernel's).
             l.posted[i] = false;
             l.in_kernel -= 1;
             // SAFETY: the shadow says object i was posted by `refill` from an mbuf given up
             // with into_raw, and nothing else turned it back (the flag is now clear).
             let mut m = unsafe { Mbuf::from_raw(l.umem.object(i)) };
             // rx_frame keeps data_off + len inside the buffer, so len fits a u16.
-            if place(&mut m, data_off, d.len as u16).is_err() {
+            let placed = l
+                .umem
+                .rx_frame(d.addr, d.len)
+                .is_some_and(|(_, data_off)| place(&mut m, data_off, d.len as u16).is_ok());
+            if !placed {
                 self.drops.bad_desc.add(1);
                 self.counters.add_errors(1);
                 cache.free(m);
@@ -362,10 +369,10 @@ mod tests {
             d(addrs[0] | 256 << 48, 60),
             d(addrs[0] | 256 << 48, 60),   // the same chunk twice
             d(addrs[1] + 8, 60),           // not a chunk start
-            d(addrs[1] | 256 << 48, 5000), // leaves the chunk
+            d(addrs[3] | 256 << 48, 5000), // leaves the chunk (the chunk comes back)
             d(u64::MAX, u32::MAX),
             d(addrs[1] | 256 << 48, 100),
-            d(addrs[2], 60), // a frame over the mbuf header
+            d(addrs[2], 60), // a frame over the mbuf header (the chunk comes back)
         ];
         for (i, x) in descs.iter().enumerate() {
             krx.write(i as u32, *x);
@@ -380,7 +387,11 @@ mod tests {
         assert_eq!(drops.bad_desc.get(), 5);
         assert_eq!(counters.snapshot().errors, 5);
         assert_eq!(krx.cons(), 7, "every descriptor consumed");
-        assert_eq!(kfill.prod(), 66, "the two delivered mbufs were replaced");
+        assert_eq!(
+            (kfill.prod(), q.in_kernel()),
+            (68, 64),
+            "the two delivered and the two bad-frame mbufs were replaced"
+        );
 
         krx.set_prod(7 + 65);
         assert_eq!(
@@ -390,10 +401,72 @@ mod tests {
         );
         assert_eq!(drops.ring_anomalies.get(), 1);
         drop(out);
-        // Two chunks the "kernel" kept (addrs 2 and 3) and 62 still in the fill ring come
-        // back when the queue lets go of the socket.
+        // The 64 chunks still in the fill ring come back when the queue lets go of the
+        // socket.
         q.detach();
         drop(q);
         assert_eq!(pool.available(), pool.size());
+    }
+}
+
+#[cfg(test)]
+mod returned_chunk_tests {
+    use super::*;
+    use crate::ring::KernelSide;
+    use rdk_core::mbuf::PktMbufPoolConfig;
+    use std::os::fd::OwnedFd;
+
+    /// The kernel hands back every posted chunk, each with a length that leaves its chunk.
+    /// The chunks are the kernel's no longer (it returned them): rdk takes their mbufs back
+    /// and posts fresh ones. (It used to keep them marked posted: in_kernel stayed at
+    /// max_posted, the fill ring was never refilled, and the queue received nothing again
+    /// until stop.)
+    #[test]
+    fn bad_length_on_a_posted_chunk_gives_the_mbuf_back_and_rx_goes_on() {
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("arx", 256)).unwrap();
+        let umem = Umem::of_pool(&pool).unwrap();
+        let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
+        let sock = Arc::new(XskSock::new(fd, pool.clone()));
+        let (rxr, rxb) = Ring::<XdpDesc>::fake(64);
+        let (fill, fb) = Ring::<u64>::fake(64);
+        let (krx, kfill) = (
+            KernelSide::<XdpDesc>::new(rxb, 64),
+            KernelSide::<u64>::new(fb, 64),
+        );
+        let counters = Arc::new(QueueCounters::new());
+        let drops = Arc::new(RxDrops::default());
+        let cache = pool.cache(32).unwrap();
+        let mut q = AfXdpRx::new(pool.clone(), cache, 64, counters.clone(), drops.clone(), 0);
+        q.attach(RxLive::new(sock, rxr, fill, umem, 64, false));
+        assert_eq!((kfill.prod(), q.in_kernel()), (64, 64));
+        // The kernel takes all 64 fill entries and returns each chunk with a bad length.
+        kfill.set_cons(64);
+        for i in 0..64u32 {
+            let a = kfill.read(i);
+            krx.write(
+                i,
+                XdpDesc {
+                    addr: a | 256 << 48,
+                    len: 5000,
+                    options: 0,
+                },
+            );
+        }
+        krx.set_prod(64);
+        let mut out: [Option<Mbuf>; 64] = std::array::from_fn(|_| None);
+        assert_eq!(q.rx_burst(&mut out), 0);
+        assert_eq!(drops.bad_desc.get(), 64);
+        assert_eq!(krx.cons(), 64, "all 64 consumed");
+        // Every chunk is back from the kernel: the queue should have posted fresh ones.
+        assert_eq!(
+            (q.in_kernel(), kfill.prod()),
+            (64, 128),
+            "in_kernel counts only chunks still in the kernel; the fill ring is refilled"
+        );
+        drop(out);
+        q.detach();
+        drop(q);
+        assert_eq!(pool.available(), pool.size(), "every mbuf back");
     }
 }

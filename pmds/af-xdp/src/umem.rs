@@ -224,16 +224,24 @@ impl Umem {
     /// `None` if the address is not a chunk start or the frame leaves the chunk.
     #[inline(always)]
     pub(crate) fn rx_frame(&self, addr: u64, len: u32) -> Option<(usize, u16)> {
-        let base = (addr & XSK_UNALIGNED_BUF_ADDR_MASK) as usize;
+        let i = self.rx_object(addr)?;
         let off = (addr >> crate::sys::XSK_UNALIGNED_BUF_OFFSET_SHIFT) as usize;
-        let rel = base.checked_sub(self.first + self.fill_off)?;
-        let (i, r) = self.by_stride.div_rem(rel);
-        if r != 0 || i >= self.count || off + len as usize > self.chunk {
+        if off + len as usize > self.chunk {
             return None;
         }
         // Where the frame starts relative to the buffer.
         let data_off = (self.fill_off + off).checked_sub(self.buf_off)?;
         (data_off + len as usize <= self.buf_len).then_some((i, data_off as u16))
+    }
+
+    /// The object whose chunk starts at a received descriptor's address (the frame in it not
+    /// looked at), or `None` if the address is no chunk start.
+    #[inline(always)]
+    pub(crate) fn rx_object(&self, addr: u64) -> Option<usize> {
+        let base = (addr & XSK_UNALIGNED_BUF_ADDR_MASK) as usize;
+        let rel = base.checked_sub(self.first + self.fill_off)?;
+        let (i, r) = self.by_stride.div_rem(rel);
+        (r == 0 && i < self.count).then_some(i)
     }
 
     /// The TX descriptor address of `len` bytes at virtual address `va`, if they lie in one
