@@ -12,7 +12,7 @@ use rdk_core::ethdev::{
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{self, NetIf};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most queue pairs.
@@ -36,7 +36,7 @@ const RX_CACHE_SIZE: usize = 256;
 const PACKET_LOSS: libc::c_int = 14;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_VNET_HDR: libc::c_int = 15;
-const L2_OVERHEAD: u32 = 18;
+const L2_OVERHEAD: u32 = crate::tx::MTU_L2_OVERHEAD;
 
 /// Ring geometry from the device arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct AfPacketDriver {
     stats_lock: Mutex<()>,
     gone: Arc<AtomicBool>,
     mtu: u16,
+    /// The MTU as the transmit queues read it (they refuse longer frames).
+    tx_mtu: Arc<AtomicU32>,
     port_id: u16,
     /// The port's transmit offloads (queues may add their own).
     tx_offloads: TxOffload,
@@ -134,6 +136,7 @@ impl AfPacketDriver {
             stats_lock: Mutex::new(()),
             gone: Arc::new(AtomicBool::new(false)),
             mtu: 1500,
+            tx_mtu: Arc::new(AtomicU32::new(1500)),
             port_id: PORT_INVALID,
             tx_offloads: TxOffload::empty(),
         }
@@ -300,6 +303,7 @@ impl Driver for AfPacketDriver {
         let netif = NetIf::open(&self.iface).map_err(|e| e.to_eth("configure"))?;
         self.ifindex = netif.index().map_err(|e| e.to_eth("configure"))?;
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
+        self.tx_mtu.store(self.mtu as u32, Ordering::Relaxed);
         self.netif = Some(netif);
         self.multi_rx = config.nb_rxq > 1;
         self.tx_offloads = config.tx_offloads;
@@ -491,7 +495,7 @@ impl Driver for AfPacketDriver {
                 frame_nr: frame_nr as usize,
                 vnet,
                 offloads,
-                mtu: self.mtu as u32,
+                mtu: self.tx_mtu.clone(),
             },
             counters,
             drops,
@@ -535,6 +539,7 @@ impl Driver for AfPacketDriver {
     fn set_mtu(&mut self, mtu: u16) -> Result<(), EthError> {
         netif::ethdev::set_mtu(self.netif.as_ref(), mtu)?;
         self.mtu = mtu;
+        self.tx_mtu.store(mtu as u32, Ordering::Relaxed);
         Ok(())
     }
 
@@ -567,7 +572,6 @@ impl Driver for AfPacketDriver {
                 ("tx_frames_too_big", self.tx_drops.sum(|d| &d.too_big)),
                 ("tx_frames_too_small", self.tx_drops.sum(|d| &d.too_small)),
                 ("tx_ring_full", self.tx_drops.sum(|d| &d.ring_full)),
-                ("tx_wrong_format", self.tx_drops.sum(|d| &d.wrong_format)),
                 (
                     "tx_bad_offload_request",
                     self.tx_drops.sum(|d| &d.bad_offload),

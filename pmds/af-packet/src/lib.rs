@@ -41,7 +41,8 @@
 //! `PACKET_MR_PROMISC` membership per
 //! receive socket. Every frame is counted: received, sent, or dropped by reason (xstats
 //! `rx_kernel_ring_drops` from `PACKET_STATISTICS`, `rx_truncated`, `rx_ring_anomalies`,
-//! `tx_frames_too_big`, `tx_frames_too_small`, `tx_ring_full`, `tx_wrong_format`). Each
+//! `tx_frames_too_big` (longer than the MTU, plus Ethernet header and VLAN tag, allows),
+//! `tx_frames_too_small`, `tx_ring_full`). Each
 //! receive socket is its queue's interrupt handle.
 #![deny(missing_docs)]
 

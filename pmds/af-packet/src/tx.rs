@@ -4,9 +4,11 @@
 //! segments of a chain), its length written, then the status set to `TP_STATUS_SEND_REQUEST`
 //! with a release store; after the burst one `sendto` asks the kernel to send everything
 //! marked. A slot still marked for sending means the ring is full: the burst stops there and
-//! the rest stays with the caller. A slot the kernel marked `TP_STATUS_WRONG_FORMAT` (with
-//! `PACKET_LOSS` set it skips such frames instead of stalling) is counted as an error when the
-//! queue comes round to it again.
+//! the rest stays with the caller. With `PACKET_LOSS` set the kernel skips a frame it finds
+//! malformed (the slot goes back to available, nothing says so), so every frame the kernel
+//! would refuse is refused here first and counted: shorter than an Ethernet header, longer
+//! than the MTU allows (plus Ethernet header and one VLAN tag, as the kernel and veth check)
+//! or than a slot.
 #![allow(unsafe_code)] // writes into the kernel-shared ring inside a checked slot.
 
 use crate::sys::{kick, RingMap};
@@ -21,7 +23,6 @@ use std::sync::Arc;
 
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_SENDING: u32 = 2;
-const TP_STATUS_WRONG_FORMAT: u32 = 4;
 /// `struct tpacket2_hdr`: tp_status at 0, tp_len at 4, tp_snaplen at 8.
 const H_LEN: usize = 4;
 const H_SNAPLEN: usize = 8;
@@ -30,6 +31,8 @@ const H_SNAPLEN: usize = 8;
 pub(crate) const TX_DATA_OFF: usize = 32;
 /// The smallest frame the kernel accepts: an Ethernet header.
 const MIN_FRAME: u32 = 14;
+/// What a frame may have beyond the MTU: an Ethernet header and one VLAN tag.
+pub(crate) const MTU_L2_OVERHEAD: u32 = 18;
 /// `struct virtio_net_hdr` in front of each frame on a `PACKET_VNET_HDR` socket: flags,
 /// gso_type, hdr_len (u16, little-endian: the bytes copied into the socket buffer), gso_size,
 /// csum_start, csum_offset.
@@ -44,21 +47,20 @@ const GSO_MAX_SEGS: usize = 64;
 /// Transmit-side drop reasons (xstats).
 #[derive(Debug, Default)]
 pub(crate) struct TxDrops {
-    /// Frames larger than a ring slot (MTU too big for the ring).
+    /// Frames longer than the MTU allows (plus Ethernet header and VLAN tag), or than a ring
+    /// slot.
     pub too_big: Counter,
     /// Frames shorter than an Ethernet header.
     pub too_small: Counter,
     /// Bursts cut short by a full ring.
     pub ring_full: Counter,
-    /// Frames the kernel refused as malformed.
-    pub wrong_format: Counter,
     /// Checksum requests whose `l2_len`/`l3_len` do not fit the frame (dropped).
     pub bad_offload: Counter,
 }
 
 /// How the transmit ring is cut: slot size and count, and whether frames go behind a
 /// virtio-net header.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct TxSlots {
     /// Bytes per slot.
     pub frame_size: usize,
@@ -68,8 +70,9 @@ pub(crate) struct TxSlots {
     pub vnet: bool,
     /// Checksum and segmentation offloads to do (TCP/UDP and TSO only with `vnet`).
     pub offloads: TxOffload,
-    /// The interface's MTU (segmentation requests' segments must fit it).
-    pub mtu: u32,
+    /// The port's MTU, shared with the driver (which changes it): frames must fit it, and a
+    /// segmentation request's segments.
+    pub mtu: Arc<AtomicU32>,
 }
 
 /// A `net_af_packet` transmit queue.
@@ -83,7 +86,7 @@ pub struct AfPacketTx {
     vnet: bool,
     /// Checksum offloads: IPv4 filled in the slot by rdk, TCP/UDP finished by the kernel.
     offloads: TxOffload,
-    mtu: u32,
+    mtu: Arc<AtomicU32>,
     /// A ring-less socket for segmentation requests (larger than a slot): one `writev` each.
     gso: Option<OwnedFd>,
     head: usize,
@@ -142,11 +145,11 @@ impl AfPacketTx {
     /// ([`TxRequest::check`]); `None` if the request does not fit it. One branch on the plain
     /// path.
     #[inline(always)]
-    fn offload_request(&self, m: &Mbuf) -> Option<TxRequest> {
+    fn offload_request(&self, m: &Mbuf, mtu: u32) -> Option<TxRequest> {
         if self.offloads.is_empty() {
             return Some(TxRequest::default());
         }
-        TxRequest::check(m, self.offloads, self.mtu).ok()
+        TxRequest::check(m, self.offloads, mtu).ok()
     }
 
     /// Sends segmentation request `m` on the ring-less socket: its net header (GSO), a
@@ -195,6 +198,8 @@ impl AfPacketTx {
     fn burst(&mut self, pkts: &mut [Option<Mbuf>], mut cache: Option<&mut MbufCache>) -> usize {
         let pre = if self.vnet { VNET_HDR } else { 0 };
         let room = (self.frame_size - TX_DATA_OFF - pre) as u32;
+        let mtu = self.mtu.load(Ordering::Relaxed);
+        let max_frame = mtu + MTU_L2_OVERHEAD;
         let (mut taken, mut queued, mut bytes, mut errors) = (0, 0u64, 0u64, 0u64);
         // Segmentation requests sent on the side socket; ring frames already kicked.
         let (mut sent_aside, mut unkicked_from) = (0u64, 0u64);
@@ -212,8 +217,8 @@ impl AfPacketTx {
                 continue;
             }};
         }
-        // The current ring slot's status if it is ours; else the ring is full: `$m` goes back
-        // to the caller (into `$entry`) and the burst ends.
+        // Nothing if the current ring slot is ours; else the ring is full: `$m` goes back to
+        // the caller (into `$entry`) and the burst ends.
         macro_rules! slot_free {
             ($entry:ident, $m:expr) => {{
                 let st = self.status().load(Ordering::Acquire);
@@ -222,7 +227,6 @@ impl AfPacketTx {
                     *$entry = Some($m);
                     break;
                 }
-                st
             }};
         }
         for slot in pkts.iter_mut() {
@@ -235,12 +239,10 @@ impl AfPacketTx {
             // slot, looked at first, so that a frame left with the caller by a full ring is
             // not checked again and again.
             let aside = self.gso.is_some() && m.ol_flags().contains(OlFlags::TX_TCP_SEG);
-            let seen = if aside {
-                None
-            } else {
-                Some(slot_free!(slot, m))
-            };
-            let Some(req) = self.offload_request(&m) else {
+            if !aside {
+                slot_free!(slot, m);
+            }
+            let Some(req) = self.offload_request(&m, mtu) else {
                 refuse!(bad_offload, m);
             };
             if let (Some(_), Some(gso)) = (req.tso, self.gso.as_ref()) {
@@ -277,16 +279,11 @@ impl AfPacketTx {
                 }
                 continue;
             }
-            if len > room {
+            if len > room || len > max_frame {
                 refuse!(too_big, m);
             }
-            let st = match seen {
-                Some(st) => st,
-                None => slot_free!(slot, m),
-            };
-            if st & TP_STATUS_WRONG_FORMAT != 0 {
-                self.drops.wrong_format.add(1);
-                errors += 1;
+            if aside {
+                slot_free!(slot, m);
             }
             let base = self.slot();
             let mut at = TX_DATA_OFF;
