@@ -632,6 +632,13 @@ run_vhost() {
 		# The monitor stops before the programs do: a partner gone mid-second would count
 		# its whole CPU time as someone else's.
 		kill "$MONITOR_PID" 2>/dev/null
+		# rdk-testpmd stops by itself after --duration; its exit status is its verdict
+		# (non-zero on an error or a leaked mbuf), as run_one checks it.
+		local rc=0
+		if [ "$impl" = rdk ]; then
+			for i in $(seq 1 300); do kill -0 "$upid" 2>/dev/null || break; sleep 0.1; done
+			if kill -0 "$upid" 2>/dev/null; then rc=124; else wait "$upid"; rc=$?; fi
+		fi
 		if [ "$dir" = v2h ]; then
 			stop_pid "$upid" TERM; sleep 1; stop_pid "$vpid" TERM
 			rxlog="$RAW_DIR/${name}_vhost.log"
@@ -646,8 +653,8 @@ run_vhost() {
 		R_NOTE="foreign CPU $fg"
 		printf '  %-18s %-4s try %d: %9s Mpps received by the %s | %s\n' "$case" "$impl" "$try" \
 			"$(fmt3 "$R_MPPS")" "$([ "$dir" = v2h ] && echo "vhost side" || echo "frontend")" "$R_NOTE"
-		if [ "$R_MPPS" = n/a ]; then
-			FAILED_RUNS+=("$name (no figure; $rxlog)")
+		if [ "$rc" != 0 ] || [ "$R_MPPS" = n/a ]; then
+			FAILED_RUNS+=("$name (exit $rc, Mpps $R_MPPS; $rxlog)")
 			return
 		fi
 		contended "foreign_cpu $fg" || return

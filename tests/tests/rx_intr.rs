@@ -89,8 +89,8 @@ fn enable_with_packets_waiting_wakes_at_once_and_disable_acks() {
     assert_eq!(pool.available(), pool.size());
 }
 
-/// A receiver sleeps between sparse bursts and still gets every packet; while traffic is
-/// dense it never sleeps.
+/// A receiver sleeps between sparse bursts, is woken by the interrupt (not the timeout), and
+/// still gets every packet.
 #[test]
 fn hybrid_receiver_sleeps_when_idle_and_wakes_on_traffic() {
     const BURSTS: u64 = 50;

@@ -282,15 +282,19 @@ fn multi_queue_receives_every_flow_once() {
     let ns = Netns::new("tapm").unwrap();
     let pool = pool(2048);
     let (mut port, _iface) = tap_port(&ns, &pool, 4, None);
-    for sport in 0..40u16 {
-        kernel_sends(&ns, &[0xab, 0xcd], Some(20000 + sport));
+    for sport in 20000..20040u16 {
+        kernel_sends(&ns, &sport.to_be_bytes(), Some(sport));
     }
-    let frames = receive(&mut port, 40);
-    let n = frames
+    let frames = receive_udp(&mut port, 9999, 40);
+    let mut got: Vec<Vec<u8>> = frames
         .iter()
-        .filter(|m| udp_payload(&flatten(m), 9999).is_some())
-        .count();
-    assert_eq!(n, 40);
+        .filter_map(|m| udp_payload(&flatten(m), 9999))
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = (20000..20040u16)
+        .map(|s| s.to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(got, want, "every flow once");
     let st = port.stats();
     let busy = st.rx_queues.iter().filter(|q| q.packets > 0).count();
     assert!(busy >= 2, "flows spread over queues: {:?}", st.rx_queues);

@@ -127,7 +127,8 @@ fn kernel_ping_gets_answers() {
     let mut r = Rig::new("udpp");
     let mut ping =
         r.ns.command("ping")
-            .args(["-c", "3", "-i", "0.2", "-W", "2", "10.79.0.2"])
+            // -w: with a count and a deadline, ping fails unless all 3 replies arrived.
+            .args(["-c", "3", "-i", "0.2", "-w", "8", "10.79.0.2"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
