@@ -289,8 +289,10 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
                 self.batch = None;
                 return Some(self.finish(last, len));
             }
-            self.reclaim(due);
-            return Some(Completion::Done(Used { id: due, len: 0 }));
+            // The chains a batch element skips were used in full (as the split ring, §2.7.9,
+            // and as Linux reads them).
+            let all = self.slots[due as usize].write_len;
+            return Some(self.finish(due, all));
         }
         if self.num_free == self.layout.size {
             // Nothing out: whatever the ring says is stale.
@@ -325,10 +327,11 @@ impl<R: DmaRegion> Virtqueue for PackedQueue<R> {
         if self.in_order {
             let due = self.due();
             if due != id {
-                // §2.8.9: one used descriptor names the last buffer of a batch.
+                // §2.8.9: one used descriptor names the last buffer of a batch; the ones
+                // before it were used in full.
                 self.batch = Some((id, len));
-                self.reclaim(due);
-                return Some(Completion::Done(Used { id: due, len: 0 }));
+                let all = self.slots[due as usize].write_len;
+                return Some(self.finish(due, all));
             }
         }
         Some(self.finish(id, len))

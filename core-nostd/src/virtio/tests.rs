@@ -659,6 +659,22 @@ fn packed_in_order_batch() {
         assert_eq!(got.len(), 3, "lap {lap}");
         assert_eq!(q.num_free(), 4);
     }
+    // Writable chains: those the batch element skips were written in full (as split, and
+    // as Linux reads them); the named one has its own length.
+    let ids: Vec<u16> = (0..3)
+        .map(|i| q.add(&[Buf::writable(iova(i), 100 + i as u32)]).unwrap())
+        .collect();
+    q.kick_prepare();
+    for _ in 0..3 {
+        dev.take(r).unwrap();
+    }
+    dev.put(r, ids[2], 60, 3);
+    let got: Vec<_> = core::iter::from_fn(|| q.pop_used()).collect();
+    assert_eq!(
+        got,
+        [(ids[0], 100), (ids[1], 101), (ids[2], 60)]
+            .map(|(id, len)| Completion::Done(Used { id, len }))
+    );
 }
 
 #[test]
