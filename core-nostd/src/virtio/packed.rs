@@ -7,8 +7,8 @@
 
 use super::format::{desc_flags, event_flags, PackedDesc, PackedLayout};
 use super::queue::{
-    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, Used,
-    VirtqError, Virtqueue,
+    check_size, mem, need_event, Anomaly, Buf, Completion, Health, QueueAreas, Slot, VirtqError,
+    Virtqueue,
 };
 use crate::os::DmaRegion;
 use alloc::vec;
