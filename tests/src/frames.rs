@@ -188,6 +188,23 @@ pub fn udp_payload_of(m: &rdk_core::mbuf::Mbuf, dport: u16) -> Option<Vec<u8>> {
     udp_payload_checked(&flatten(m), dport, !verified)
 }
 
+/// Asserts that `frames` hold one UDP datagram to `dport` for each source port in `sports`,
+/// each carrying its source port (big-endian) as its payload, none twice and nothing else:
+/// the flow tests send one such datagram per flow.
+pub fn assert_each_flow_once(
+    frames: &[rdk_core::mbuf::Mbuf],
+    dport: u16,
+    sports: std::ops::Range<u16>,
+) {
+    let mut got: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|m| udp_payload_of(m, dport))
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = sports.map(|s| s.to_be_bytes().to_vec()).collect();
+    assert_eq!(got, want, "each flow once");
+}
+
 fn udp_payload_checked(frame: &[u8], dport: u16, verify: bool) -> Option<Vec<u8>> {
     if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
         return None;

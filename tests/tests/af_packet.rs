@@ -7,7 +7,8 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV, PY_UDP_RECV_ALL,
+    assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
+    PY_UDP_RECV, PY_UDP_RECV_ALL,
 };
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
@@ -155,15 +156,7 @@ fn fanout_spreads_flows_over_queues() {
         lab.send_udp(&hex(&s.to_be_bytes()), Some(s));
     }
     let frames = receive(&mut port, 40, Duration::from_secs(5));
-    let mut got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload_of(m, 9999))
-        .collect();
-    got.sort();
-    let want: Vec<Vec<u8>> = (30000..30040u16)
-        .map(|s| s.to_be_bytes().to_vec())
-        .collect();
-    assert_eq!(got, want, "each flow once");
+    assert_each_flow_once(&frames, 9999, 30000..30040);
     let st = port.stats();
     assert!(
         st.rx_queues.iter().filter(|q| q.packets > 0).count() >= 2,

@@ -11,7 +11,8 @@ use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_SKB_MODE};
 use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode};
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_SEND,
+    assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
+    PY_UDP_SEND,
 };
 use rdk_tests::lab::{
     hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
@@ -611,15 +612,7 @@ fn two_queues_one_socket_each() {
         .unwrap();
     }
     let frames = receive(&mut port, 40, Duration::from_secs(5));
-    let mut got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload_of(m, 9999))
-        .collect();
-    got.sort();
-    let want: Vec<Vec<u8>> = (30000..30040u16)
-        .map(|s| s.to_be_bytes().to_vec())
-        .collect();
-    assert_eq!(got, want, "each flow once");
+    assert_each_flow_once(&frames, 9999, 30000..30040);
     let st = port.stats();
     assert!(
         st.rx_queues.iter().all(|q| q.packets > 0),

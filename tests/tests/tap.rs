@@ -10,8 +10,8 @@ use rdk_os_linux::LinuxOs;
 use rdk_pmd_tap::TapDriver;
 use rdk_tests::dpdk::{need_testpmd, Testpmd};
 use rdk_tests::frames::{
-    self, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
-    PY_UDP_SEND,
+    self, assert_each_flow_once, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer,
+    PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
 };
 use rdk_tests::lab::{
     hex, iface_mac, tcp_segmentation_is_done_by_the_kernel, tx_checksum_offloads_are_completed,
@@ -286,15 +286,7 @@ fn multi_queue_receives_every_flow_once() {
         kernel_sends(&ns, &sport.to_be_bytes(), Some(sport));
     }
     let frames = receive_udp(&mut port, 9999, 40);
-    let mut got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload(&flatten(m), 9999))
-        .collect();
-    got.sort();
-    let want: Vec<Vec<u8>> = (20000..20040u16)
-        .map(|s| s.to_be_bytes().to_vec())
-        .collect();
-    assert_eq!(got, want, "every flow once");
+    assert_each_flow_once(&frames, 9999, 20000..20040);
     let st = port.stats();
     let busy = st.rx_queues.iter().filter(|q| q.packets > 0).count();
     assert!(busy >= 2, "flows spread over queues: {:?}", st.rx_queues);

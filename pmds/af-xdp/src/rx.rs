@@ -320,26 +320,62 @@ mod tests {
         assert!(place(&mut m, 2000, 400).is_err(), "beyond the buffer");
     }
 
-    /// The test plays the kernel on fake rings: it takes fill addresses, writes frames there
-    /// and publishes RX descriptors, among them every kind of lie.
-    #[test]
-    fn hostile_rx_descriptors_are_counted_and_every_mbuf_comes_back() {
+    /// A queue of port `port_id` on fake 64-entry rings over a 256-mbuf pool, with the
+    /// kernel's side of its RX and fill rings for the test to play.
+    struct FakeRx {
+        q: AfXdpRx,
+        krx: KernelSide<XdpDesc>,
+        kfill: KernelSide<u64>,
+        umem: Umem,
+        pool: PktMbufPool,
+        counters: Arc<QueueCounters>,
+        drops: Arc<RxDrops>,
+    }
+
+    fn fake_rx(name: &str, port_id: u16) -> FakeRx {
         let os = rdk_os_linux::LinuxOs::plain();
-        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("hrx", 256)).unwrap();
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new(name, 256)).unwrap();
         let umem = Umem::of_pool(&pool).unwrap();
         let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
         let sock = Arc::new(XskSock::new(fd, pool.clone()));
         let (rxr, rxb) = Ring::<XdpDesc>::fake(64);
         let (fill, fb) = Ring::<u64>::fake(64);
-        let (krx, kfill) = (
-            KernelSide::<XdpDesc>::new(rxb, 64),
-            KernelSide::<u64>::new(fb, 64),
-        );
         let counters = Arc::new(QueueCounters::new());
         let drops = Arc::new(RxDrops::default());
         let cache = pool.cache(32).unwrap();
-        let mut q = AfXdpRx::new(pool.clone(), cache, 64, counters.clone(), drops.clone(), 3);
+        let mut q = AfXdpRx::new(
+            pool.clone(),
+            cache,
+            64,
+            counters.clone(),
+            drops.clone(),
+            port_id,
+        );
         q.attach(RxLive::new(sock, rxr, fill, umem, 64, false));
+        FakeRx {
+            q,
+            krx: KernelSide::<XdpDesc>::new(rxb, 64),
+            kfill: KernelSide::<u64>::new(fb, 64),
+            umem,
+            pool,
+            counters,
+            drops,
+        }
+    }
+
+    /// The test plays the kernel on fake rings: it takes fill addresses, writes frames there
+    /// and publishes RX descriptors, among them every kind of lie.
+    #[test]
+    fn hostile_rx_descriptors_are_counted_and_every_mbuf_comes_back() {
+        let FakeRx {
+            mut q,
+            krx,
+            kfill,
+            umem,
+            pool,
+            counters,
+            drops,
+        } = fake_rx("hrx", 3);
         assert_eq!(
             (kfill.prod(), q.in_kernel()),
             (64, 64),
@@ -407,14 +443,6 @@ mod tests {
         drop(q);
         assert_eq!(pool.available(), pool.size());
     }
-}
-
-#[cfg(test)]
-mod returned_chunk_tests {
-    use super::*;
-    use crate::ring::KernelSide;
-    use rdk_core::mbuf::PktMbufPoolConfig;
-    use std::os::fd::OwnedFd;
 
     /// The kernel hands back every posted chunk, each with a length that leaves its chunk.
     /// The chunks are the kernel's no longer (it returned them): rdk takes their mbufs back
@@ -423,22 +451,14 @@ mod returned_chunk_tests {
     /// until stop.)
     #[test]
     fn bad_length_on_a_posted_chunk_gives_the_mbuf_back_and_rx_goes_on() {
-        let os = rdk_os_linux::LinuxOs::plain();
-        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("arx", 256)).unwrap();
-        let umem = Umem::of_pool(&pool).unwrap();
-        let fd: OwnedFd = std::os::unix::net::UnixDatagram::unbound().unwrap().into();
-        let sock = Arc::new(XskSock::new(fd, pool.clone()));
-        let (rxr, rxb) = Ring::<XdpDesc>::fake(64);
-        let (fill, fb) = Ring::<u64>::fake(64);
-        let (krx, kfill) = (
-            KernelSide::<XdpDesc>::new(rxb, 64),
-            KernelSide::<u64>::new(fb, 64),
-        );
-        let counters = Arc::new(QueueCounters::new());
-        let drops = Arc::new(RxDrops::default());
-        let cache = pool.cache(32).unwrap();
-        let mut q = AfXdpRx::new(pool.clone(), cache, 64, counters.clone(), drops.clone(), 0);
-        q.attach(RxLive::new(sock, rxr, fill, umem, 64, false));
+        let FakeRx {
+            mut q,
+            krx,
+            kfill,
+            pool,
+            drops,
+            ..
+        } = fake_rx("arx", 0);
         assert_eq!((kfill.prod(), q.in_kernel()), (64, 64));
         // The kernel takes all 64 fill entries and returns each chunk with a bad length.
         kfill.set_cons(64);
