@@ -172,9 +172,11 @@ fn read_resources(path: &Path) -> Result<[Option<BarResource>; 6], SysfsPciError
         if flags & (IORESOURCE_IO | IORESOURCE_MEM) == 0 || end < start {
             continue; // unimplemented, or the upper half of a 64-bit BAR
         }
+        // The whole 64-bit space is not a window any BAR has (its size would not fit).
+        let size = (end - start).checked_add(1).ok_or_else(bad)?;
         *bar = Some(BarResource {
             start,
-            size: end - start + 1,
+            size,
             io: flags & IORESOURCE_IO != 0,
             mem64: flags & IORESOURCE_MEM_64 != 0,
             prefetchable: flags & IORESOURCE_PREFETCH != 0,
@@ -246,6 +248,16 @@ mod tests {
             Err(SysfsPciError::NoDevice { .. })
         ));
         t.write(a, "vendor", "0x8086\n");
+        // A window of the whole 64-bit space: its size does not fit in a u64.
+        t.write(
+            a,
+            "resource",
+            "0x0000000000000000 0xffffffffffffffff 0x0000000000040200\n",
+        );
+        assert!(matches!(
+            scan_one(&t.roots(), a),
+            Err(SysfsPciError::Parse { .. })
+        ));
         t.write(a, "resource", "0x1 0x2\n");
         assert!(matches!(
             scan_one(&t.roots(), a),

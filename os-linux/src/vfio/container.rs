@@ -166,8 +166,14 @@ impl VfioContainer {
         }
         let r = self.set_model(&mut st, noiommu);
         if r.is_err() {
-            // The caller drops the group, which detaches it; count it out now.
+            // The caller drops the group, which detaches it; count it out now. It was the
+            // only group, so the kernel then releases the model and every mapping made so
+            // far: forget them too, or the next attach would skip VFIO_SET_IOMMU (the
+            // kernel then refuses every device and map with EINVAL) and regions mapped
+            // before the failure would count as mapped.
             st.groups -= 1;
+            st.iommu = None;
+            st.maps.values_mut().for_each(|m| m.mapped = false);
         }
         r
     }

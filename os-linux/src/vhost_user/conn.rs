@@ -4,15 +4,16 @@
 //! It checks framing only (the bytes arrive, in time, with or without descriptors); what the
 //! header says is for the caller to judge, since the frontend and a test backend expect
 //! different things.
-#![allow(unsafe_code)] // adopting descriptors the kernel just installed (`OwnedFd::from_raw_fd`).
+#![allow(unsafe_code)] // recvmsg, and adopting the descriptors it installed (`OwnedFd::from_raw_fd`).
 
 use super::msg::{Header, HEADER_SIZE};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    recv, recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr,
+    connect, recv, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    UnixAddr,
 };
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -74,9 +75,28 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to the socket at `path`; sends block at most `send_timeout`.
+    ///
+    /// The connect itself never blocks: a backend that listens but no longer accepts (hung,
+    /// stopped) fills its listen queue, and a blocking `connect` on a full queue waits for as
+    /// long as the backend does. Such a backend is `EAGAIN` here (try again later).
     pub fn connect(path: &Path, send_timeout: Duration) -> Result<Connection, Errno> {
-        let stream = UnixStream::connect(path).map_err(io_errno)?;
-        Connection::from_stream(stream, send_timeout)
+        let addr = UnixAddr::new(path)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A Unix stream connect that did not fail is complete; `from_stream` makes the
+        // socket blocking again.
+        Connection::from_stream(UnixStream::from(fd), send_timeout)
     }
 
     /// Wraps an already connected stream (a test backend's accepted socket, a socketpair).
@@ -157,31 +177,8 @@ impl Connection {
         let mut got = 0;
         while got < buf.len() {
             self.wait_readable(deadline)?;
-            let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
-            let mut iov = [IoSliceMut::new(&mut buf[got..])];
-            let (n, truncated) = match recvmsg::<()>(
-                self.stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(msg) => {
-                    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-                    if let Ok(cmsgs) = msg.cmsgs() {
-                        for c in cmsgs {
-                            if let ControlMessageOwned::ScmRights(raw) = c {
-                                // SAFETY: SCM_RIGHTS descriptors were just installed in this
-                                // process's table by the kernel for this recvmsg; nothing else
-                                // knows them, so adopting each one exactly once is sound.
-                                fds.extend(
-                                    raw.into_iter()
-                                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                                );
-                            }
-                        }
-                    }
-                    (msg.bytes, truncated)
-                }
+            let (n, truncated) = match self.recv_some(&mut buf[got..], fds) {
+                Ok(r) => r,
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 Err(Errno::ECONNRESET) => return Err(RecvError::Closed { got }),
                 Err(errno) => {
@@ -200,6 +197,67 @@ impl Connection {
             got += n;
         }
         Ok(())
+    }
+
+    /// One `recvmsg` into `buf`: the bytes read and whether the control data was cut short
+    /// (`MSG_CTRUNC`). Every descriptor the kernel installed is appended to `fds`, also when
+    /// it reports `MSG_CTRUNC` (it then installed only those that fit: past `RLIMIT_NOFILE`
+    /// the rest are dropped), which nix's `RecvMsg::cmsgs` refuses to walk, so that those
+    /// installed descriptors would leak.
+    fn recv_some(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<(usize, bool), Errno> {
+        // Room for SCM_MAX_FD descriptors, in u64 words so that the cmsghdrs the kernel
+        // writes there are aligned for reading.
+        // SAFETY: CMSG_SPACE only computes a length.
+        let space = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * std::mem::size_of::<RawFd>()) as u32) };
+        let mut cmsg = vec![0u64; (space as usize).div_ceil(8)];
+        let cmsg_bytes = cmsg.len() * 8;
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is a valid empty one (no name, no iov, no control).
+        let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        mhdr.msg_iov = &mut iov;
+        mhdr.msg_iovlen = 1;
+        mhdr.msg_control = cmsg.as_mut_ptr().cast();
+        mhdr.msg_controllen = cmsg_bytes as _;
+        // SAFETY: `iov` points to `buf.len()` writable bytes of `buf` and `msg_control` to
+        // `cmsg_bytes` writable, 8-aligned bytes of `cmsg`; both outlive the call, and the
+        // kernel writes no more than those lengths.
+        let r = unsafe {
+            libc::recvmsg(
+                self.stream.as_raw_fd(),
+                &mut mhdr,
+                libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+            )
+        };
+        let n = usize::try_from(Errno::result(r)?).unwrap_or(0);
+        let control = cmsg.as_ptr() as usize;
+        let control_end = control + (mhdr.msg_controllen as usize).min(cmsg_bytes);
+        // SAFETY: the kernel filled `msg_controllen` bytes of `cmsg` with whole cmsghdrs
+        // (put_cmsg and scm_detach_fds shorten `cmsg_len` to what fit); CMSG_FIRSTHDR and
+        // CMSG_NXTHDR stay within `msg_controllen`, and the descriptor count is further
+        // bounded by `control_end`, so every read is inside `cmsg`. The SCM_RIGHTS
+        // descriptors were just installed in this process's table for this call; nothing
+        // else knows them, so adopting each exactly once is sound.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&mhdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c);
+                    let end = (c as usize)
+                        .saturating_add((*c).cmsg_len as usize)
+                        .min(control_end);
+                    let count = end.saturating_sub(data as usize) / std::mem::size_of::<RawFd>();
+                    for i in 0..count {
+                        let fd = data.cast::<RawFd>().add(i).read_unaligned();
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&mhdr, c);
+            }
+        }
+        Ok((n, mhdr.msg_flags & libc::MSG_CTRUNC != 0))
     }
 
     /// Waits until the socket is readable (data or hang-up) or `deadline` passes.
@@ -309,6 +367,93 @@ mod tests {
         nix::unistd::write(&fds[0], &3u64.to_ne_bytes()).unwrap();
         use rdk_core::os::EventNotifier;
         assert_eq!(e1.ack().unwrap(), 3);
+    }
+
+    /// Past `RLIMIT_NOFILE` the kernel installs only the descriptors that fit and reports
+    /// `MSG_CTRUNC`: the ones it installed are adopted (and so closed), not leaked.
+    #[test]
+    fn descriptors_installed_before_a_truncation_are_not_leaked() {
+        let (a, b) = pair();
+        let e1 = EventFd::new().unwrap();
+        let e2 = EventFd::new().unwrap();
+        let h = Header {
+            request: 12,
+            flags: 1,
+            size: 0,
+        };
+        a.send(h, &[], &[e1.as_fd(), e2.as_fd()]).unwrap();
+        // The limit is per process: lower it in a child, which reports by exit code only.
+        // SAFETY: the child runs only this thread; it calls no locks that another thread of
+        // the parent may have held (glibc resets malloc's at fork) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: F_GETFD on any number only asks whether it is open.
+            let open = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+            let first = (0..).find(|&fd| !open(fd)).unwrap_or(0);
+            let second = (first + 1..).find(|&fd| !open(fd)).unwrap_or(0);
+            // SAFETY: plain rlimit calls on a local struct.
+            let code = unsafe {
+                let mut lim = std::mem::zeroed::<libc::rlimit>();
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                // Room for one new descriptor (at `first`), not two.
+                lim.rlim_cur = second as libc::rlim_t;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                let mut fds = Vec::new();
+                let r = b.recv_header(soon(), &mut fds);
+                let adopted = fds.len();
+                drop(fds);
+                if r != Err(RecvError::ControlTruncated) {
+                    2
+                } else if adopted == 1 && !open(first) {
+                    0
+                } else {
+                    1
+                }
+            };
+            // SAFETY: ends the child without running the parent's test harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: the descriptor installed before MSG_CTRUNC leaked; 2: no truncation seen"
+        );
+    }
+
+    /// A backend that stops accepting (its listen queue full) is an error at once, not a
+    /// connect that waits for it forever.
+    #[test]
+    fn a_backend_that_does_not_accept_cannot_hang_a_connect() {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sock");
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        // Backlog 0: one connection waits in the queue, the next finds it full.
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        let _queued = UnixStream::connect(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Connection::connect(&p, Duration::from_secs(1)).map(drop));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("connect still blocked after 3 s on a backend that does not accept");
+        assert_eq!(r, Err(Errno::EAGAIN));
     }
 
     #[test]

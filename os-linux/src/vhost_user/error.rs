@@ -169,6 +169,15 @@ pub enum VhostUserError {
         /// What broke it.
         cause: String,
     },
+    /// A virtio-user setting out of its range (nothing was sent).
+    Config {
+        /// The setting (its devarg key).
+        key: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it may be.
+        want: &'static str,
+    },
 }
 
 /// What is wrong with a memory table.
@@ -244,6 +253,7 @@ impl VhostUserError {
                 | VhostUserError::VringSize { .. }
                 | VhostUserError::MemTable { .. }
                 | VhostUserError::Connect { .. }
+                | VhostUserError::Config { .. }
         )
     }
 
@@ -270,6 +280,15 @@ fn names(set: FeatureSet, bits: u64) -> FeatureNames {
 impl fmt::Display for VhostUserError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            VhostUserError::Connect {
+                path,
+                errno: Errno::EAGAIN,
+            } => write!(
+                f,
+                "cannot connect to the vhost-user socket {}: the backend is not accepting \
+                 connections (its listen queue is full); it may be hung: restart it",
+                path.display()
+            ),
             VhostUserError::Connect { path, errno } => write!(
                 f,
                 "cannot connect to the vhost-user socket {}: {errno}; start the backend in \
@@ -380,6 +399,10 @@ impl fmt::Display for VhostUserError {
             VhostUserError::Disconnected { cause } => write!(
                 f,
                 "the vhost-user connection is unusable ({cause}); call reconnect()"
+            ),
+            VhostUserError::Config { key, value, want } => write!(
+                f,
+                "virtio-user setting {key}={value} is out of range; use {want}"
             ),
         }
     }

@@ -66,7 +66,7 @@ impl VhostUserFrontend {
     /// [`connect`](Self::connect), retrying every 20 ms for up to `wait` while the socket is
     /// missing or refuses (a backend still starting: DPDK binds the path before it listens).
     pub fn connect_within(path: impl AsRef<Path>, wait: Duration) -> Result<Self, VhostUserError> {
-        let end = Instant::now() + wait;
+        let end = deadline_after(wait);
         loop {
             match Self::connect(path.as_ref()) {
                 Err(e) if retryable(&e) && Instant::now() < end => {
@@ -461,7 +461,7 @@ impl VhostUserFrontend {
     /// [`reconnect`](Self::reconnect), retrying the connection every 20 ms for up to `wait`
     /// while the socket is missing or refuses (a backend that is restarting).
     pub fn reconnect_within(&mut self, wait: Duration) -> Result<(), VhostUserError> {
-        let end = Instant::now() + wait;
+        let end = deadline_after(wait);
         loop {
             match self.reconnect() {
                 Err(e) if retryable(&e) && Instant::now() < end => {
@@ -671,7 +671,7 @@ impl VhostUserFrontend {
     /// Reads and checks the reply to `request`.
     fn recv_reply(&self, request: Request, kind: PayloadKind) -> Result<Payload, VhostUserError> {
         let conn = self.usable()?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         let mut fds = Vec::new();
         let recv_err = |e: RecvError, before: usize, want: usize| match e {
             RecvError::Closed { got: 0 } if before == 0 => VhostUserError::BackendClosed {
@@ -771,15 +771,25 @@ fn mismatched(request: Request, got: &Payload) -> VhostUserError {
     }
 }
 
-/// A connection refused or a socket not there yet: worth another try.
+/// A connection refused, a socket not there yet or a backend not accepting yet: worth
+/// another try.
 fn retryable(e: &VhostUserError) -> bool {
     matches!(
         e,
         VhostUserError::Connect {
-            errno: Errno::ENOENT | Errno::ECONNREFUSED,
+            errno: Errno::ENOENT | Errno::ECONNREFUSED | Errno::EAGAIN,
             ..
         }
     )
+}
+
+/// `now + d`, or a point as good as never for a duration past what an `Instant` holds
+/// (`Duration::MAX` as "wait forever": `Instant + Duration` panics on overflow).
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(now)
 }
 
 fn check_index(index: u32) -> Result<(), VhostUserError> {
@@ -871,6 +881,21 @@ mod tests {
         );
         assert!(e.is_fatal());
         assert_unusable(&mut fe);
+        fake.join();
+    }
+
+    /// "Wait forever" as a timeout is a long wait, not a panic in the deadline arithmetic.
+    #[test]
+    fn the_longest_timeout_is_not_a_panic() {
+        let mut fake = FakeBackend::new();
+        fake.serve(|p| {
+            p.features(V1);
+            p.expect_eof();
+        });
+        let mut fe = frontend(&fake);
+        fe.set_timeout(Duration::MAX);
+        assert_eq!(fe.get_features().unwrap(), V1);
+        drop(fe);
         fake.join();
     }
 

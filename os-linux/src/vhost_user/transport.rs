@@ -243,6 +243,23 @@ impl VhostUserTransport {
     /// memory to come from `mem` (give the driver a clone of [`memory`](Self::memory), and
     /// create the mbuf pools from it too).
     pub fn connect(cfg: VirtioUserConfig, mem: SharedMemory) -> Result<Self, VhostUserError> {
+        // The fields are public: check here what `from_devargs` checks, as the queue count
+        // bounds what the backend's GET_QUEUE_NUM is clamped to (and 2 * pairs must fit the
+        // 8-bit vring index of SET_VRING_KICK/CALL).
+        if !(1..=128).contains(&cfg.queues) {
+            return Err(VhostUserError::Config {
+                key: "queues",
+                value: cfg.queues.into(),
+                want: "1..=128 queue pairs",
+            });
+        }
+        if !cfg.queue_size.is_power_of_two() {
+            return Err(VhostUserError::Config {
+                key: "queue_size",
+                value: cfg.queue_size.into(),
+                want: "a power of two up to 32768",
+            });
+        }
         let fe = VhostUserFrontend::connect_within(&cfg.path, cfg.connect_wait)?;
         Ok(Self {
             fe,
@@ -760,6 +777,44 @@ mod tests {
         }
         let m = random_mac();
         assert_eq!(m.0[0] & 3, 2, "unicast, locally administered");
+    }
+
+    /// Settings out of range are a typed error at connect, not a panic (or a u16 overflow)
+    /// once the backend answers: `queues` bounds the backend's queue count.
+    #[test]
+    fn settings_out_of_range_are_refused_at_connect() {
+        use super::super::msg::Request;
+        let mut fake = FakeBackend::new();
+        // What a backend without protocol features says when the driver asks for features.
+        fake.serve(|p| {
+            p.features(1 << virtio::F_VERSION_1);
+            p.expect(Request::SetOwner);
+        });
+        let mut cfg = VirtioUserConfig::new(fake.path());
+        cfg.queues = 0;
+        cfg.connect_wait = Duration::from_millis(100);
+        match VhostUserTransport::connect(cfg, SharedMemory::new()) {
+            Err(e) => {
+                assert!(
+                    matches!(e, VhostUserError::Config { key: "queues", .. }),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("queues=0"), "{e}");
+            }
+            Ok(mut t) => {
+                let r = t.device_features();
+                panic!("queues=0 accepted: {r:?}");
+            }
+        }
+        let mut cfg = VirtioUserConfig::new(fake.path());
+        cfg.queue_size = 100;
+        assert!(matches!(
+            VhostUserTransport::connect(cfg, SharedMemory::new()),
+            Err(VhostUserError::Config {
+                key: "queue_size",
+                ..
+            })
+        ));
     }
 
     /// Buffers the backend could not reach are refused, saying what to do; those in the
