@@ -1177,3 +1177,79 @@ fn null_ports_forward_into_each_other_like_testpmd_io() {
     drop((a, b));
     all_home(&os, pool);
 }
+
+/// `net_ring` whose first start fails (as a TAP's does when its interface cannot be brought
+/// up), for what a failed start leaves behind.
+struct FirstStartFails(RingDriver, bool);
+
+impl Driver for FirstStartFails {
+    type Rx = rdk_pmd_ring::RingRx;
+    type Tx = rdk_pmd_ring::RingTx;
+    fn info(&self) -> DevInfo {
+        self.0.info()
+    }
+    fn configure(&mut self, c: &PortConfig) -> Result<(), EthError> {
+        self.0.configure(c)
+    }
+    fn rx_queue_setup(
+        &mut self,
+        q: u16,
+        n: u16,
+        pool: &PktMbufPool,
+        c: &RxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Rx, EthError> {
+        self.0.rx_queue_setup(q, n, pool, c, counters)
+    }
+    fn tx_queue_setup(
+        &mut self,
+        q: u16,
+        n: u16,
+        c: &TxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Tx, EthError> {
+        self.0.tx_queue_setup(q, n, c, counters)
+    }
+    fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        if !self.1 {
+            self.1 = true;
+            return Err(EthError::NotSupported { op: "start" });
+        }
+        self.0.start(rx, tx)
+    }
+    fn stop(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        self.0.stop(rx, tx)
+    }
+    fn link(&self) -> LinkStatus {
+        self.0.link()
+    }
+    fn mac_addr(&self) -> MacAddr {
+        self.0.mac_addr()
+    }
+}
+
+#[test]
+fn a_queue_set_up_again_after_a_failed_start_is_the_one_that_runs() {
+    let os = MockOs::new();
+    let pool = pool(&os, 64);
+    let d = FirstStartFails(RingDriver::loopback("fs", 1, 15).unwrap(), false);
+    let mut p = Port::new(0, d);
+    set_up(&mut p, &pool, 1, 1);
+    assert!(p.start().is_err());
+    assert_eq!(p.state(), PortState::Configured);
+    // Setting the queues up again (say, with another pool) replaces the earlier ones: their
+    // ring ends are free again.
+    p.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+        .expect("rx queue set up again after a failed start");
+    p.tx_queue_setup(0, 256, &TxQueueConfig::default())
+        .expect("tx queue set up again after a failed start");
+    p.start().unwrap();
+    let q = p.queues().unwrap();
+    let mut burst: [Option<Mbuf>; 4] = Default::default();
+    assert!(pool.alloc_bulk(&mut burst));
+    assert_eq!(q.tx[0].tx_burst(&mut burst), 4);
+    assert_eq!(q.rx[0].rx_burst(&mut burst), 4);
+    drop(burst);
+    drop(p);
+    all_home(&os, pool);
+}

@@ -728,3 +728,150 @@ fn rx_checksum_offloads_report_what_the_frames_hold() {
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size(), "every mbuf back");
 }
+
+/// An MTU changed on a started port reaches its queues, as DPDK's tap reads the port's MTU at
+/// every burst: raised, frames up to the new MTU go out and come in (as chains); lowered,
+/// longer frames are refused and counted.
+#[test]
+fn set_mtu_on_a_started_port_reaches_its_queues() {
+    if !need_netns("set_mtu_on_a_started_port_reaches_its_queues") {
+        return;
+    }
+    let ns = Netns::new("tapm").unwrap();
+    let pool = pool(2048);
+    let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
+    port.set_mtu(9000).unwrap();
+    let too_big = |p: &Port<TapDriver>| {
+        p.xstats()
+            .iter()
+            .find(|s| s.name == "tx_frames_too_big")
+            .map(|s| s.value)
+    };
+    // rdk → kernel: 5000 bytes, past the old MTU, within the new one.
+    let big: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let udp = Peer::start({
+        let mut c = ns.command("python3");
+        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"]);
+        c
+    });
+    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
+    let mut burst = [Some(chain_of(&pool, &f, 2000))];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    assert_eq!(too_big(&port), Some(0), "within the new MTU: sent");
+    assert_eq!(udp.finish(), vec![hex(&big)]);
+    // kernel → rdk: the same size arrives, as a chain.
+    kernel_sends(&ns, &big, None);
+    let frames = receive_udp(&mut port, 9999, 1);
+    assert!(
+        frames
+            .iter()
+            .any(|m| udp_payload(&flatten(m), 9999).as_deref() == Some(&big[..])),
+        "a 5000-byte datagram received after the MTU went to 9000"
+    );
+    drop(frames);
+    // Lowered: a frame longer than the new MTU is refused and counted.
+    port.set_mtu(1000).unwrap();
+    let f = ipv4_udp_frame(
+        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1400],
+    );
+    let mut burst = [Some(chain_of(&pool, &f, 2000))];
+    assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    assert_eq!(too_big(&port), Some(1), "past the new MTU: refused");
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A configure starts the port's counters afresh: the drop reasons that break `oerrors`
+/// down do too, including those of queues the new configuration no longer has.
+#[test]
+fn reconfigure_starts_the_drop_reasons_afresh() {
+    if !need_netns("reconfigure_starts_the_drop_reasons_afresh") {
+        return;
+    }
+    let ns = Netns::new("tapr").unwrap();
+    let pool = pool(512);
+    let (mut port, _iface) = tap_port(&ns, &pool, 2, None);
+    let f = ipv4_udp_frame(
+        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1600],
+    );
+    let mut burst = [Some(chain_of(&pool, &f, 2000))];
+    assert_eq!(port.queues().unwrap().tx[1].tx_burst(&mut burst), 1);
+    let xstat = |p: &Port<TapDriver>, name: &str| {
+        p.xstats().iter().find(|s| s.name == name).map(|s| s.value)
+    };
+    assert_eq!(xstat(&port, "tx_errors"), Some(1));
+    assert_eq!(xstat(&port, "tx_frames_too_big"), Some(1));
+    port.stop().unwrap();
+    {
+        let _inside = ns.enter().unwrap();
+        port.configure(&PortConfig::queues(1, 1)).unwrap();
+        port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+            .unwrap();
+        port.tx_queue_setup(0, 512, &TxQueueConfig::default())
+            .unwrap();
+    }
+    assert_eq!(xstat(&port, "tx_errors"), Some(0));
+    assert_eq!(
+        xstat(&port, "tx_frames_too_big"),
+        Some(0),
+        "the breakdown of tx_errors follows it"
+    );
+    // Buffers of 128 bytes behind a 128-byte headroom take a 1518-byte frame as a chain of
+    // 12: a usable pool (the data room does not include the headroom).
+    let mut cfg = PktMbufPoolConfig::new("small", 256);
+    cfg.data_room = 128;
+    let small = PktMbufPool::create(&LinuxOs::plain(), &cfg).unwrap();
+    port.rx_queue_setup(0, 512, &small, &RxQueueConfig::default())
+        .expect("a pool whose data room equals its headroom");
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+    assert_eq!(small.available(), small.size());
+}
+
+/// Polling a port whose interface was deleted under it receives nothing and loses nothing:
+/// no frame is counted as a receive error.
+#[test]
+fn polling_a_deleted_interface_counts_no_receive_errors() {
+    if !need_netns("polling_a_deleted_interface_counts_no_receive_errors") {
+        return;
+    }
+    let ns = Netns::new("tapd").unwrap();
+    let pool = pool(512);
+    let (mut port, iface) = tap_port(&ns, &pool, 1, None);
+    ns.exec(&["ip", "link", "del", &iface]).unwrap();
+    let mut burst: [Option<Mbuf>; 8] = Default::default();
+    for _ in 0..3 {
+        assert_eq!(port.queues().unwrap().rx[0].rx_burst(&mut burst), 0);
+    }
+    assert!(port.driver().is_gone());
+    assert_eq!(port.stats().ierrors, 0, "three empty polls, no frame lost");
+    port.stop().unwrap();
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A multi-queue TAP keeps the net-header mode of its first queue for every queue attached
+/// later: a second port asking for the other mode is refused, not handed queues whose frames
+/// carry (or lack) a header it does not expect.
+#[test]
+fn a_second_port_on_an_interface_must_use_its_header_mode() {
+    if !need_netns("a_second_port_on_an_interface_must_use_its_header_mode") {
+        return;
+    }
+    let ns = Netns::new("tapv").unwrap();
+    let iface = unique_name("tap");
+    let _inside = ns.enter().unwrap();
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.tx_offloads = rdk_core::ethdev::TxOffload::TCP_CKSUM;
+    let mut a = Port::new(0, TapDriver::new(&iface));
+    a.configure(&cfg).unwrap();
+    let mut b = Port::new(1, TapDriver::new(&iface));
+    let e = b
+        .configure(&PortConfig::queues(1, 1))
+        .expect_err("a queue without the header on an interface whose queues have it");
+    assert!(e.to_string().contains("net-header mode"), "{e}");
+    let mut c = Port::new(2, TapDriver::new(&iface));
+    c.configure(&cfg).expect("the same mode attaches");
+    drop((b, c));
+    a.close().unwrap();
+}

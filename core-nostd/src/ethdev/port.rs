@@ -396,7 +396,12 @@ impl<D: Driver> Port<D> {
         }
         self.rx = self.rx_setup.iter_mut().filter_map(Option::take).collect();
         self.tx = self.tx_setup.iter_mut().filter_map(Option::take).collect();
-        self.drv.start(&mut self.rx, &mut self.tx)?;
+        if let Err(e) = self.drv.start(&mut self.rx, &mut self.tx) {
+            // Back to the set-up slots: a queue set up again before the next start must
+            // replace these, not be replaced by them.
+            self.park_queues();
+            return Err(e);
+        }
         self.state = PortState::Started;
         self.link_update();
         Ok(())

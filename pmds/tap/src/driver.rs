@@ -10,7 +10,7 @@ use rdk_core::ethdev::{
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{flags, NetIf, NetIfError};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Most queue pairs (DPDK's `RTE_PMD_TAP_MAX_QUEUES`).
@@ -46,6 +46,9 @@ pub struct TapDriver {
     created: bool,
     gone: Arc<AtomicBool>,
     mtu: u16,
+    /// The longest frame the MTU allows, shared with the queues so that a later `set_mtu`
+    /// reaches them.
+    max_frame: Arc<AtomicU32>,
     port_id: u16,
     rx_drops: PerQueue<Drops>,
     tx_drops: PerQueue<Drops>,
@@ -87,6 +90,10 @@ fn tun_error(op: &'static str, e: TunError) -> EthError {
             "the interface exists but is not a multi-queue TAP; pick another name"
         }
         TunError::Name(_) => "bad interface name: 1 to 15 bytes",
+        TunError::HeaderModeDiffers { .. } => {
+            "the interface's other queues are open in the other net-header mode: give this \
+             port the same TCP/UDP checksum and segmentation offloads, or use another interface"
+        }
         TunError::Os { .. } => "opening the TAP queue failed",
     };
     let code = match e {
@@ -111,6 +118,7 @@ impl TapDriver {
             created: false,
             gone: Arc::new(AtomicBool::new(false)),
             mtu: 1500,
+            max_frame: Arc::new(AtomicU32::new(1500 + L2_OVERHEAD)),
             port_id: PORT_INVALID,
             rx_drops: PerQueue::default(),
             tx_drops: PerQueue::default(),
@@ -244,8 +252,12 @@ impl Driver for TapDriver {
                 .map_err(|e| e.to_eth("configure (set MAC)"))?;
         }
         self.mtu = rdk_os_linux::netif::ethdev::configure_mtu(&netif, config.mtu)?;
+        self.max_frame.store(self.max_frame(), Ordering::Relaxed);
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
+        // The port's counters start afresh with a configure; so do the drop reasons.
+        self.rx_drops = PerQueue::default();
+        self.tx_drops = PerQueue::default();
         Ok(())
     }
 
@@ -269,14 +281,14 @@ impl Driver for TapDriver {
                     code: 0,
                 },
             })?;
-        let room = pool.data_room().saturating_sub(pool.headroom()) as u32;
+        // A fresh mbuf's tailroom: the data room (which excludes the headroom).
+        let room = pool.data_room() as u32;
         if room == 0 {
             return Err(EthError::BuffersTooSmall {
                 data_room: pool.data_room(),
                 needed: self.max_frame(),
             });
         }
-        let segs = self.max_frame().div_ceil(room) as usize;
         let cache = pool
             .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
             .or_else(|_| pool.cache(0))
@@ -293,7 +305,8 @@ impl Driver for TapDriver {
                 fd,
                 counters,
                 drops,
-                segs,
+                room,
+                max_frame: self.max_frame.clone(),
                 port_id: self.port_id,
                 gone: self.gone.clone(),
                 vnet: self.vnet,
@@ -331,7 +344,7 @@ impl Driver for TapDriver {
             fd,
             counters,
             drops,
-            self.max_frame(),
+            self.max_frame.clone(),
             self.gone.clone(),
             self.vnet,
             offloads & (KERNEL_TX_OFFLOADS | TxOffload::IPV4_CKSUM),
@@ -395,6 +408,7 @@ impl Driver for TapDriver {
             .set_mtu(mtu)
             .map_err(|e| e.to_eth("set_mtu"))?;
         self.mtu = mtu;
+        self.max_frame.store(self.max_frame(), Ordering::Relaxed);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use rdk_core::net::offload::{TxRequest, MAX_REWRITE};
 use rdk_core::os::WaitHandle;
 use rdk_core::virtio::format::net_hdr_flags;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Per-queue drop reasons beyond the generic counters (reported as xstats).
@@ -49,8 +49,10 @@ pub(crate) struct RxCore {
     pub fd: Arc<OwnedFd>,
     pub counters: Arc<QueueCounters>,
     pub drops: Arc<Drops>,
-    /// Segments one frame may need: 1 unless the MTU exceeds one buffer.
-    pub segs: usize,
+    /// Bytes of data one mbuf of the pool takes.
+    pub room: u32,
+    /// The longest frame the port's MTU allows now (the driver updates it on `set_mtu`).
+    pub max_frame: Arc<AtomicU32>,
     pub port_id: u16,
     pub gone: Arc<AtomicBool>,
     /// Frames arrive behind a net header (the queues were opened with `IFF_VNET_HDR`).
@@ -60,8 +62,7 @@ pub(crate) struct RxCore {
 }
 
 impl TapRx {
-    pub(crate) fn new(mut core: RxCore, pool: PktMbufPool, cache: MbufCache) -> Self {
-        core.segs = core.segs.clamp(1, MAX_SEGS);
+    pub(crate) fn new(core: RxCore, pool: PktMbufPool, cache: MbufCache) -> Self {
         Self { core, pool, cache }
     }
 
@@ -76,10 +77,18 @@ impl TapRx {
 }
 
 impl RxCore {
-    /// Receives one frame into mbufs from `cache`. `Ok(None)`: nothing waiting.
+    /// Segments one frame may need at the MTU now: 1 unless it exceeds one buffer.
+    #[inline(always)]
+    fn segs(&self) -> usize {
+        let max = self.max_frame.load(Ordering::Relaxed);
+        (max.div_ceil(self.room.max(1)) as usize).clamp(1, MAX_SEGS)
+    }
+
+    /// Receives one frame into at most `segs` mbufs from `cache`. `Ok(None)`: nothing
+    /// waiting.
     #[inline]
-    fn recv_one(&self, cache: &mut MbufCache) -> Result<Option<Mbuf>, RxStop> {
-        if self.segs == 1 {
+    fn recv_one(&self, cache: &mut MbufCache, segs: usize) -> Result<Option<Mbuf>, RxStop> {
+        if segs == 1 {
             let mut m = cache.alloc().ok_or(RxStop::NoMbuf)?;
             let room = m.tailroom();
             let mut hdr = [0u8; VNET_HDR];
@@ -115,7 +124,7 @@ impl RxCore {
                 }
             };
         }
-        self.recv_chain(cache)
+        self.recv_chain(cache, segs)
     }
 
     /// Frame bytes of a read of `n`: all of it, or what follows the net header (`None`: a
@@ -165,9 +174,9 @@ impl RxCore {
 
     /// The scatter path: a frame spread over up to `segs` mbufs, chained.
     #[cold]
-    fn recv_chain(&self, cache: &mut MbufCache) -> Result<Option<Mbuf>, RxStop> {
+    fn recv_chain(&self, cache: &mut MbufCache, segs: usize) -> Result<Option<Mbuf>, RxStop> {
         let mut ms: [Option<Mbuf>; MAX_SEGS] = std::array::from_fn(|_| None);
-        let ms = &mut ms[..self.segs];
+        let ms = &mut ms[..segs.min(MAX_SEGS)];
         for slot in ms.iter_mut() {
             match cache.alloc() {
                 Some(m) => *slot = Some(m),
@@ -248,8 +257,9 @@ impl RxCore {
     fn burst(&self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
         let mut n = 0;
         let mut bytes = 0u64;
+        let segs = self.segs();
         while n < out.len() {
-            match self.recv_one(cache) {
+            match self.recv_one(cache, segs) {
                 Ok(Some(m)) => {
                     bytes += m.pkt_len() as u64;
                     out[n] = Some(m);
@@ -262,9 +272,11 @@ impl RxCore {
                     break;
                 }
                 Err(RxStop::Error(e)) => {
-                    self.counters.add_errors(1);
                     if is_gone(e) {
+                        // No frame was taken: the queue is detached, every poll says so.
                         self.gone.store(true, Ordering::Relaxed);
+                    } else {
+                        self.counters.add_errors(1);
                     }
                     break;
                 }
@@ -313,7 +325,8 @@ pub struct TapTx {
     fd: Arc<OwnedFd>,
     counters: Arc<QueueCounters>,
     drops: Arc<Drops>,
-    max_frame: u32,
+    /// The longest frame the port's MTU allows now (the driver updates it on `set_mtu`).
+    max_frame: Arc<AtomicU32>,
     gone: Arc<AtomicBool>,
     /// The queues were opened with `IFF_VNET_HDR`: every frame goes behind a net header.
     vnet: bool,
@@ -341,7 +354,7 @@ impl TapTx {
         fd: Arc<OwnedFd>,
         counters: Arc<QueueCounters>,
         drops: Arc<Drops>,
-        max_frame: u32,
+        max_frame: Arc<AtomicU32>,
         gone: Arc<AtomicBool>,
         vnet: bool,
         offloads: TxOffload,
@@ -361,8 +374,8 @@ impl TapTx {
     /// What goes in front of `m` for the offloads its `ol_flags` ask for (the rewritten
     /// headers into `self.heads`); `None` if the request does not fit the frame
     /// ([`TxRequest::check`]).
-    fn front(&mut self, m: &Mbuf) -> Option<Front> {
-        let mtu = self.max_frame.saturating_sub(crate::driver::L2_OVERHEAD);
+    fn front(&mut self, m: &Mbuf, max_frame: u32) -> Option<Front> {
+        let mtu = max_frame.saturating_sub(crate::driver::L2_OVERHEAD);
         let r = TxRequest::check(m, self.offloads, mtu).ok()?;
         let heads_len = r.rewrite_len();
         if heads_len > 0 {
@@ -408,6 +421,7 @@ impl TapTx {
             None => drop(m),
         };
         let offload = self.vnet || !self.offloads.is_empty();
+        let max_frame = self.max_frame.load(Ordering::Relaxed);
         // A frame that cannot go: counted under `$why` and as an error, freed, taken.
         macro_rules! refuse {
             ($why:ident, $m:expr) => {{
@@ -421,7 +435,7 @@ impl TapTx {
         for slot in pkts.iter_mut() {
             let Some(m) = slot.take() else { break };
             let front = if offload {
-                match self.front(&m) {
+                match self.front(&m, max_frame) {
                     Some(f) => Some(f),
                     None => refuse!(bad_offload, m),
                 }
@@ -435,7 +449,7 @@ impl TapTx {
                     ..
                 })
             );
-            if m.pkt_len() > self.max_frame && !segmented {
+            if m.pkt_len() > max_frame && !segmented {
                 refuse!(tx_too_big, m);
             }
             if m.nb_segs() as usize > TX_MAX_SEGS {

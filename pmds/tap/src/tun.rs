@@ -21,6 +21,15 @@ pub enum TunError {
         /// The interface.
         name: String,
     },
+    /// The interface's other queues are open in the other net-header mode (`IFF_VNET_HDR`
+    /// on or off): a multi-queue TAP keeps the mode of its first queue for every queue
+    /// attached later, whatever that queue asked for.
+    HeaderModeDiffers {
+        /// The interface.
+        name: String,
+        /// Whether the interface's queues carry the header.
+        vnet: bool,
+    },
     /// Another errno.
     Os {
         /// What failed.
@@ -47,6 +56,13 @@ impl std::fmt::Display for TunError {
                 f,
                 "{name} exists but is not a multi-queue TAP interface; pick another name or \
                  recreate it with `ip tuntap add {name} mode tap multi_queue`"
+            ),
+            TunError::HeaderModeDiffers { name, vnet } => write!(
+                f,
+                "{name}'s other queues are open {} a virtio-net header (IFF_VNET_HDR); open \
+                 this port with the same TCP/UDP checksum and segmentation offloads, or use \
+                 another interface",
+                if *vnet { "with" } else { "without" }
             ),
             TunError::Os { op, errno } => write!(f, "{op} failed: {errno}"),
         }
@@ -109,6 +125,32 @@ pub(crate) fn open_queue(name: &str, vnet: bool) -> Result<OwnedFd, TunError> {
                 op: "ioctl(TUNSETIFF)",
                 errno,
             },
+        });
+    }
+    // Attached to an interface whose other queues are open, the queue gets their flags, not
+    // the ones asked for: read back the header mode it really has.
+    // SAFETY: ifreq is plain data; all-zero is valid.
+    let mut got: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes one `struct ifreq`.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETIFF as _,
+            &mut got as *mut libc::ifreq,
+        )
+    };
+    if rc < 0 {
+        return Err(TunError::Os {
+            op: "ioctl(TUNGETIFF)",
+            errno: Errno::last(),
+        });
+    }
+    // SAFETY: TUNGETIFF filled in the flags member of the union.
+    let has_vnet = unsafe { got.ifr_ifru.ifru_flags } as libc::c_int & libc::IFF_VNET_HDR != 0;
+    if has_vnet != vnet {
+        return Err(TunError::HeaderModeDiffers {
+            name: name.to_string(),
+            vnet: has_vnet,
         });
     }
     if vnet {
