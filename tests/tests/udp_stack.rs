@@ -395,7 +395,184 @@ fn port_info_is_what_the_stack_needs() {
     let mut c = cfg(MAC_A, IP_A);
     c.mtu = 9000;
     let s = Stack::new(c, StackLimits::default(), pool.clone(), MockClock::new());
-    assert!(s.config().mtu as usize + 14 <= (pool.data_room() - pool.headroom()) as usize);
+    // The data room excludes the headroom: a frame of the MTU fills it exactly.
+    assert_eq!(s.config().mtu as usize + 14, pool.data_room() as usize);
     let (d, _) = RingDriver::pair();
     assert_eq!(d.info().driver_name, "net_ring");
+}
+
+/// An Ethernet + IPv4 (`opts` as IP options, a multiple of 4 bytes) + ICMP echo request
+/// frame with correct checksums.
+fn echo_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    opts: &[u8],
+) -> Vec<u8> {
+    assert_eq!(opts.len() % 4, 0);
+    let mut icmp = vec![8u8, 0, 0, 0, 0x42, 0x42, 0, 1];
+    icmp.extend((0..56u8).map(|i| i ^ 0x5a));
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let hl = 20 + opts.len();
+    let mut ip = vec![0x40 | (hl / 4) as u8, 0, 0, 0, 0, 7, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&((hl + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(opts);
+    let c = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+/// An Ethernet + ARP request (`sha`/`spa` asking for `tpa`), broadcast from a unicast MAC
+/// (so that a bad `sha` is the ARP layer's to catch).
+fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0x44]);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+/// RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, unspecified (to other than the
+/// limited broadcast), loopback or our own address is discarded: no echo reply goes to it and
+/// no socket gets it (an echo server would answer it, a broadcast one to every host).
+#[test]
+fn martian_sources_are_dropped_and_never_answered() {
+    let mut n = Net::new(StackLimits::default());
+    let sb = sock(&mut n.b, 7777);
+    n.settle();
+    let _ = n.take_from_b();
+    let martians = [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(10, 9, 0, 255),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::LOCALHOST,
+        IP_B,
+    ];
+    for src in martians {
+        let before = n.b.stats().total();
+        n.inject_to_b(&[echo_frame(MAC_A, MAC_B, src, IP_B, &[])]);
+        let udp = ipv4_udp_frame(MAC_A, MAC_B, src.octets(), IP_B.octets(), 5, 7777, b"x");
+        n.inject_to_b(&[udp]);
+        assert!(n.take_from_b().is_empty(), "no echo reply to {src}");
+        assert_eq!(n.b.pending(sb).unwrap(), 0, "nothing from {src} delivered");
+        assert_eq!(n.b.stats().total(), before + 2, "both from {src} counted");
+    }
+    assert_eq!(n.b.stats().ipv4_bad_src, 2 * martians.len() as u64);
+    assert_eq!(n.b.counters().echo_replies, 0);
+    // DHCP's case: from 0.0.0.0 to the limited broadcast is a datagram like any other.
+    let dhcp = ipv4_udp_frame(MAC_A, MAC_B, [0; 4], [255; 4], 68, 7777, b"d");
+    n.inject_to_b(&[dhcp]);
+    assert_eq!(n.b.pending(sb).unwrap(), 1);
+    n.finish();
+}
+
+/// ARP from a sender that is not a unicast neighbour on our subnet (off-link, a broadcast or
+/// multicast address, our own address, a group MAC) is neither learnt nor answered, and a
+/// flood of spoofed senders cannot grow the cache without bound.
+#[test]
+fn arp_from_bad_senders_is_not_learnt_and_the_cache_is_bounded() {
+    let mut n = Net::new(StackLimits {
+        arp_entries: 8,
+        ..StackLimits::default()
+    });
+    n.settle();
+    let _ = n.take_from_b();
+    let entries = n.b.arp_entries();
+    let other = [2, 0, 0, 0, 0, 0x33];
+    let bad = [
+        (other, Ipv4Addr::new(8, 8, 8, 8)),
+        (other, Ipv4Addr::new(10, 9, 0, 255)),
+        (other, Ipv4Addr::new(224, 0, 0, 251)),
+        (other, Ipv4Addr::BROADCAST),
+        (other, IP_B),
+        ([0x01, 0, 0x5e, 0, 0, 1], Ipv4Addr::new(10, 9, 0, 33)),
+        ([0; 6], Ipv4Addr::new(10, 9, 0, 34)),
+    ];
+    for (sha, spa) in bad {
+        n.inject_to_b(&[arp_request(sha, spa, IP_B)]);
+        assert!(n.take_from_b().is_empty(), "no reply to {sha:x?} {spa}");
+    }
+    assert_eq!(n.b.arp_entries(), entries, "nothing learnt");
+    assert_eq!(n.b.stats().arp_bad_sender, bad.len() as u64);
+    // Spoofed off-link senders, a few thousand: none learnt.
+    for chunk in 0..64u32 {
+        let burst: Vec<Vec<u8>> = (0..32u32)
+            .map(|i| {
+                let spa = Ipv4Addr::from(0x0b00_0000 + chunk * 32 + i);
+                arp_request(other, spa, IP_B)
+            })
+            .collect();
+        n.inject_to_b(&burst);
+        let _ = n.take_from_b();
+    }
+    assert_eq!(n.b.arp_entries(), entries, "no off-link sender learnt");
+    // On-link senders past the limit: answered, the cache stays within it.
+    for i in 100..140u8 {
+        let sha = [2, 0, 0, 0, 1, i];
+        n.inject_to_b(&[arp_request(sha, Ipv4Addr::new(10, 9, 0, i), IP_B)]);
+        assert_eq!(n.take_from_b().len(), 1, "request from 10.9.0.{i} answered");
+    }
+    assert!(n.b.arp_entries() <= 8, "{} entries", n.b.arp_entries());
+    // What the stack itself resolves still gets learnt with the cache full.
+    let sa = sock(&mut n.a, 1);
+    let sb = sock(&mut n.b, 2);
+    n.b.send_to(sb, b"hello", SocketAddrV4::new(IP_A, 1))
+        .unwrap();
+    n.settle();
+    let mut buf = [0u8; 8];
+    assert_eq!(n.a.recv_from(sa, &mut buf).unwrap().0, 5);
+    n.finish();
+}
+
+/// An echo request's IP options are not echoed back (a source route would have to be
+/// reversed, RFC 1122 3.2.2.6: the reply goes without options, as smoltcp sends it), and a
+/// request from a group MAC address (never a valid source) is not answered to that group.
+#[test]
+fn echo_replies_carry_no_options_and_go_to_no_group_address() {
+    let mut n = Net::new(StackLimits::default());
+    n.settle();
+    let _ = n.take_from_b();
+    // Loose source route through 10.9.0.77, then end of options.
+    let lsrr = [0x83, 7, 4, 10, 9, 0, 77, 0];
+    let f = echo_frame(MAC_A, MAC_B, IP_A, IP_B, &lsrr);
+    n.inject_to_b(std::slice::from_ref(&f));
+    let out = n.take_from_b();
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(r[14], 0x45, "no options in the reply");
+    assert_eq!(u16::from_be_bytes([r[16], r[17]]) as usize, r.len() - 14);
+    assert_eq!((&r[0..6], &r[6..12]), (&MAC_A[..], &MAC_B[..]));
+    assert_eq!(
+        (&r[26..30], &r[30..34]),
+        (&IP_B.octets()[..], &IP_A.octets()[..])
+    );
+    assert_eq!(checksum::checksum(&r[14..34]), 0, "IP checksum");
+    assert_eq!((r[34], checksum::checksum(&r[34..])), (0, 0));
+    assert_eq!(
+        &r[38..],
+        &f[38 + lsrr.len()..],
+        "identifier, sequence, data"
+    );
+    for src_mac in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1]] {
+        let before = n.b.stats().total();
+        n.inject_to_b(&[echo_frame(src_mac, MAC_B, IP_A, IP_B, &[])]);
+        assert!(n.take_from_b().is_empty(), "no reply to {src_mac:x?}");
+        assert_eq!(n.b.stats().total(), before + 1);
+    }
+    assert_eq!(n.b.stats().eth_bad_src, 2);
+    n.finish();
 }

@@ -192,8 +192,10 @@ impl Ipv4Repr {
     /// Writes a 20-byte header (identification `ident`, checksum filled) at the start of
     /// `buf`.
     pub fn emit(&self, buf: &mut [u8], ident: u16) -> Result<(), WireError> {
-        let total = MIN_HEADER_LEN + self.payload_len;
-        let total = u16::try_from(total).map_err(|_| WireError::BadLength)?;
+        let total = MIN_HEADER_LEN
+            .checked_add(self.payload_len)
+            .and_then(|t| u16::try_from(t).ok())
+            .ok_or(WireError::BadLength)?;
         let b = buf.get_mut(..MIN_HEADER_LEN).ok_or(WireError::Truncated)?;
         b[0] = 0x45;
         b[1] = 0;
@@ -270,6 +272,19 @@ mod tests {
         let p = Ipv4Packet::new_checked(&frag[..]).unwrap();
         assert!(p.is_fragment());
         assert_eq!(Ipv4Repr::parse(&p).unwrap_err(), WireError::Unsupported);
+    }
+
+    #[test]
+    fn emit_refuses_any_length_past_16_bits() {
+        let mut b = [0u8; 20];
+        for len in [65_516, usize::MAX - 19, usize::MAX] {
+            let r = Ipv4Repr {
+                payload_len: len,
+                ..repr()
+            };
+            assert_eq!(r.emit(&mut b, 0), Err(WireError::BadLength), "{len}");
+        }
+        assert_eq!(b, [0; 20], "nothing written");
     }
 
     #[test]

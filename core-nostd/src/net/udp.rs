@@ -126,7 +126,9 @@ impl UdpRepr {
         buf: &mut [u8],
         checksum: Option<(Ipv4Addr, Ipv4Addr)>,
     ) -> Result<(), WireError> {
-        let len = HEADER_LEN + self.payload_len;
+        let len = HEADER_LEN
+            .checked_add(self.payload_len)
+            .ok_or(WireError::BadLength)?;
         let len16 = u16::try_from(len).map_err(|_| WireError::BadLength)?;
         let b = buf.get_mut(..len).ok_or(WireError::Truncated)?;
         put16(b, 0, self.src_port);
@@ -182,6 +184,20 @@ mod tests {
             UdpPacket::new_checked(&small[..]).unwrap_err(),
             WireError::BadLength
         );
+    }
+
+    #[test]
+    fn emit_refuses_any_length_past_16_bits() {
+        let mut b = [0u8; 8];
+        for len in [65_528, usize::MAX - 7, usize::MAX] {
+            let r = UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+                payload_len: len,
+            };
+            assert_eq!(r.emit(&mut b, None), Err(WireError::BadLength), "{len}");
+        }
+        assert_eq!(b, [0; 8], "nothing written");
     }
 
     proptest! {

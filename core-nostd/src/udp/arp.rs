@@ -14,6 +14,10 @@ struct Pending {
     tries: u32,
 }
 
+/// Resolved neighbours an [`ArpCache`] holds at most unless told otherwise (Linux's
+/// `gc_thresh3`).
+pub const DEFAULT_MAX_ENTRIES: usize = 1024;
+
 /// What to do for a next hop after [`ArpCache::lookup_or_queue`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolution {
@@ -35,11 +39,13 @@ pub struct ArpCache {
     retry: Duration,
     max_tries: u32,
     max_pending: usize,
+    max_entries: usize,
 }
 
 impl ArpCache {
     /// A cache whose entries live `ttl`, retrying requests every `retry` up to `max_tries`
-    /// times, holding at most `max_pending` packets per unresolved hop.
+    /// times, holding at most `max_pending` packets per unresolved hop, and at most
+    /// [`DEFAULT_MAX_ENTRIES`] resolved neighbours (see [`set_max_entries`](Self::set_max_entries)).
     pub fn new(ttl: Duration, retry: Duration, max_tries: u32, max_pending: usize) -> Self {
         Self {
             entries: BTreeMap::new(),
@@ -48,7 +54,15 @@ impl ArpCache {
             retry,
             max_tries: max_tries.max(1),
             max_pending,
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
+    }
+
+    /// Holds at most `n` (at least 1) resolved neighbours: a new one past that evicts the
+    /// entry nearest its expiry, so senders on the wire cannot grow the cache (and the
+    /// per-poll expiry scan) without bound.
+    pub fn set_max_entries(&mut self, n: usize) {
+        self.max_entries = n.max(1);
     }
 
     /// The MAC of `ip` if known and not expired.
@@ -66,6 +80,12 @@ impl ArpCache {
 
     /// Records `ip` at `mac`; returns the packets that were waiting for it.
     pub fn insert(&mut self, ip: Ipv4Addr, mac: [u8; 6], now: Instant) -> VecDeque<Mbuf> {
+        if !self.entries.contains_key(&ip) && self.entries.len() >= self.max_entries {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, exp))| *exp);
+            if let Some(old) = oldest.map(|(k, _)| *k) {
+                self.entries.remove(&old);
+            }
+        }
         self.entries.insert(ip, (mac, now.saturating_add(self.ttl)));
         self.pending.remove(&ip).map(|p| p.pkts).unwrap_or_default()
     }

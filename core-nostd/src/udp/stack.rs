@@ -58,6 +58,17 @@ impl IfaceConfig {
             || (self.prefix_len < 31 && u32::from(ip) == u32::from(self.ip) | !self.mask())
     }
 
+    /// Whether `src` is a source no host sends from to `dst` (RFC 1122 3.2.1.3, Linux's
+    /// martian sources): a broadcast (limited or this subnet's), multicast or loopback
+    /// address, our own address, or 0.0.0.0 to other than the limited broadcast (DHCP).
+    pub fn is_bad_source(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        (src.is_unspecified() && !dst.is_broadcast())
+            || self.is_broadcast(src)
+            || src.is_multicast()
+            || src.is_loopback()
+            || src == self.ip
+    }
+
     /// The IPv4 address a packet to `dst` is handed to on the link.
     pub fn next_hop(&self, dst: Ipv4Addr) -> Result<Ipv4Addr, UdpError> {
         if self.on_link(dst) || self.is_broadcast(dst) {
@@ -87,6 +98,8 @@ pub struct StackLimits {
     pub arp_tries: u32,
     /// Packets waiting per unresolved neighbour.
     pub arp_pending: usize,
+    /// Resolved neighbours the ARP cache holds at most (the one nearest expiry makes room).
+    pub arp_entries: usize,
     /// Frames waiting for the transmit queue.
     pub tx_backlog: usize,
     /// The ephemeral port range.
@@ -102,6 +115,7 @@ impl Default for StackLimits {
             arp_retry: Duration::from_secs(1),
             arp_tries: 3,
             arp_pending: 16,
+            arp_entries: super::arp::DEFAULT_MAX_ENTRIES,
             tx_backlog: 1024,
             ephemeral: 49152..=65535,
         }
@@ -152,15 +166,18 @@ impl<C: Clock> Stack<C> {
     /// goes out with the first [`poll`](Self::poll). The MTU is capped to what one buffer of
     /// the pool holds.
     pub fn new(mut cfg: IfaceConfig, limits: StackLimits, pool: PktMbufPool, clock: C) -> Self {
-        let room = pool.data_room().saturating_sub(pool.headroom()) as usize;
+        // A frame must fit one mbuf's data room (which excludes the headroom).
+        let room = pool.data_room() as usize;
         cfg.mtu = cfg.mtu.min(room.saturating_sub(ETH_LEN) as u16);
+        let mut arp = ArpCache::new(
+            limits.arp_ttl,
+            limits.arp_retry,
+            limits.arp_tries,
+            limits.arp_pending,
+        );
+        arp.set_max_entries(limits.arp_entries);
         let mut s = Self {
-            arp: ArpCache::new(
-                limits.arp_ttl,
-                limits.arp_retry,
-                limits.arp_tries,
-                limits.arp_pending,
-            ),
+            arp,
             sockets: SocketTable::new(limits.max_sockets, limits.ephemeral.clone()),
             backlog: VecDeque::with_capacity(limits.tx_backlog),
             cfg,
@@ -266,8 +283,8 @@ impl<C: Clock> Stack<C> {
             self.stats.multi_segment += 1;
             return;
         }
-        let (dst, ethertype) = match EthernetFrame::new_checked(m.data()) {
-            Ok(f) => (f.dst(), f.ethertype()),
+        let (dst, src, ethertype) = match EthernetFrame::new_checked(m.data()) {
+            Ok(f) => (f.dst(), f.src(), f.ethertype()),
             Err(_) => {
                 self.stats.eth_truncated += 1;
                 return;
@@ -275,6 +292,11 @@ impl<C: Clock> Stack<C> {
         };
         if dst != self.cfg.mac && dst != BROADCAST_MAC {
             self.stats.eth_not_for_us += 1;
+            return;
+        }
+        // No station sends from a group or zero address; an echo reply would go to it.
+        if src[0] & 1 != 0 || src == [0; 6] {
+            self.stats.eth_bad_src += 1;
             return;
         }
         match ethertype {
@@ -294,13 +316,24 @@ impl<C: Clock> Stack<C> {
                 }
             };
         drop(m);
+        // Only a unicast neighbour on our subnet is learnt or answered (smoltcp's rule; Linux
+        // validates the sender as a source route): not an off-link, broadcast, multicast or
+        // own address, not a group or zero MAC. 0.0.0.0 is a probe (RFC 5227): answered.
+        let spa = repr.src_ip;
+        let mac_ok = repr.src_mac[0] & 1 == 0 && repr.src_mac != [0; 6];
+        let ip_ok = spa.is_unspecified()
+            || (self.cfg.on_link(spa) && !self.cfg.is_bad_source(spa, self.cfg.ip));
+        if !mac_ok || !ip_ok {
+            self.stats.arp_bad_sender += 1;
+            return;
+        }
         let for_us = repr.dst_ip == self.cfg.ip;
         if !for_us && !self.arp.knows(repr.src_ip) {
             self.stats.arp_ignored += 1;
             return;
         }
         self.counters.arp_handled += 1;
-        if !repr.src_ip.is_unspecified() && repr.src_mac != BROADCAST_MAC {
+        if !repr.src_ip.is_unspecified() {
             let waiting = self.arp.insert(repr.src_ip, repr.src_mac, self.clock.now());
             for mut p in waiting {
                 if let Ok(d) = p.data_mut() {
@@ -352,6 +385,10 @@ impl<C: Clock> Stack<C> {
         let (src, dst) = (ip.src(), ip.dst());
         if dst != self.cfg.ip && !self.cfg.is_broadcast(dst) {
             self.stats.ipv4_not_for_us += 1;
+            return;
+        }
+        if self.cfg.is_bad_source(src, dst) {
+            self.stats.ipv4_bad_src += 1;
             return;
         }
         if ip.is_fragment() {
@@ -434,7 +471,8 @@ impl<C: Clock> Stack<C> {
         self.counters.delivered += 1;
     }
 
-    /// Answers an echo request in place: the same mbuf goes back with the addresses swapped.
+    /// Answers an echo request in place: the same mbuf goes back with the addresses swapped,
+    /// without the request's IP options (a source route is not echoed unreversed).
     fn receive_icmp(&mut self, mut m: Mbuf, hl: usize, len: usize) {
         let ok = Icmpv4Packet::new_checked(&m.data()[ETH_LEN + hl..ETH_LEN + hl + len])
             .is_ok_and(|p| p.msg_type() == ECHO_REQUEST && p.code() == 0 && p.verify_checksum());
@@ -448,6 +486,18 @@ impl<C: Clock> Stack<C> {
             self.stats.icmp_dropped += 1;
             return;
         }
+        let opts = hl - IP_LEN;
+        if opts > 0 {
+            // Slide the Ethernet header and the fixed IP header over the options.
+            let moved = m
+                .data_mut()
+                .map(|d| d.copy_within(..ETH_LEN + IP_LEN, opts));
+            if moved.is_err() || m.adj(opts as u16).is_err() {
+                self.stats.icmp_dropped += 1;
+                return;
+            }
+        }
+        let hl = IP_LEN;
         let (me_mac, me_ip) = (self.cfg.mac, self.cfg.ip);
         let Ok(d) = m.data_mut() else {
             self.stats.icmp_dropped += 1;
@@ -460,6 +510,8 @@ impl<C: Clock> Stack<C> {
         let peer_ip: [u8; 4] = ipb[12..16].try_into().unwrap_or([0; 4]);
         ipb[16..20].copy_from_slice(&peer_ip);
         ipb[12..16].copy_from_slice(&me_ip.octets());
+        ipb[0] = 0x45;
+        ipb[2..4].copy_from_slice(&((IP_LEN + len) as u16).to_be_bytes());
         ipb[8] = 64;
         if let Ok(mut p) = Ipv4Packet::new_checked(&mut ipb[..]) {
             p.fill_checksum();

@@ -8,6 +8,9 @@ pub struct DropStats {
     pub eth_truncated: u64,
     /// Addressed to another MAC (neither ours nor broadcast).
     pub eth_not_for_us: u64,
+    /// From a group (multicast, broadcast) or all-zero MAC address, which no station sends
+    /// from: nothing is answered to it.
+    pub eth_bad_src: u64,
     /// An EtherType the stack does not handle (IPv6, VLAN, …).
     pub eth_unknown_type: u64,
     /// Frames of several segments (the stack parses one-segment frames).
@@ -16,6 +19,10 @@ pub struct DropStats {
     pub arp_malformed: u64,
     /// ARP packets neither for us nor updating an entry we hold.
     pub arp_ignored: u64,
+    /// ARP packets whose sender is no unicast neighbour on our subnet (off-link, a broadcast,
+    /// multicast or loopback address, our own address, a group or zero MAC): not learnt, not
+    /// answered.
+    pub arp_bad_sender: u64,
     /// IPv4 shorter than its header or total length.
     pub ipv4_truncated: u64,
     /// IPv4 version other than 4.
@@ -28,6 +35,9 @@ pub struct DropStats {
     pub ipv4_bad_checksum: u64,
     /// IPv4 to another address.
     pub ipv4_not_for_us: u64,
+    /// IPv4 from a source no host sends from (RFC 1122 3.2.1.3): a broadcast, multicast or
+    /// loopback address, our own, or 0.0.0.0 to other than the limited broadcast.
+    pub ipv4_bad_src: u64,
     /// IPv4 fragments (not reassembled).
     pub ipv4_fragment: u64,
     /// IPv4 protocols other than ICMP and UDP.
@@ -66,16 +76,19 @@ impl DropStats {
         let f = [
             self.eth_truncated,
             self.eth_not_for_us,
+            self.eth_bad_src,
             self.eth_unknown_type,
             self.multi_segment,
             self.arp_malformed,
             self.arp_ignored,
+            self.arp_bad_sender,
             self.ipv4_truncated,
             self.ipv4_bad_version,
             self.ipv4_bad_header_len,
             self.ipv4_bad_length,
             self.ipv4_bad_checksum,
             self.ipv4_not_for_us,
+            self.ipv4_bad_src,
             self.ipv4_fragment,
             self.ipv4_unknown_protocol,
             self.icmp_dropped,

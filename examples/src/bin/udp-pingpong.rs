@@ -183,8 +183,11 @@ fn pong<D: Driver>(
             std::thread::yield_now();
         }
         while let Ok((n, from, _)) = s.recv_from(sock, &mut buf) {
-            s.send_to(sock, &buf[..n], from).map_err(e)?;
-            echoed += 1;
+            // The sender is whatever the datagram says: an echo it cannot take (no route to
+            // a spoofed off-link source, no buffer) is not sent, and PONG keeps serving.
+            if s.send_to(sock, &buf[..n], from).is_ok() {
+                echoed += 1;
+            }
         }
     }
     Ok(echoed)
@@ -301,10 +304,12 @@ fn pong_threaded(svc: UdpService, stop: &AtomicBool) -> Result<u64, String> {
     let mut echoed = 0;
     while !stop.load(Ordering::Relaxed) {
         match sock.recv_mbuf() {
-            Ok((m, from)) => {
-                sock.send_mbuf(m, from).map_err(e)?;
-                echoed += 1;
-            }
+            // As in `pong`: a datagram whose sender cannot be answered goes unanswered.
+            Ok((m, from)) => match sock.send_mbuf(m, from) {
+                Ok(_) => echoed += 1,
+                Err(x @ UdpError::PollerGone) => return Err(x.to_string()),
+                Err(_) => {}
+            },
             Err(UdpError::WouldBlock) => {}
             Err(x) => return Err(x.to_string()),
         }

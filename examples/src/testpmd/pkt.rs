@@ -174,7 +174,7 @@ pub fn verify(frame: &[u8]) -> bool {
         return false;
     }
     let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if tot + 14 > frame.len() {
+    if tot < 20 + 8 || tot + 14 > frame.len() {
         return false;
     }
     let udp = &frame[34..14 + tot];
@@ -216,6 +216,20 @@ mod tests {
             let mut bad = f.clone();
             bad[22] ^= 1;
             assert!(!verify(&bad), "ip corruption at len {len}");
+        }
+    }
+
+    #[test]
+    fn a_total_length_shorter_than_the_headers_is_not_well_formed() {
+        let mut f = vec![0u8; 64];
+        Template::default().write(&mut f);
+        for tot in [0u16, 19, 20, 27] {
+            let mut bad = f.clone();
+            bad[16..18].copy_from_slice(&tot.to_be_bytes());
+            bad[24..26].fill(0);
+            let c = ipv4_checksum(&bad[14..34]);
+            bad[24..26].copy_from_slice(&c.to_be_bytes());
+            assert!(!verify(&bad), "total length {tot}");
         }
     }
 
