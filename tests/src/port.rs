@@ -113,3 +113,11 @@ pub fn sleepy_receive<D: Driver + Send>(
         port
     })
 }
+
+/// The value of `port`'s extended statistic `name`, or `None` if it has no such xstat.
+pub fn xstat<D: Driver>(port: &Port<D>, name: &str) -> Option<u64> {
+    port.xstats()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.value)
+}

@@ -19,6 +19,7 @@ use rdk_tests::lab::{
     VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities, Netns};
+use rdk_tests::port::xstat;
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -207,8 +208,7 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
         lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
         rx0 + 5
     );
-    let x = port.xstats();
-    let xs = |n: &str| x.iter().find(|s| s.name == n).map(|s| s.value);
+    let xs = |n: &str| xstat(&port, n);
     assert_eq!(xs("tx_frames_too_big"), Some(1));
     assert_eq!(xs("tx_copied"), Some(2), "the foreign mbuf and the chain");
     assert_eq!(port.stats().opackets, 5);

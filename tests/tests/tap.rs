@@ -18,7 +18,7 @@ use rdk_tests::lab::{
     FarSide,
 };
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
-use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with};
+use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with, xstat};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -741,12 +741,7 @@ fn set_mtu_on_a_started_port_reaches_its_queues() {
     let pool = pool(2048);
     let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
     port.set_mtu(9000).unwrap();
-    let too_big = |p: &Port<TapDriver>| {
-        p.xstats()
-            .iter()
-            .find(|s| s.name == "tx_frames_too_big")
-            .map(|s| s.value)
-    };
+    let too_big = |p: &Port<TapDriver>| xstat(p, "tx_frames_too_big");
     // rdk → kernel: 5000 bytes, past the old MTU, within the new one.
     let big: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
     let udp = Peer::start({
@@ -796,9 +791,6 @@ fn reconfigure_starts_the_drop_reasons_afresh() {
     );
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[1].tx_burst(&mut burst), 1);
-    let xstat = |p: &Port<TapDriver>, name: &str| {
-        p.xstats().iter().find(|s| s.name == name).map(|s| s.value)
-    };
     assert_eq!(xstat(&port, "tx_errors"), Some(1));
     assert_eq!(xstat(&port, "tx_frames_too_big"), Some(1));
     port.stop().unwrap();

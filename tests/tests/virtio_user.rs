@@ -17,6 +17,7 @@ use rdk_pmd_virtio::{VirtioNet, VirtioNetConfig};
 use rdk_tests::dpdk::{need_testpmd, VhostTestpmd};
 use rdk_tests::frames::{chain_of, flatten, ipv4_udp_frame};
 use rdk_tests::netns::{is_root, prerequisite, unique_name};
+use rdk_tests::port::xstat;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -501,13 +502,7 @@ fn reconnect(test: &str, devargs: &str, packed: bool) {
         assert!(asked, "{test}: the link came back without a reset");
         assert!(!p.driver().needs_reset());
         assert_eq!(p.driver().recovery_error(), None);
-        let x = |name: &str| {
-            p.xstats()
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| s.value)
-                .unwrap()
-        };
+        let x = |name: &str| xstat(&p, name).unwrap();
         assert_eq!(
             (x("rx_queue_resets"), x("tx_queue_resets")),
             (1, 1),
