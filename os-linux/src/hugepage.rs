@@ -75,7 +75,10 @@ pub struct HugepageCounts {
 impl HugepageCounts {
     /// Pages a new mapping can still get: free and unreserved ones, plus the overcommit headroom.
     pub fn available(&self) -> u64 {
-        self.free.saturating_sub(self.reserved) + self.overcommit.saturating_sub(self.surplus)
+        // `nr_overcommit_hugepages` may be set as high as u64::MAX ("no limit").
+        self.free
+            .saturating_sub(self.reserved)
+            .saturating_add(self.overcommit.saturating_sub(self.surplus))
     }
 }
 
@@ -302,8 +305,10 @@ fn meminfo_bytes(roots: &SysRoots, key: &str) -> Result<Option<u64>, HugepageErr
         .trim_end_matches("kB")
         .trim()
         .parse::<u64>()
-        .map_err(|_| parse_error(&path, line))?;
-    Ok(Some(kib * 1024))
+        .ok()
+        .and_then(|kib| kib.checked_mul(1024))
+        .ok_or_else(|| parse_error(&path, line))?;
+    Ok(Some(kib))
 }
 
 /// The writable hugetlbfs mounts in `/proc/mounts`; a mount without `pagesize=` has
@@ -374,7 +379,7 @@ impl PoolGrowth {
         if have >= wanted {
             return Ok(Self { nr_path, added: 0 });
         }
-        write_u64(&nr_path, before.total + (wanted - have))?;
+        write_u64(&nr_path, before.total.saturating_add(wanted - have))?;
         let growth = Self {
             added: read_u64(&nr_path)?.saturating_sub(before.total),
             nr_path,
@@ -442,9 +447,10 @@ fn size_dirs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, HugepageError> {
             .to_str()
             .and_then(|n| n.strip_prefix("hugepages-"))
             .and_then(|n| n.strip_suffix("kB"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(kib) = kib {
-            out.push((kib * 1024, entry.path()));
+            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|kib| kib.checked_mul(1024));
+        if let Some(size) = kib {
+            out.push((size, entry.path()));
         }
     }
     Ok(out)
@@ -674,6 +680,32 @@ tmpfs /dev/shm tmpfs rw 0 0
         let t = FakeTree::new(&[], "");
         let info = HugepageInfo::discover(&t.roots()).unwrap();
         assert!(info.sizes.is_empty() && info.mounts.is_empty());
+    }
+
+    #[test]
+    fn unlimited_overcommit_and_huge_numbers_neither_panic_nor_wrap() {
+        let c = HugepageCounts {
+            total: 10,
+            free: 3,
+            reserved: 1,
+            surplus: 0,
+            overcommit: u64::MAX,
+        };
+        assert_eq!(c.available(), u64::MAX, "unlimited headroom, not 1");
+        let t = tree();
+        fs::write(
+            t.proc().join("meminfo"),
+            "Hugepagesize: 18446744073709551615 kB\n",
+        )
+        .unwrap();
+        let e = default_size(&t.roots()).unwrap_err();
+        assert!(matches!(e, HugepageError::Parse { .. }), "{e}");
+        fs::create_dir_all(
+            t.sys()
+                .join("kernel/mm/hugepages/hugepages-18446744073709551615kB"),
+        )
+        .unwrap();
+        assert_eq!(supported_sizes(&t.roots()).unwrap(), [2 << 20, 1 << 30]);
     }
 
     #[test]

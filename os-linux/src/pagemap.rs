@@ -83,6 +83,14 @@ pub enum PagemapError {
         /// The address.
         va: VirtAddr,
     },
+    /// The entry's frame number is beyond what a 64-bit physical address can hold: the file
+    /// is not a pagemap, or the page size given for it is wrong.
+    BadPfn {
+        /// The address.
+        va: VirtAddr,
+        /// The frame number.
+        pfn: u64,
+    },
 }
 
 impl PagemapError {
@@ -130,6 +138,11 @@ impl fmt::Display for PagemapError {
                 f,
                 "the kernel hides the physical address of {va} from this process: \
                  reading physical addresses {PFN_HINT}"
+            ),
+            PagemapError::BadPfn { va, pfn } => write!(
+                f,
+                "the pagemap entry of {va} holds frame number {pfn:#x}, beyond any physical \
+                 address; is this a pagemap file with the right page size?"
             ),
         }
     }
@@ -186,6 +199,7 @@ impl Pagemap {
         match entry.pfn() {
             None => Err(PagemapError::NotPresent { va }),
             Some(0) => Err(PagemapError::PfnHidden { va }),
+            Some(pfn) if pfn > u64::MAX >> self.page_shift => Err(PagemapError::BadPfn { va, pfn }),
             Some(pfn) => {
                 let offset = va.get() as u64 & ((1u64 << self.page_shift) - 1);
                 Ok(PhysAddr::new((pfn << self.page_shift) | offset))
@@ -236,15 +250,25 @@ mod tests {
 
     #[test]
     fn translates_with_the_offset_inside_the_page() {
-        let (_f, pm) = fake(&[0, PRESENT | 0x5_0000, PRESENT | ((1 << 55) - 1)]);
+        let (_f, pm) = fake(&[
+            0,
+            PRESENT | 0x5_0000,
+            PRESENT | ((1 << 52) - 1),
+            PRESENT | ((1 << 55) - 1),
+        ]);
         assert_eq!(
             pm.phys_addr(VirtAddr::new(0x1abc)).unwrap(),
             PhysAddr::new(0x5000_0abc)
         );
         assert_eq!(
             pm.phys_addr(VirtAddr::new(0x2000)).unwrap(),
-            PhysAddr::new(((1u64 << 55) - 1) << 12)
+            PhysAddr::new(((1u64 << 52) - 1) << 12),
+            "the highest frame a 64-bit address can hold"
         );
+        // A frame number whose address does not fit 64 bits is an error, not an address with
+        // its top bits cut off.
+        let e = pm.phys_addr(VirtAddr::new(0x3000)).unwrap_err();
+        assert!(matches!(e, PagemapError::BadPfn { .. }), "{e:?}");
     }
 
     #[test]

@@ -493,3 +493,182 @@ fn parked_sources_stay_silent_and_come_back() {
     assert_eq!(hits.load(Ordering::SeqCst), 21, "the others stayed silent");
     t.shutdown().unwrap();
 }
+
+/// `Removed` promises that the thread is done with the fd (the owner may close it, and any
+/// count is left to it): a read the thread has already begun must make `unregister` say
+/// `Deferred`. Deterministic: A and B are reported in one batch, A's callback empties B (a
+/// blocking eventfd), so the thread then blocks in its read of B until B is signalled again.
+#[test]
+fn removed_means_no_read_of_the_fd_is_in_flight() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::eventfd::{EfdFlags, EventFd as BlockingEventFd};
+    use std::sync::mpsc;
+
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    let b = Arc::new(BlockingEventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC).unwrap());
+    let readable = |e: &BlockingEventFd| {
+        let mut fds = [PollFd::new(e.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap() > 0
+    };
+    let b_calls = Arc::new(AtomicU64::new(0));
+    let bc = b_calls.clone();
+    let b_reg = h
+        .register(b.as_fd(), SourceKind::EventFd, move |_: &IntrEvent| {
+            bc.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let a = EventFd::new().unwrap();
+    let drained = Arc::new(AtomicBool::new(false));
+    let (b2, d) = (b.clone(), drained.clone());
+    h.register(a.as_fd(), SourceKind::EventFd, move |_: &IntrEvent| {
+        if readable(&b2) {
+            b2.read().unwrap();
+            d.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    // A gate holds the thread until A and B are both ready, so one epoll_wait reports both.
+    let gate = EventFd::new().unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    h.register(gate.as_fd(), SourceKind::EventFd, move |_: &IntrEvent| {
+        entered_tx.lock().unwrap().send(()).unwrap();
+        let _ = go_rx.lock().unwrap().recv();
+    })
+    .unwrap();
+    gate.signal().unwrap();
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    a.signal().unwrap();
+    b.write(1).unwrap();
+    go_tx.send(()).unwrap();
+    eventually("A's callback emptied B", || drained.load(Ordering::SeqCst));
+    // The thread goes on to B (reported after A) and blocks reading it.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(b_calls.load(Ordering::SeqCst), 0, "B was not dispatched");
+
+    let outcome = h.unregister(b_reg).unwrap();
+    // The owner, told `Removed`, may count on B's next signal being left to it.
+    b.write(1).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    h.wait_idle().unwrap();
+    let left = if readable(&b) { b.read().unwrap() } else { 0 };
+    assert_eq!(
+        b_calls.load(Ordering::SeqCst),
+        0,
+        "an unregistered callback ran"
+    );
+    assert!(
+        outcome == Unregistered::Deferred || left == 1,
+        "unregister said {outcome:?} while the thread was reading B, and the thread then took \
+         the count written after it (left for the owner: {left})"
+    );
+    t.shutdown().unwrap();
+}
+
+/// An alarm that sets itself again for "now" (a common way to run work on the interrupt
+/// thread as soon as possible) must not starve the sources or make shutdown hang.
+#[test]
+fn a_self_renewing_alarm_starves_neither_sources_nor_shutdown() {
+    use rdk_os_linux::intr::IntrHandle;
+    use std::sync::mpsc;
+
+    fn again(h: IntrHandle, runs: Arc<AtomicU64>) {
+        let h2 = h.clone();
+        let _ = h.set_alarm(Duration::ZERO, move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            again(h2, runs);
+        });
+    }
+
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    // Shut down from another thread, so that a hang fails the test instead of hanging it.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = go_rx.recv();
+        let _ = done_tx.send(t.shutdown());
+    });
+    let runs = Arc::new(AtomicU64::new(0));
+    again(h.clone(), runs.clone());
+    eventually("the alarm renews itself", || {
+        runs.load(Ordering::SeqCst) > 100
+    });
+    let ev = EventFd::new().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let hh = hits.clone();
+    h.register(ev.as_fd(), SourceKind::EventFd, move |e: &IntrEvent| {
+        hh.fetch_add(e.count, Ordering::SeqCst);
+    })
+    .unwrap();
+    ev.signal().unwrap();
+    eventually("the source is dispatched between alarm runs", || {
+        hits.load(Ordering::SeqCst) == 1
+    });
+    go_tx.send(()).unwrap();
+    let r = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("shutdown hangs behind a self-renewing alarm");
+    r.unwrap();
+}
+
+/// `shutdown` called on the interrupt thread (say from an alarm that owns the
+/// `InterruptThread`) cannot join, but must still make the thread stop rather than leave it
+/// running, detached, for ever.
+#[test]
+fn shutdown_on_the_interrupt_thread_still_stops_it() {
+    use std::sync::mpsc;
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    let (tx, rx) = mpsc::channel();
+    h.set_alarm(Duration::ZERO, move || {
+        let _ = tx.send(t.shutdown());
+    })
+    .unwrap();
+    let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        r,
+        Err(IntrThreadError::WouldDeadlock {
+            op: "InterruptThread::shutdown"
+        })
+    );
+    eventually("the thread stopped taking work", || {
+        h.set_alarm(Duration::from_secs(3600), || {}) == Err(IntrThreadError::ShutDown)
+    });
+}
+
+/// A panicking callback (with unwinding) takes the thread down; whoever waits for a round to
+/// end (`unregister_sync`, `wait_idle`) must not wait for ever, and new work is refused.
+#[test]
+fn a_panicking_callback_leaves_no_waiter_hanging() {
+    use std::sync::mpsc;
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    let ev = EventFd::new().unwrap();
+    let reg = h
+        .register(ev.as_fd(), SourceKind::EventFd, |_: &IntrEvent| {
+            panic!("a buggy callback (expected by this test)")
+        })
+        .unwrap();
+    ev.signal().unwrap();
+    eventually("dispatched", || h.dispatched() == 1);
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, rx) = mpsc::channel();
+    let h2 = h.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(h2.unregister_sync(reg));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("unregister_sync hangs after a callback panicked");
+    r.unwrap();
+    assert_eq!(
+        h.register(ev.as_fd(), SourceKind::EventFd, |_: &IntrEvent| {})
+            .unwrap_err(),
+        IntrThreadError::ShutDown,
+        "the thread is gone: say so"
+    );
+    t.shutdown().unwrap();
+}

@@ -201,6 +201,14 @@ impl<K: Ord + Copy, C: Clone> SourceTable<K, C> {
         )
     }
 
+    /// Marks `key` busy without handing out its callbacks: a dispatcher that must read the
+    /// source first does this before the read, so that an unregistration racing with the read
+    /// is [`Deferred`](Unregistered::Deferred), and takes the callbacks live after the read
+    /// with [`begin_dispatch`](Self::begin_dispatch). `false` if the source is unknown.
+    pub fn mark_busy(&mut self, key: K) -> bool {
+        self.sources.get_mut(&key).map(|s| s.busy = true).is_some()
+    }
+
     /// Whether callback `id` of `key` is still live: the dispatcher checks this before each
     /// call, so a callback unregistered by an earlier one in the same round is not called.
     pub fn is_live(&self, key: K, id: CallbackId) -> bool {
@@ -333,6 +341,21 @@ mod tests {
         assert!(t.end_dispatch(1).source_empty);
         assert!(t.begin_dispatch(1).is_none(), "stale event ignored");
         assert_eq!(t.remove_source(1), Err(IntrError::NoSuchSource));
+    }
+
+    #[test]
+    fn marked_busy_before_a_read_defers_and_hands_out_what_is_live_after() {
+        let mut t = T::new();
+        let a = t.register(4, "a").id;
+        assert!(t.mark_busy(4));
+        assert!(!t.mark_busy(5), "unknown source");
+        // While the source is read: its owner swaps callbacks.
+        assert_eq!(t.unregister(4, a), Ok(Unregistered::Deferred));
+        let b = t.register(4, "b").id;
+        assert_eq!(t.begin_dispatch(4).unwrap(), [(b, "b")]);
+        let end = t.end_dispatch(4);
+        assert_eq!(end.removed, ["a"]);
+        assert!(!end.source_empty);
     }
 
     #[test]

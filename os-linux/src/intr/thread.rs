@@ -388,14 +388,16 @@ impl InterruptThread {
     }
 
     fn stop(&mut self) -> Result<(), IntrThreadError> {
-        let Some(join) = self.join.take() else {
-            return Ok(());
-        };
-        if self.handle.shared.on_thread() {
+        // Checked before taking the join handle: refusing must leave it in place, so that the
+        // drop that follows still tells the thread to exit (see `Drop`).
+        if self.join.is_some() && self.handle.shared.on_thread() {
             return Err(IntrThreadError::WouldDeadlock {
                 op: "InterruptThread::shutdown",
             });
         }
+        let Some(join) = self.join.take() else {
+            return Ok(());
+        };
         self.handle.shared.lock().shutdown = true;
         self.handle
             .shared
@@ -646,7 +648,24 @@ impl IntrHandle {
     }
 }
 
+/// Marks the thread gone however [`run_loop`] ends (shutdown, a failed `epoll_wait`, or a
+/// callback's panic unwinding out of it): nothing is dispatched or running any more, so
+/// `wait_idle` and `cancel_alarm` must not wait, and new work is refused.
+struct LoopExit<'a>(&'a Shared);
+
+impl Drop for LoopExit<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.shutdown = true;
+        st.busy = None;
+        st.running_alarm = None;
+        drop(st);
+        self.0.idle.notify_all();
+    }
+}
+
 fn run_loop(sh: &Shared) {
+    let _exit = LoopExit(sh);
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     // With busy polling: poll without sleeping until this instant.
     let mut spin_until: Option<Instant> = None;
@@ -687,12 +706,16 @@ fn run_alarms(sh: &Shared) {
     // timer is disarmed now, whatever `armed_for` says.
     let _ = sys::read_counter(sh.timer.as_fd().as_raw_fd());
     sh.lock().armed_for = None;
+    // Only alarms due at this instant run in this round: one that a callback sets for "now"
+    // again waits for the timer, so the loop goes back to epoll_wait in between and a
+    // self-renewing alarm starves neither the sources nor shutdown.
+    let now = sh.clock.now();
     loop {
         // One alarm at a time, taken under the lock and run outside it: a callback may set or
         // cancel alarms, and cancel() of a later alarm still works while an earlier one runs.
         let next = {
             let mut st = sh.lock();
-            match st.alarms.pop_due(sh.clock.now()) {
+            match st.alarms.pop_due(now) {
                 Some((id, cb)) => {
                     st.running_alarm = Some(id);
                     Some(cb)
@@ -715,13 +738,19 @@ fn run_alarms(sh: &Shared) {
 fn dispatch(sh: &Shared, data: u64, flags: u32) {
     let fd = data as u32 as RawFd;
     let gen = (data >> 32) as u32;
+    // The source is marked busy before its fd is touched: until the round ends, `unregister`
+    // says `Deferred` (and `unregister_sync` waits), so `Removed` always means no read of the
+    // fd is in flight — the owner may close it, and a count it is owed is not taken here.
     let kind = {
-        let st = sh.lock();
-        match st.watched.get(&fd) {
+        let mut st = sh.lock();
+        let kind = match st.watched.get(&fd) {
             Some(w) if w.gen == gen && !w.parked => w.kind,
             // Stale: removed (and maybe re-registered) after epoll_wait returned this event.
             _ => return,
-        }
+        };
+        st.busy = Some(fd);
+        st.table.mark_busy(fd);
+        kind
     };
     let hangup =
         flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 && flags & libc::EPOLLIN as u32 == 0;
@@ -730,7 +759,7 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     } else if kind.reads_counter() {
         match sys::read_counter(fd) {
             Ok(Some(n)) => Ok(n),
-            Ok(None) => return, // spurious: someone else read the count first
+            Ok(None) => return end_round(sh, fd, gen), // spurious: someone else read it first
             Err(e) => Err(RemovedReason::ReadError(e)),
         }
     } else {
@@ -742,12 +771,9 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     };
     let callbacks = {
         let mut st = sh.lock();
-        // Re-check: the source may have gone while we read it.
-        if st.watched.get(&fd).is_none_or(|w| w.gen != gen || w.parked) {
-            return;
-        }
-        st.busy = Some(fd);
         st.dispatched += 1;
+        // The callbacks live now: one registered while the fd was read gets this count too,
+        // one unregistered meanwhile (`Deferred`) does not run.
         st.table.begin_dispatch(fd).unwrap_or_default()
     };
     let event = IntrEvent { fd, count };
@@ -757,6 +783,12 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
         }
         (entry.cb)(&event);
     }
+    end_round(sh, fd, gen);
+}
+
+/// Ends a dispatch round of `fd`: drops callbacks unregistered meanwhile, parks the source if
+/// none is left, and wakes `wait_idle`.
+fn end_round(sh: &Shared, fd: RawFd, gen: u32) {
     let mut st = sh.lock();
     st.busy = None;
     let end = st.table.end_dispatch(fd);
@@ -773,16 +805,24 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
     drop(end);
 }
 
+/// Ends the round of a source whose read failed or hung up, and removes it.
 fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
-    let entries = {
+    let (entries, end) = {
         let mut st = sh.lock();
-        if st.watched.get(&fd).is_none_or(|w| w.gen != gen) {
-            return;
-        }
-        st.watched.remove(&fd);
-        let _ = sys::epoll_del(sh.epfd(), fd);
-        st.table.remove_source(fd).unwrap_or_default()
+        st.busy = None;
+        // Callbacks unregistered while the fd was read go now (dropped below, unlocked).
+        let end = st.table.end_dispatch(fd);
+        let entries = if st.watched.get(&fd).is_some_and(|w| w.gen == gen) {
+            st.watched.remove(&fd);
+            let _ = sys::epoll_del(sh.epfd(), fd);
+            st.table.remove_source(fd).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        (entries, end)
     };
+    sh.idle.notify_all();
+    drop(end);
     for e in entries {
         if let Some(f) = e.on_removed {
             f(fd, reason);
