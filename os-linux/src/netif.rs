@@ -112,11 +112,14 @@ pub fn ifname(name: &str) -> Result<[libc::c_char; libc::IFNAMSIZ], NetIfError> 
     Ok(out)
 }
 
-/// One interface, addressed by name in the caller's network namespace.
+/// One interface of the caller's network namespace, found by name at [`NetIf::open`] and from
+/// then on followed by its index: the kernel's identity of the device the PMDs' sockets and
+/// XDP program are bound to. A rename does not lose it, and a different interface that takes
+/// the old name is never the one changed (each call looks up the current name of the index).
 #[derive(Debug)]
 pub struct NetIf {
     name: String,
-    raw: [libc::c_char; libc::IFNAMSIZ],
+    index: u32,
     sock: OwnedFd,
 }
 
@@ -135,12 +138,17 @@ impl NetIf {
         }
         // SAFETY: fd is a fresh descriptor nobody else owns.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        let me = Self {
+        let mut me = Self {
             name: name.to_string(),
-            raw,
+            index: 0,
             sock,
         };
-        me.index()?;
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
+        r.ifr_name = raw;
+        me.ioctl("SIOCGIFINDEX", libc::SIOCGIFINDEX as _, &mut r)?;
+        // SAFETY: SIOCGIFINDEX filled the ifindex member.
+        me.index = unsafe { r.ifr_ifru.ifru_ifindex } as u32;
         Ok(me)
     }
 
@@ -154,11 +162,20 @@ impl NetIf {
         &self.name
     }
 
-    fn request(&self) -> libc::ifreq {
+    /// A request naming the interface by its current name, looked up from its index
+    /// (`SIOCGIFNAME`): [`NetIfError::NotFound`] once that index is gone.
+    fn request(&self) -> Result<libc::ifreq, NetIfError> {
         // SAFETY: ifreq is plain old data; all-zero is a valid value.
         let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
-        r.ifr_name = self.raw;
-        r
+        r.ifr_ifru.ifru_ifindex = self.index as libc::c_int;
+        self.ioctl("SIOCGIFNAME", libc::SIOCGIFNAME as _, &mut r)?;
+        // The kernel wrote a NUL-terminated name of at most IFNAMSIZ - 1 bytes into ifr_name;
+        // only that member is kept.
+        let name = r.ifr_name;
+        // SAFETY: as above.
+        let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
+        r.ifr_name = name;
+        Ok(r)
     }
 
     fn ioctl(
@@ -185,17 +202,27 @@ impl NetIf {
         })
     }
 
+    /// The interface's name now (it may have been renamed since [`NetIf::open`]).
+    pub fn current_name(&self) -> Result<String, NetIfError> {
+        let r = self.request()?;
+        let b: Vec<u8> = r
+            .ifr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
     /// The interface index.
     pub fn index(&self) -> Result<u32, NetIfError> {
-        let mut r = self.request();
-        self.ioctl("SIOCGIFINDEX", libc::SIOCGIFINDEX as _, &mut r)?;
-        // SAFETY: SIOCGIFINDEX filled the ifindex member.
-        Ok(unsafe { r.ifr_ifru.ifru_ifindex } as u32)
+        self.request()?;
+        Ok(self.index)
     }
 
     /// The flags ([`flags`]).
     pub fn flags(&self) -> Result<u32, NetIfError> {
-        let mut r = self.request();
+        let mut r = self.request()?;
         self.ioctl("SIOCGIFFLAGS", libc::SIOCGIFFLAGS as _, &mut r)?;
         // SAFETY: SIOCGIFFLAGS filled the flags member.
         Ok(unsafe { r.ifr_ifru.ifru_flags } as u16 as u32)
@@ -208,7 +235,7 @@ impl NetIf {
         if new == cur {
             return Ok(());
         }
-        let mut r = self.request();
+        let mut r = self.request()?;
         r.ifr_ifru.ifru_flags = new as u16 as libc::c_short;
         self.ioctl("SIOCSIFFLAGS", libc::SIOCSIFFLAGS as _, &mut r)
     }
@@ -221,7 +248,7 @@ impl NetIf {
 
     /// The MAC address.
     pub fn mac(&self) -> Result<[u8; 6], NetIfError> {
-        let mut r = self.request();
+        let mut r = self.request()?;
         self.ioctl("SIOCGIFHWADDR", libc::SIOCGIFHWADDR as _, &mut r)?;
         // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
         let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
@@ -235,7 +262,7 @@ impl NetIf {
     /// Sets the MAC address (the interface may have to be down for some drivers; TAP and veth
     /// accept it up).
     pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), NetIfError> {
-        let mut r = self.request();
+        let mut r = self.request()?;
         // SAFETY: writing plain data into the union's hwaddr member.
         unsafe {
             r.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
@@ -248,7 +275,7 @@ impl NetIf {
 
     /// The MTU.
     pub fn mtu(&self) -> Result<u16, NetIfError> {
-        let mut r = self.request();
+        let mut r = self.request()?;
         self.ioctl("SIOCGIFMTU", libc::SIOCGIFMTU as _, &mut r)?;
         // SAFETY: SIOCGIFMTU filled the mtu member.
         Ok(unsafe { r.ifr_ifru.ifru_mtu }.clamp(0, u16::MAX as i32) as u16)
@@ -256,7 +283,7 @@ impl NetIf {
 
     /// Sets the MTU.
     pub fn set_mtu(&self, mtu: u16) -> Result<(), NetIfError> {
-        let mut r = self.request();
+        let mut r = self.request()?;
         r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
         self.ioctl("SIOCSIFMTU", libc::SIOCSIFMTU as _, &mut r)
     }
@@ -285,19 +312,23 @@ pub mod ethdev {
     }
 
     /// The link: up when the interface is up and has carrier, at `speed_mbps` full duplex.
-    /// An interface that vanished sets `gone` (the queues stop touching it) and is down.
+    /// An interface that vanished sets `gone` (the queues stop touching it) and is down. One
+    /// that is still there clears a `gone` a queue set from a send error that only meant
+    /// "down" (`ENETDOWN` while the interface was set down a moment).
     pub fn link(netif: Option<&NetIf>, gone: &AtomicBool, speed_mbps: u32) -> LinkStatus {
-        let up = !gone.load(Ordering::Relaxed)
-            && netif
-                .map(|n| match n.is_running() {
-                    Ok(r) => r,
-                    Err(NetIfError::NotFound { .. }) => {
-                        gone.store(true, Ordering::Relaxed);
-                        false
-                    }
-                    Err(_) => false,
-                })
-                .unwrap_or(false);
+        let up = netif
+            .map(|n| match n.is_running() {
+                Ok(r) => {
+                    gone.store(false, Ordering::Relaxed);
+                    r
+                }
+                Err(NetIfError::NotFound { .. }) => {
+                    gone.store(true, Ordering::Relaxed);
+                    false
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
         LinkStatus {
             up,
             speed_mbps: if up { speed_mbps } else { 0 },
@@ -366,6 +397,7 @@ mod tests {
     fn loopback_is_found_and_missing_names_are_not() {
         let lo = NetIf::open("lo").unwrap();
         assert!(lo.index().unwrap() >= 1);
+        assert_eq!(lo.current_name().unwrap(), "lo");
         assert!(lo.flags().unwrap() & flags::UP != 0);
         assert!(lo.mtu().unwrap() >= 1500);
         let e = NetIf::open("rdk-no-such0").unwrap_err();

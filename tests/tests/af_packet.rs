@@ -322,6 +322,219 @@ fn promiscuous_link_events_and_a_vanishing_interface() {
     assert_eq!(pool.available(), pool.size());
 }
 
+/// The interface's promiscuity count (`ip -d link show`).
+fn promiscuity(lab: &Lab) -> u32 {
+    let out = lab
+        .rdk
+        .exec(&["ip", "-d", "link", "show", &lab.veth.a])
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    s.split("promiscuity ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap()
+}
+
+/// Promiscuous on twice then off once leaves the interface as it was, and off while off is
+/// no error: the kernel counts memberships, the port keeps one switch.
+#[test]
+fn promiscuous_is_a_switch_not_a_count() {
+    if !need_netns("afp promiscuous_is_a_switch_not_a_count") {
+        return;
+    }
+    let lab = Lab::new("afm");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool, 2, None);
+    assert_eq!(promiscuity(&lab), 0);
+    port.set_promiscuous(false)
+        .expect("promiscuous off while it is off");
+    port.set_promiscuous(true).unwrap();
+    port.set_promiscuous(true).unwrap();
+    assert_eq!(promiscuity(&lab), 2, "one membership per receive socket");
+    port.set_promiscuous(false).unwrap();
+    assert_eq!(
+        promiscuity(&lab),
+        0,
+        "off after on, on: the interface is back to normal"
+    );
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A receive queue whose set-up fails leaves no socket behind (one would stay bound, with
+/// the port's promiscuous membership and its share of the fanout, into a ring nobody reads).
+#[test]
+fn a_failed_rx_queue_setup_leaves_no_socket() {
+    if !need_netns("afp a_failed_rx_queue_setup_leaves_no_socket") {
+        return;
+    }
+    let lab = Lab::new("afs");
+    let pool = pool(1024);
+    let _inside = lab.rdk.enter().unwrap();
+    let mut port = Port::new(0, AfPacketDriver::new(&lab.veth.a, 1));
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.set_promiscuous(true).unwrap();
+    // Every cache slot of the pool taken: the queue's own cache cannot be made.
+    let held: Vec<_> = std::iter::from_fn(|| pool.cache(2).ok()).collect();
+    assert!(port
+        .rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+        .is_err());
+    assert_eq!(
+        promiscuity(&lab),
+        0,
+        "the failed queue's socket is still open"
+    );
+    drop(held);
+    port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+        .unwrap();
+    assert_eq!(promiscuity(&lab), 1);
+    port.close().unwrap();
+    assert_eq!(promiscuity(&lab), 0);
+}
+
+/// Two multi-queue ports of one process, on two interfaces: each has its own fanout group
+/// (a group is one interface's; a shared id made the second port's set-up fail).
+#[test]
+fn two_multi_queue_ports_in_one_process() {
+    if !need_netns("afp two_multi_queue_ports_in_one_process") {
+        return;
+    }
+    let lab = Lab::new("af2");
+    let pool = pool(2048);
+    let mut first = lab.port(&pool, 2, None);
+    let mut second = {
+        let _inside = lab.rdk.enter().unwrap();
+        lab.rdk.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
+        let mut p = Port::new(1, AfPacketDriver::new("lo", 2));
+        p.configure(&PortConfig::queues(2, 2)).unwrap();
+        for q in 0..2 {
+            p.rx_queue_setup(q, 512, &pool, &RxQueueConfig::default())
+                .expect("the second port's fanout group");
+            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
+        }
+        p.start().unwrap();
+        p
+    };
+    for sport in 31000..31020u16 {
+        lab.send_udp(&hex(&sport.to_be_bytes()), Some(sport));
+    }
+    let frames = receive(&mut first, 20, Duration::from_secs(5));
+    assert_each_flow_once(&frames, 9999, 31000..31020);
+    drop(frames);
+    second.close().unwrap();
+    first.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// An interface set down for a moment under a transmitting port (the kernel answers the
+/// send with `ENETDOWN`) is down, not gone: back up, the link is up again.
+#[test]
+fn briefly_down_interface_is_not_gone() {
+    if !need_netns("afp briefly_down_interface_is_not_gone") {
+        return;
+    }
+    let lab = Lab::new("afd");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool, 1, None);
+    rdk_tests::port::await_link(&mut port, true);
+    let a = lab.veth.a.clone();
+    lab.rdk.exec(&["ip", "link", "set", &a, "down"]).unwrap();
+    let mut one = [Some(mbuf_of(&pool, &raw_test_frame(RDK_MAC, 0)))];
+    let _ = port.queues().unwrap().tx[0].tx_burst(&mut one);
+    drop(one);
+    lab.rdk.exec(&["ip", "link", "set", &a, "up"]).unwrap();
+    rdk_tests::port::await_link(&mut port, true);
+    assert!(
+        !port.driver().is_gone(),
+        "a down interface is not a gone one"
+    );
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// The port follows its interface, not a name: renamed, it is still there (not "gone") and
+/// still the one changed, while a new interface that took the old name is left alone.
+#[test]
+fn renamed_interface_is_followed_not_its_old_name() {
+    if !need_netns("afp renamed_interface_is_followed_not_its_old_name") {
+        return;
+    }
+    let lab = Lab::new("afn");
+    let pool = pool(1024);
+    let mut port = lab.port(&pool, 1, None);
+    rdk_tests::port::await_link(&mut port, true);
+    let old = lab.veth.a.clone();
+    let new = rdk_tests::netns::unique_name("ren");
+    let ip = |args: &[&str]| {
+        let mut a = vec!["ip"];
+        a.extend_from_slice(args);
+        lab.rdk.exec(&a).unwrap()
+    };
+    let mtu_of = |dev: &str| {
+        let out = String::from_utf8_lossy(&ip(&["link", "show", dev]).stdout).to_string();
+        out.split("mtu ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap()
+    };
+    // A veth is renamed down; then a new interface takes the old name.
+    ip(&["link", "set", &old, "down"]);
+    ip(&["link", "set", &old, "name", &new]);
+    ip(&["link", "set", &new, "up"]);
+    let other = rdk_tests::netns::unique_name("oth");
+    ip(&["link", "add", &old, "type", "veth", "peer", "name", &other]);
+    port.set_mtu(1400).unwrap();
+    assert_eq!(
+        (mtu_of(&new), mtu_of(&old)),
+        (1400, 1500),
+        "the MTU goes to the port's own interface, not to the one that took its old name"
+    );
+    rdk_tests::port::await_link(&mut port, true);
+    assert!(!port.driver().is_gone(), "a renamed interface is not gone");
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A receive queue takes its own interface's frames only, from its creation on: while its
+/// socket is set up, another interface of the namespace (loopback, flooded here) is busy,
+/// and none of its frames may reach the port.
+#[test]
+fn receive_queues_never_see_another_interfaces_frames() {
+    if !need_netns("afp receive_queues_never_see_another_interfaces_frames") {
+        return;
+    }
+    let lab = Lab::new("afo");
+    lab.rdk.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
+    let mut flood = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.rdk.name(), "python3", "-c"])
+        .arg(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             while True: s.sendto(b'lo'*20,('127.0.0.1',9))",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pool = pool(2048);
+    let mut leaked = 0;
+    for _ in 0..20 {
+        let mut port = lab.port(&pool, 1, None);
+        let frames = receive(&mut port, usize::MAX, Duration::from_millis(20));
+        // Loopback frames carry all-zero MAC addresses.
+        leaked += frames
+            .iter()
+            .filter(|m| m.data().get(..12) == Some(&[0u8; 12][..]))
+            .count();
+        drop(frames);
+        port.close().unwrap();
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert_eq!(leaked, 0, "loopback frames reached the veth port");
+    assert_eq!(pool.available(), pool.size());
+}
+
 /// dpdk-testpmd's net_af_packet on the peer end as generator and as receiver.
 #[test]
 fn dpdk_testpmd_generates_and_receives_exact_counts() {

@@ -361,6 +361,86 @@ fn leftover_rdk_program_is_replaced() {
     assert_pool_full(&pool);
 }
 
+/// A second port on another queue of the same interface finds rdk's program attached by a
+/// live port: not a leftover. It must not replace it (which cuts the first port off, and
+/// leaves it detaching a program that is no longer there), but say so.
+#[test]
+fn a_live_ports_program_is_not_a_leftover() {
+    if !need_netns("afx a_live_ports_program_is_not_a_leftover") {
+        return;
+    }
+    let ns = Netns::new("xl").unwrap();
+    let (a, b) = (
+        rdk_tests::netns::unique_name("xla"),
+        rdk_tests::netns::unique_name("xlb"),
+    );
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        &a,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+    ])
+    .unwrap();
+    for end in [&a, &b] {
+        ns.exec(&["ip", "link", "set", end, "up"]).unwrap();
+    }
+    let _inside = ns.enter().unwrap();
+    let idx = rdk_os_linux::netif::NetIf::open(&a)
+        .unwrap()
+        .index()
+        .unwrap();
+    let attached = || Rtnl::open().unwrap().query(idx).unwrap().prog_id;
+    let port_on = |pool: &PktMbufPool, q: u32| {
+        let mut p = Port::new(0, AfXdpDriver::new(&a, 1).with_start_queue(q));
+        p.configure(&PortConfig::queues(1, 1)).unwrap();
+        p.rx_queue_setup(0, 256, pool, &RxQueueConfig::default())
+            .unwrap();
+        p.tx_queue_setup(0, 256, &TxQueueConfig::default()).unwrap();
+        p
+    };
+    let (pool0, pool1) = (pool(1024), pool(1024));
+    let mut first = port_on(&pool0, 0);
+    first.start().unwrap();
+    let theirs = attached();
+    assert_ne!(theirs, 0);
+    let mut second = port_on(&pool1, 1);
+    let r = second.start();
+    assert_eq!(
+        second.driver().replaced_leftover(),
+        None,
+        "the first port's live program was taken for a leftover and replaced"
+    );
+    assert!(
+        r.is_err(),
+        "the second port must not start over the first one's program"
+    );
+    match second.driver().last_error() {
+        Some(AfXdpError::ProgramInUse { id, pid, .. }) => {
+            assert_eq!((*id, *pid), (theirs, std::process::id()))
+        }
+        e => panic!("expected ProgramInUse, got {e:?}"),
+    }
+    assert_eq!(attached(), theirs, "the first port's program is untouched");
+    second.close().unwrap();
+    first.close().unwrap();
+    assert_eq!(attached(), 0, "the first port detached its own program");
+    assert_pool_full(&pool0);
+    assert_pool_full(&pool1);
+}
+
 /// Someone else's program: a typed error naming it, and it stays attached, untouched.
 #[test]
 fn foreign_program_is_a_typed_error_and_left_alone() {

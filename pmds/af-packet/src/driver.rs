@@ -74,7 +74,9 @@ pub struct AfPacketDriver {
     rx_v2: bool,
     netif: Option<NetIf>,
     ifindex: u32,
-    fanout_id: u16,
+    /// The hash fanout group of the receive sockets: picked by the kernel (unique in the
+    /// namespace) when the first one joins after a configure.
+    fanout_id: Option<u16>,
     multi_rx: bool,
     promisc: bool,
     rx_socks: Vec<Arc<OwnedFd>>,
@@ -126,7 +128,7 @@ impl AfPacketDriver {
             rx_v2: false,
             netif: None,
             ifindex: 0,
-            fanout_id: (std::process::id() as u16) ^ 0x5a5a,
+            fanout_id: None,
             multi_rx: false,
             promisc: false,
             rx_socks: Vec::new(),
@@ -307,7 +309,9 @@ impl Driver for AfPacketDriver {
         self.netif = Some(netif);
         self.multi_rx = config.nb_rxq > 1;
         self.tx_offloads = config.tx_offloads;
+        self.collect_kernel_drops();
         self.rx_socks.clear();
+        self.fanout_id = None;
         self.gone.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -324,7 +328,20 @@ impl Driver for AfPacketDriver {
     ) -> Result<AfPacketRx, EthError> {
         const OP: &str = "rx_queue_setup";
         let e = |x| os_error(OP, x);
-        let sock = sys::packet_socket(true).map_err(e)?;
+        // Everything that can fail comes before the socket is recorded: a socket left in
+        // `rx_socks` by a failed set-up would stay bound, in the fanout group, taking its
+        // share of the traffic into a ring nobody reads.
+        let cache = pool
+            .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
+            .or_else(|_| pool.cache(0))
+            .map_err(|_| EthError::Device {
+                op: OP,
+                reason: DeviceReason {
+                    text: "the pool has no room for another cache; create it with more caches",
+                    code: 0,
+                },
+            })?;
+        let sock = sys::packet_socket().map_err(e)?;
         let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
         let (req, map_len) = if self.rx_v2 {
             sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
@@ -366,29 +383,20 @@ impl Driver for AfPacketDriver {
         let _ = sys::set_opt(&sock, PACKET_IGNORE_OUTGOING, &1i32);
         sys::bind(&sock, self.ifindex, true).map_err(e)?;
         if self.multi_rx {
-            let arg: u32 = self.fanout_id as u32 | (sys::PACKET_FANOUT_HASH << 16);
-            sys::set_opt(&sock, sys::PACKET_FANOUT, &arg).map_err(e)?;
+            self.fanout_id = Some(sys::join_fanout(&sock, self.fanout_id).map_err(e)?);
         }
         if self.promisc {
             sys::promisc(&sock, self.ifindex, true).map_err(e)?;
         }
         let sock = Arc::new(sock);
+        // The socket this one replaces: its drops so far still count.
+        self.collect_kernel_drops();
         if self.rx_socks.len() <= queue as usize {
             self.rx_socks
                 .resize_with(queue as usize + 1, || sock.clone());
         }
         self.rx_socks[queue as usize] = sock.clone();
         let drops = self.rx_drops.fresh(queue);
-        let cache = pool
-            .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
-            .or_else(|_| pool.cache(0))
-            .map_err(|_| EthError::Device {
-                op: OP,
-                reason: DeviceReason {
-                    text: "the pool has no room for another cache; create it with more caches",
-                    code: 0,
-                },
-            })?;
         let ring = if self.rx_v2 {
             RxRing::V2(V2Ring::new(
                 sock,
@@ -424,7 +432,7 @@ impl Driver for AfPacketDriver {
         const OP: &str = "tx_queue_setup";
         let offloads = (self.tx_offloads | config.offloads) & CSUM_OFFLOADS;
         let e = |x| os_error(OP, x);
-        let sock = sys::packet_socket(false).map_err(e)?;
+        let sock = sys::packet_socket().map_err(e)?;
         sys::set_opt(&sock, sys::PACKET_VERSION, &sys::TPACKET_V2).map_err(e)?;
         sys::set_opt(&sock, PACKET_LOSS, &1i32).map_err(e)?;
         // Each frame behind a virtio-net header whose hdr_len covers all of it: the kernel
@@ -476,7 +484,7 @@ impl Driver for AfPacketDriver {
         // Segmentation requests are larger than a slot: they go on a second, ring-less socket
         // of the same kind, one writev each (after the ring's frames queued before them).
         let gso = if offloads.contains(TxOffload::TCP_TSO) {
-            let g = sys::packet_socket(false).map_err(e)?;
+            let g = sys::packet_socket().map_err(e)?;
             sys::set_opt(&g, PACKET_VNET_HDR, &1i32).map_err(e)?;
             if self.qdisc_bypass {
                 sys::set_opt(&g, sys::PACKET_QDISC_BYPASS, &1i32).map_err(e)?;
@@ -520,6 +528,7 @@ impl Driver for AfPacketDriver {
     }
 
     fn close(&mut self) {
+        self.collect_kernel_drops();
         self.rx_socks.clear();
         self.netif = None;
     }
@@ -545,9 +554,26 @@ impl Driver for AfPacketDriver {
 
     /// Promiscuous through a `PACKET_MR_PROMISC` membership of each receive socket: the
     /// kernel counts memberships, so this never fights other users of the interface.
+    /// Idempotent: a membership is a count in the kernel, so a second "on" would need a
+    /// second "off", and an "off" without one fails (`EADDRNOTAVAIL`).
     fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
-        for s in &self.rx_socks {
-            sys::promisc(s, self.ifindex, on).map_err(|e| os_error("set_promiscuous", e))?;
+        if on == self.promisc {
+            return Ok(());
+        }
+        for (i, s) in self.rx_socks.iter().enumerate() {
+            // A socket in several slots (queues set up out of order) counts once.
+            if self.rx_socks[..i].iter().any(|t| Arc::ptr_eq(s, t)) {
+                continue;
+            }
+            if let Err(e) = sys::promisc(s, self.ifindex, on) {
+                // Undo what this call did, so the sockets agree with `self.promisc` again.
+                for (j, t) in self.rx_socks[..i].iter().enumerate() {
+                    if !self.rx_socks[..j].iter().any(|u| Arc::ptr_eq(t, u)) {
+                        let _ = sys::promisc(t, self.ifindex, !on);
+                    }
+                }
+                return Err(os_error("set_promiscuous", e));
+            }
         }
         self.promisc = on;
         Ok(())

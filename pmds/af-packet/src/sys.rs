@@ -20,6 +20,9 @@ pub(crate) const TPACKET_V2: libc::c_int = 1;
 pub(crate) const TPACKET_V3: libc::c_int = 2;
 pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
 pub(crate) const PACKET_FANOUT_HASH: u32 = 0;
+/// `PACKET_FANOUT_FLAG_UNIQUEID` (4.4+): the kernel picks an id no group of the namespace
+/// has (the request's id must be 0).
+pub(crate) const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 const ETH_P_ALL: u16 = 0x0003;
 
 /// `struct tpacket_req3` (also read as `struct tpacket_req` for V2: the first four fields).
@@ -64,16 +67,16 @@ fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
     Errno::result(r)
 }
 
-/// A raw packet socket, non-blocking: for all protocols if `rx`, else for none (a transmit
-/// socket that queues nothing it would have to drop).
-pub(crate) fn packet_socket(rx: bool) -> Result<OwnedFd, Errno> {
-    let proto = if rx { ETH_P_ALL.to_be() } else { 0 };
+/// A raw packet socket, non-blocking, that receives nothing until [`bind`] names its
+/// interface and (for `rx`) the protocol: a socket made for `ETH_P_ALL` would take every
+/// interface's frames into its ring from its creation to its bind.
+pub(crate) fn packet_socket() -> Result<OwnedFd, Errno> {
     // SAFETY: socket(2) with constant arguments; the fd is owned right away.
     let fd = check(unsafe {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            proto as libc::c_int,
+            0,
         )
     })?;
     // SAFETY: fresh descriptor, ours.
@@ -88,6 +91,23 @@ pub(crate) fn set_opt<T: SockOpt>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> 
 /// Reads and resets the socket's counters (`PACKET_STATISTICS`).
 pub(crate) fn take_stats(fd: &OwnedFd) -> Result<TpacketStatsV3, Errno> {
     sock::get_opt(fd.as_raw_fd(), SOL_PACKET, PACKET_STATISTICS).map(|(s, _)| s)
+}
+
+/// Joins the hash fanout group `id`, or with `None` a new group whose id the kernel picks
+/// (unique in the network namespace); returns the group's id.
+pub(crate) fn join_fanout(fd: &OwnedFd, id: Option<u16>) -> Result<u16, Errno> {
+    let arg = match id {
+        Some(id) => id as u32 | (PACKET_FANOUT_HASH << 16),
+        None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    };
+    set_opt(fd, PACKET_FANOUT, &arg)?;
+    match id {
+        Some(id) => Ok(id),
+        // The low 16 bits of the answer are the group's id.
+        None => {
+            sock::get_opt::<u32>(fd.as_raw_fd(), SOL_PACKET, PACKET_FANOUT).map(|(v, _)| v as u16)
+        }
+    }
 }
 
 /// Turns promiscuous membership of `ifindex` on or off for this socket.

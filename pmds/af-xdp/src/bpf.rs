@@ -247,6 +247,42 @@ pub fn prog_info(fd: &OwnedFd) -> Result<(u32, String), Errno> {
     Ok((id, String::from_utf8_lossy(&raw[..end]).into_owned()))
 }
 
+/// A process that holds program `id` open, other than through this process's descriptor
+/// `ours` (the one just obtained to inspect it): found by its `/proc/PID/fdinfo` (`prog_id:`).
+/// A port that attached rdk's program keeps a descriptor for it until it detaches it, so a
+/// program of rdk's that someone holds belongs to a live port (of this process or another);
+/// one nobody holds is a crashed run's leftover. Processes whose descriptors cannot be read
+/// (another user's, without privilege) are not seen.
+pub fn prog_holder(id: u32, ours: RawFd) -> Option<u32> {
+    let me = std::process::id();
+    let want = format!("prog_id:\t{id}");
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Some(fd) = f.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+                continue;
+            };
+            if pid == me && fd == ours {
+                continue;
+            }
+            let is_prog =
+                std::fs::read_link(f.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:bpf-prog");
+            if is_prog
+                && std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+                    .is_ok_and(|i| i.lines().any(|l| l.trim_end() == want))
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -395,7 +395,14 @@ impl AfXdpDriver {
                 && match self.bind_mode {
                     BindMode::ZeroCopy => crate::netlink::dev_features(self.ifindex)
                         .is_ok_and(|f| f.xsk & crate::netlink::NETDEV_XSK_FLAGS_TX_CHECKSUM != 0),
-                    _ => copy_mode_takes_checksums(&self.iface),
+                    // The name now: /sys/class/net follows renames.
+                    _ => copy_mode_takes_checksums(
+                        &self
+                            .netif
+                            .as_ref()
+                            .and_then(|n| n.current_name().ok())
+                            .unwrap_or_else(|| self.iface.clone()),
+                    ),
                 };
             if tx.offloads.intersects(l4) {
                 self.tx_csum_by_kernel = Some(kernel_csum);
@@ -460,6 +467,14 @@ impl AfXdpDriver {
                     iface,
                     id: now.prog_id,
                     name,
+                });
+            }
+            // rdk's, but held by a live port (this process's or another's): not a leftover.
+            if let Some(pid) = bpf::prog_holder(now.prog_id, fd.as_raw_fd()) {
+                return Err(AfXdpError::ProgramInUse {
+                    iface,
+                    id: now.prog_id,
+                    pid,
                 });
             }
             // Ours, from a run that did not clean up: replace exactly that program, in its mode.

@@ -33,6 +33,16 @@ pub enum AfXdpError {
         /// The program's name (empty if unnamed).
         name: String,
     },
+    /// rdk's program on the interface belongs to a live port (of this process or another):
+    /// it is not a leftover, and replacing it would cut that port off.
+    ProgramInUse {
+        /// The interface.
+        iface: String,
+        /// The program's id.
+        id: u32,
+        /// The process that holds it.
+        pid: u32,
+    },
     /// The receive pool cannot be a UMEM.
     Umem(UmemError),
     /// The verifier refused the redirect program.
@@ -83,6 +93,12 @@ impl fmt::Display for AfXdpError {
                  not rdk's; detach it with `ip link set dev {iface} xdp off` (or stop the \
                  program that owns it), or use another interface"
             ),
+            AfXdpError::ProgramInUse { iface, id, pid } => write!(
+                f,
+                "rdk's XDP program (id {id}) on {iface} belongs to a running port (process \
+                 {pid}); one port per interface: take several queues with queue_count in one \
+                 port, or stop the other port first"
+            ),
             AfXdpError::Umem(e) => write!(f, "UMEM: {e}"),
             AfXdpError::Verifier { code, log } => write!(
                 f,
@@ -130,6 +146,11 @@ impl AfXdpError {
             AfXdpError::ForeignProgram { .. } => (
                 "another XDP program is attached to the interface; detach it with \
                  `ip link set dev IF xdp off` (see the driver's last_error for its id and name)",
+                libc::EBUSY,
+            ),
+            AfXdpError::ProgramInUse { .. } => (
+                "another running rdk port has its XDP program on the interface; use one port \
+                 per interface (see the driver's last_error)",
                 libc::EBUSY,
             ),
             AfXdpError::Umem(UmemError::NoObjects) => (

@@ -225,10 +225,12 @@ fn exchange(
                             .get(..4)
                             .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
                             .ok_or(Errno::EPROTO)?;
-                        return if code == 0 {
-                            Ok(())
-                        } else {
-                            Err(Errno::from_raw(-code))
+                        // A negative errno; anything else (i32::MIN has no negation) is
+                        // not one the kernel sends.
+                        return match code {
+                            0 => Ok(()),
+                            c if c < 0 && c > i32::MIN => Err(Errno::from_raw(-c)),
+                            _ => Err(Errno::EPROTO),
                         };
                     }
                     NLMSG_DONE => return Ok(()),
@@ -485,6 +487,47 @@ mod tests {
         push_attr(&mut body, 3, b"veth0\0"); // IFLA_IFNAME first
         push_attr(&mut body, IFLA_XDP | NLA_F_NESTED, xdp);
         body
+    }
+
+    /// A connected datagram pair standing in for the kernel: `exchange` sends on the first
+    /// and reads what was queued on it from the second.
+    fn fake_kernel(reply: &[u8]) -> (OwnedFd, OwnedFd) {
+        let mut sv = [0; 2];
+        // SAFETY: socketpair writes two fresh descriptors into `sv`.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, sv.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        // SAFETY: fresh descriptors, ours.
+        let (ours, kernel) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+        // SAFETY: sends our buffer.
+        let n = unsafe { libc::send(kernel.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0) };
+        assert_eq!(n as usize, reply.len());
+        (ours, kernel)
+    }
+
+    fn nlmsg(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn hostile_error_codes_are_refused_not_negated() {
+        for (code, want) in [
+            (i32::MIN, Err(Errno::EPROTO)),
+            (5, Err(Errno::EPROTO)),
+            (-libc::EBUSY, Err(Errno::EBUSY)),
+            (0, Ok(Vec::new())),
+        ] {
+            let mut body = code.to_ne_bytes().to_vec();
+            body.extend_from_slice(&[0; 16]); // the request's header, echoed
+            let (fd, _kernel) = fake_kernel(&nlmsg(NLMSG_ERROR, 7, &body));
+            let got = transact(&fd, RTM_GETLINK, 0, 7, &[0; 16], RTM_NEWLINK);
+            assert_eq!(got, want, "error code {code}");
+        }
     }
 
     #[test]
