@@ -1326,11 +1326,15 @@ mod tests {
                     log: 0
                 })
             );
-            let r = p.expect_acked(Request::SetVringKick);
+            let r = p.expect(Request::SetVringKick);
             assert_eq!(r.payload, Payload::U64(1));
             assert_eq!(r.fds.len(), 1);
-            // The descriptor is the frontend's eventfd.
+            // The descriptor is the frontend's eventfd: kicked before the acknowledgement, which
+            // the frontend waits for before it looks.
             nix::unistd::write(&r.fds[0], &1u64.to_ne_bytes()).unwrap();
+            if r.header.flags & flags::NEED_REPLY != 0 {
+                p.reply(Request::SetVringKick, &Payload::U64(0));
+            }
             let r = p.expect_acked(Request::SetVringCall);
             assert_eq!(
                 r.payload,
