@@ -144,23 +144,13 @@ impl PktRing {
     }
 
     /// Gives the ring a receive-interrupt event (once; later calls keep the first). From then
-    /// on [`rx_intr_enable`](Self::rx_intr_enable) works.
+    /// on [`rx_intr_enable`](Self::rx_intr_enable) works. If `make` fails the ring stays
+    /// without an event, so a later call can try again.
     pub fn set_rx_event(
         &self,
         make: impl FnOnce() -> Result<Box<dyn EventNotifier>, EventError>,
     ) -> Result<(), EventError> {
-        let mut err = None;
-        self.wake.event.call_once(|| match make() {
-            Ok(ev) => ev,
-            Err(e) => {
-                err = Some(e);
-                Box::new(NoEvent)
-            }
-        });
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.wake.event.try_call_once(make).map(drop)
     }
 
     /// What to wait on for the receive interrupt, if the ring has an event.
@@ -209,22 +199,6 @@ impl PktRing {
         };
         self.wake.armed.store(false, Ordering::Relaxed);
         ev.ack().map(drop)
-    }
-}
-
-/// Stands in for an event whose creation failed (the `Once` must hold something); every
-/// operation reports the handle closed.
-struct NoEvent;
-
-impl EventNotifier for NoEvent {
-    fn signal(&self) -> Result<(), EventError> {
-        Err(EventError::Closed)
-    }
-    fn ack(&self) -> Result<u64, EventError> {
-        Err(EventError::Closed)
-    }
-    fn wait(&self, _timeout: Option<core::time::Duration>) -> Result<bool, EventError> {
-        Err(EventError::Closed)
     }
 }
 
@@ -507,6 +481,52 @@ mod tests {
         assert!(ring.producer().is_ok() && ring.consumer().is_ok());
         assert_eq!(ring.name(), "t");
         assert_eq!(ring.capacity(), 8);
+    }
+
+    /// A counter event, as eventfd is.
+    #[derive(Default)]
+    struct Counting(core::sync::atomic::AtomicU64);
+
+    impl EventNotifier for Counting {
+        fn signal(&self) -> Result<(), EventError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn ack(&self) -> Result<u64, EventError> {
+            Ok(self.0.swap(0, Ordering::Relaxed))
+        }
+        fn wait(&self, _timeout: Option<core::time::Duration>) -> Result<bool, EventError> {
+            Ok(self.0.load(Ordering::Relaxed) > 0)
+        }
+    }
+
+    #[test]
+    fn a_failed_rx_event_leaves_none_and_a_retry_takes() {
+        let os = TestDma::contiguous();
+        let p = pool(&os, 4);
+        let ring = PktRing::new("t", 8).unwrap();
+        let fail = EventError::Os {
+            op: "eventfd",
+            code: 24,
+        };
+        assert_eq!(ring.set_rx_event(|| Err(fail)), Err(fail));
+        assert!(!ring.has_rx_event(), "a failed call leaves no dead event");
+        assert_eq!(ring.rx_intr_enable(), Err(EventError::Closed));
+        // A retry (a queue set up again) gets a working event.
+        ring.set_rx_event(|| Ok(Box::new(Counting::default())))
+            .unwrap();
+        assert!(ring.has_rx_event());
+        ring.rx_intr_enable().unwrap();
+        ring.producer()
+            .unwrap()
+            .enqueue(p.alloc().unwrap())
+            .unwrap();
+        assert_eq!(ring.rx_wait(None), Ok(true), "the enqueue signalled");
+        // Once set, the event stays: a later maker is not even called.
+        ring.set_rx_event(|| Err(fail)).unwrap();
+        assert!(ring.has_rx_event());
+        drop(ring);
+        assert_eq!(p.available(), 4);
     }
 
     #[test]
