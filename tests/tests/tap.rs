@@ -820,6 +820,48 @@ fn reconfigure_starts_the_drop_reasons_afresh() {
     assert_eq!(small.available(), small.size());
 }
 
+/// A queue set up again keeps counting where it was, the drop reasons that break its errors
+/// down too; a statistics reset zeroes both.
+#[test]
+fn drop_reasons_follow_the_counters_they_break_down() {
+    if !need_netns("drop_reasons_follow_the_counters_they_break_down") {
+        return;
+    }
+    let ns = Netns::new("tapk").unwrap();
+    let pool = pool(512);
+    let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
+    let f = ipv4_udp_frame(
+        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1600],
+    );
+    let send_too_big = |port: &mut Port<TapDriver>| {
+        let mut burst = [Some(chain_of(&pool, &f, 2000))];
+        assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    };
+    send_too_big(&mut port);
+    let both =
+        |port: &Port<TapDriver>| (xstat(port, "tx_errors"), xstat(port, "tx_frames_too_big"));
+    assert_eq!(both(&port), (Some(1), Some(1)));
+    port.stop().unwrap();
+    port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+        .unwrap();
+    port.tx_queue_setup(0, 512, &TxQueueConfig::default())
+        .unwrap();
+    port.start().unwrap();
+    assert_eq!(
+        both(&port),
+        (Some(1), Some(1)),
+        "set up again: the reason stays with the error it explains"
+    );
+    send_too_big(&mut port);
+    assert_eq!(both(&port), (Some(2), Some(2)));
+    port.stats_reset();
+    assert_eq!(both(&port), (Some(0), Some(0)), "a reset zeroes both");
+    send_too_big(&mut port);
+    assert_eq!(both(&port), (Some(1), Some(1)));
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
 /// Polling a port whose interface was deleted under it receives nothing and loses nothing:
 /// no frame is counted as a receive error.
 #[test]

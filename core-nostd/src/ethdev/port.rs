@@ -156,6 +156,10 @@ pub trait Driver: Send {
 
     /// Driver-specific extended statistics, appended to `out`.
     fn xstats(&self, _out: &mut Vec<XStat>) {}
+
+    /// Zeroes the driver's own counters (those [`xstats`](Self::xstats) reports), when the
+    /// port's statistics are reset.
+    fn stats_reset(&self) {}
 }
 
 /// A link-change callback: gets the port id and the new state.
@@ -185,7 +189,7 @@ impl StatsReader {
         )
     }
 
-    /// Zeroes every counter.
+    /// Zeroes every queue counter (the driver's own are zeroed by [`Port::stats_reset`]).
     pub fn reset(&self) {
         self.rx.iter().chain(&self.tx).for_each(|c| c.reset());
     }
@@ -459,9 +463,11 @@ impl<D: Driver> Port<D> {
         self.stats_reader().stats()
     }
 
-    /// Zeroes the port's statistics.
+    /// Zeroes the port's statistics: the generic counters and the driver's extended ones
+    /// (DPDK's `rte_eth_stats_reset`; there is no separate xstats reset).
     pub fn stats_reset(&self) {
-        self.stats_reader().reset()
+        self.stats_reader().reset();
+        self.drv.stats_reset();
     }
 
     /// Named extended statistics: the generic ones, per queue, then the driver's.

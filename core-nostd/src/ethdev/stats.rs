@@ -193,6 +193,12 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Zeroes the counter. Racy against its writer (an update in flight may survive), as
+    /// [`QueueCounters::reset`] is.
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Per-queue shared state a driver keeps for its statistics (one `Arc<T>` per queue id, the
@@ -218,9 +224,24 @@ impl<T: Default> PerQueue<T> {
         t
     }
 
+    /// The `T` of `queue`, made at its first setup and kept by later ones, so that its
+    /// counters carry on across a queue set up again, as the port's [`QueueCounters`] do.
+    pub fn kept(&mut self, queue: u16) -> alloc::sync::Arc<T> {
+        let q = queue as usize;
+        if self.0.len() <= q {
+            self.0.resize_with(q + 1, Default::default);
+        }
+        self.0[q].clone()
+    }
+
     /// The sum over queues of the counter `f` picks.
     pub fn sum(&self, f: impl Fn(&T) -> &Counter) -> u64 {
         self.0.iter().map(|t| f(t).get()).sum()
+    }
+
+    /// Every queue's `T` (for a driver's statistics reset).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|t| &**t)
     }
 }
 
@@ -247,6 +268,24 @@ mod tests {
             3,
             "a new setup of queue 2 starts from zero"
         );
+    }
+
+    #[test]
+    fn kept_counters_carry_on_across_setups_until_reset() {
+        #[derive(Default)]
+        struct D {
+            a: Counter,
+        }
+        let mut p = PerQueue::<D>::default();
+        p.kept(1).a.add(5);
+        p.kept(0).a.add(1);
+        let again = p.kept(1);
+        again.a.add(2);
+        assert_eq!(p.sum(|d| &d.a), 8, "queue 1 set up again keeps its count");
+        p.iter().for_each(|d| d.a.reset());
+        assert_eq!(p.sum(|d| &d.a), 0);
+        again.a.add(3);
+        assert_eq!(p.sum(|d| &d.a), 3, "the queue still counts into it");
     }
 
     #[test]

@@ -255,7 +255,8 @@ impl Driver for TapDriver {
         self.max_frame.store(self.max_frame(), Ordering::Relaxed);
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
-        // The port's counters start afresh with a configure; so do the drop reasons.
+        // The port's counters start afresh with a configure; so do the drop reasons. A queue
+        // set up again keeps its counters, and so its drop reasons (`PerQueue::kept`).
         self.rx_drops = PerQueue::default();
         self.tx_drops = PerQueue::default();
         Ok(())
@@ -299,7 +300,7 @@ impl Driver for TapDriver {
                     code: 0,
                 },
             })?;
-        let drops = self.rx_drops.fresh(queue);
+        let drops = self.rx_drops.kept(queue);
         Ok(TapRx::new(
             RxCore {
                 fd,
@@ -339,7 +340,7 @@ impl Driver for TapDriver {
                     code: 0,
                 },
             })?;
-        let drops = self.tx_drops.fresh(queue);
+        let drops = self.tx_drops.kept(queue);
         Ok(TapTx::new(
             fd,
             counters,
@@ -443,6 +444,15 @@ impl Driver for TapDriver {
                 ("interface_gone", self.is_gone() as u64),
             ],
         );
+    }
+
+    /// Zeroes the drop reasons with the port's counters they break down (`interface_gone`
+    /// is a state, not a count: it stays).
+    fn stats_reset(&self) {
+        self.rx_drops
+            .iter()
+            .chain(self.tx_drops.iter())
+            .for_each(Drops::reset);
     }
 }
 

@@ -23,7 +23,8 @@
 //! sent, or dropped and counted (`rx_frames_too_big`, `tx_frames_too_big`,
 //! `tx_too_many_segments`, buffer shortage as `rx_nombuf`, kernel errors as `ierrors` /
 //! `oerrors`); a burst that meets a full kernel queue stops and leaves the rest with the
-//! caller (`tx_kernel_queue_full`).
+//! caller (`tx_kernel_queue_full`). These reasons live as long as the counters they break
+//! down: a queue set up again carries on with both, `stats_reset` and `configure` zero both.
 //!
 //! The link is up while the interface is up and running; start brings it up and stop down, as
 //! DPDK does. An interface deleted under the port is seen by the next burst (the kernel

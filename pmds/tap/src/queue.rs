@@ -30,6 +30,21 @@ pub(crate) struct Drops {
     pub bad_offload: Counter,
 }
 
+impl Drops {
+    /// Zeroes every reason.
+    pub fn reset(&self) {
+        for c in [
+            &self.rx_too_big,
+            &self.tx_too_big,
+            &self.tx_too_many_segs,
+            &self.tx_full,
+            &self.bad_offload,
+        ] {
+            c.reset();
+        }
+    }
+}
+
 /// Errors that mean the interface is gone (deleted under us).
 fn is_gone(e: Errno) -> bool {
     matches!(e, Errno::EBADFD | Errno::EIO | Errno::ENODEV | Errno::ENXIO)
