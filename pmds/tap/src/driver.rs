@@ -308,6 +308,8 @@ impl Driver for TapDriver {
                 drops,
                 room,
                 max_frame: self.max_frame.clone(),
+                seen_max: 0,
+                segs: 1,
                 port_id: self.port_id,
                 gone: self.gone.clone(),
                 vnet: self.vnet,

@@ -68,6 +68,10 @@ pub(crate) struct RxCore {
     pub room: u32,
     /// The longest frame the port's MTU allows now (the driver updates it on `set_mtu`).
     pub max_frame: Arc<AtomicU32>,
+    /// The `max_frame` that [`segs`](Self::segs) was worked out for (0: not yet).
+    pub seen_max: u32,
+    /// Segments one frame may need at `seen_max`.
+    pub segs: usize,
     pub port_id: u16,
     pub gone: Arc<AtomicBool>,
     /// Frames arrive behind a net header (the queues were opened with `IFF_VNET_HDR`).
@@ -92,11 +96,22 @@ impl TapRx {
 }
 
 impl RxCore {
-    /// Segments one frame may need at the MTU now: 1 unless it exceeds one buffer.
+    /// Segments one frame may need at the MTU now: 1 unless it exceeds one buffer. Worked
+    /// out again only when the MTU changed (`set_mtu` on a started port reaches the queue at
+    /// its next burst).
     #[inline(always)]
-    fn segs(&self) -> usize {
+    fn segs(&mut self) -> usize {
         let max = self.max_frame.load(Ordering::Relaxed);
-        (max.div_ceil(self.room.max(1)) as usize).clamp(1, MAX_SEGS)
+        if max != self.seen_max {
+            self.recount(max);
+        }
+        self.segs
+    }
+
+    #[cold]
+    fn recount(&mut self, max: u32) {
+        self.seen_max = max;
+        self.segs = (max.div_ceil(self.room.max(1)) as usize).clamp(1, MAX_SEGS);
     }
 
     /// Receives one frame into at most `segs` mbufs from `cache`. `Ok(None)`: nothing
@@ -269,7 +284,7 @@ impl RxCore {
         }
     }
 
-    fn burst(&self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
+    fn burst(&mut self, out: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
         let mut n = 0;
         let mut bytes = 0u64;
         let segs = self.segs();
@@ -525,5 +540,107 @@ impl TxQueue for TapTx {
     #[inline]
     fn tx_burst_cached(&mut self, pkts: &mut [Option<Mbuf>], cache: &mut MbufCache) -> usize {
         self.burst(pkts, Some(cache))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdk_core::mbuf::PktMbufPoolConfig;
+    use rdk_core::net::checksum::fill_ipv4_header_checksum;
+    use rdk_os_linux::LinuxOs;
+    use std::os::unix::net::UnixDatagram;
+
+    /// A receive queue reading from one end of a datagram socket pair (one datagram, one
+    /// frame, as a TAP fd reads), and the other end to write frames into.
+    struct Rig {
+        rx: TapRx,
+        peer: UnixDatagram,
+        counters: Arc<QueueCounters>,
+        drops: Arc<Drops>,
+        max_frame: Arc<AtomicU32>,
+        pool: PktMbufPool,
+    }
+
+    fn rig(vnet: bool, verify: bool) -> Rig {
+        let (ours, peer) = UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let pool =
+            PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("taprx", 64)).unwrap();
+        let counters = Arc::new(QueueCounters::new());
+        let drops = Arc::new(Drops::default());
+        let max_frame = Arc::new(AtomicU32::new(1518));
+        let core = RxCore {
+            fd: Arc::new(OwnedFd::from(ours)),
+            counters: counters.clone(),
+            drops: drops.clone(),
+            room: pool.data_room() as u32,
+            max_frame: max_frame.clone(),
+            seen_max: 0,
+            segs: 1,
+            port_id: 0,
+            gone: Arc::new(AtomicBool::new(false)),
+            vnet,
+            verify,
+        };
+        let cache = pool.cache(16).unwrap();
+        Rig {
+            rx: TapRx::new(core, pool.clone(), cache),
+            peer,
+            counters,
+            drops,
+            max_frame,
+            pool,
+        }
+    }
+
+    impl Rig {
+        fn finish(self) {
+            let pool = self.pool.clone();
+            drop(self);
+            assert_eq!(pool.available(), pool.size(), "every mbuf back");
+        }
+    }
+
+    /// An Ethernet/IPv4/UDP frame of 10.0.0.1 → 10.0.0.2 with a correct IPv4 header
+    /// checksum and, in the UDP checksum field, `udp_cksum`.
+    fn udp_frame(payload: &[u8], udp_cksum: u16) -> Vec<u8> {
+        let udp_len = 8 + payload.len() as u16;
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&1234u16.to_be_bytes());
+        f.extend_from_slice(&5678u16.to_be_bytes());
+        f.extend_from_slice(&udp_len.to_be_bytes());
+        f.extend_from_slice(&udp_cksum.to_be_bytes());
+        f.extend_from_slice(payload);
+        assert!(fill_ipv4_header_checksum(&mut f, 14, 20));
+        f
+    }
+
+    #[test]
+    fn a_larger_mtu_reaches_a_queue_between_bursts() {
+        let mut r = rig(false, false);
+        let big = udp_frame(&[3; 3000], 0);
+        let mut out: [Option<Mbuf>; 4] = Default::default();
+        r.peer.send(&big[..1000]).unwrap();
+        assert_eq!(r.rx.rx_burst(&mut out), 1);
+        assert_eq!(out[0].take().map(|m| m.nb_segs()), Some(1));
+        r.max_frame.store(9018, Ordering::Relaxed);
+        r.peer.send(&big).unwrap();
+        assert_eq!(r.rx.rx_burst(&mut out), 1);
+        let m = out[0].take().unwrap();
+        assert_eq!((m.nb_segs(), m.pkt_len() as usize), (2, big.len()));
+        let s = r.counters.snapshot();
+        assert_eq!((s.packets, s.errors, r.drops.rx_too_big.get()), (2, 0, 0));
+        drop(m);
+        r.finish();
     }
 }
