@@ -40,7 +40,9 @@
 //! the pseudo-header sum, as with any NIC), and the kernel completes the checksum when the
 //! frame leaves the host or trusts it when delivered locally — DPDK's tap computes it in
 //! software. Received frames then carry a header too; `DATA_VALID` in it becomes
-//! `RX_L4_CKSUM_GOOD`. Receive checksum offloads (`IPV4_CKSUM`, `UDP_CKSUM`, `TCP_CKSUM`) are
+//! `RX_L4_CKSUM_GOOD`, and `NEEDS_CSUM` (a frame of this host whose checksum the kernel left
+//! to the device, seen only if some opener of the interface set `TUNSETOFFLOAD`)
+//! `RX_L4_CKSUM_NONE`: the field is partial, the data intact, as rdk's virtio PMD says. Receive checksum offloads (`IPV4_CKSUM`, `UDP_CKSUM`, `TCP_CKSUM`) are
 //! checked in software, as DPDK's tap does: `RX_IP_CKSUM_*` and `RX_L4_CKSUM_*` say GOOD or
 //! BAD for IPv4 (one VLAN tag looked through) and its TCP/UDP; what cannot be checked (other
 //! protocols, fragments, no UDP checksum sent) stays UNKNOWN; a chained frame (an MTU above

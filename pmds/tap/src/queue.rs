@@ -170,8 +170,8 @@ impl RxCore {
 
     /// Stamps the port and the checksum states: what the software check found (receive
     /// checksum offloads on), or, behind a net header, what the kernel said (`DATA_VALID`:
-    /// verified). A header announcing GSO, which these queues never ask the kernel for (no
-    /// `TUNSETOFFLOAD`), drops the frame.
+    /// verified, `NEEDS_CSUM`: intact but the L4 field partial). A header announcing GSO,
+    /// which these queues never ask the kernel for (no `TUNSETOFFLOAD`), drops the frame.
     #[inline(always)]
     fn finish(
         &self,
@@ -184,7 +184,7 @@ impl RxCore {
             self.drops.bad_offload.add(1);
             return Err(RxStop::Dropped);
         }
-        let valid = self.vnet && hdr[0] & net_hdr_flags::DATA_VALID != 0;
+        let flags = if self.vnet { hdr[0] } else { 0 };
         // Checked in software as DPDK's tap does, across a chain's segments.
         let (ip, l4) = if self.verify {
             verify_chain_checksums(m.segments().map(|s| s.data()))
@@ -193,7 +193,16 @@ impl RxCore {
         };
         if let Ok(mut meta) = m.meta_mut() {
             meta.set_port(self.port_id);
-            let l4 = if valid { RxCksum::Good } else { l4 };
+            let l4 = if flags & net_hdr_flags::DATA_VALID != 0 {
+                RxCksum::Good
+            } else if flags & net_hdr_flags::NEEDS_CSUM != 0 {
+                // A frame of this host whose checksum is still to be completed: the field
+                // holds a partial sum, the data is intact (virtio 1.2 §5.1.6.4; what rdk's
+                // virtio PMD and DPDK's report as L4_CKSUM_NONE).
+                RxCksum::Verified
+            } else {
+                l4
+            };
             if ip != RxCksum::Unknown || l4 != RxCksum::Unknown {
                 let f = meta.ol_flags().with_rx_ip_cksum(ip).with_rx_l4_cksum(l4);
                 meta.set_ol_flags(f);
@@ -547,8 +556,9 @@ impl TxQueue for TapTx {
 mod tests {
     use super::*;
     use rdk_core::mbuf::PktMbufPoolConfig;
-    use rdk_core::net::checksum::fill_ipv4_header_checksum;
+    use rdk_core::net::checksum::{fill_ipv4_header_checksum, fold, pseudo_header};
     use rdk_os_linux::LinuxOs;
+    use std::net::Ipv4Addr;
     use std::os::unix::net::UnixDatagram;
 
     /// A receive queue reading from one end of a datagram socket pair (one datagram, one
@@ -623,6 +633,52 @@ mod tests {
         f.extend_from_slice(payload);
         assert!(fill_ipv4_header_checksum(&mut f, 14, 20));
         f
+    }
+
+    /// What a kernel sends for a locally made datagram whose checksum is left to the device
+    /// (`CHECKSUM_PARTIAL`): `NEEDS_CSUM`, and the pseudo-header sum in the field.
+    fn partial_udp(payload: &[u8]) -> Vec<u8> {
+        let len = 8 + payload.len() as u16;
+        let seed = fold(pseudo_header(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            17,
+            len,
+        ));
+        let mut hdr = [0u8; VNET_HDR];
+        hdr[0] = net_hdr_flags::NEEDS_CSUM;
+        hdr[6..8].copy_from_slice(&34u16.to_le_bytes()); // csum_start: the UDP header
+        hdr[8..10].copy_from_slice(&6u16.to_le_bytes()); // csum_offset: its checksum field
+        let mut d = hdr.to_vec();
+        d.extend(udp_frame(payload, seed));
+        d
+    }
+
+    #[test]
+    fn a_partial_checksum_is_reported_as_verified_not_good_or_unknown() {
+        for verify in [false, true] {
+            let mut r = rig(true, verify);
+            r.peer.send(&partial_udp(&[0x5a; 101])).unwrap();
+            let mut out: [Option<Mbuf>; 4] = Default::default();
+            assert_eq!(r.rx.rx_burst(&mut out), 1);
+            let m = out[0].take().unwrap();
+            assert_eq!(m.pkt_len(), 14 + 20 + 8 + 101);
+            let f = m.ol_flags();
+            assert_eq!(
+                f.rx_l4_cksum(),
+                RxCksum::Verified,
+                "NEEDS_CSUM (verify {verify}): the field is partial, the data intact, as \
+                 rdk's virtio PMD says"
+            );
+            let ip = if verify {
+                RxCksum::Good
+            } else {
+                RxCksum::Unknown
+            };
+            assert_eq!(f.rx_ip_cksum(), ip, "the IPv4 header is whole either way");
+            drop(m);
+            r.finish();
+        }
     }
 
     #[test]
