@@ -18,9 +18,9 @@ use crate::umem::Umem;
 use crate::xsk::XskSock;
 use nix::errno::Errno;
 use rdk_core::ethdev::{
-    DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr, PerQueue,
-    PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload, TxQueueConfig,
-    XStat,
+    queue_cache, DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr,
+    PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
+    TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{self, NetIf, NetIfError};
@@ -407,10 +407,9 @@ impl AfXdpDriver {
             if tx.offloads.intersects(l4) {
                 self.tx_csum_by_kernel = Some(kernel_csum);
             }
-            let cache = tx_cache(&rx.pool).map_err(|_| AfXdpError::Os {
-                op: "mbuf cache for tx copies",
-                code: libc::ENOSPC,
-            })?;
+            // The tx queue copies foreign mbufs into mbufs of the rx pool, through a cache of
+            // its own: a second cache of that pool per queue pair.
+            let cache = queue_cache(&rx.pool, CACHE_SIZE, "start").map_err(AfXdpError::TxCache)?;
             let max = self.max_frame().min(rx.pool.data_room() as u32);
             tx.attach(TxLive::new(
                 sock.clone(),
@@ -669,12 +668,6 @@ fn set_sol_socket(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> Result<(), 
     .map(drop)
 }
 
-fn tx_cache(pool: &PktMbufPool) -> Result<rdk_core::mbuf::MbufCache, ()> {
-    pool.cache(CACHE_SIZE.min(pool.size() / 2).max(2))
-        .or_else(|_| pool.cache(0))
-        .map_err(drop)
-}
-
 fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
     s.rx_dropped += x.rx_dropped;
     s.rx_invalid_descs += x.rx_invalid_descs;
@@ -768,16 +761,7 @@ impl Driver for AfXdpDriver {
         _config: &RxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<AfXdpRx, EthError> {
-        let cache = pool
-            .cache(CACHE_SIZE.min(pool.size() / 2).max(2))
-            .or_else(|_| pool.cache(0))
-            .map_err(|_| EthError::Device {
-                op: "rx_queue_setup",
-                reason: rdk_core::ethdev::DeviceReason {
-                    text: "the pool has no room for another cache; create it with more caches",
-                    code: 0,
-                },
-            })?;
+        let cache = queue_cache(pool, CACHE_SIZE, "rx_queue_setup")?;
         let need = self.max_frame();
         if (pool.data_room() as u32) < need {
             return Err(EthError::BuffersTooSmall {
@@ -966,5 +950,24 @@ mod tests {
             let r = AfXdpDriver::from_devargs(&DevArgs::parse(bad).unwrap());
             assert!(r.is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_pool_with_no_cache_slot_left_is_an_error_that_says_what_to_do() {
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool =
+            PktMbufPool::create(&os, &rdk_core::mbuf::PktMbufPoolConfig::new("afxc", 256)).unwrap();
+        let held: Vec<_> = (0..rdk_core::mempool::MAX_CACHES)
+            .map(|_| pool.cache(2).unwrap())
+            .collect();
+        let mut d = AfXdpDriver::new("veth0", 1);
+        let counters = Arc::new(QueueCounters::new());
+        let e = d
+            .rx_queue_setup(0, 256, &pool, &RxQueueConfig::default(), counters.clone())
+            .unwrap_err();
+        assert!(e.to_string().contains("pool of its own"), "{e}");
+        drop(held);
+        let q = d.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default(), counters);
+        assert!(q.is_ok(), "{:?}", q.err());
     }
 }
