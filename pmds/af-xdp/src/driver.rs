@@ -84,6 +84,46 @@ pub enum BindMode {
     },
 }
 
+impl BindMode {
+    /// A port's mode from its queues' (in queue order): zero-copy only if every queue is;
+    /// copy if any is, with the reason they share, or each copy-mode queue's when they differ.
+    fn of_queues(queues: &[BindMode]) -> BindMode {
+        let copies: Vec<(usize, &str)> = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(q, m)| match m {
+                BindMode::Copy { reason } => Some((q, reason.as_str())),
+                _ => None,
+            })
+            .collect();
+        match copies.first() {
+            None if queues.is_empty() => BindMode::Unbound,
+            None => BindMode::ZeroCopy,
+            Some(&(_, first))
+                if copies.len() == queues.len() && copies.iter().all(|c| c.1 == first) =>
+            {
+                BindMode::Copy {
+                    reason: first.to_string(),
+                }
+            }
+            Some(_) => {
+                let each: Vec<String> = copies
+                    .iter()
+                    .map(|(q, r)| format!("queue {q}: {r}"))
+                    .collect();
+                BindMode::Copy {
+                    reason: format!(
+                        "{} of {} queues in copy mode ({})",
+                        copies.len(),
+                        queues.len(),
+                        each.join("; ")
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// The attached program, its map, and how to take it off again.
 #[derive(Debug)]
 struct Attachment {
@@ -111,6 +151,9 @@ pub struct AfXdpDriver {
     port_id: u16,
     socks: Vec<Arc<XskSock>>,
     prog: Option<Attachment>,
+    /// How each queue pair's socket is bound, by queue id.
+    bind_modes: Vec<BindMode>,
+    /// What they add up to ([`AfXdpDriver::bind_mode`]).
     bind_mode: BindMode,
     rx_drops: PerQueue<RxDrops>,
     tx_drops: PerQueue<TxDrops>,
@@ -144,6 +187,7 @@ impl AfXdpDriver {
             port_id: PORT_INVALID,
             socks: Vec::new(),
             prog: None,
+            bind_modes: Vec::new(),
             bind_mode: BindMode::Unbound,
             rx_drops: PerQueue::default(),
             tx_drops: PerQueue::default(),
@@ -241,9 +285,22 @@ impl AfXdpDriver {
         self.gone.load(Ordering::Relaxed)
     }
 
-    /// How the sockets are bound (and why not zero-copy).
+    /// How the port's sockets are bound: zero-copy only if every queue's is; otherwise copy,
+    /// with the reason (each copy-mode queue's when the queues differ). `Unbound` when stopped.
     pub fn bind_mode(&self) -> &BindMode {
         &self.bind_mode
+    }
+
+    /// How queue pair `queue`'s socket is bound; `None` when stopped or no such queue.
+    pub fn queue_bind_mode(&self, queue: u16) -> Option<&BindMode> {
+        self.bind_modes.get(queue as usize)
+    }
+
+    /// Records queue pair `q`'s bind (queues are opened in order, from 0).
+    fn record_bind(&mut self, q: usize, mode: BindMode) {
+        self.bind_modes.truncate(q);
+        self.bind_modes.push(mode);
+        self.bind_mode = BindMode::of_queues(&self.bind_modes);
     }
 
     /// TCP/UDP checksum offload done by rdk in software even where the kernel or device
@@ -366,7 +423,8 @@ impl AfXdpDriver {
             }
         };
         if let BindMode::Copy { reason } = &mode {
-            if q == 0 && !self.force_copy {
+            // Once per port, and again for a queue that ended up unlike the first.
+            if self.bind_modes.first() != Some(&mode) && !self.force_copy {
                 eprintln!("net_af_xdp {}: copy mode: {reason}", self.iface);
             }
         }
@@ -378,7 +436,6 @@ impl AfXdpDriver {
             matches!(mode, BindMode::ZeroCopy),
             probe,
         );
-        self.bind_mode = mode;
         rx.attach(RxLive::new(
             sock.clone(),
             rxr,
@@ -392,7 +449,7 @@ impl AfXdpDriver {
             // zero-copy only if its driver says so (others ignore the metadata).
             let kernel_csum = meta
                 && !self.tx_sw_csum
-                && match self.bind_mode {
+                && match mode {
                     BindMode::ZeroCopy => crate::netlink::dev_features(self.ifindex)
                         .is_ok_and(|f| f.xsk & crate::netlink::NETDEV_XSK_FLAGS_TX_CHECKSUM != 0),
                     // The name now: /sys/class/net follows renames.
@@ -426,6 +483,7 @@ impl AfXdpDriver {
             ));
         }
         self.socks.push(sock);
+        self.record_bind(q, mode);
         Ok(())
     }
 
@@ -561,6 +619,7 @@ impl AfXdpDriver {
         for q in rx.iter_mut() {
             q.detach();
         }
+        self.bind_modes.clear();
         self.bind_mode = BindMode::Unbound;
     }
 }
@@ -897,6 +956,7 @@ impl Driver for AfXdpDriver {
                     "tx_ring_anomalies",
                     self.tx_drops.sum(|d| &d.ring_anomalies),
                 ),
+                // 1 only if every queue is zero-copy; each queue's below.
                 (
                     "zero_copy",
                     matches!(self.bind_mode, BindMode::ZeroCopy) as u64,
@@ -904,6 +964,12 @@ impl Driver for AfXdpDriver {
                 ("interface_gone", self.is_gone() as u64),
             ],
         );
+        for (q, m) in self.bind_modes.iter().enumerate() {
+            out.push(XStat {
+                name: format!("zero_copy_q{q}"),
+                value: matches!(m, BindMode::ZeroCopy) as u64,
+            });
+        }
     }
 }
 
@@ -969,5 +1035,64 @@ mod tests {
         drop(held);
         let q = d.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default(), counters);
         assert!(q.is_ok(), "{:?}", q.err());
+    }
+
+    fn xstat(d: &AfXdpDriver, name: &str) -> Option<u64> {
+        let mut out = Vec::new();
+        d.xstats(&mut out);
+        out.iter().find(|x| x.name == name).map(|x| x.value)
+    }
+
+    /// Two queues bound differently (a zero-copy driver that refused one queue): the port's
+    /// mode and xstats describe both, whichever was set up last.
+    #[test]
+    fn bind_mode_and_zero_copy_describe_every_queue() {
+        let copy = |why: &str| BindMode::Copy {
+            reason: why.to_string(),
+        };
+        for order in [[0, 1], [1, 0]] {
+            let modes = [BindMode::ZeroCopy, copy("refused on queue 1")];
+            let mut d = AfXdpDriver::new("veth0", 2);
+            for q in 0..2 {
+                d.record_bind(q, modes[order[q]].clone());
+            }
+            let copy_q = order.iter().position(|&i| i == 1).unwrap();
+            assert_eq!(
+                d.bind_mode(),
+                &copy(&format!(
+                    "1 of 2 queues in copy mode (queue {copy_q}: refused on queue 1)"
+                )),
+                "order {order:?}"
+            );
+            assert_eq!(
+                xstat(&d, "zero_copy"),
+                Some(0),
+                "not every queue is zero-copy"
+            );
+            assert_eq!(xstat(&d, &format!("zero_copy_q{copy_q}")), Some(0));
+            assert_eq!(xstat(&d, &format!("zero_copy_q{}", 1 - copy_q)), Some(1));
+            assert_eq!(d.queue_bind_mode(copy_q as u16), Some(&modes[1]));
+        }
+        let mut d = AfXdpDriver::new("veth0", 2);
+        d.record_bind(0, BindMode::ZeroCopy);
+        d.record_bind(1, BindMode::ZeroCopy);
+        assert_eq!(
+            (d.bind_mode(), xstat(&d, "zero_copy")),
+            (&BindMode::ZeroCopy, Some(1))
+        );
+        let mut d = AfXdpDriver::new("veth0", 2);
+        d.record_bind(0, copy("force_copy=1"));
+        d.record_bind(1, copy("force_copy=1"));
+        assert_eq!(
+            d.bind_mode(),
+            &copy("force_copy=1"),
+            "one shared reason, as before"
+        );
+        d.teardown(&mut [], &mut []);
+        assert_eq!(
+            (d.bind_mode(), d.queue_bind_mode(0)),
+            (&BindMode::Unbound, None)
+        );
+        assert_eq!(xstat(&d, "zero_copy_q0"), None);
     }
 }
