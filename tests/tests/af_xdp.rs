@@ -800,3 +800,38 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
         assert_pool_full(&pool);
     }
 }
+
+/// `tx_checksum_by_kernel` describes the port as it runs now: nothing once stopped, and a
+/// port set up again without the checksum offloads says `None`, not what the start before
+/// found.
+#[test]
+fn tx_checksum_report_follows_each_start() {
+    use rdk_core::ethdev::TxOffload;
+    if !need_netns("afxdp tx_checksum_report_follows_each_start") {
+        return;
+    }
+    let lab = Lab::new("axr");
+    let pool = pool(1024);
+    let _inside = lab.rdk.enter().unwrap();
+    let mut port = Port::new(0, AfXdpDriver::new(&lab.veth.a, 1));
+    for offloads in [TxOffload::UDP_CKSUM, TxOffload::empty()] {
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = offloads;
+        port.configure(&cfg).unwrap();
+        port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+            .unwrap();
+        port.tx_queue_setup(0, 512, &TxQueueConfig::default())
+            .unwrap();
+        port.start().unwrap();
+        let want = (!offloads.is_empty()).then_some(true);
+        assert_eq!(
+            port.driver().tx_checksum_by_kernel(),
+            want,
+            "started with {offloads:?}"
+        );
+        port.stop().unwrap();
+        assert_eq!(port.driver().tx_checksum_by_kernel(), None, "stopped");
+    }
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}

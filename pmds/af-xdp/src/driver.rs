@@ -311,10 +311,11 @@ impl AfXdpDriver {
         self
     }
 
-    /// Where the TCP/UDP checksums of offload requests are completed, once the port started
-    /// with TCP or UDP checksum offload: `Some(true)` by the kernel (copy mode) or the device
-    /// (zero-copy on a driver that implements AF_XDP TX checksums), from TX metadata;
-    /// `Some(false)` by rdk in software. `None` without those offloads.
+    /// Where the TCP/UDP checksums of offload requests are completed, while the port is
+    /// started with TCP or UDP checksum offload: `Some(true)` by the kernel (copy mode) or the
+    /// device (zero-copy on a driver that implements AF_XDP TX checksums), from TX metadata,
+    /// on every queue with the offload; `Some(false)` by rdk in software on at least one.
+    /// `None` without those offloads or when stopped.
     pub fn tx_checksum_by_kernel(&self) -> Option<bool> {
         self.tx_csum_by_kernel
     }
@@ -462,7 +463,8 @@ impl AfXdpDriver {
                     ),
                 };
             if tx.offloads.intersects(l4) {
-                self.tx_csum_by_kernel = Some(kernel_csum);
+                self.tx_csum_by_kernel =
+                    Some(self.tx_csum_by_kernel.unwrap_or(true) && kernel_csum);
             }
             // The tx queue copies foreign mbufs into mbufs of the rx pool, through a cache of
             // its own: a second cache of that pool per queue pair.
@@ -621,6 +623,7 @@ impl AfXdpDriver {
         }
         self.bind_modes.clear();
         self.bind_mode = BindMode::Unbound;
+        self.tx_csum_by_kernel = None;
     }
 }
 
