@@ -7,8 +7,8 @@ use rdk_core::ethdev::{
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
-use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_SKB_MODE};
-use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode};
+use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode, XdpMode};
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
     assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
@@ -77,12 +77,17 @@ impl Lab {
 
     /// The id of the XDP program on end A (0: none), read with rdk's own netlink code.
     fn attached_prog(&self) -> u32 {
+        self.attached().prog_id
+    }
+
+    /// The XDP program on end A and its mode.
+    fn attached(&self) -> rdk_pmd_af_xdp::netlink::Attached {
         let _inside = self.rdk.enter().unwrap();
         let idx = rdk_os_linux::netif::NetIf::open(&self.veth.a)
             .unwrap()
             .index()
             .unwrap();
-        Rtnl::open().unwrap().query(idx).unwrap().prog_id
+        Rtnl::open().unwrap().query(idx).unwrap()
     }
 
     /// Attaches a program named `name` (generic mode) to end A and leaves it there, as a
@@ -359,6 +364,42 @@ fn leftover_rdk_program_is_replaced() {
     port.close().unwrap();
     assert_eq!(lab.attached_prog(), 0);
     assert_pool_full(&pool);
+}
+
+/// A leftover found in generic mode is replaced in the mode the port asks for (native, or
+/// auto, which is native on a veth), not kept in generic mode; one found in the mode asked for
+/// is replaced in place. Traffic flows either way and stop leaves the interface clean.
+#[test]
+fn leftover_is_replaced_in_the_requested_mode() {
+    if !need_netns("afx leftover_is_replaced_in_the_requested_mode") {
+        return;
+    }
+    let lab = Lab::new("xm");
+    let pool = pool(1024);
+    for (mode, want) in [
+        (XdpMode::Native, XDP_FLAGS_DRV_MODE),
+        (XdpMode::Auto, XDP_FLAGS_DRV_MODE),
+        (XdpMode::Generic, XDP_FLAGS_SKB_MODE),
+    ] {
+        let old = lab.leave_program(bpf::PROG_NAME);
+        assert_eq!(lab.attached().mode, XDP_FLAGS_SKB_MODE);
+        let drv = AfXdpDriver::new(&lab.veth.a, 1).with_xdp_mode(mode);
+        let mut port = lab.port_with(&pool, drv, true).unwrap();
+        assert_eq!(port.driver().replaced_leftover(), Some(old), "{mode:?}");
+        let now = lab.attached();
+        assert!(now.prog_id != 0 && now.prog_id != old, "{mode:?}: {now:?}");
+        assert_eq!(now.mode, want, "{mode:?}: replaced in the mode asked for");
+        lab.send_udp("c0ffee");
+        let frames = receive(&mut port, 1, Duration::from_secs(5));
+        assert_eq!(
+            udp_payload_of(&frames[0], 9999).unwrap(),
+            [0xc0, 0xff, 0xee]
+        );
+        drop(frames);
+        port.close().unwrap();
+        assert_eq!(lab.attached_prog(), 0, "{mode:?}: nothing left behind");
+        assert_pool_full(&pool);
+    }
 }
 
 /// A second port on another queue of the same interface finds rdk's program attached by a

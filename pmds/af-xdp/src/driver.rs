@@ -536,44 +536,32 @@ impl AfXdpDriver {
                     pid,
                 });
             }
-            // Ours, from a run that did not clean up: replace exactly that program, in its mode.
-            let m = if now.mode != 0 { now.mode } else { mode };
-            rtnl.attach(
-                ifindex,
-                prog.as_raw_fd(),
-                m | XDP_FLAGS_REPLACE,
-                Some(fd.as_raw_fd()),
-            )
-            .map_err(|e| os("RTM_SETLINK (replace leftover XDP program)", e))?;
-            eprintln!(
-                "net_af_xdp {iface}: replaced XDP program {} left behind by an earlier rdk run",
-                now.prog_id
-            );
-            self.replaced_leftover = Some(now.prog_id);
-            attached_mode = m;
-        } else {
+            // Ours, from a run that did not clean up: replace exactly that program, in the
+            // mode asked for. The kernel keeps native and generic programs exclusive
+            // ("Native and generic XDP can't be active at the same time"), so a leftover in the
+            // other mode (the atomic replace then finds no program to replace in this mode:
+            // EEXIST) comes off in its own mode first, then ours goes on as a fresh attach.
+            let old = now.prog_id;
             match rtnl.attach(
                 ifindex,
                 prog.as_raw_fd(),
-                mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
-                None,
+                mode | XDP_FLAGS_REPLACE,
+                Some(fd.as_raw_fd()),
             ) {
                 Ok(()) => {}
-                Err(Errno::EEXIST | Errno::EBUSY) => {
-                    // Someone attached between the query and now.
-                    let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
-                    let name = bpf::prog_fd_by_id(now.prog_id)
-                        .and_then(|f| bpf::prog_info(&f))
-                        .map(|(_, n)| n)
-                        .unwrap_or_default();
-                    return Err(AfXdpError::ForeignProgram {
-                        iface,
-                        id: now.prog_id,
-                        name,
-                    });
+                Err(Errno::EEXIST) if now.mode != 0 && now.mode != mode => {
+                    rtnl.detach(ifindex, now.mode, fd.as_raw_fd())
+                        .map_err(|e| os("RTM_SETLINK (detach leftover XDP program)", e))?;
+                    Self::attach_fresh(rtnl, ifindex, &iface, &prog, mode)?;
                 }
-                Err(e) => return Err(os("RTM_SETLINK (attach XDP program)", e)),
+                Err(e) => return Err(os("RTM_SETLINK (replace leftover XDP program)", e)),
             }
+            eprintln!(
+                "net_af_xdp {iface}: replaced XDP program {old} left behind by an earlier rdk run"
+            );
+            self.replaced_leftover = Some(old);
+        } else {
+            Self::attach_fresh(rtnl, ifindex, &iface, &prog, mode)?;
         }
         if attached_mode == 0 {
             attached_mode = rtnl.query(ifindex).map(|a| a.mode).unwrap_or(0);
@@ -584,6 +572,39 @@ impl AfXdpDriver {
             mode: attached_mode,
         });
         Ok(())
+    }
+
+    /// Attaches `prog` in `mode` where nothing is attached; a program that got there first
+    /// (between the caller's query and now) is someone else's and stays.
+    fn attach_fresh(
+        rtnl: &mut Rtnl,
+        ifindex: u32,
+        iface: &str,
+        prog: &OwnedFd,
+        mode: u32,
+    ) -> Result<(), AfXdpError> {
+        let os = AfXdpError::os;
+        match rtnl.attach(
+            ifindex,
+            prog.as_raw_fd(),
+            mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+            None,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::EEXIST | Errno::EBUSY) => {
+                let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
+                let name = bpf::prog_fd_by_id(now.prog_id)
+                    .and_then(|f| bpf::prog_info(&f))
+                    .map(|(_, n)| n)
+                    .unwrap_or_default();
+                Err(AfXdpError::ForeignProgram {
+                    iface: iface.to_string(),
+                    id: now.prog_id,
+                    name,
+                })
+            }
+            Err(e) => Err(os("RTM_SETLINK (attach XDP program)", e)),
+        }
     }
 
     /// Takes the program off (only if it is still ours) and closes every socket.
