@@ -876,3 +876,111 @@ fn tx_checksum_report_follows_each_start() {
     port.close().unwrap();
     assert_pool_full(&pool);
 }
+
+/// Runs `f` on a thread of its own inside `ns` where `socket(AF_NETLINK, ..)` fails with
+/// `EACCES` (a seccomp filter: per thread, and gone with the thread): a kernel refusal at
+/// exactly the step after which configure used to have changed the interface already.
+fn without_netlink<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    // Classic BPF over struct seccomp_data: nr at 0, args[0] at 16 (its low half on a
+    // little-endian machine, 20 on a big-endian one).
+    const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
+        16
+    } else {
+        20
+    };
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let filter = [
+        stmt(ld, 0),
+        jeq(libc::SYS_socket as u32, 3),
+        stmt(ld, ARG0_LOW),
+        jeq(libc::AF_NETLINK as u32, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter().unwrap();
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            // SAFETY: prctl with a valid filter program that outlives the call; both settings
+            // apply to this thread only (no SECCOMP_FILTER_FLAG_TSYNC), which ends after `f`.
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                assert_eq!(
+                    libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog
+                    ),
+                    0
+                );
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A configure that fails leaves the interface as it found it: the MTU it would have set is
+/// not left behind (DPDK: configure is all or nothing).
+#[test]
+fn a_failed_configure_leaves_the_mtu_alone() {
+    if !need_netns("afx a_failed_configure_leaves_the_mtu_alone") {
+        return;
+    }
+    let lab = Lab::new("xu");
+    let mtu = || {
+        let _inside = lab.rdk.enter().unwrap();
+        rdk_os_linux::netif::NetIf::open(&lab.veth.a)
+            .unwrap()
+            .mtu()
+            .unwrap()
+    };
+    let before = mtu();
+    let iface = lab.veth.a.clone();
+    let (r, last) = without_netlink(&lab.rdk, || {
+        let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.mtu = Some(before - 100);
+        let r = p.configure(&cfg);
+        (r, p.driver().last_error().cloned())
+    });
+    assert!(r.is_err(), "configure without a netlink socket must fail");
+    assert!(
+        matches!(
+            last,
+            Some(AfXdpError::Permission {
+                op: "netlink socket"
+            })
+        ),
+        "{last:?}"
+    );
+    assert_eq!(mtu(), before, "the failed configure changed the MTU");
+    // The same configure with netlink works and sets it.
+    let _inside = lab.rdk.enter().unwrap();
+    let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.mtu = Some(before - 100);
+    p.configure(&cfg).unwrap();
+    drop(_inside);
+    assert_eq!(mtu(), before - 100);
+    p.close().unwrap();
+}

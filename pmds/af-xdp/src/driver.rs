@@ -825,12 +825,15 @@ impl Driver for AfXdpDriver {
         if let Err(e) = sys::xsk_socket() {
             return Err(self.fail(OP, AfXdpError::os("socket(AF_XDP)", e)));
         }
+        let rtnl = match Rtnl::open() {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
+        };
+        // The MTU last: everything that can fail comes first, so a failed configure leaves
+        // the interface as it was (DPDK: configure is all or nothing).
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.tx_offloads = config.tx_offloads;
-        match Rtnl::open() {
-            Ok(r) => self.rtnl = Some(r),
-            Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
-        }
+        self.rtnl = Some(rtnl);
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
         Ok(())
