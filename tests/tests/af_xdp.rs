@@ -984,3 +984,50 @@ fn a_failed_configure_leaves_the_mtu_alone() {
     assert_eq!(mtu(), before - 100);
     p.close().unwrap();
 }
+
+/// Promiscuous and all-multicast modes the port turned on are off again after close; a flag
+/// someone else had set stays on.
+#[test]
+fn close_turns_off_only_the_flags_rdk_turned_on() {
+    use rdk_os_linux::netif::{flags, NetIf};
+    if !need_netns("afx close_turns_off_only_the_flags_rdk_turned_on") {
+        return;
+    }
+    let lab = Lab::new("xg");
+    let pool = pool(1024);
+    let iface_flags = || {
+        let _inside = lab.rdk.enter().unwrap();
+        NetIf::open(&lab.veth.a).unwrap().flags().unwrap() & (flags::PROMISC | flags::ALLMULTI)
+    };
+    assert_eq!(iface_flags(), 0);
+    let mut port = lab.port(&pool);
+    port.set_promiscuous(true).unwrap();
+    port.set_allmulticast(true).unwrap();
+    assert_eq!(iface_flags(), flags::PROMISC | flags::ALLMULTI);
+    port.close().unwrap();
+    assert_eq!(iface_flags(), 0, "rdk turned them on: close turns them off");
+    // Someone else's promiscuous flag: rdk turning it "on" again does not make it rdk's.
+    lab.rdk
+        .exec(&["ip", "link", "set", &lab.veth.a, "promisc", "on"])
+        .unwrap();
+    let mut port = lab.port(&pool);
+    port.set_promiscuous(true).unwrap();
+    port.set_allmulticast(true).unwrap();
+    port.close().unwrap();
+    assert_eq!(
+        iface_flags(),
+        flags::PROMISC,
+        "the other user's flag stays on"
+    );
+    // Turned on, then off by the application: nothing to restore, and a dropped port
+    // restores too.
+    let mut port = lab.port(&pool);
+    port.set_allmulticast(true).unwrap();
+    port.set_allmulticast(false).unwrap();
+    port.set_promiscuous(false).unwrap();
+    assert_eq!(iface_flags(), 0);
+    port.set_allmulticast(true).unwrap();
+    drop(port);
+    assert_eq!(iface_flags(), 0, "dropped without close");
+    assert_pool_full(&pool);
+}

@@ -167,6 +167,9 @@ pub struct AfXdpDriver {
     /// Where TCP/UDP checksum offload requests go, once started: `Some(true)` to the kernel
     /// or device as TX metadata, `Some(false)` done by rdk.
     tx_csum_by_kernel: Option<bool>,
+    /// Interface flags (`IFF_PROMISC`, `IFF_ALLMULTI`) this port turned on, turned off again
+    /// at close; never one that was already on.
+    flags_turned_on: u32,
 }
 
 impl AfXdpDriver {
@@ -197,6 +200,7 @@ impl AfXdpDriver {
             last_error: None,
             tx_offloads: TxOffload::empty(),
             tx_csum_by_kernel: None,
+            flags_turned_on: 0,
         }
     }
 
@@ -607,6 +611,40 @@ impl AfXdpDriver {
         }
     }
 
+    /// Whether `flag` is on on the interface now (`None` if it cannot be read).
+    fn iface_flag(&self, flag: u32) -> Option<bool> {
+        let f = self.netif.as_ref()?.flags().ok()?;
+        Some(f & flag != 0)
+    }
+
+    /// Records a successful switch of `flag` to `on` that found it `was`: turned on by this
+    /// port only if it was off (a flag of unknown state is not claimed); turning it off,
+    /// as asked, leaves nothing to restore.
+    fn note_flag(&mut self, flag: u32, was: Option<bool>, on: bool) {
+        if !on {
+            self.flags_turned_on &= !flag;
+        } else if was == Some(false) {
+            self.flags_turned_on |= flag;
+        }
+    }
+
+    /// Turns off the interface flags this port turned on (best effort: the interface may be
+    /// gone).
+    fn restore_flags(&mut self) {
+        let mask = std::mem::take(&mut self.flags_turned_on);
+        if let (Some(n), true) = (self.netif.as_ref(), mask != 0) {
+            if let Err(e) = n.set_flags(mask, false) {
+                if !matches!(e, NetIfError::NotFound { .. }) {
+                    eprintln!(
+                        "net_af_xdp {}: could not turn off the interface flags {mask:#x} rdk \
+                         turned on: {e}",
+                        self.iface
+                    );
+                }
+            }
+        }
+    }
+
     /// Takes the program off (only if it is still ours) and closes every socket.
     fn teardown(&mut self, rx: &mut [AfXdpRx], tx: &mut [AfXdpTx]) {
         if let Some(a) = self.prog.take() {
@@ -761,9 +799,11 @@ fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
 }
 
 impl Drop for AfXdpDriver {
-    /// A driver dropped without a close still takes its program off the interface.
+    /// A driver dropped without a close still takes its program off the interface and turns
+    /// off the flags it turned on.
     fn drop(&mut self) {
         self.teardown(&mut [], &mut []);
+        self.restore_flags();
     }
 }
 
@@ -834,6 +874,15 @@ impl Driver for AfXdpDriver {
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.tx_offloads = config.tx_offloads;
         self.rtnl = Some(rtnl);
+        // A configure that finds another interface under the name: the flags turned on
+        // belong to the old one.
+        if self
+            .netif
+            .as_ref()
+            .is_some_and(|old| old.index().ok() != netif.index().ok())
+        {
+            self.restore_flags();
+        }
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
         Ok(())
@@ -915,6 +964,7 @@ impl Driver for AfXdpDriver {
 
     fn close(&mut self) {
         self.teardown(&mut [], &mut []);
+        self.restore_flags();
         self.netif = None;
     }
 
@@ -936,13 +986,21 @@ impl Driver for AfXdpDriver {
         Ok(())
     }
 
-    /// The interface's promiscuous flag (as DPDK's af_xdp does).
+    /// The interface's promiscuous flag (as DPDK's af_xdp does), off again at close if this
+    /// port turned it on.
     fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
-        netif::ethdev::set_promiscuous(self.netif.as_ref(), on)
+        let was = self.iface_flag(netif::flags::PROMISC);
+        netif::ethdev::set_promiscuous(self.netif.as_ref(), on)?;
+        self.note_flag(netif::flags::PROMISC, was, on);
+        Ok(())
     }
 
+    /// The interface's all-multicast flag, off again at close if this port turned it on.
     fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
-        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)
+        let was = self.iface_flag(netif::flags::ALLMULTI);
+        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)?;
+        self.note_flag(netif::flags::ALLMULTI, was, on);
+        Ok(())
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
