@@ -7,8 +7,8 @@ use rdk_core::ethdev::{
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
-use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_SKB_MODE};
-use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode};
+use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode, XdpMode};
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
     assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
@@ -77,12 +77,17 @@ impl Lab {
 
     /// The id of the XDP program on end A (0: none), read with rdk's own netlink code.
     fn attached_prog(&self) -> u32 {
+        self.attached().prog_id
+    }
+
+    /// The XDP program on end A and its mode.
+    fn attached(&self) -> rdk_pmd_af_xdp::netlink::Attached {
         let _inside = self.rdk.enter().unwrap();
         let idx = rdk_os_linux::netif::NetIf::open(&self.veth.a)
             .unwrap()
             .index()
             .unwrap();
-        Rtnl::open().unwrap().query(idx).unwrap().prog_id
+        Rtnl::open().unwrap().query(idx).unwrap()
     }
 
     /// Attaches a program named `name` (generic mode) to end A and leaves it there, as a
@@ -359,6 +364,42 @@ fn leftover_rdk_program_is_replaced() {
     port.close().unwrap();
     assert_eq!(lab.attached_prog(), 0);
     assert_pool_full(&pool);
+}
+
+/// A leftover found in generic mode is replaced in the mode the port asks for (native, or
+/// auto, which is native on a veth), not kept in generic mode; one found in the mode asked for
+/// is replaced in place. Traffic flows either way and stop leaves the interface clean.
+#[test]
+fn leftover_is_replaced_in_the_requested_mode() {
+    if !need_netns("afx leftover_is_replaced_in_the_requested_mode") {
+        return;
+    }
+    let lab = Lab::new("xm");
+    let pool = pool(1024);
+    for (mode, want) in [
+        (XdpMode::Native, XDP_FLAGS_DRV_MODE),
+        (XdpMode::Auto, XDP_FLAGS_DRV_MODE),
+        (XdpMode::Generic, XDP_FLAGS_SKB_MODE),
+    ] {
+        let old = lab.leave_program(bpf::PROG_NAME);
+        assert_eq!(lab.attached().mode, XDP_FLAGS_SKB_MODE);
+        let drv = AfXdpDriver::new(&lab.veth.a, 1).with_xdp_mode(mode);
+        let mut port = lab.port_with(&pool, drv, true).unwrap();
+        assert_eq!(port.driver().replaced_leftover(), Some(old), "{mode:?}");
+        let now = lab.attached();
+        assert!(now.prog_id != 0 && now.prog_id != old, "{mode:?}: {now:?}");
+        assert_eq!(now.mode, want, "{mode:?}: replaced in the mode asked for");
+        lab.send_udp("c0ffee");
+        let frames = receive(&mut port, 1, Duration::from_secs(5));
+        assert_eq!(
+            udp_payload_of(&frames[0], 9999).unwrap(),
+            [0xc0, 0xff, 0xee]
+        );
+        drop(frames);
+        port.close().unwrap();
+        assert_eq!(lab.attached_prog(), 0, "{mode:?}: nothing left behind");
+        assert_pool_full(&pool);
+    }
 }
 
 /// A second port on another queue of the same interface finds rdk's program attached by a
@@ -799,4 +840,194 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
         port.close().unwrap();
         assert_pool_full(&pool);
     }
+}
+
+/// `tx_checksum_by_kernel` describes the port as it runs now: nothing once stopped, and a
+/// port set up again without the checksum offloads says `None`, not what the start before
+/// found.
+#[test]
+fn tx_checksum_report_follows_each_start() {
+    use rdk_core::ethdev::TxOffload;
+    if !need_netns("afxdp tx_checksum_report_follows_each_start") {
+        return;
+    }
+    let lab = Lab::new("axr");
+    let pool = pool(1024);
+    let _inside = lab.rdk.enter().unwrap();
+    let mut port = Port::new(0, AfXdpDriver::new(&lab.veth.a, 1));
+    for offloads in [TxOffload::UDP_CKSUM, TxOffload::empty()] {
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = offloads;
+        port.configure(&cfg).unwrap();
+        port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
+            .unwrap();
+        port.tx_queue_setup(0, 512, &TxQueueConfig::default())
+            .unwrap();
+        port.start().unwrap();
+        let want = (!offloads.is_empty()).then_some(true);
+        assert_eq!(
+            port.driver().tx_checksum_by_kernel(),
+            want,
+            "started with {offloads:?}"
+        );
+        port.stop().unwrap();
+        assert_eq!(port.driver().tx_checksum_by_kernel(), None, "stopped");
+    }
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// Runs `f` on a thread of its own inside `ns` where `socket(AF_NETLINK, ..)` fails with
+/// `EACCES` (a seccomp filter: per thread, and gone with the thread): a kernel refusal at
+/// exactly the step after which configure used to have changed the interface already.
+fn without_netlink<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    // Classic BPF over struct seccomp_data: nr at 0, args[0] at 16 (its low half on a
+    // little-endian machine, 20 on a big-endian one).
+    const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
+        16
+    } else {
+        20
+    };
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let filter = [
+        stmt(ld, 0),
+        jeq(libc::SYS_socket as u32, 3),
+        stmt(ld, ARG0_LOW),
+        jeq(libc::AF_NETLINK as u32, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter().unwrap();
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            // SAFETY: prctl with a valid filter program that outlives the call; both settings
+            // apply to this thread only (no SECCOMP_FILTER_FLAG_TSYNC), which ends after `f`.
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                assert_eq!(
+                    libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog
+                    ),
+                    0
+                );
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A configure that fails leaves the interface as it found it: the MTU it would have set is
+/// not left behind (DPDK: configure is all or nothing).
+#[test]
+fn a_failed_configure_leaves_the_mtu_alone() {
+    if !need_netns("afx a_failed_configure_leaves_the_mtu_alone") {
+        return;
+    }
+    let lab = Lab::new("xu");
+    let mtu = || {
+        let _inside = lab.rdk.enter().unwrap();
+        rdk_os_linux::netif::NetIf::open(&lab.veth.a)
+            .unwrap()
+            .mtu()
+            .unwrap()
+    };
+    let before = mtu();
+    let iface = lab.veth.a.clone();
+    let (r, last) = without_netlink(&lab.rdk, || {
+        let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.mtu = Some(before - 100);
+        let r = p.configure(&cfg);
+        (r, p.driver().last_error().cloned())
+    });
+    assert!(r.is_err(), "configure without a netlink socket must fail");
+    assert!(
+        matches!(
+            last,
+            Some(AfXdpError::Permission {
+                op: "netlink socket"
+            })
+        ),
+        "{last:?}"
+    );
+    assert_eq!(mtu(), before, "the failed configure changed the MTU");
+    // The same configure with netlink works and sets it.
+    let _inside = lab.rdk.enter().unwrap();
+    let mut p = Port::new(0, AfXdpDriver::new(&iface, 1));
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.mtu = Some(before - 100);
+    p.configure(&cfg).unwrap();
+    drop(_inside);
+    assert_eq!(mtu(), before - 100);
+    p.close().unwrap();
+}
+
+/// Promiscuous and all-multicast modes the port turned on are off again after close; a flag
+/// someone else had set stays on.
+#[test]
+fn close_turns_off_only_the_flags_rdk_turned_on() {
+    use rdk_os_linux::netif::{flags, NetIf};
+    if !need_netns("afx close_turns_off_only_the_flags_rdk_turned_on") {
+        return;
+    }
+    let lab = Lab::new("xg");
+    let pool = pool(1024);
+    let iface_flags = || {
+        let _inside = lab.rdk.enter().unwrap();
+        NetIf::open(&lab.veth.a).unwrap().flags().unwrap() & (flags::PROMISC | flags::ALLMULTI)
+    };
+    assert_eq!(iface_flags(), 0);
+    let mut port = lab.port(&pool);
+    port.set_promiscuous(true).unwrap();
+    port.set_allmulticast(true).unwrap();
+    assert_eq!(iface_flags(), flags::PROMISC | flags::ALLMULTI);
+    port.close().unwrap();
+    assert_eq!(iface_flags(), 0, "rdk turned them on: close turns them off");
+    // Someone else's promiscuous flag: rdk turning it "on" again does not make it rdk's.
+    lab.rdk
+        .exec(&["ip", "link", "set", &lab.veth.a, "promisc", "on"])
+        .unwrap();
+    let mut port = lab.port(&pool);
+    port.set_promiscuous(true).unwrap();
+    port.set_allmulticast(true).unwrap();
+    port.close().unwrap();
+    assert_eq!(
+        iface_flags(),
+        flags::PROMISC,
+        "the other user's flag stays on"
+    );
+    // Turned on, then off by the application: nothing to restore, and a dropped port
+    // restores too.
+    let mut port = lab.port(&pool);
+    port.set_allmulticast(true).unwrap();
+    port.set_allmulticast(false).unwrap();
+    port.set_promiscuous(false).unwrap();
+    assert_eq!(iface_flags(), 0);
+    port.set_allmulticast(true).unwrap();
+    drop(port);
+    assert_eq!(iface_flags(), 0, "dropped without close");
+    assert_pool_full(&pool);
 }

@@ -16,6 +16,7 @@ pub mod devargs;
 pub mod error;
 pub mod info;
 pub mod port;
+pub mod queue_cache;
 pub mod stats;
 
 pub use config::{PortConfig, RssConfig, RxQueueConfig, TxQueueConfig};
@@ -23,4 +24,5 @@ pub use devargs::{DevArgs, DevArgsError, Factory, PortRegistry};
 pub use error::{DeviceReason, Dir, EthError, PortState};
 pub use info::{DescLimits, DevInfo, LinkStatus, MacAddr, RssHashTypes, RxOffload, TxOffload};
 pub use port::{Driver, LinkCallback, Port, Queues, RxQueue, StatsReader, TxQueue};
+pub use queue_cache::queue_cache;
 pub use stats::{Counter, PerQueue, PortStats, QueueCounters, QueueStats, XStat};

@@ -5,9 +5,9 @@ use crate::sys::{self, TpacketReq3};
 use crate::tx::{AfPacketTx, TxDrops, TX_DATA_OFF};
 use nix::errno::Errno;
 use rdk_core::ethdev::{
-    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
-    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
-    TxOffload, TxQueueConfig, XStat,
+    queue_cache, DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError,
+    LinkStatus, MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload,
+    RxQueueConfig, TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{self, NetIf};
@@ -331,16 +331,7 @@ impl Driver for AfPacketDriver {
         // Everything that can fail comes before the socket is recorded: a socket left in
         // `rx_socks` by a failed set-up would stay bound, in the fanout group, taking its
         // share of the traffic into a ring nobody reads.
-        let cache = pool
-            .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
-            .or_else(|_| pool.cache(0))
-            .map_err(|_| EthError::Device {
-                op: OP,
-                reason: DeviceReason {
-                    text: "the pool has no room for another cache; create it with more caches",
-                    code: 0,
-                },
-            })?;
+        let cache = queue_cache(pool, RX_CACHE_SIZE, OP)?;
         let sock = sys::packet_socket().map_err(e)?;
         let total = self.geo.frame_size as u64 * self.geo.frame_count as u64;
         let (req, map_len) = if self.rx_v2 {

@@ -18,9 +18,9 @@ use crate::umem::Umem;
 use crate::xsk::XskSock;
 use nix::errno::Errno;
 use rdk_core::ethdev::{
-    DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr, PerQueue,
-    PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload, TxQueueConfig,
-    XStat,
+    queue_cache, DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr,
+    PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
+    TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{self, NetIf, NetIfError};
@@ -84,6 +84,46 @@ pub enum BindMode {
     },
 }
 
+impl BindMode {
+    /// A port's mode from its queues' (in queue order): zero-copy only if every queue is;
+    /// copy if any is, with the reason they share, or each copy-mode queue's when they differ.
+    fn of_queues(queues: &[BindMode]) -> BindMode {
+        let copies: Vec<(usize, &str)> = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(q, m)| match m {
+                BindMode::Copy { reason } => Some((q, reason.as_str())),
+                _ => None,
+            })
+            .collect();
+        match copies.first() {
+            None if queues.is_empty() => BindMode::Unbound,
+            None => BindMode::ZeroCopy,
+            Some(&(_, first))
+                if copies.len() == queues.len() && copies.iter().all(|c| c.1 == first) =>
+            {
+                BindMode::Copy {
+                    reason: first.to_string(),
+                }
+            }
+            Some(_) => {
+                let each: Vec<String> = copies
+                    .iter()
+                    .map(|(q, r)| format!("queue {q}: {r}"))
+                    .collect();
+                BindMode::Copy {
+                    reason: format!(
+                        "{} of {} queues in copy mode ({})",
+                        copies.len(),
+                        queues.len(),
+                        each.join("; ")
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// The attached program, its map, and how to take it off again.
 #[derive(Debug)]
 struct Attachment {
@@ -111,6 +151,9 @@ pub struct AfXdpDriver {
     port_id: u16,
     socks: Vec<Arc<XskSock>>,
     prog: Option<Attachment>,
+    /// How each queue pair's socket is bound, by queue id.
+    bind_modes: Vec<BindMode>,
+    /// What they add up to ([`AfXdpDriver::bind_mode`]).
     bind_mode: BindMode,
     rx_drops: PerQueue<RxDrops>,
     tx_drops: PerQueue<TxDrops>,
@@ -124,6 +167,9 @@ pub struct AfXdpDriver {
     /// Where TCP/UDP checksum offload requests go, once started: `Some(true)` to the kernel
     /// or device as TX metadata, `Some(false)` done by rdk.
     tx_csum_by_kernel: Option<bool>,
+    /// Interface flags (`IFF_PROMISC`, `IFF_ALLMULTI`) this port turned on, turned off again
+    /// at close; never one that was already on.
+    flags_turned_on: u32,
 }
 
 impl AfXdpDriver {
@@ -144,6 +190,7 @@ impl AfXdpDriver {
             port_id: PORT_INVALID,
             socks: Vec::new(),
             prog: None,
+            bind_modes: Vec::new(),
             bind_mode: BindMode::Unbound,
             rx_drops: PerQueue::default(),
             tx_drops: PerQueue::default(),
@@ -153,6 +200,7 @@ impl AfXdpDriver {
             last_error: None,
             tx_offloads: TxOffload::empty(),
             tx_csum_by_kernel: None,
+            flags_turned_on: 0,
         }
     }
 
@@ -241,9 +289,22 @@ impl AfXdpDriver {
         self.gone.load(Ordering::Relaxed)
     }
 
-    /// How the sockets are bound (and why not zero-copy).
+    /// How the port's sockets are bound: zero-copy only if every queue's is; otherwise copy,
+    /// with the reason (each copy-mode queue's when the queues differ). `Unbound` when stopped.
     pub fn bind_mode(&self) -> &BindMode {
         &self.bind_mode
+    }
+
+    /// How queue pair `queue`'s socket is bound; `None` when stopped or no such queue.
+    pub fn queue_bind_mode(&self, queue: u16) -> Option<&BindMode> {
+        self.bind_modes.get(queue as usize)
+    }
+
+    /// Records queue pair `q`'s bind (queues are opened in order, from 0).
+    fn record_bind(&mut self, q: usize, mode: BindMode) {
+        self.bind_modes.truncate(q);
+        self.bind_modes.push(mode);
+        self.bind_mode = BindMode::of_queues(&self.bind_modes);
     }
 
     /// TCP/UDP checksum offload done by rdk in software even where the kernel or device
@@ -254,10 +315,11 @@ impl AfXdpDriver {
         self
     }
 
-    /// Where the TCP/UDP checksums of offload requests are completed, once the port started
-    /// with TCP or UDP checksum offload: `Some(true)` by the kernel (copy mode) or the device
-    /// (zero-copy on a driver that implements AF_XDP TX checksums), from TX metadata;
-    /// `Some(false)` by rdk in software. `None` without those offloads.
+    /// Where the TCP/UDP checksums of offload requests are completed, while the port is
+    /// started with TCP or UDP checksum offload: `Some(true)` by the kernel (copy mode) or the
+    /// device (zero-copy on a driver that implements AF_XDP TX checksums), from TX metadata,
+    /// on every queue with the offload; `Some(false)` by rdk in software on at least one.
+    /// `None` without those offloads or when stopped.
     pub fn tx_checksum_by_kernel(&self) -> Option<bool> {
         self.tx_csum_by_kernel
     }
@@ -366,7 +428,8 @@ impl AfXdpDriver {
             }
         };
         if let BindMode::Copy { reason } = &mode {
-            if q == 0 && !self.force_copy {
+            // Once per port, and again for a queue that ended up unlike the first.
+            if self.bind_modes.first() != Some(&mode) && !self.force_copy {
                 eprintln!("net_af_xdp {}: copy mode: {reason}", self.iface);
             }
         }
@@ -378,7 +441,6 @@ impl AfXdpDriver {
             matches!(mode, BindMode::ZeroCopy),
             probe,
         );
-        self.bind_mode = mode;
         rx.attach(RxLive::new(
             sock.clone(),
             rxr,
@@ -392,7 +454,7 @@ impl AfXdpDriver {
             // zero-copy only if its driver says so (others ignore the metadata).
             let kernel_csum = meta
                 && !self.tx_sw_csum
-                && match self.bind_mode {
+                && match mode {
                     BindMode::ZeroCopy => crate::netlink::dev_features(self.ifindex)
                         .is_ok_and(|f| f.xsk & crate::netlink::NETDEV_XSK_FLAGS_TX_CHECKSUM != 0),
                     // The name now: /sys/class/net follows renames.
@@ -405,12 +467,12 @@ impl AfXdpDriver {
                     ),
                 };
             if tx.offloads.intersects(l4) {
-                self.tx_csum_by_kernel = Some(kernel_csum);
+                self.tx_csum_by_kernel =
+                    Some(self.tx_csum_by_kernel.unwrap_or(true) && kernel_csum);
             }
-            let cache = tx_cache(&rx.pool).map_err(|_| AfXdpError::Os {
-                op: "mbuf cache for tx copies",
-                code: libc::ENOSPC,
-            })?;
+            // The tx queue copies foreign mbufs into mbufs of the rx pool, through a cache of
+            // its own: a second cache of that pool per queue pair.
+            let cache = queue_cache(&rx.pool, CACHE_SIZE, "start").map_err(AfXdpError::TxCache)?;
             let max = self.max_frame().min(rx.pool.data_room() as u32);
             tx.attach(TxLive::new(
                 sock.clone(),
@@ -427,6 +489,7 @@ impl AfXdpDriver {
             ));
         }
         self.socks.push(sock);
+        self.record_bind(q, mode);
         Ok(())
     }
 
@@ -477,44 +540,32 @@ impl AfXdpDriver {
                     pid,
                 });
             }
-            // Ours, from a run that did not clean up: replace exactly that program, in its mode.
-            let m = if now.mode != 0 { now.mode } else { mode };
-            rtnl.attach(
-                ifindex,
-                prog.as_raw_fd(),
-                m | XDP_FLAGS_REPLACE,
-                Some(fd.as_raw_fd()),
-            )
-            .map_err(|e| os("RTM_SETLINK (replace leftover XDP program)", e))?;
-            eprintln!(
-                "net_af_xdp {iface}: replaced XDP program {} left behind by an earlier rdk run",
-                now.prog_id
-            );
-            self.replaced_leftover = Some(now.prog_id);
-            attached_mode = m;
-        } else {
+            // Ours, from a run that did not clean up: replace exactly that program, in the
+            // mode asked for. The kernel keeps native and generic programs exclusive
+            // ("Native and generic XDP can't be active at the same time"), so a leftover in the
+            // other mode (the atomic replace then finds no program to replace in this mode:
+            // EEXIST) comes off in its own mode first, then ours goes on as a fresh attach.
+            let old = now.prog_id;
             match rtnl.attach(
                 ifindex,
                 prog.as_raw_fd(),
-                mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
-                None,
+                mode | XDP_FLAGS_REPLACE,
+                Some(fd.as_raw_fd()),
             ) {
                 Ok(()) => {}
-                Err(Errno::EEXIST | Errno::EBUSY) => {
-                    // Someone attached between the query and now.
-                    let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
-                    let name = bpf::prog_fd_by_id(now.prog_id)
-                        .and_then(|f| bpf::prog_info(&f))
-                        .map(|(_, n)| n)
-                        .unwrap_or_default();
-                    return Err(AfXdpError::ForeignProgram {
-                        iface,
-                        id: now.prog_id,
-                        name,
-                    });
+                Err(Errno::EEXIST) if now.mode != 0 && now.mode != mode => {
+                    rtnl.detach(ifindex, now.mode, fd.as_raw_fd())
+                        .map_err(|e| os("RTM_SETLINK (detach leftover XDP program)", e))?;
+                    Self::attach_fresh(rtnl, ifindex, &iface, &prog, mode)?;
                 }
-                Err(e) => return Err(os("RTM_SETLINK (attach XDP program)", e)),
+                Err(e) => return Err(os("RTM_SETLINK (replace leftover XDP program)", e)),
             }
+            eprintln!(
+                "net_af_xdp {iface}: replaced XDP program {old} left behind by an earlier rdk run"
+            );
+            self.replaced_leftover = Some(old);
+        } else {
+            Self::attach_fresh(rtnl, ifindex, &iface, &prog, mode)?;
         }
         if attached_mode == 0 {
             attached_mode = rtnl.query(ifindex).map(|a| a.mode).unwrap_or(0);
@@ -525,6 +576,73 @@ impl AfXdpDriver {
             mode: attached_mode,
         });
         Ok(())
+    }
+
+    /// Attaches `prog` in `mode` where nothing is attached; a program that got there first
+    /// (between the caller's query and now) is someone else's and stays.
+    fn attach_fresh(
+        rtnl: &mut Rtnl,
+        ifindex: u32,
+        iface: &str,
+        prog: &OwnedFd,
+        mode: u32,
+    ) -> Result<(), AfXdpError> {
+        let os = AfXdpError::os;
+        match rtnl.attach(
+            ifindex,
+            prog.as_raw_fd(),
+            mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+            None,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::EEXIST | Errno::EBUSY) => {
+                let now = rtnl.query(ifindex).map_err(|e| os("RTM_GETLINK", e))?;
+                let name = bpf::prog_fd_by_id(now.prog_id)
+                    .and_then(|f| bpf::prog_info(&f))
+                    .map(|(_, n)| n)
+                    .unwrap_or_default();
+                Err(AfXdpError::ForeignProgram {
+                    iface: iface.to_string(),
+                    id: now.prog_id,
+                    name,
+                })
+            }
+            Err(e) => Err(os("RTM_SETLINK (attach XDP program)", e)),
+        }
+    }
+
+    /// Whether `flag` is on on the interface now (`None` if it cannot be read).
+    fn iface_flag(&self, flag: u32) -> Option<bool> {
+        let f = self.netif.as_ref()?.flags().ok()?;
+        Some(f & flag != 0)
+    }
+
+    /// Records a successful switch of `flag` to `on` that found it `was`: turned on by this
+    /// port only if it was off (a flag of unknown state is not claimed); turning it off,
+    /// as asked, leaves nothing to restore.
+    fn note_flag(&mut self, flag: u32, was: Option<bool>, on: bool) {
+        if !on {
+            self.flags_turned_on &= !flag;
+        } else if was == Some(false) {
+            self.flags_turned_on |= flag;
+        }
+    }
+
+    /// Turns off the interface flags this port turned on (best effort: the interface may be
+    /// gone).
+    fn restore_flags(&mut self) {
+        let mask = std::mem::take(&mut self.flags_turned_on);
+        if let (Some(n), true) = (self.netif.as_ref(), mask != 0) {
+            if let Err(e) = n.set_flags(mask, false) {
+                if !matches!(e, NetIfError::NotFound { .. }) {
+                    eprintln!(
+                        "net_af_xdp {}: could not turn off the interface flags {mask:#x} rdk \
+                         turned on: {e}",
+                        self.iface
+                    );
+                }
+            }
+        }
     }
 
     /// Takes the program off (only if it is still ours) and closes every socket.
@@ -562,7 +680,9 @@ impl AfXdpDriver {
         for q in rx.iter_mut() {
             q.detach();
         }
+        self.bind_modes.clear();
         self.bind_mode = BindMode::Unbound;
+        self.tx_csum_by_kernel = None;
     }
 }
 
@@ -669,12 +789,6 @@ fn set_sol_socket(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> Result<(), 
     .map(drop)
 }
 
-fn tx_cache(pool: &PktMbufPool) -> Result<rdk_core::mbuf::MbufCache, ()> {
-    pool.cache(CACHE_SIZE.min(pool.size() / 2).max(2))
-        .or_else(|_| pool.cache(0))
-        .map_err(drop)
-}
-
 fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
     s.rx_dropped += x.rx_dropped;
     s.rx_invalid_descs += x.rx_invalid_descs;
@@ -685,9 +799,11 @@ fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
 }
 
 impl Drop for AfXdpDriver {
-    /// A driver dropped without a close still takes its program off the interface.
+    /// A driver dropped without a close still takes its program off the interface and turns
+    /// off the flags it turned on.
     fn drop(&mut self) {
         self.teardown(&mut [], &mut []);
+        self.restore_flags();
     }
 }
 
@@ -749,11 +865,23 @@ impl Driver for AfXdpDriver {
         if let Err(e) = sys::xsk_socket() {
             return Err(self.fail(OP, AfXdpError::os("socket(AF_XDP)", e)));
         }
+        let rtnl = match Rtnl::open() {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
+        };
+        // The MTU last: everything that can fail comes first, so a failed configure leaves
+        // the interface as it was (DPDK: configure is all or nothing).
         self.mtu = netif::ethdev::configure_mtu(&netif, config.mtu)?;
         self.tx_offloads = config.tx_offloads;
-        match Rtnl::open() {
-            Ok(r) => self.rtnl = Some(r),
-            Err(e) => return Err(self.fail(OP, AfXdpError::os("netlink socket", e))),
+        self.rtnl = Some(rtnl);
+        // A configure that finds another interface under the name: the flags turned on
+        // belong to the old one.
+        if self
+            .netif
+            .as_ref()
+            .is_some_and(|old| old.index().ok() != netif.index().ok())
+        {
+            self.restore_flags();
         }
         self.netif = Some(netif);
         self.gone.store(false, Ordering::Relaxed);
@@ -768,16 +896,7 @@ impl Driver for AfXdpDriver {
         _config: &RxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<AfXdpRx, EthError> {
-        let cache = pool
-            .cache(CACHE_SIZE.min(pool.size() / 2).max(2))
-            .or_else(|_| pool.cache(0))
-            .map_err(|_| EthError::Device {
-                op: "rx_queue_setup",
-                reason: rdk_core::ethdev::DeviceReason {
-                    text: "the pool has no room for another cache; create it with more caches",
-                    code: 0,
-                },
-            })?;
+        let cache = queue_cache(pool, CACHE_SIZE, "rx_queue_setup")?;
         let need = self.max_frame();
         if (pool.data_room() as u32) < need {
             return Err(EthError::BuffersTooSmall {
@@ -845,6 +964,7 @@ impl Driver for AfXdpDriver {
 
     fn close(&mut self) {
         self.teardown(&mut [], &mut []);
+        self.restore_flags();
         self.netif = None;
     }
 
@@ -866,13 +986,21 @@ impl Driver for AfXdpDriver {
         Ok(())
     }
 
-    /// The interface's promiscuous flag (as DPDK's af_xdp does).
+    /// The interface's promiscuous flag (as DPDK's af_xdp does), off again at close if this
+    /// port turned it on.
     fn set_promiscuous(&mut self, on: bool) -> Result<(), EthError> {
-        netif::ethdev::set_promiscuous(self.netif.as_ref(), on)
+        let was = self.iface_flag(netif::flags::PROMISC);
+        netif::ethdev::set_promiscuous(self.netif.as_ref(), on)?;
+        self.note_flag(netif::flags::PROMISC, was, on);
+        Ok(())
     }
 
+    /// The interface's all-multicast flag, off again at close if this port turned it on.
     fn set_allmulticast(&mut self, on: bool) -> Result<(), EthError> {
-        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)
+        let was = self.iface_flag(netif::flags::ALLMULTI);
+        netif::ethdev::set_allmulticast(self.netif.as_ref(), on)?;
+        self.note_flag(netif::flags::ALLMULTI, was, on);
+        Ok(())
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {
@@ -913,6 +1041,7 @@ impl Driver for AfXdpDriver {
                     "tx_ring_anomalies",
                     self.tx_drops.sum(|d| &d.ring_anomalies),
                 ),
+                // 1 only if every queue is zero-copy; each queue's below.
                 (
                     "zero_copy",
                     matches!(self.bind_mode, BindMode::ZeroCopy) as u64,
@@ -920,6 +1049,12 @@ impl Driver for AfXdpDriver {
                 ("interface_gone", self.is_gone() as u64),
             ],
         );
+        for (q, m) in self.bind_modes.iter().enumerate() {
+            out.push(XStat {
+                name: format!("zero_copy_q{q}"),
+                value: matches!(m, BindMode::ZeroCopy) as u64,
+            });
+        }
     }
 }
 
@@ -966,5 +1101,83 @@ mod tests {
             let r = AfXdpDriver::from_devargs(&DevArgs::parse(bad).unwrap());
             assert!(r.is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_pool_with_no_cache_slot_left_is_an_error_that_says_what_to_do() {
+        let os = rdk_os_linux::LinuxOs::plain();
+        let pool =
+            PktMbufPool::create(&os, &rdk_core::mbuf::PktMbufPoolConfig::new("afxc", 256)).unwrap();
+        let held: Vec<_> = (0..rdk_core::mempool::MAX_CACHES)
+            .map(|_| pool.cache(2).unwrap())
+            .collect();
+        let mut d = AfXdpDriver::new("veth0", 1);
+        let counters = Arc::new(QueueCounters::new());
+        let e = d
+            .rx_queue_setup(0, 256, &pool, &RxQueueConfig::default(), counters.clone())
+            .unwrap_err();
+        assert!(e.to_string().contains("pool of its own"), "{e}");
+        drop(held);
+        let q = d.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default(), counters);
+        assert!(q.is_ok(), "{:?}", q.err());
+    }
+
+    fn xstat(d: &AfXdpDriver, name: &str) -> Option<u64> {
+        let mut out = Vec::new();
+        d.xstats(&mut out);
+        out.iter().find(|x| x.name == name).map(|x| x.value)
+    }
+
+    /// Two queues bound differently (a zero-copy driver that refused one queue): the port's
+    /// mode and xstats describe both, whichever was set up last.
+    #[test]
+    fn bind_mode_and_zero_copy_describe_every_queue() {
+        let copy = |why: &str| BindMode::Copy {
+            reason: why.to_string(),
+        };
+        for order in [[0, 1], [1, 0]] {
+            let modes = [BindMode::ZeroCopy, copy("refused on queue 1")];
+            let mut d = AfXdpDriver::new("veth0", 2);
+            for q in 0..2 {
+                d.record_bind(q, modes[order[q]].clone());
+            }
+            let copy_q = order.iter().position(|&i| i == 1).unwrap();
+            assert_eq!(
+                d.bind_mode(),
+                &copy(&format!(
+                    "1 of 2 queues in copy mode (queue {copy_q}: refused on queue 1)"
+                )),
+                "order {order:?}"
+            );
+            assert_eq!(
+                xstat(&d, "zero_copy"),
+                Some(0),
+                "not every queue is zero-copy"
+            );
+            assert_eq!(xstat(&d, &format!("zero_copy_q{copy_q}")), Some(0));
+            assert_eq!(xstat(&d, &format!("zero_copy_q{}", 1 - copy_q)), Some(1));
+            assert_eq!(d.queue_bind_mode(copy_q as u16), Some(&modes[1]));
+        }
+        let mut d = AfXdpDriver::new("veth0", 2);
+        d.record_bind(0, BindMode::ZeroCopy);
+        d.record_bind(1, BindMode::ZeroCopy);
+        assert_eq!(
+            (d.bind_mode(), xstat(&d, "zero_copy")),
+            (&BindMode::ZeroCopy, Some(1))
+        );
+        let mut d = AfXdpDriver::new("veth0", 2);
+        d.record_bind(0, copy("force_copy=1"));
+        d.record_bind(1, copy("force_copy=1"));
+        assert_eq!(
+            d.bind_mode(),
+            &copy("force_copy=1"),
+            "one shared reason, as before"
+        );
+        d.teardown(&mut [], &mut []);
+        assert_eq!(
+            (d.bind_mode(), d.queue_bind_mode(0)),
+            (&BindMode::Unbound, None)
+        );
+        assert_eq!(xstat(&d, "zero_copy_q0"), None);
     }
 }

@@ -60,6 +60,9 @@ pub enum AfXdpError {
         /// Transmit queues configured.
         tx: u16,
     },
+    /// The rx pool gives the tx queue of its pair no mbuf cache (for copies of foreign
+    /// mbufs); the error says why and what to do.
+    TxCache(EthError),
     /// Another system call failed.
     Os {
         /// What failed.
@@ -109,6 +112,7 @@ impl fmt::Display for AfXdpError {
                 "{tx} tx queues but {rx} rx queues: net_af_xdp needs an rx queue for every tx \
                  queue (each pair is one AF_XDP socket whose UMEM is the rx queue's pool)"
             ),
+            AfXdpError::TxCache(e) => write!(f, "the tx queue's cache of copies: {e}"),
             AfXdpError::Os { op, code } => {
                 write!(f, "{op} failed: {}", Errno::from_raw(*code).desc())
             }
@@ -169,6 +173,8 @@ impl AfXdpError {
                 "net_af_xdp needs an rx queue for every tx queue",
                 libc::EINVAL,
             ),
+            AfXdpError::TxCache(EthError::Device { reason, .. }) => (reason.text, reason.code),
+            AfXdpError::TxCache(_) => ("the rx pool refused the tx queue a cache", 0),
             AfXdpError::Os { code, .. } => (
                 match Errno::from_raw(*code) {
                     Errno::ENODEV | Errno::ENXIO => "the interface is gone",

@@ -34,10 +34,11 @@
 //! `XDP_SHARED_UMEM`: queues may have different pools, sockets on different queue ids need
 //! their own fill and completion rings even when sharing, and registering one pool twice
 //! only pins it twice. The bind tries zero-copy and falls back to copy mode (veth, most
-//! virtual devices), saying why ([`AfXdpDriver::bind_mode`], the `zero_copy` xstat, a log
-//! line): a driver that does not advertise zero-copy in its XDP features
-//! ([`netlink::xdp_features`]) is named as such, any other refusal is quoted. The fill ring
-//! is twice the RX ring; at most half the pool is posted.
+//! virtual devices), saying why (per queue: [`AfXdpDriver::queue_bind_mode`], the
+//! `zero_copy_qN` xstats; for the port: [`AfXdpDriver::bind_mode`] and the `zero_copy` xstat,
+//! zero-copy only if every queue is; a log line): a driver that does not advertise zero-copy
+//! in its XDP features ([`netlink::xdp_features`]) is named as such, any other refusal is
+//! quoted. The fill ring is twice the RX ring; at most half the pool is posted.
 //!
 //! Tested (besides veth, copy mode, in tests/tests/af_xdp.rs): `tests/zc_guest.rs` in the VM
 //! lab guest, on QEMU's virtio-net driven by Linux 6.12's `virtio_net` with the program in

@@ -3,9 +3,9 @@
 use crate::queue::{Drops, RxCore, TapRx, TapTx};
 use crate::tun::{open_queue, TunError};
 use rdk_core::ethdev::{
-    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
-    MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig,
-    TxOffload, TxQueueConfig, XStat,
+    queue_cache, DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError,
+    LinkStatus, MacAddr, PerQueue, PortConfig, QueueCounters, RssHashTypes, RxOffload,
+    RxQueueConfig, TxOffload, TxQueueConfig, XStat,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
 use rdk_os_linux::netif::{flags, NetIf, NetIfError};
@@ -290,16 +290,7 @@ impl Driver for TapDriver {
                 needed: self.max_frame(),
             });
         }
-        let cache = pool
-            .cache(RX_CACHE_SIZE.min(pool.size() / 2).max(1))
-            .or_else(|_| pool.cache(0))
-            .map_err(|_| EthError::Device {
-                op: "rx_queue_setup",
-                reason: DeviceReason {
-                    text: "the pool has no room for another cache; create it with more caches",
-                    code: 0,
-                },
-            })?;
+        let cache = queue_cache(pool, RX_CACHE_SIZE, "rx_queue_setup")?;
         let drops = self.rx_drops.kept(queue);
         Ok(TapRx::new(
             RxCore {
