@@ -121,3 +121,42 @@ pub fn xstat<D: Driver>(port: &Port<D>, name: &str) -> Option<u64> {
         .find(|s| s.name == name)
         .map(|s| s.value)
 }
+
+/// Checks that the driver's transmit drop reason `reason` (an xstat) follows the generic
+/// `tx_errors` it breaks down: both carry on across the queues being set up again (stop, set
+/// up with `ring` descriptors into `pool`, start), and a statistics reset zeroes both.
+/// `send_bad` makes one transmit that the port refuses for `reason`. Leaves the port started.
+pub fn assert_tx_drop_reason_follows_errors<D: Driver>(
+    port: &mut Port<D>,
+    pool: &PktMbufPool,
+    ring: u16,
+    reason: &str,
+    mut send_bad: impl FnMut(&mut Port<D>),
+) {
+    let both = |port: &Port<D>| (xstat(port, "tx_errors"), xstat(port, reason));
+    let start = both(port);
+    assert_eq!(
+        start,
+        (Some(0), Some(0)),
+        "a fresh port: tx_errors, {reason}"
+    );
+    send_bad(port);
+    assert_eq!(both(port), (Some(1), Some(1)), "tx_errors, {reason}");
+    port.stop().unwrap();
+    port.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())
+        .unwrap();
+    port.tx_queue_setup(0, ring, &TxQueueConfig::default())
+        .unwrap();
+    port.start().unwrap();
+    assert_eq!(
+        both(port),
+        (Some(1), Some(1)),
+        "set up again: {reason} stays with the error it explains"
+    );
+    send_bad(port);
+    assert_eq!(both(port), (Some(2), Some(2)));
+    port.stats_reset();
+    assert_eq!(both(port), (Some(0), Some(0)), "a reset zeroes both");
+    send_bad(port);
+    assert_eq!(both(port), (Some(1), Some(1)));
+}

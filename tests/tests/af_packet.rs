@@ -15,7 +15,9 @@ use rdk_tests::lab::{
     VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
-use rdk_tests::port::{sleepy_receive, try_started, try_started_with, xstat};
+use rdk_tests::port::{
+    assert_tx_drop_reason_follows_errors, sleepy_receive, try_started, try_started_with, xstat,
+};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -241,6 +243,37 @@ fn frames_past_the_mtu_are_counted_and_set_mtu_reaches_the_queues() {
     );
     assert_eq!(xstat(&port, "tx_frames_too_big"), Some(1));
     assert_eq!(port.stats().opackets, 1);
+    port.close().unwrap();
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// A drop reason carries on with the `tx_errors` it breaks down when the queues are set up
+/// again, and a statistics reset zeroes both (so do the kernel's ring drops).
+#[test]
+fn drop_reasons_follow_the_counters_they_break_down() {
+    if !need_netns("afp drop_reasons_follow_the_counters_they_break_down") {
+        return;
+    }
+    let lab = Lab::new("afr");
+    let pool = pool(256);
+    let mut port = lab.port(&pool, 1, Some(1000));
+    let f = ipv4_udp_frame(
+        RDK_MAC,
+        [0xff; 6],
+        RDK_IP,
+        PEER_IP,
+        5555,
+        7777,
+        &[0x5a; 1100],
+    );
+    {
+        let _inside = lab.rdk.enter().unwrap();
+        assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |p| {
+            let mut burst = [Some(mbuf_of(&pool, &f))];
+            assert_eq!(p.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+        });
+    }
+    assert_eq!(xstat(&port, "rx_kernel_ring_drops"), Some(0));
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }

@@ -19,7 +19,7 @@ use rdk_tests::lab::{
     VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities, Netns};
-use rdk_tests::port::xstat;
+use rdk_tests::port::{assert_tx_drop_reason_follows_errors, xstat};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -590,6 +590,52 @@ fn every_frame_is_received_or_counted_as_a_kernel_drop() {
         N,
         "received {received} + dropped {drops}: {k:?}"
     );
+    // A statistics reset zeroes the kernel's counts as the port reports them, and they stay
+    // zero when the sockets that counted them close.
+    port.stats_reset();
+    let zero = |port: &Port<AfXdpDriver>| {
+        let k = port.driver().kernel_stats();
+        assert_eq!((k.rx_dropped, k.rx_ring_full), (0, 0), "{k:?}");
+        assert_eq!(xstat(port, "rx_kernel_ring_full"), Some(0));
+    };
+    zero(&port);
+    port.stop().unwrap();
+    zero(&port);
+    {
+        let _inside = lab.rdk.enter().unwrap();
+        port.start().unwrap();
+    }
+    zero(&port);
+    port.close().unwrap();
+    assert_pool_full(&pool);
+}
+
+/// A drop reason carries on with the `tx_errors` it breaks down when the queues are set up
+/// again, and a statistics reset zeroes both.
+#[test]
+fn drop_reasons_follow_the_counters_they_break_down() {
+    if !need_netns("afx drop_reasons_follow_the_counters_they_break_down") {
+        return;
+    }
+    let lab = Lab::new("xr");
+    let pool = pool(2048);
+    let mut port = lab.port(&pool);
+    let f = ipv4_udp_frame(
+        RDK_MAC,
+        [0xff; 6],
+        RDK_IP,
+        PEER_IP,
+        5555,
+        7777,
+        &[0x5a; 1600],
+    );
+    {
+        let _inside = lab.rdk.enter().unwrap();
+        assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |p| {
+            let mut burst = [Some(mbuf_of(&pool, &f))];
+            assert_eq!(p.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+        });
+    }
     port.close().unwrap();
     assert_pool_full(&pool);
 }

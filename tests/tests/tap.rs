@@ -18,7 +18,10 @@ use rdk_tests::lab::{
     FarSide,
 };
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
-use rdk_tests::port::{await_link, sleepy_receive, try_started, try_started_with, xstat};
+use rdk_tests::port::{
+    assert_tx_drop_reason_follows_errors, await_link, sleepy_receive, try_started,
+    try_started_with, xstat,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -833,31 +836,10 @@ fn drop_reasons_follow_the_counters_they_break_down() {
     let f = ipv4_udp_frame(
         RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1600],
     );
-    let send_too_big = |port: &mut Port<TapDriver>| {
+    assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |port| {
         let mut burst = [Some(chain_of(&pool, &f, 2000))];
         assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
-    };
-    send_too_big(&mut port);
-    let both =
-        |port: &Port<TapDriver>| (xstat(port, "tx_errors"), xstat(port, "tx_frames_too_big"));
-    assert_eq!(both(&port), (Some(1), Some(1)));
-    port.stop().unwrap();
-    port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-        .unwrap();
-    port.tx_queue_setup(0, 512, &TxQueueConfig::default())
-        .unwrap();
-    port.start().unwrap();
-    assert_eq!(
-        both(&port),
-        (Some(1), Some(1)),
-        "set up again: the reason stays with the error it explains"
-    );
-    send_too_big(&mut port);
-    assert_eq!(both(&port), (Some(2), Some(2)));
-    port.stats_reset();
-    assert_eq!(both(&port), (Some(0), Some(0)), "a reset zeroes both");
-    send_too_big(&mut port);
-    assert_eq!(both(&port), (Some(1), Some(1)));
+    });
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }

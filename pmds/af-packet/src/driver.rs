@@ -387,7 +387,8 @@ impl Driver for AfPacketDriver {
                 .resize_with(queue as usize + 1, || sock.clone());
         }
         self.rx_socks[queue as usize] = sock.clone();
-        let drops = self.rx_drops.fresh(queue);
+        // Kept across setups: the reasons carry on with the errors they break down.
+        let drops = self.rx_drops.kept(queue);
         let ring = if self.rx_v2 {
             RxRing::V2(V2Ring::new(
                 sock,
@@ -485,7 +486,7 @@ impl Driver for AfPacketDriver {
         } else {
             None
         };
-        let drops = self.tx_drops.fresh(queue);
+        let drops = self.tx_drops.kept(queue);
         Ok(AfPacketTx::new(
             Arc::new(sock),
             map,
@@ -574,6 +575,15 @@ impl Driver for AfPacketDriver {
         // Promiscuous includes all multicast; without it, all-multicast needs the interface
         // flag (one switch for every user, as DPDK's af_packet does it).
         netif::ethdev::set_allmulticast(self.netif.as_ref(), on)
+    }
+
+    /// Zeroes the drop reasons and the kernel's receive-ring drops (those counted so far are
+    /// taken from the kernel first, so they do not come back).
+    fn stats_reset(&self) {
+        self.collect_kernel_drops();
+        self.kernel_drops.store(0, Ordering::Relaxed);
+        self.rx_drops.iter().for_each(RxDrops::reset);
+        self.tx_drops.iter().for_each(TxDrops::reset);
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {

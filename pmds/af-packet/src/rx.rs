@@ -46,6 +46,18 @@ pub(crate) struct RxDrops {
     pub ring_anomalies: Counter,
 }
 
+impl RxDrops {
+    /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
+    pub fn reset(&self) {
+        let RxDrops {
+            truncated,
+            ring_anomalies,
+        } = self;
+        truncated.reset();
+        ring_anomalies.reset();
+    }
+}
+
 /// The first wait before reading an open block's descriptor again.
 const RECHECK_MIN: Duration = Duration::from_micros(1);
 /// The longest wait: added latency stays far below the block timeout (1 ms by default).

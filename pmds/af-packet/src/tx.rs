@@ -58,6 +58,21 @@ pub(crate) struct TxDrops {
     pub bad_offload: Counter,
 }
 
+impl TxDrops {
+    /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
+    pub fn reset(&self) {
+        let TxDrops {
+            too_big,
+            too_small,
+            ring_full,
+            bad_offload,
+        } = self;
+        for c in [too_big, too_small, ring_full, bad_offload] {
+            c.reset();
+        }
+    }
+}
+
 /// How the transmit ring is cut: slot size and count, and whether frames go behind a
 /// virtio-net header.
 #[derive(Clone, Debug)]

@@ -789,13 +789,34 @@ fn set_sol_socket(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> Result<(), 
     .map(drop)
 }
 
+/// `s += x` (`sub`: `s -= x`), field by field, modulo 2^64: after a statistics reset the
+/// closed sockets' part holds minus what the live sockets had counted, so the sum starts at 0.
+fn add_stats_signed(s: &mut XdpStatistics, x: &XdpStatistics, sub: bool) {
+    let op = |a: &mut u64, b: u64| {
+        *a = if sub {
+            a.wrapping_sub(b)
+        } else {
+            a.wrapping_add(b)
+        }
+    };
+    let XdpStatistics {
+        rx_dropped,
+        rx_invalid_descs,
+        tx_invalid_descs,
+        rx_ring_full,
+        rx_fill_ring_empty_descs,
+        tx_ring_empty_descs,
+    } = *x;
+    op(&mut s.rx_dropped, rx_dropped);
+    op(&mut s.rx_invalid_descs, rx_invalid_descs);
+    op(&mut s.tx_invalid_descs, tx_invalid_descs);
+    op(&mut s.rx_ring_full, rx_ring_full);
+    op(&mut s.rx_fill_ring_empty_descs, rx_fill_ring_empty_descs);
+    op(&mut s.tx_ring_empty_descs, tx_ring_empty_descs);
+}
+
 fn add_stats(s: &mut XdpStatistics, x: &XdpStatistics) {
-    s.rx_dropped += x.rx_dropped;
-    s.rx_invalid_descs += x.rx_invalid_descs;
-    s.tx_invalid_descs += x.tx_invalid_descs;
-    s.rx_ring_full += x.rx_ring_full;
-    s.rx_fill_ring_empty_descs += x.rx_fill_ring_empty_descs;
-    s.tx_ring_empty_descs += x.tx_ring_empty_descs;
+    add_stats_signed(s, x, false)
 }
 
 impl Drop for AfXdpDriver {
@@ -909,7 +930,8 @@ impl Driver for AfXdpDriver {
             cache,
             nb_desc as u32,
             counters,
-            self.rx_drops.fresh(queue),
+            // Kept across setups: the reasons carry on with the errors they break down.
+            self.rx_drops.kept(queue),
             self.port_id,
         ))
     }
@@ -926,7 +948,7 @@ impl Driver for AfXdpDriver {
         Ok(AfXdpTx::new(
             nb_desc as u32,
             counters,
-            self.tx_drops.fresh(queue),
+            self.tx_drops.kept(queue),
             self.gone.clone(),
             offloads,
         ))
@@ -1001,6 +1023,17 @@ impl Driver for AfXdpDriver {
         netif::ethdev::set_allmulticast(self.netif.as_ref(), on)?;
         self.note_flag(netif::flags::ALLMULTI, was, on);
         Ok(())
+    }
+
+    /// Zeroes the drop reasons and the kernel's counters (as seen from here: the kernel's own
+    /// keep counting, and what they had is subtracted from now on).
+    fn stats_reset(&self) {
+        let now = self.kernel_stats();
+        let mut closed = self.closed_stats.lock().unwrap_or_else(|e| e.into_inner());
+        add_stats_signed(&mut closed, &now, true);
+        drop(closed);
+        self.rx_drops.iter().for_each(RxDrops::reset);
+        self.tx_drops.iter().for_each(TxDrops::reset);
     }
 
     fn xstats(&self, out: &mut Vec<XStat>) {

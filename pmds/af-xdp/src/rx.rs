@@ -32,6 +32,21 @@ pub(crate) struct RxDrops {
     pub fill_wakeups: Counter,
 }
 
+impl RxDrops {
+    /// Zeroes every counter (every field: a new one that is not zeroed here does not build).
+    pub fn reset(&self) {
+        let RxDrops {
+            bad_desc,
+            ring_anomalies,
+            fill_nombuf,
+            fill_wakeups,
+        } = self;
+        for c in [bad_desc, ring_anomalies, fill_nombuf, fill_wakeups] {
+            c.reset();
+        }
+    }
+}
+
 /// A `net_af_xdp` receive queue.
 #[derive(Debug)]
 pub struct AfXdpRx {

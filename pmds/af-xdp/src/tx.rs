@@ -45,6 +45,36 @@ pub(crate) struct TxDrops {
     pub sw_checksums: Counter,
 }
 
+impl TxDrops {
+    /// Zeroes every counter (every field: a new one that is not zeroed here does not build).
+    pub fn reset(&self) {
+        let TxDrops {
+            too_big,
+            too_small,
+            ring_full,
+            no_buffer,
+            copied,
+            bad_completion,
+            ring_anomalies,
+            bad_offload,
+            sw_checksums,
+        } = self;
+        for c in [
+            too_big,
+            too_small,
+            ring_full,
+            no_buffer,
+            copied,
+            bad_completion,
+            ring_anomalies,
+            bad_offload,
+            sw_checksums,
+        ] {
+            c.reset();
+        }
+    }
+}
+
 /// What a bound transmit queue sends: its largest frame, the checksum offloads it does, and
 /// who completes TCP/UDP checksums.
 #[derive(Clone, Copy, Debug)]

@@ -31,14 +31,21 @@ pub(crate) struct Drops {
 }
 
 impl Drops {
-    /// Zeroes every reason.
+    /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
+        let Drops {
+            rx_too_big,
+            tx_too_big,
+            tx_too_many_segs,
+            tx_full,
+            bad_offload,
+        } = self;
         for c in [
-            &self.rx_too_big,
-            &self.tx_too_big,
-            &self.tx_too_many_segs,
-            &self.tx_full,
-            &self.bad_offload,
+            rx_too_big,
+            tx_too_big,
+            tx_too_many_segs,
+            tx_full,
+            bad_offload,
         ] {
             c.reset();
         }
