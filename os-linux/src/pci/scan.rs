@@ -76,11 +76,32 @@ pub fn scan(roots: &SysRoots) -> Result<Vec<SysPciDevice>, SysfsPciError> {
 }
 
 /// The function at `addr`.
+///
+/// [`SysfsPciError::NoDevice`] also when the device is unplugged while its files are read:
+/// the kernel removes its directory as a whole, so a file that is missing from a directory
+/// that is gone too means the device went away, not that sysfs is malformed.
 pub fn scan_one(roots: &SysRoots, addr: PciAddr) -> Result<SysPciDevice, SysfsPciError> {
     let dir = roots.pci_devices_dir().join(addr.to_string());
     if !dir.is_dir() {
         return Err(SysfsPciError::NoDevice { addr });
     }
+    read_device(&dir, addr).map_err(|e| match e {
+        SysfsPciError::Io { ref error, .. }
+            if error.kind() == io::ErrorKind::NotFound && vanished(&dir) =>
+        {
+            SysfsPciError::NoDevice { addr }
+        }
+        e => e,
+    })
+}
+
+/// Whether `dir` is gone (only `NotFound` counts: a directory we may not look at is an error to
+/// report, not a device to skip).
+fn vanished(dir: &Path) -> bool {
+    matches!(fs::metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+fn read_device(dir: &Path, addr: PciAddr) -> Result<SysPciDevice, SysfsPciError> {
     let class = read_hex(&dir.join("class"))?;
     let id = PciId {
         vendor: read_hex(&dir.join("vendor"))? as u16,
@@ -263,5 +284,54 @@ mod tests {
             scan_one(&t.roots(), a),
             Err(SysfsPciError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn a_device_unplugged_mid_scan_is_skipped() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = FakePci::new();
+        t.add(FakeDevice::e1000e("0000:01:00.0"));
+        t.add(FakeDevice::e1000e("0000:02:00.0"));
+        let gone: PciAddr = "0000:02:00.0".parse().unwrap();
+        // `class` is the first file read, after the directory was seen. As a FIFO it holds the
+        // scan there: the writer's open returns once the scan has opened it, and the device is
+        // removed (as the kernel does on unplug: the whole directory) before the scan gets EOF.
+        let dir = t.device_dir(gone);
+        let class = dir.join("class");
+        fs::remove_file(&class).unwrap();
+        nix::unistd::mkfifo(&class, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let unplug = {
+            let (dir, class) = (dir.clone(), class.clone());
+            std::thread::spawn(move || {
+                let mut w = fs::OpenOptions::new().write(true).open(&class).unwrap();
+                fs::remove_dir_all(&dir).unwrap();
+                std::io::Write::write_all(&mut w, b"0x020000\n").unwrap();
+            })
+        };
+        let devs = scan(&t.roots());
+        // If the scan never opened the FIFO, let the writer's open return so the join does not
+        // hang (the assertions below then fail).
+        let _ = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&class);
+        unplug.join().unwrap();
+        let devs = devs.unwrap();
+        assert_eq!(devs.len(), 1, "{devs:?}");
+        assert_eq!(devs[0].addr.to_string(), "0000:01:00.0");
+    }
+
+    #[test]
+    fn a_present_device_missing_a_file_is_still_an_error() {
+        let t = FakePci::new();
+        t.add(FakeDevice::e1000e("0000:01:00.0"));
+        let a: PciAddr = "0000:01:00.0".parse().unwrap();
+        fs::remove_file(t.device_dir(a).join("device")).unwrap();
+        let e = scan(&t.roots()).unwrap_err();
+        assert!(
+            matches!(&e, SysfsPciError::Io { path, error }
+                if path.ends_with("device") && error.kind() == io::ErrorKind::NotFound),
+            "{e}"
+        );
     }
 }
