@@ -194,6 +194,19 @@ struct State {
     armed_for: Option<Instant>,
     shutdown: bool,
     dispatched: u64,
+    /// Dispatch rounds and alarms that have ended (and 1 for the loop's exit): `wait_idle`
+    /// waits for this to move rather than for a moment with nothing running, which a
+    /// source that fires without pause may never leave.
+    rounds_ended: u64,
+}
+
+impl State {
+    /// Clears what [`IntrHandle::wait_idle`] waits for and counts the round as ended.
+    fn end_running(&mut self) {
+        self.busy = None;
+        self.running_alarm = None;
+        self.rounds_ended = self.rounds_ended.wrapping_add(1);
+    }
 }
 
 struct Shared {
@@ -350,6 +363,7 @@ impl InterruptThread {
                 armed_for: None,
                 shutdown: false,
                 dispatched: 0,
+                rounds_ended: 0,
             }),
             idle: Condvar::new(),
             epoll,
@@ -564,9 +578,14 @@ impl IntrHandle {
         }
     }
 
-    /// Waits until no source is being dispatched and no alarm is running, so a callback that
-    /// was [`Deferred`](Unregistered::Deferred) has finished and its fd may be closed. Refused
-    /// on the interrupt thread.
+    /// Waits until the dispatch round or alarm running when it was called (if any) has ended,
+    /// so a callback that was [`Deferred`](Unregistered::Deferred) before the call has
+    /// finished and its fd may be closed. Refused on the interrupt thread.
+    ///
+    /// It does not wait for a moment with nothing running: under a source that fires without
+    /// pause the thread starts the next round before a waiter gets the lock, and such a wait
+    /// might never end. The thread runs one round or alarm at a time, so the next one to end
+    /// is the one that was running.
     pub fn wait_idle(&self) -> Result<(), IntrThreadError> {
         let sh = &self.shared;
         if sh.on_thread() {
@@ -575,7 +594,11 @@ impl IntrHandle {
             });
         }
         let mut st = sh.lock();
-        while st.busy.is_some() || st.running_alarm.is_some() {
+        if st.busy.is_none() && st.running_alarm.is_none() {
+            return Ok(());
+        }
+        let ended = st.rounds_ended;
+        while st.rounds_ended == ended {
             st = sh.idle.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         Ok(())
@@ -657,8 +680,7 @@ impl Drop for LoopExit<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.shutdown = true;
-        st.busy = None;
-        st.running_alarm = None;
+        st.end_running();
         drop(st);
         self.0.idle.notify_all();
     }
@@ -730,7 +752,7 @@ fn run_alarms(sh: &Shared) {
         };
         let Some(cb) = next else { return };
         cb();
-        sh.lock().running_alarm = None;
+        sh.lock().end_running();
         sh.idle.notify_all();
     }
 }
@@ -790,7 +812,7 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
 /// none is left, and wakes `wait_idle`.
 fn end_round(sh: &Shared, fd: RawFd, gen: u32) {
     let mut st = sh.lock();
-    st.busy = None;
+    st.end_running();
     let end = st.table.end_dispatch(fd);
     if end.source_empty
         && st
@@ -809,7 +831,7 @@ fn end_round(sh: &Shared, fd: RawFd, gen: u32) {
 fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
     let (entries, end) = {
         let mut st = sh.lock();
-        st.busy = None;
+        st.end_running();
         // Callbacks unregistered while the fd was read go now (dropped below, unlocked).
         let end = st.table.end_dispatch(fd);
         let entries = if st.watched.get(&fd).is_some_and(|w| w.gen == gen) {
