@@ -219,6 +219,10 @@ struct Shared {
     clock: LinuxClock,
     thread: Mutex<Option<ThreadId>>,
     busy_poll: Option<Duration>,
+    /// Makes `timerfd_settime` fail, which the kernel does not do on its own for a valid fd
+    /// and time: the only way to test the failure paths.
+    #[cfg(test)]
+    fail_settime: std::sync::atomic::AtomicBool,
 }
 
 /// How the interrupt thread waits.
@@ -281,6 +285,10 @@ impl Shared {
         let next = st.alarms.next_deadline();
         if next == st.armed_for {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail_settime.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(os("timerfd_settime")(Errno::EINVAL));
         }
         match next {
             Some(d) => {
@@ -372,6 +380,8 @@ impl InterruptThread {
             clock: LinuxClock::new(),
             thread: Mutex::new(None),
             busy_poll: config.busy_poll.filter(|d| !d.is_zero()),
+            #[cfg(test)]
+            fail_settime: std::sync::atomic::AtomicBool::new(false),
         });
         let run = Arc::clone(&shared);
         let join = std::thread::Builder::new()
@@ -630,6 +640,9 @@ impl IntrHandle {
 
     /// Sets an alarm: `cb` runs once on the interrupt thread `after` from now. Alarms with
     /// the same deadline run in the order they were set; a callback may set new alarms.
+    ///
+    /// If the timer cannot be armed for it, nothing is kept: the error is returned and `cb`
+    /// is dropped without running.
     pub fn set_alarm(
         &self,
         after: Duration,
@@ -642,7 +655,14 @@ impl IntrHandle {
             return Err(IntrThreadError::ShutDown);
         }
         let (id, _) = st.alarms.set(deadline, Box::new(cb));
-        sh.rearm(&mut st)?;
+        if let Err(e) = sh.rearm(&mut st) {
+            // Kept, it would run whenever a later alarm armed the timer, and the caller, who
+            // got no id, could not cancel it. The timer is as it was, and so is `armed_for`.
+            let cb = st.alarms.cancel(id);
+            drop(st);
+            drop(cb);
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -653,8 +673,13 @@ impl IntrHandle {
     pub fn cancel_alarm(&self, id: AlarmId) -> Result<bool, IntrThreadError> {
         let sh = &self.shared;
         let mut st = sh.lock();
-        if st.alarms.cancel(id).is_some() {
-            sh.rearm(&mut st)?;
+        if let Some(cb) = st.alarms.cancel(id) {
+            // It is cancelled whatever the timer does: one still armed for its deadline fires
+            // early, finds nothing due and is re-armed by the thread, so a failure here is not
+            // the caller's to handle (an error would say the alarm may still run).
+            let _ = sh.rearm(&mut st);
+            drop(st);
+            drop(cb);
             return Ok(true);
         }
         if !sh.on_thread() {
@@ -849,5 +874,66 @@ fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
         if let Some(f) = e.on_removed {
             f(fd, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    /// Sets its flag when dropped: tells whether an alarm's callback was let go.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_alarm_that_cannot_arm_the_timer_leaves_nothing_behind() {
+        let t = InterruptThread::spawn().unwrap();
+        let h = t.handle();
+        let fail = |on: bool| h.shared.fail_settime.store(on, Ordering::SeqCst);
+        let (ran, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, flag) = (ran.clone(), DropFlag(dropped.clone()));
+        fail(true);
+        let e = h
+            .set_alarm(Duration::from_millis(1), move || {
+                let _flag = &flag;
+                r.store(true, Ordering::SeqCst);
+            })
+            .unwrap_err();
+        assert_eq!(
+            e,
+            IntrThreadError::Os {
+                op: "timerfd_settime",
+                errno: Errno::EINVAL
+            }
+        );
+        assert!(e.to_string().contains("timerfd_settime"), "{e}");
+        assert_eq!(h.alarm_count(), 0, "a failed set_alarm keeps nothing");
+        assert!(dropped.load(Ordering::SeqCst), "its callback is dropped");
+        // A later alarm arms the timer: the failed one must not run along with it.
+        fail(false);
+        let (tx, rx) = mpsc::channel();
+        h.set_alarm(Duration::from_millis(5), move || tx.send(()).unwrap())
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(!ran.load(Ordering::SeqCst));
+
+        // Cancelling works even if the timer cannot be re-armed: the alarm is gone, so the
+        // answer is that it will not run.
+        let id = h.set_alarm(Duration::from_secs(3600), || {}).unwrap();
+        fail(true);
+        assert_eq!(h.cancel_alarm(id), Ok(true));
+        assert_eq!(h.alarm_count(), 0);
+        fail(false);
+        t.shutdown().unwrap();
     }
 }
