@@ -483,6 +483,14 @@ impl Allocator {
         kind: RegionKind,
     ) -> DmaError {
         const OP: &str = "mmap the memory file";
+        if e == Errno::EEXIST {
+            // From Mapping::map_shared: other threads' mappings took its place every time.
+            return errno_to_dma(
+                OP,
+                e,
+                "other threads kept mapping memory where the region was to go; try again",
+            );
+        }
         if e != Errno::ENOMEM {
             return errno_to_dma(OP, e, "run as root");
         }

@@ -367,7 +367,8 @@ impl PoolGrowth {
     /// (see [`HugepageCounts::available`]); adds nothing if there are enough already.
     ///
     /// Fails with [`HugepageError::Short`] (after giving back what it added) if the kernel
-    /// could not allocate enough pages.
+    /// could not allocate enough pages; if the new pool size cannot be read back, the old one
+    /// is written back and the read's error returned.
     pub fn ensure_available(
         roots: &SysRoots,
         size: u64,
@@ -380,8 +381,18 @@ impl PoolGrowth {
             return Ok(Self { nr_path, added: 0 });
         }
         write_u64(&nr_path, before.total.saturating_add(wanted - have))?;
+        let total = match read_u64(&nr_path) {
+            Ok(total) => total,
+            Err(e) => {
+                // Without the new total there is no telling how many pages are ours, and no
+                // growth to give them back on drop: put back the total seen before. If that
+                // write fails too there is nothing more to try; the read's error is the cause.
+                let _ = write_u64(&nr_path, before.total);
+                return Err(e);
+            }
+        };
         let growth = Self {
-            added: read_u64(&nr_path)?.saturating_sub(before.total),
+            added: total.saturating_sub(before.total),
             nr_path,
         };
         let available = counts(roots, size)?.available();
@@ -792,5 +803,63 @@ tmpfs /dev/shm tmpfs rw 0 0
         fs::write(&nr, "100\n").unwrap();
         g.release().unwrap();
         assert_eq!(read_u64(&nr).unwrap(), 96);
+    }
+
+    #[test]
+    fn pool_growth_restores_the_pool_when_the_read_back_fails() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let t = tree();
+        let nr = t
+            .sys()
+            .join("kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+        // A FIFO plays the kernel's file, one open at a time: each open waits for its peer, so
+        // the order is fixed without timing. It shows 64 pages, takes the growth, answers the
+        // read-back with garbage, and reports what is written after that.
+        fs::remove_file(&nr).unwrap();
+        nix::unistd::mkfifo(&nr, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let kernel = {
+            let nr = nr.clone();
+            std::thread::spawn(move || {
+                let show = |text: &str| {
+                    let mut f = fs::OpenOptions::new().write(true).open(&nr).unwrap();
+                    f.write_all(text.as_bytes()).unwrap();
+                };
+                let take = || {
+                    let mut s = String::new();
+                    let mut f = fs::File::open(&nr).unwrap();
+                    f.read_to_string(&mut s).unwrap();
+                    s
+                };
+                show("64\n");
+                tx.send(take()).unwrap();
+                show("pizza\n");
+                tx.send(take()).unwrap();
+            })
+        };
+        let e = PoolGrowth::ensure_available(&t.roots(), 2 << 20, 40).unwrap_err();
+        assert!(
+            matches!(&e, HugepageError::Parse { path, .. } if path.ends_with("nr_hugepages")),
+            "{e}"
+        );
+        let wait = Duration::from_secs(10);
+        assert_eq!(rx.recv_timeout(wait).as_deref(), Ok("68"), "the growth");
+        let restored = rx.recv_timeout(wait);
+        if restored.is_err() {
+            // Nothing was written back: let the fake kernel's open return so it can end.
+            let _ = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&nr);
+        }
+        assert_eq!(
+            restored.as_deref(),
+            Ok("64"),
+            "the pages added must be given back when the new total cannot be read"
+        );
+        kernel.join().unwrap();
     }
 }

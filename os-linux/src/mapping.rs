@@ -57,44 +57,33 @@ impl Mapping {
         }
         let span = len.checked_add(align).ok_or(Errno::ENOMEM)?;
         let span_nz = NonZeroUsize::new(span).ok_or(Errno::ENOMEM)?;
-        // SAFETY: as above, a fresh kernel-chosen range; PROT_NONE and MAP_NORESERVE make it a
-        // pure address-space reservation.
-        let base = unsafe {
-            mmap_anonymous(
-                None,
-                span_nz,
-                ProtFlags::PROT_NONE,
-                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
-            )
-        }?;
-        let head = base.as_ptr().cast::<u8>().align_offset(align);
-        // SAFETY: `head < align`, so `base + head` and the `len` bytes after it lie inside the
-        // reservation of `len + align` bytes.
-        let start = unsafe { base.as_ptr().cast::<u8>().add(head) };
-        let hint = NonZeroUsize::new(start as usize).ok_or(Errno::EINVAL)?;
-        // SAFETY: MAP_FIXED replaces only pages of the reservation made above, which this
-        // function owns and nothing else refers to.
-        let mapped = unsafe { mmap(Some(hint), length, prot, flags | MapFlags::MAP_FIXED, fd, 0) };
-        let tail = span - head - len;
-        match mapped {
-            Ok(ptr) => {
-                // SAFETY: the head and tail are the unused ends of our own reservation.
-                unsafe {
-                    unmap_range(base.as_ptr().cast(), head);
-                    unmap_range(start.add(len), tail);
+        // Another thread may take the hole (see `map_in_reservation`); then try elsewhere.
+        for _ in 0..HOLE_ATTEMPTS {
+            // SAFETY: as above, a fresh kernel-chosen range; PROT_NONE and MAP_NORESERVE make
+            // it a pure address-space reservation.
+            let base = unsafe {
+                mmap_anonymous(
+                    None,
+                    span_nz,
+                    ProtFlags::PROT_NONE,
+                    MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+                )
+            }?;
+            // SAFETY: `base` is a reservation of `span = len + align` bytes made just above,
+            // which nothing else knows of.
+            match unsafe { map_in_reservation(base.as_ptr().cast(), span, align, fd, len) } {
+                Err(Errno::EEXIST) => continue,
+                Ok(ptr) => {
+                    return Ok(Self {
+                        ptr,
+                        len,
+                        locked: false,
+                    })
                 }
-                Ok(Self {
-                    ptr,
-                    len,
-                    locked: false,
-                })
-            }
-            Err(e) => {
-                // SAFETY: the whole reservation is ours and nothing points into it.
-                unsafe { unmap_range(base.as_ptr().cast(), span) };
-                Err(e)
+                Err(e) => return Err(e),
             }
         }
+        Err(Errno::EEXIST)
     }
 
     /// Locks the pages in memory (`mlock`), so the kernel neither swaps them out nor leaves
@@ -136,6 +125,70 @@ impl Drop for Mapping {
     }
 }
 
+/// How often an over-aligned mapping is tried before another thread's mappings taking its
+/// place every time is reported (as `EEXIST`).
+const HOLE_ATTEMPTS: usize = 8;
+
+/// Maps `len` bytes of `fd` (read-write, shared, prefaulted) at the first `align`-aligned
+/// address of the reservation `base..base + span`, and gives the rest of the reservation back,
+/// whether or not that works. `EEXIST`: another thread mapped something where the file was to
+/// go; the caller may try again.
+///
+/// The file is not mapped over the reservation with `MAP_FIXED`: before Linux 6.12, an
+/// `mmap` that fails after it has begun (a hugetlbfs file whose pages run out, a driver's
+/// `mmap` refusing) has already unmapped what was there, and another thread's `mmap` can then
+/// land in that hole; unmapping "the whole reservation" afterwards would take that thread's
+/// memory away. Instead the hole is made on purpose and filled with `MAP_FIXED_NOREPLACE`, so
+/// no call here replaces anything: whatever ends up in the hole besides our file is not ours
+/// and is left alone, and the head and tail, which only a `MAP_FIXED` could replace, are
+/// still ours to unmap.
+///
+/// # Safety
+/// `base..base + span` must be a reservation the caller made and owns, with nothing
+/// referring into it; `span >= len + align`, `align` a power of two.
+unsafe fn map_in_reservation(
+    base: *mut u8,
+    span: usize,
+    align: usize,
+    fd: BorrowedFd<'_>,
+    len: usize,
+) -> Result<NonNull<c_void>, Errno> {
+    let head = base.align_offset(align);
+    // SAFETY: `head < align`, so `base + head` and the `len` bytes after it lie inside the
+    // reservation of `len + align` bytes.
+    let start = unsafe { base.add(head) };
+    let tail = span - head - len;
+    // SAFETY: the middle of our own reservation.
+    unsafe { unmap_range(start, len) };
+    #[cfg(test)]
+    if let Some(f) = tests::IN_HOLE.with(std::cell::Cell::get) {
+        f((base as usize, span, start as usize, len));
+    }
+    let length = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+    let hint = NonZeroUsize::new(start as usize).ok_or(Errno::EINVAL)?;
+    let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+    let flags = MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE | MapFlags::MAP_FIXED_NOREPLACE;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it fails (EEXIST) if anything is
+    // in the range, and a kernel before 4.17, which does not know the flag, takes the address
+    // as a hint and maps elsewhere (handled below). No memory anyone uses is affected.
+    let mapped = unsafe { mmap(Some(hint), length, prot, flags, fd, 0) };
+    // SAFETY: the head and tail of our reservation: only MAP_FIXED could have replaced them,
+    // and nothing here or elsewhere in this crate maps there.
+    unsafe {
+        unmap_range(base, head);
+        unmap_range(start.add(len), tail);
+    }
+    match mapped {
+        Ok(ptr) if ptr.as_ptr() == start.cast() => Ok(ptr),
+        Ok(elsewhere) => {
+            // SAFETY: a fresh mapping of ours, at an address the kernel chose instead.
+            unsafe { unmap_range(elsewhere.as_ptr().cast(), len) };
+            Err(Errno::EEXIST)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Unmaps `len` bytes at `start`; nothing if `len` is zero.
 ///
 /// # Safety
@@ -150,11 +203,44 @@ unsafe fn unmap_range(start: *mut u8, len: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::pagemap::base_page_size;
+    use std::cell::Cell;
     use std::fs::File;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    /// (reservation, its length, hole, its length).
+    type Hole = (usize, usize, usize, usize);
+
+    thread_local! {
+        /// Called by `map_in_reservation` once the hole is made, before the file is mapped
+        /// into it.
+        pub(super) static IN_HOLE: Cell<Option<fn(Hole)>> =
+            const { Cell::new(None) };
+        static SEEN: Cell<Hole> = const { Cell::new((0, 0, 0, 0)) };
+    }
+
+    fn record(seen: Hole) {
+        SEEN.with(|s| s.set(seen));
+    }
+
+    /// The `(start, end, perms)` of every mapping in `/proc/self/maps` that overlaps
+    /// `start..start + len`.
+    fn maps_overlapping(start: usize, len: usize) -> Vec<(usize, usize, String)> {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (lo, hi) = f.next()?.split_once('-')?;
+                let lo = usize::from_str_radix(lo, 16).ok()?;
+                let hi = usize::from_str_radix(hi, 16).ok()?;
+                let perms = f.next()?.to_owned();
+                (lo < start + len && start < hi).then_some((lo, hi, perms))
+            })
+            .collect()
+    }
 
     fn memfd(len: u64) -> File {
         let fd = nix::sys::memfd::memfd_create(
@@ -199,5 +285,91 @@ mod tests {
         let f = memfd(4096);
         let e = Mapping::map_shared(f.as_fd(), 0, 64, 4096).unwrap_err();
         assert_eq!(e, Errno::EINVAL);
+    }
+
+    /// Runs the test `name` alone in a child process (this binary, one test, one thread), so
+    /// that no other test maps memory into a range it has just freed and checks in
+    /// `/proc/self/maps`; `true` in that child.
+    fn in_child(name: &str) -> bool {
+        const CHILD: &str = "RDK_MAPPING_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return true;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{name} in a child process:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        false
+    }
+
+    #[test]
+    fn a_failed_aligned_mapping_leaves_no_reservation_behind() {
+        if !in_child("mapping::tests::a_failed_aligned_mapping_leaves_no_reservation_behind") {
+            return;
+        }
+        let page = base_page_size();
+        let f = memfd(4 * page as u64);
+        // Read-only: a shared writable mapping of it is refused (EACCES).
+        let ro = File::open(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
+        IN_HOLE.with(|h| h.set(Some(record)));
+        let e = Mapping::map_shared(ro.as_fd(), 4 * page, 2 << 20, page).unwrap_err();
+        IN_HOLE.with(|h| h.set(None));
+        assert_eq!(e, Errno::EACCES);
+        let (base, span, _, _) = SEEN.with(Cell::get);
+        assert!(span >= (2 << 20) + 4 * page, "the reservation was seen");
+        assert_eq!(
+            maps_overlapping(base, span),
+            vec![],
+            "nothing of the reservation is left"
+        );
+    }
+
+    #[test]
+    fn a_mapping_another_thread_put_in_the_hole_is_left_alone() {
+        // Plays the other thread: maps a page of its own into the hole, which must survive.
+        fn squat((_, _, hole, _): Hole) {
+            let page = NonZeroUsize::new(base_page_size()).unwrap();
+            // SAFETY: MAP_FIXED_NOREPLACE into the hole, which is unmapped at this point; the
+            // test unmaps the page itself at the end.
+            let p = unsafe {
+                mmap_anonymous(
+                    NonZeroUsize::new(hole),
+                    page,
+                    ProtFlags::PROT_READ,
+                    MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
+                )
+            }
+            .unwrap();
+            assert_eq!(p.as_ptr() as usize, hole);
+            SEEN.with(|s| s.set((hole, 0, 0, 0)));
+            IN_HOLE.with(|h| h.set(None));
+        }
+        let page = base_page_size();
+        let f = memfd(4 * page as u64);
+        IN_HOLE.with(|h| h.set(Some(squat)));
+        let m = Mapping::map_shared(f.as_fd(), 4 * page, 2 << 20, page).unwrap();
+        let (squatter, _, _, _) = SEEN.with(Cell::get);
+        assert!(m.addr().is_aligned(2 << 20));
+        assert_ne!(
+            m.as_ptr() as usize,
+            squatter,
+            "mapped elsewhere on the second try"
+        );
+        let left = maps_overlapping(squatter, page);
+        assert!(
+            left.iter().any(|(lo, hi, perms)| *lo <= squatter
+                && squatter + page <= *hi
+                && perms.starts_with("r--")),
+            "the other thread's page is still mapped: {left:x?}"
+        );
+        // SAFETY: the page `squat` mapped, which nothing refers to.
+        unsafe { unmap_range(squatter as *mut u8, page) };
     }
 }

@@ -672,3 +672,63 @@ fn a_panicking_callback_leaves_no_waiter_hanging() {
     );
     t.shutdown().unwrap();
 }
+
+/// Whether thread `tid` of this process is asleep (state `S` in its `stat`).
+fn asleep(tid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    // "tid (comm) S ...": the state follows the last ')' (comm may contain one).
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+}
+
+#[test]
+fn wait_idle_ends_with_the_round_it_waited_for_even_if_another_starts_at_once() {
+    use std::sync::mpsc;
+    // Two sources whose callbacks block on a gate: A's round is running when wait_idle is
+    // called, and B is already pending, so the thread starts B's round the moment A's ends.
+    // wait_idle must return then, without needing a moment with nothing running (under a
+    // source that never stops firing there may be none). Before the fix it returned only if
+    // its wake-up beat the thread to the lock; 20 rounds in a row make that unlikely.
+    let t = InterruptThread::spawn().unwrap();
+    let h = t.handle();
+    let (a, b) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+    let (entered, in_cb) = mpsc::channel::<&str>();
+    let gated = |name: &'static str| {
+        let (open, gate) = mpsc::channel::<()>();
+        let (entered, gate) = (entered.clone(), Mutex::new(gate));
+        let cb = move |_: &IntrEvent| {
+            entered.send(name).unwrap();
+            gate.lock().unwrap().recv().unwrap();
+        };
+        (open, cb)
+    };
+    let (open_a, cb_a) = gated("A");
+    let (open_b, cb_b) = gated("B");
+    h.register(a.as_fd(), SourceKind::EventFd, cb_a).unwrap();
+    h.register(b.as_fd(), SourceKind::EventFd, cb_b).unwrap();
+    let wait = Duration::from_secs(10);
+    for _ in 0..20 {
+        a.signal().unwrap();
+        assert_eq!(in_cb.recv_timeout(wait), Ok("A"));
+        b.signal().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let h2 = h.clone();
+        std::thread::spawn(move || {
+            tx.send(Err(nix::unistd::gettid().as_raw())).unwrap();
+            tx.send(Ok(h2.wait_idle())).unwrap();
+        });
+        let Ok(Err(tid)) = rx.recv_timeout(wait) else {
+            panic!("the waiter did not start")
+        };
+        // Asleep in wait_idle while A's callback is held: it saw A's round running.
+        eventually("the waiter sleeps in wait_idle", || asleep(tid));
+        open_a.send(()).unwrap();
+        assert_eq!(in_cb.recv_timeout(wait), Ok("B"));
+        let r = rx
+            .recv_timeout(wait)
+            .expect("wait_idle did not return when the round it waited for ended");
+        assert_eq!(r, Ok(Ok(())));
+        open_b.send(()).unwrap();
+    }
+    t.shutdown().unwrap();
+}

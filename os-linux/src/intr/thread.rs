@@ -194,6 +194,19 @@ struct State {
     armed_for: Option<Instant>,
     shutdown: bool,
     dispatched: u64,
+    /// Dispatch rounds and alarms that have ended (and 1 for the loop's exit): `wait_idle`
+    /// waits for this to move rather than for a moment with nothing running, which a
+    /// source that fires without pause may never leave.
+    rounds_ended: u64,
+}
+
+impl State {
+    /// Clears what [`IntrHandle::wait_idle`] waits for and counts the round as ended.
+    fn end_running(&mut self) {
+        self.busy = None;
+        self.running_alarm = None;
+        self.rounds_ended = self.rounds_ended.wrapping_add(1);
+    }
 }
 
 struct Shared {
@@ -206,6 +219,10 @@ struct Shared {
     clock: LinuxClock,
     thread: Mutex<Option<ThreadId>>,
     busy_poll: Option<Duration>,
+    /// Makes `timerfd_settime` fail, which the kernel does not do on its own for a valid fd
+    /// and time: the only way to test the failure paths.
+    #[cfg(test)]
+    fail_settime: std::sync::atomic::AtomicBool,
 }
 
 /// How the interrupt thread waits.
@@ -268,6 +285,10 @@ impl Shared {
         let next = st.alarms.next_deadline();
         if next == st.armed_for {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail_settime.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(os("timerfd_settime")(Errno::EINVAL));
         }
         match next {
             Some(d) => {
@@ -350,6 +371,7 @@ impl InterruptThread {
                 armed_for: None,
                 shutdown: false,
                 dispatched: 0,
+                rounds_ended: 0,
             }),
             idle: Condvar::new(),
             epoll,
@@ -358,6 +380,8 @@ impl InterruptThread {
             clock: LinuxClock::new(),
             thread: Mutex::new(None),
             busy_poll: config.busy_poll.filter(|d| !d.is_zero()),
+            #[cfg(test)]
+            fail_settime: std::sync::atomic::AtomicBool::new(false),
         });
         let run = Arc::clone(&shared);
         let join = std::thread::Builder::new()
@@ -564,9 +588,14 @@ impl IntrHandle {
         }
     }
 
-    /// Waits until no source is being dispatched and no alarm is running, so a callback that
-    /// was [`Deferred`](Unregistered::Deferred) has finished and its fd may be closed. Refused
-    /// on the interrupt thread.
+    /// Waits until the dispatch round or alarm running when it was called (if any) has ended,
+    /// so a callback that was [`Deferred`](Unregistered::Deferred) before the call has
+    /// finished and its fd may be closed. Refused on the interrupt thread.
+    ///
+    /// It does not wait for a moment with nothing running: under a source that fires without
+    /// pause the thread starts the next round before a waiter gets the lock, and such a wait
+    /// might never end. The thread runs one round or alarm at a time, so the next one to end
+    /// is the one that was running.
     pub fn wait_idle(&self) -> Result<(), IntrThreadError> {
         let sh = &self.shared;
         if sh.on_thread() {
@@ -575,7 +604,11 @@ impl IntrHandle {
             });
         }
         let mut st = sh.lock();
-        while st.busy.is_some() || st.running_alarm.is_some() {
+        if st.busy.is_none() && st.running_alarm.is_none() {
+            return Ok(());
+        }
+        let ended = st.rounds_ended;
+        while st.rounds_ended == ended {
             st = sh.idle.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         Ok(())
@@ -607,6 +640,9 @@ impl IntrHandle {
 
     /// Sets an alarm: `cb` runs once on the interrupt thread `after` from now. Alarms with
     /// the same deadline run in the order they were set; a callback may set new alarms.
+    ///
+    /// If the timer cannot be armed for it, nothing is kept: the error is returned and `cb`
+    /// is dropped without running.
     pub fn set_alarm(
         &self,
         after: Duration,
@@ -619,7 +655,14 @@ impl IntrHandle {
             return Err(IntrThreadError::ShutDown);
         }
         let (id, _) = st.alarms.set(deadline, Box::new(cb));
-        sh.rearm(&mut st)?;
+        if let Err(e) = sh.rearm(&mut st) {
+            // Kept, it would run whenever a later alarm armed the timer, and the caller, who
+            // got no id, could not cancel it. The timer is as it was, and so is `armed_for`.
+            let cb = st.alarms.cancel(id);
+            drop(st);
+            drop(cb);
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -630,8 +673,13 @@ impl IntrHandle {
     pub fn cancel_alarm(&self, id: AlarmId) -> Result<bool, IntrThreadError> {
         let sh = &self.shared;
         let mut st = sh.lock();
-        if st.alarms.cancel(id).is_some() {
-            sh.rearm(&mut st)?;
+        if let Some(cb) = st.alarms.cancel(id) {
+            // It is cancelled whatever the timer does: one still armed for its deadline fires
+            // early, finds nothing due and is re-armed by the thread, so a failure here is not
+            // the caller's to handle (an error would say the alarm may still run).
+            let _ = sh.rearm(&mut st);
+            drop(st);
+            drop(cb);
             return Ok(true);
         }
         if !sh.on_thread() {
@@ -657,8 +705,7 @@ impl Drop for LoopExit<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.shutdown = true;
-        st.busy = None;
-        st.running_alarm = None;
+        st.end_running();
         drop(st);
         self.0.idle.notify_all();
     }
@@ -730,7 +777,7 @@ fn run_alarms(sh: &Shared) {
         };
         let Some(cb) = next else { return };
         cb();
-        sh.lock().running_alarm = None;
+        sh.lock().end_running();
         sh.idle.notify_all();
     }
 }
@@ -790,7 +837,7 @@ fn dispatch(sh: &Shared, data: u64, flags: u32) {
 /// none is left, and wakes `wait_idle`.
 fn end_round(sh: &Shared, fd: RawFd, gen: u32) {
     let mut st = sh.lock();
-    st.busy = None;
+    st.end_running();
     let end = st.table.end_dispatch(fd);
     if end.source_empty
         && st
@@ -809,7 +856,7 @@ fn end_round(sh: &Shared, fd: RawFd, gen: u32) {
 fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
     let (entries, end) = {
         let mut st = sh.lock();
-        st.busy = None;
+        st.end_running();
         // Callbacks unregistered while the fd was read go now (dropped below, unlocked).
         let end = st.table.end_dispatch(fd);
         let entries = if st.watched.get(&fd).is_some_and(|w| w.gen == gen) {
@@ -827,5 +874,66 @@ fn remove_broken(sh: &Shared, fd: RawFd, gen: u32, reason: RemovedReason) {
         if let Some(f) = e.on_removed {
             f(fd, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    /// Sets its flag when dropped: tells whether an alarm's callback was let go.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_alarm_that_cannot_arm_the_timer_leaves_nothing_behind() {
+        let t = InterruptThread::spawn().unwrap();
+        let h = t.handle();
+        let fail = |on: bool| h.shared.fail_settime.store(on, Ordering::SeqCst);
+        let (ran, dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, flag) = (ran.clone(), DropFlag(dropped.clone()));
+        fail(true);
+        let e = h
+            .set_alarm(Duration::from_millis(1), move || {
+                let _flag = &flag;
+                r.store(true, Ordering::SeqCst);
+            })
+            .unwrap_err();
+        assert_eq!(
+            e,
+            IntrThreadError::Os {
+                op: "timerfd_settime",
+                errno: Errno::EINVAL
+            }
+        );
+        assert!(e.to_string().contains("timerfd_settime"), "{e}");
+        assert_eq!(h.alarm_count(), 0, "a failed set_alarm keeps nothing");
+        assert!(dropped.load(Ordering::SeqCst), "its callback is dropped");
+        // A later alarm arms the timer: the failed one must not run along with it.
+        fail(false);
+        let (tx, rx) = mpsc::channel();
+        h.set_alarm(Duration::from_millis(5), move || tx.send(()).unwrap())
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(!ran.load(Ordering::SeqCst));
+
+        // Cancelling works even if the timer cannot be re-armed: the alarm is gone, so the
+        // answer is that it will not run.
+        let id = h.set_alarm(Duration::from_secs(3600), || {}).unwrap();
+        fail(true);
+        assert_eq!(h.cancel_alarm(id), Ok(true));
+        assert_eq!(h.alarm_count(), 0);
+        fail(false);
+        t.shutdown().unwrap();
     }
 }

@@ -76,19 +76,48 @@ pub fn scan(roots: &SysRoots) -> Result<Vec<SysPciDevice>, SysfsPciError> {
 }
 
 /// The function at `addr`.
+///
+/// [`SysfsPciError::NoDevice`] also when the device is unplugged while its files are read:
+/// the kernel removes its directory as a whole, so a file that is missing from a directory
+/// that is gone too means the device went away, not that sysfs is malformed.
 pub fn scan_one(roots: &SysRoots, addr: PciAddr) -> Result<SysPciDevice, SysfsPciError> {
     let dir = roots.pci_devices_dir().join(addr.to_string());
     if !dir.is_dir() {
         return Err(SysfsPciError::NoDevice { addr });
     }
-    let class = read_hex(&dir.join("class"))?;
+    read_device(&dir, addr).map_err(|e| match e {
+        SysfsPciError::Io { ref error, .. }
+            if error.kind() == io::ErrorKind::NotFound && vanished(&dir) =>
+        {
+            SysfsPciError::NoDevice { addr }
+        }
+        e => e,
+    })
+}
+
+/// Whether `dir` is gone (only `NotFound` counts: a directory we may not look at is an error to
+/// report, not a device to skip).
+fn vanished(dir: &Path) -> bool {
+    matches!(fs::metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+fn read_device(dir: &Path, addr: PciAddr) -> Result<SysPciDevice, SysfsPciError> {
+    let class: u32 = read_hex_as(&dir.join("class"))?;
+    // The class code is three bytes, base class, subclass and programming interface
+    // (PCI Local Bus 3.0, 6.2.1), printed by the kernel as "0x%06x".
+    if class > 0x00ff_ffff {
+        return Err(SysfsPciError::Parse {
+            path: dir.join("class"),
+            content: format!("{class:#x}"),
+        });
+    }
     let id = PciId {
-        vendor: read_hex(&dir.join("vendor"))? as u16,
-        device: read_hex(&dir.join("device"))? as u16,
-        subsystem_vendor: read_hex_or(&dir.join("subsystem_vendor"), 0)? as u16,
-        subsystem_device: read_hex_or(&dir.join("subsystem_device"), 0)? as u16,
-        class: class as u32 & 0x00ff_ffff,
-        revision: read_hex_or(&dir.join("revision"), 0)? as u8,
+        vendor: read_hex_as(&dir.join("vendor"))?,
+        device: read_hex_as(&dir.join("device"))?,
+        subsystem_vendor: read_hex_or(&dir.join("subsystem_vendor"), 0)?,
+        subsystem_device: read_hex_or(&dir.join("subsystem_device"), 0)?,
+        class,
+        revision: read_hex_or(&dir.join("revision"), 0)?,
     };
     let numa_node = match read_trimmed(&dir.join("numa_node")) {
         Ok(s) => s.parse::<i64>().ok().and_then(|n| u32::try_from(n).ok()),
@@ -139,14 +168,20 @@ fn parse_hex(path: &Path, s: &str) -> Result<u64, SysfsPciError> {
     })
 }
 
-fn read_hex(path: &Path) -> Result<u64, SysfsPciError> {
+/// A hex value that must fit in `T` (16-bit ids, an 8-bit revision): a wider one is a
+/// [`SysfsPciError::Parse`] naming the file, never truncated to a different id.
+fn read_hex_as<T: TryFrom<u64>>(path: &Path) -> Result<T, SysfsPciError> {
     let s = read_trimmed(path)?;
-    parse_hex(path, &s)
+    T::try_from(parse_hex(path, &s)?).map_err(|_| SysfsPciError::Parse {
+        path: path.to_owned(),
+        content: s,
+    })
 }
 
-/// Like [`read_hex`], with `default` for a file that does not exist (older kernels, bridges).
-fn read_hex_or(path: &Path, default: u64) -> Result<u64, SysfsPciError> {
-    match read_hex(path) {
+/// Like [`read_hex_as`], with `default` for a file that does not exist (older kernels,
+/// bridges).
+fn read_hex_or<T: TryFrom<u64>>(path: &Path, default: T) -> Result<T, SysfsPciError> {
+    match read_hex_as(path) {
         Err(SysfsPciError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
             Ok(default)
         }
@@ -263,5 +298,79 @@ mod tests {
             scan_one(&t.roots(), a),
             Err(SysfsPciError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn ids_wider_than_their_field_are_parse_errors_naming_the_file() {
+        let t = FakePci::new();
+        t.add(FakeDevice::e1000e("0000:01:00.0"));
+        let a: PciAddr = "0000:01:00.0".parse().unwrap();
+        for (file, wide, good) in [
+            ("vendor", "0x18086\n", "0x8086\n"),
+            ("device", "0x110d3\n", "0x10d3\n"),
+            ("subsystem_vendor", "0x11af4\n", "0x1af4\n"),
+            ("subsystem_device", "0x11100\n", "0x1100\n"),
+            ("revision", "0x100\n", "0x00\n"),
+            ("class", "0x1020000\n", "0x020000\n"),
+        ] {
+            t.write(a, file, wide);
+            let e = scan_one(&t.roots(), a).unwrap_err();
+            assert!(
+                matches!(&e, SysfsPciError::Parse { path, .. } if path.ends_with(file)),
+                "{file}: {e}"
+            );
+            assert!(e.to_string().contains(file), "{e}");
+            t.write(a, file, good);
+        }
+        assert_eq!(scan(&t.roots()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_device_unplugged_mid_scan_is_skipped() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = FakePci::new();
+        t.add(FakeDevice::e1000e("0000:01:00.0"));
+        t.add(FakeDevice::e1000e("0000:02:00.0"));
+        let gone: PciAddr = "0000:02:00.0".parse().unwrap();
+        // `class` is the first file read, after the directory was seen. As a FIFO it holds the
+        // scan there: the writer's open returns once the scan has opened it, and the device is
+        // removed (as the kernel does on unplug: the whole directory) before the scan gets EOF.
+        let dir = t.device_dir(gone);
+        let class = dir.join("class");
+        fs::remove_file(&class).unwrap();
+        nix::unistd::mkfifo(&class, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let unplug = {
+            let (dir, class) = (dir.clone(), class.clone());
+            std::thread::spawn(move || {
+                let mut w = fs::OpenOptions::new().write(true).open(&class).unwrap();
+                fs::remove_dir_all(&dir).unwrap();
+                std::io::Write::write_all(&mut w, b"0x020000\n").unwrap();
+            })
+        };
+        let devs = scan(&t.roots());
+        // If the scan never opened the FIFO, let the writer's open return so the join does not
+        // hang (the assertions below then fail).
+        let _ = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&class);
+        unplug.join().unwrap();
+        let devs = devs.unwrap();
+        assert_eq!(devs.len(), 1, "{devs:?}");
+        assert_eq!(devs[0].addr.to_string(), "0000:01:00.0");
+    }
+
+    #[test]
+    fn a_present_device_missing_a_file_is_still_an_error() {
+        let t = FakePci::new();
+        t.add(FakeDevice::e1000e("0000:01:00.0"));
+        let a: PciAddr = "0000:01:00.0".parse().unwrap();
+        fs::remove_file(t.device_dir(a).join("device")).unwrap();
+        let e = scan(&t.roots()).unwrap_err();
+        assert!(
+            matches!(&e, SysfsPciError::Io { path, error }
+                if path.ends_with("device") && error.kind() == io::ErrorKind::NotFound),
+            "{e}"
+        );
     }
 }
