@@ -153,7 +153,7 @@ fn start_with<D: Driver>(d: D, pool: &PktMbufPool, ring: u16) -> Result<Port<D>,
     Ok(p)
 }
 
-fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Stack<LinuxClock> {
+fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Result<Stack<LinuxClock>, String> {
     let cfg = IfaceConfig {
         mac: [0x02, 0, 0, 0, 0x77, mac_last],
         ip,
@@ -162,6 +162,7 @@ fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Stack<LinuxClock> {
         mtu: 1500,
     };
     Stack::new(cfg, StackLimits::default(), pool.clone(), LinuxClock::new())
+        .map_err(|e| e.to_string())
 }
 
 /// Echoes every datagram on `PONG_PORT` until `stop`.
@@ -436,7 +437,7 @@ fn ring(args: &Args) -> Result<(), String> {
     let (r, echoed) = pingpong(
         || start(da, &pool),
         || start(db, &pool),
-        (stack(1, ping_ip, &pool), stack(2, pong_ip, &pool)),
+        (stack(1, ping_ip, &pool)?, stack(2, pong_ip, &pool)?),
         SocketAddrV4::new(pong_ip, PONG_PORT),
         args,
     )?;
@@ -516,7 +517,7 @@ fn veth(args: &Args) -> Result<(), String> {
     let (ping_ip, pong_ip) = (Ipv4Addr::new(10, 80, 0, 1), Ipv4Addr::new(10, 80, 0, 2));
     // A pool per side, as on two machines (an AF_XDP port keeps up to half its pool posted).
     let (pa, pb) = (pool("ping")?, pool("pong")?);
-    let stacks = (stack(1, ping_ip, &pa), stack(2, pong_ip, &pb));
+    let stacks = (stack(1, ping_ip, &pa)?, stack(2, pong_ip, &pb)?);
     let to = SocketAddrV4::new(pong_ip, PONG_PORT);
     // The kernel's sockets use the veth ends, or the bridges the TAPs share with them.
     let (ka, kb, what) = match args.port {
@@ -722,7 +723,7 @@ fn virtio_user(args: &Args) -> Result<(), String> {
         let (ours, echoed) = pingpong(
             || Ok(pa),
             || Ok(pb),
-            (stack(1, ping_ip, &pool_a), stack(2, pong_ip, &pool_b)),
+            (stack(1, ping_ip, &pool_a)?, stack(2, pong_ip, &pool_b)?),
             SocketAddrV4::new(pong_ip, PONG_PORT),
             args,
         )?;
