@@ -74,7 +74,8 @@ impl Rig {
             gateway: None,
             mtu: 1500,
         };
-        let stack = Stack::new(cfg, StackLimits::default(), pool.clone(), LinuxClock::new());
+        let stack =
+            Stack::new(cfg, StackLimits::default(), pool.clone(), LinuxClock::new()).unwrap();
         Rig {
             ns,
             iface,

@@ -48,8 +48,9 @@ impl Net {
                 limits.clone(),
                 pool.clone(),
                 clock.clone(),
-            ),
-            b: Stack::new(cfg(MAC_B, IP_B), limits, pool.clone(), clock.clone()),
+            )
+            .unwrap(),
+            b: Stack::new(cfg(MAC_B, IP_B), limits, pool.clone(), clock.clone()).unwrap(),
             clock,
             pool,
             _os: os,
@@ -284,7 +285,8 @@ fn malformed_frames_are_counted_and_the_stack_keeps_serving() {
             },
             |s| s.ipv4_unknown_protocol,
         ),
-        (with(|x| x[39] = 9), |s| s.udp_bad_length),
+        (with(|x| x[39] = 7), |s| s.udp_bad_length),
+        (with(|x| x[39] = 11), |s| s.udp_truncated),
         (with(|x| *x.last_mut().unwrap() ^= 1), |s| {
             s.udp_bad_checksum
         }),
@@ -394,7 +396,7 @@ fn port_info_is_what_the_stack_needs() {
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("small", 64)).unwrap();
     let mut c = cfg(MAC_A, IP_A);
     c.mtu = 9000;
-    let s = Stack::new(c, StackLimits::default(), pool.clone(), MockClock::new());
+    let s = Stack::new(c, StackLimits::default(), pool.clone(), MockClock::new()).unwrap();
     // The data room excludes the headroom: a frame of the MTU fills it exactly.
     assert_eq!(s.config().mtu as usize + 14, pool.data_room() as usize);
     let (d, _) = RingDriver::pair();
@@ -574,5 +576,194 @@ fn echo_replies_carry_no_options_and_go_to_no_group_address() {
         assert_eq!(n.b.stats().total(), before + 1);
     }
     assert_eq!(n.b.stats().eth_bad_src, 2);
+    n.finish();
+}
+
+/// `frame` (Ethernet + IPv4 without options) with `extra` bytes added to its IP packet after
+/// the UDP datagram: the IP length grows, the UDP length stays.
+fn with_ip_trailer(frame: &[u8], extra: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f.extend_from_slice(extra);
+    let total = u16::from_be_bytes([f[16], f[17]]) + extra.len() as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[24..26].fill(0);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// A UDP length short of the IP payload: Linux's `udp_rcv` trims the datagram to the UDP
+/// length, checks the checksum over that, and delivers it; rdk dropped it (`udp_bad_length`).
+/// A length under 8, or past the IP payload (even into link padding), is dropped and counted.
+#[test]
+fn a_udp_length_short_of_the_ip_payload_is_trimmed_as_linux_does() {
+    let mut n = Net::new(StackLimits::default());
+    let sb = sock(&mut n.b, 7777);
+    n.settle();
+    let udp = |payload: &[u8]| {
+        ipv4_udp_frame(MAC_A, MAC_B, IP_A.octets(), IP_B.octets(), 5, 7777, payload)
+    };
+    let mut buf = [0u8; 64];
+    // The checksum covers the UDP length only: whatever follows it in the IP packet is not
+    // the datagram's, and no trailer changes what is delivered.
+    for trailer in [&b"PAD"[..], b"\xff\x00\x12\x34\x56", b"z"] {
+        let before = n.b.stats();
+        n.inject_to_b(&[with_ip_trailer(&udp(b"hello"), trailer)]);
+        assert_eq!(n.b.stats(), before, "trailer {trailer:?}: nothing dropped");
+        let (len, from, trunc) = n.b.recv_from(sb, &mut buf).unwrap();
+        assert_eq!(
+            (&buf[..len], from, trunc),
+            (&b"hello"[..], SocketAddrV4::new(IP_A, 5), false)
+        );
+    }
+    // Zero-copy: the offset and length name the datagram's payload, not the trailer.
+    n.inject_to_b(&[with_ip_trailer(&udp(b"zc"), b"TRAILER")]);
+    let (m, off, len, _) = n.b.recv_mbuf(sb).unwrap();
+    assert_eq!(&m.data()[off..off + len], b"zc");
+    drop(m);
+    // No checksum (0) is as good trimmed as whole.
+    let mut none = with_ip_trailer(&udp(b"nocsum"), b"xx");
+    none[40..42].fill(0);
+    n.inject_to_b(&[none]);
+    assert_eq!(n.b.recv_from(sb, &mut buf).unwrap().0, 6);
+    // A checksum computed over the whole IP payload (the trailer as datagram) does not
+    // verify over the UDP length.
+    let mut whole = udp(b"helloPAD");
+    whole[38..40].copy_from_slice(&13u16.to_be_bytes());
+    let was = n.b.stats().udp_bad_checksum;
+    n.inject_to_b(&[whole]);
+    assert_eq!(n.b.stats().udp_bad_checksum, was + 1);
+    // Under 8, past the IP payload, or past it into Ethernet padding: dropped and counted.
+    let mut short = with_ip_trailer(&udp(b"hello"), b"PAD");
+    short[38..40].copy_from_slice(&7u16.to_be_bytes());
+    let mut long = udp(b"hello");
+    long[38..40].copy_from_slice(&14u16.to_be_bytes());
+    let mut padded = udp(b"hello");
+    padded[38..40].copy_from_slice(&15u16.to_be_bytes());
+    padded.extend_from_slice(&[0; 10]);
+    let before = n.b.stats();
+    n.inject_to_b(&[short, long, padded]);
+    let after = n.b.stats();
+    assert_eq!(after.udp_bad_length, before.udp_bad_length + 1);
+    assert_eq!(after.udp_truncated, before.udp_truncated + 2);
+    assert_eq!(after.total(), before.total() + 3);
+    assert_eq!(n.b.pending(sb).unwrap(), 0);
+    assert_eq!(n.b.counters().delivered, 5);
+    n.finish();
+}
+
+/// Port 0 is no destination: Linux's `udp_sendmsg` returns `EINVAL`; rdk sent the datagram.
+/// Both sends refuse it before binding or allocating, and the mbuf goes back to its pool.
+#[test]
+fn a_send_to_port_0_is_refused() {
+    let mut n = Net::new(StackLimits::default());
+    let sb = sock(&mut n.b, 7777);
+    let sa = n.a.socket().unwrap();
+    let zero = SocketAddrV4::new(IP_B, 0);
+    assert_eq!(
+        n.a.send_to(sa, b"x", zero).unwrap_err(),
+        UdpError::ZeroDestinationPort { dst: zero }
+    );
+    assert_eq!(
+        n.a.local_addr(sa).unwrap(),
+        None,
+        "not bound by the refused send"
+    );
+    let mut m = n.pool.alloc().unwrap();
+    m.append(1).unwrap().copy_from_slice(b"y");
+    assert_eq!(
+        n.a.send_mbuf(sa, m, zero).unwrap_err(),
+        UdpError::ZeroDestinationPort { dst: zero }
+    );
+    let e = UdpError::ZeroDestinationPort { dst: zero }.to_string();
+    assert!(e.contains("port 0"), "{e}");
+    n.settle();
+    assert_eq!(n.b.pending(sb).unwrap(), 0);
+    assert_eq!(n.b.stats().udp_unknown_port, 0, "nothing reached B");
+    // A real port still works from the same socket.
+    n.a.send_to(sa, b"ok", SocketAddrV4::new(IP_B, 7777))
+        .unwrap();
+    n.settle();
+    assert_eq!(n.b.pending(sb).unwrap(), 1);
+    n.finish();
+}
+
+/// An ephemeral range that is empty (inverted) or holds port 0 made a debug build panic on
+/// the first ephemeral bind; the stack refuses it when it is made. The top of the port space
+/// is a valid range and wraps.
+#[test]
+fn bad_ephemeral_ranges_are_refused_when_the_stack_is_made() {
+    let os = MockOs::new();
+    let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("eph", 64)).unwrap();
+    let make = |ephemeral| {
+        Stack::new(
+            cfg(MAC_A, IP_A),
+            StackLimits {
+                ephemeral,
+                ..StackLimits::default()
+            },
+            pool.clone(),
+            MockClock::new(),
+        )
+    };
+    let inverted = std::ops::RangeInclusive::new(60001, 60000);
+    for (r, start, end) in [(inverted, 60001, 60000), (0..=1023, 0, 1023), (0..=0, 0, 0)] {
+        let e = make(r).err().expect("refused");
+        assert_eq!(e, UdpError::BadEphemeralRange { start, end });
+        assert!(e.to_string().contains("ephemeral"), "{e}");
+    }
+    let mut s = make(65535..=65535).unwrap();
+    let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let (x, y) = (s.socket().unwrap(), s.socket().unwrap());
+    assert_eq!(s.bind(x, any).unwrap().port(), 65535);
+    assert_eq!(s.bind(y, any).unwrap_err(), UdpError::NoEphemeralPort);
+    s.close(x).unwrap();
+    assert_eq!(s.bind(y, any).unwrap().port(), 65535);
+    drop(s);
+    assert_eq!(pool.available(), pool.size());
+}
+
+/// Since Linux 5.14 ("ip: Treat IPv4 segment's lowest address as unicast") a subnet's lowest
+/// address is an ordinary unicast address: not a broadcast to receive, not a martian source.
+/// The subnet's all-ones address and 255.255.255.255 are broadcasts alike: received (by a
+/// wildcard socket), and martian as sources. A /31 (RFC 3021) has no subnet broadcast.
+#[test]
+fn broadcasts_and_the_lowest_address_as_linux_has_them() {
+    let mut n = Net::new(StackLimits::default());
+    let sb = sock(&mut n.b, 7777);
+    n.settle();
+    let c = n.b.config();
+    let (net, bcast) = (Ipv4Addr::new(10, 9, 0, 0), Ipv4Addr::new(10, 9, 0, 255));
+    assert!(c.is_broadcast(bcast) && c.is_broadcast(Ipv4Addr::BROADCAST));
+    assert!(!c.is_broadcast(net), "the lowest address is unicast");
+    for b in [bcast, Ipv4Addr::BROADCAST] {
+        assert!(c.is_bad_source(b, IP_B), "{b} as a source");
+    }
+    assert!(!c.is_bad_source(net, IP_B));
+    let mut p31 = *c;
+    p31.prefix_len = 31;
+    assert!(!p31.is_broadcast(Ipv4Addr::new(10, 9, 0, 3)) && p31.is_broadcast(Ipv4Addr::BROADCAST));
+    let frame = |src: Ipv4Addr, dst: Ipv4Addr| {
+        ipv4_udp_frame(MAC_A, [0xff; 6], src.octets(), dst.octets(), 5, 7777, b"b")
+    };
+    let mut buf = [0u8; 8];
+    // Both broadcasts are received; the lowest address is nobody's here (not ours).
+    for dst in [bcast, Ipv4Addr::BROADCAST] {
+        n.inject_to_b(&[frame(IP_A, dst)]);
+        assert_eq!(n.b.recv_from(sb, &mut buf).unwrap().0, 1, "to {dst}");
+    }
+    let was = n.b.stats().ipv4_not_for_us;
+    n.inject_to_b(&[frame(IP_A, net)]);
+    assert_eq!(n.b.stats().ipv4_not_for_us, was + 1);
+    // From the lowest address: a unicast sender, delivered; from either broadcast: martian.
+    n.inject_to_b(&[frame(net, IP_B)]);
+    assert_eq!(
+        n.b.recv_from(sb, &mut buf).unwrap().1,
+        SocketAddrV4::new(net, 5)
+    );
+    let was = n.b.stats().ipv4_bad_src;
+    n.inject_to_b(&[frame(bcast, IP_B), frame(Ipv4Addr::BROADCAST, IP_B)]);
+    assert_eq!(n.b.stats().ipv4_bad_src, was + 2);
+    assert_eq!(n.b.pending(sb).unwrap(), 0);
     n.finish();
 }

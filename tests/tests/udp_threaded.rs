@@ -77,13 +77,15 @@ impl Rig {
             StackLimits::default(),
             pool.clone(),
             LinuxClock::new(),
-        );
+        )
+        .unwrap();
         let mut echo = Stack::new(
             cfg(2, IP_ECHO),
             StackLimits::default(),
             pool.clone(),
             LinuxClock::new(),
-        );
+        )
+        .unwrap();
         let (mut poller, service) = threaded(app, svc).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
@@ -431,6 +433,19 @@ fn errors_are_typed_and_the_poller_going_away_is_reported() {
             dst: *off_link.ip()
         }
     );
+    // Port 0 is no destination (Linux: EINVAL), refused before the socket is bound.
+    let zero = SocketAddrV4::new(IP_ECHO, 0);
+    assert_eq!(
+        s.send_to(b"x", zero).unwrap_err(),
+        UdpError::ZeroDestinationPort { dst: zero }
+    );
+    let mut m = svc.pool().alloc().unwrap();
+    m.append(1).unwrap();
+    assert_eq!(
+        s.send_mbuf(m, zero).unwrap_err(),
+        UdpError::ZeroDestinationPort { dst: zero }
+    );
+    assert_eq!(s.local_addr(), None);
     let foreign = SocketAddrV4::new(Ipv4Addr::new(10, 7, 0, 99), 1);
     assert_eq!(
         s.bind(foreign).unwrap_err(),
@@ -470,7 +485,8 @@ fn a_bad_ring_size_is_refused() {
         StackLimits::default(),
         pool,
         LinuxClock::new(),
-    );
+    )
+    .unwrap();
     let e = threaded(
         st,
         ServiceConfig {
@@ -480,4 +496,78 @@ fn a_bad_ring_size_is_refused() {
     )
     .unwrap_err();
     assert_eq!(e, UdpError::BadRingSize { size: 0 });
+}
+
+/// A datagram whose UDP length is short of its IP payload reaches a threaded socket trimmed to
+/// the UDP length (as Linux's `udp_rcv` trims it): the mbuf holds the payload and nothing of
+/// what follows it in the IP packet or the frame.
+#[test]
+fn a_threaded_socket_gets_a_datagram_trimmed_to_its_udp_length() {
+    use rdk_core::ethdev::TxQueue;
+    use rdk_tests::frames::{ipv4_udp_frame, mbuf_of};
+    let pool =
+        PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("udptrim", 256)).unwrap();
+    let (da, db) = RingDriver::pair();
+    let (mut pa, mut pb) = (started(da, &pool), started(db, &pool));
+    let app = Stack::new(
+        cfg(1, IP_APP),
+        StackLimits::default(),
+        pool.clone(),
+        LinuxClock::new(),
+    )
+    .unwrap();
+    let (mut poller, service) = threaded(
+        app,
+        ServiceConfig {
+            relax: thread::yield_now,
+            ..ServiceConfig::default()
+        },
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let h = thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            let q = pb.queues().unwrap();
+            poller.poll(&mut q.rx[0], &mut q.tx[0]);
+            thread::yield_now();
+        }
+        quiet(poller.stack().stats())
+    });
+    let mut s = service.socket().unwrap();
+    s.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7777))
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5)));
+    let peer_mac = [2, 0, 0, 0, 7, 9];
+    let mut f = ipv4_udp_frame(
+        peer_mac,
+        cfg(1, IP_APP).mac,
+        IP_ECHO.octets(),
+        IP_APP.octets(),
+        5,
+        7777,
+        b"hello",
+    );
+    // Three bytes more in the IP packet, then Ethernet padding.
+    f.extend_from_slice(b"PAD");
+    let total = u16::from_be_bytes([f[16], f[17]]) + 3;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[24..26].fill(0);
+    let c = rdk_tests::frames::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&[0; 8]);
+    let mut burst = [Some(mbuf_of(&pool, &f))];
+    assert_eq!(pa.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
+    let (m, from) = s.recv_mbuf().unwrap();
+    assert_eq!(
+        (m.data(), from),
+        (&b"hello"[..], SocketAddrV4::new(IP_ECHO, 5))
+    );
+    drop(m);
+    drop(s);
+    thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(h.join().unwrap(), DropStats::default());
+    drop((pa, service));
+    assert_eq!(pool.available(), 256, "an mbuf was lost");
 }

@@ -18,7 +18,9 @@
 //! the TSO flag), the IPv4 header checksum and length are the device's to produce, and
 //! `tso_segsz` is the TCP payload per segment. Linux's segmentation wants the seed with the
 //! super-frame's length and a correct IP length and checksum on the super-frame; `rewrite`
-//! bridges the two.
+//! bridges the two. Over IPv6, `l3_len` covers the extension headers: segmentation walks
+//! them (hop-by-hop, routing, destination options, as Linux's GSO and DPDK's
+//! `rte_net_skip_ip6_ext` do) and takes only TCP right at `l3_len`.
 
 use core::fmt;
 
@@ -116,6 +118,14 @@ pub enum TxRequestError {
         /// `l3_len`.
         l3: u16,
     },
+    /// Segmentation of `TX_IPV6` whose extension headers (hop-by-hop first, routing,
+    /// destination options; at most [`MAX_IPV6_EXT_HDRS`]) do not end exactly at `l3_len`.
+    Ipv6ExtHeaders {
+        /// `l2_len`.
+        l2: u16,
+        /// `l3_len`.
+        l3: u16,
+    },
     /// The headers to rewrite are not all in the first segment.
     HeadersPastFirstSegment {
         /// Header bytes the request needs.
@@ -128,7 +138,8 @@ pub enum TxRequestError {
         /// Header bytes the request needs.
         need: usize,
     },
-    /// `TX_TCP_SEG` without `TX_IPV4` or `TX_IPV6`, or on a protocol that is not TCP.
+    /// `TX_TCP_SEG` without `TX_IPV4` or `TX_IPV6`, or on a protocol that is not TCP (over
+    /// IPv6: after the extension headers; a fragment header, ESP or AH is not TCP).
     SegmentationNotTcp,
     /// `l4_len` is not the TCP header's length (its data offset × 4, at least 20).
     TcpHeaderLength {
@@ -174,6 +185,13 @@ impl fmt::Display for TxRequestError {
                 "IPv6 segmentation: no IPv6 header of {l3} bytes (at least 40) at offset \
                  {l2}; check l2_len, l3_len and the TX_IPV6 flag"
             ),
+            TxRequestError::Ipv6ExtHeaders { l2, l3 } => write!(
+                f,
+                "IPv6 segmentation: the extension headers of the IPv6 header at {l2} do not end \
+                 at l3_len {l3} (hop-by-hop only first, routing and destination options, at \
+                 most {MAX_IPV6_EXT_HDRS}); set l3_len to the IPv6 header and its extension \
+                 headers"
+            ),
             TxRequestError::HeadersPastFirstSegment { need, first } => write!(
                 f,
                 "offload: the {need} bytes of headers to rewrite are not all in the first \
@@ -210,6 +228,41 @@ impl fmt::Display for TxRequestError {
 impl core::error::Error for TxRequestError {}
 
 const TCP: u8 = 6;
+/// IPv6 extension headers segmentation passes over to find TCP (Linux's GSO passes over
+/// these, `ipv6_gso_pull_exthdrs`; DPDK's `rte_net_skip_ip6_ext` too).
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const DEST_OPTS: u8 = 60;
+
+/// Most IPv6 extension headers a segmentation request may have before TCP (DPDK's
+/// `rte_net_skip_ip6_ext` walks as many).
+pub const MAX_IPV6_EXT_HDRS: usize = 5;
+
+/// Walks the extension headers of the IPv6 header at the start of `l3` (`l3.len()` ≥ 40:
+/// `l3_len` bytes): hop-by-hop (only right after the IPv6 header), routing and destination
+/// options, each `(length + 1) * 8` bytes, at most [`MAX_IPV6_EXT_HDRS`]. Returns the
+/// protocol after them and where it starts; `Err(())` if a header runs past `l3_len`, a
+/// hop-by-hop header is not first, or there are more headers than that.
+fn ipv6_upper_protocol(l3: &[u8]) -> Result<(u8, usize), ()> {
+    let mut next = l3[6];
+    let mut off = 40;
+    for i in 0..=MAX_IPV6_EXT_HDRS {
+        match next {
+            ROUTING | DEST_OPTS if i < MAX_IPV6_EXT_HDRS => {}
+            HOP_BY_HOP if i == 0 => {}
+            HOP_BY_HOP | ROUTING | DEST_OPTS => return Err(()),
+            upper => return Ok((upper, off)),
+        }
+        // Each header's next-header and length bytes, then its whole length, inside l3.
+        let hdr = l3.get(off..off + 2).ok_or(())?;
+        next = hdr[0];
+        off += (hdr[1] as usize + 1) * 8;
+        if off > l3.len() {
+            return Err(());
+        }
+    }
+    Err(())
+}
 
 impl TxRequest {
     /// Reads `m`'s request for the offloads in `offered` (the port's configured transmit
@@ -239,8 +292,14 @@ impl TxRequest {
                 if l3 < 40 || data[l2u] >> 4 != 6 {
                     return Err(TxRequestError::NotIpv6 { l2, l3 });
                 }
-                if l3 == 40 && data[l2u + 6] != TCP {
-                    return Err(TxRequestError::SegmentationNotTcp);
+                // TCP after the extension headers, which end at l3_len; anything else (UDP, a
+                // fragment, ESP) is never segmented as TCP.
+                match ipv6_upper_protocol(&data[l2u..l2u + l3u]) {
+                    Ok((TCP, at)) if at == l3u => {}
+                    Ok((TCP, _)) | Err(()) => {
+                        return Err(TxRequestError::Ipv6ExtHeaders { l2, l3 })
+                    }
+                    Ok(_) => return Err(TxRequestError::SegmentationNotTcp),
                 }
             } else {
                 if l3 < 20 || data[l2u] >> 4 != 4 {
@@ -641,6 +700,115 @@ mod tests {
         complete(&mut f, 54, 16);
         let whole = sum(&src, 0) + sum(&dst, 0) + TCP as u32 + l4 + sum(&f[54..], 0);
         assert_eq!(fold(whole), 0xffff, "the segment's checksum verifies");
+    }
+
+    const TSO6: OlFlags = OlFlags::TX_TCP_SEG
+        .union(OlFlags::TX_TCP_CKSUM)
+        .union(OlFlags::TX_IPV6);
+
+    /// Ethernet + IPv6 + the extension headers `chain` (each its type and its length field:
+    /// `(len + 1) * 8` bytes) + 20 bytes of `upper` that read as a TCP header (data offset 5;
+    /// for UDP, a datagram whose payload's fifth byte is 0x50) + `payload` bytes; and the
+    /// headers' length (`l3_len`).
+    fn ip6(chain: &[(u8, u8)], upper: u8, payload: usize) -> (Vec<u8>, u16) {
+        let mut f = alloc::vec![0u8; 14 + 40];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[20] = chain.first().map_or(upper, |h| h.0);
+        f[21] = 64;
+        f[22..38].fill(0x20);
+        f[38..54].fill(0x30);
+        for (i, &(_, len)) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).map_or(upper, |h| h.0);
+            let mut h = alloc::vec![0u8; (len as usize + 1) * 8];
+            h[0] = next;
+            h[1] = len;
+            f.extend_from_slice(&h);
+        }
+        let l3 = (f.len() - 14) as u16;
+        let mut l4 = [0u8; 20];
+        l4[12] = 5 << 4;
+        f.extend_from_slice(&l4);
+        f.extend((0..payload).map(|i| i as u8));
+        (f, l3)
+    }
+
+    /// IPv6 segmentation checked the protocol only when `l3_len` was 40, so with extension
+    /// headers a UDP payload was segmented as TCP. The extension headers Linux's GSO passes
+    /// over (`ipv6_gso_pull_exthdrs`: hop-by-hop, routing, destination options) are walked,
+    /// bounded as DPDK's `rte_net_skip_ip6_ext` (5) and each inside `l3_len`, to TCP exactly
+    /// at `l3_len`; anything else is refused with the reason.
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_tcp_or_refused() {
+        const HBH: u8 = 0;
+        const RT: u8 = 43;
+        const DST: u8 = 60;
+        const FRAG: u8 = 44;
+        let p = pool();
+        let check = |chain: &[(u8, u8)], upper: u8, l3: Option<u16>| {
+            let (f, own) = ip6(chain, upper, 3000);
+            let l3 = l3.unwrap_or(own);
+            let hdrs = (14 + l3 + 20) as usize;
+            let m = mbuf(&p, &f, hdrs.min(f.len()), TSO6, [14, l3, 20, 1000]);
+            TxRequest::check(&m, ALL, 1500)
+        };
+        // TCP after the extension headers: segmented, the payload length covering them.
+        for chain in [
+            &[(DST, 0)][..],
+            &[(HBH, 0), (RT, 2), (DST, 1)],
+            &[(DST, 0); 5],
+        ] {
+            let r = check(chain, TCP, None).unwrap();
+            let t = r.tso.unwrap();
+            let (mut f, l3) = ip6(chain, TCP, 3000);
+            assert_eq!((t.ipv6, t.l3, t.hdr_len()), (true, l3, 14 + l3 + 20));
+            assert_eq!(r.csum, Some((14 + l3, 16)));
+            assert_eq!(r.net_hdr().gso_type, gso_type::TCPV6);
+            let n = r.rewrite_len();
+            let pkt_len = f.len() as u32;
+            r.rewrite(&mut f[..n], pkt_len);
+            let want = (f.len() - 14 - 40) as u16;
+            assert_eq!(u16::from_be_bytes([f[18], f[19]]), want, "{chain:?}");
+        }
+        let not_tcp = Err(TxRequestError::SegmentationNotTcp);
+        let chain_err = |l3| Err(TxRequestError::Ipv6ExtHeaders { l2: 14, l3 });
+        // Not TCP after them: UDP, or a fragment header (never segmented, as in Linux).
+        assert_eq!(check(&[(DST, 0)], 17, None), not_tcp);
+        assert_eq!(check(&[(HBH, 0), (RT, 0)], 17, None), not_tcp);
+        assert_eq!(check(&[(FRAG, 0)], TCP, None), not_tcp);
+        assert_eq!(check(&[], 17, None), not_tcp);
+        // A chain that does not end at l3_len, runs past it, puts hop-by-hop later, or has
+        // more than five headers.
+        assert_eq!(check(&[(DST, 0)], TCP, Some(40)), chain_err(40));
+        assert_eq!(check(&[(DST, 0)], TCP, Some(56)), chain_err(56));
+        assert_eq!(check(&[(DST, 2)], TCP, Some(48)), chain_err(48));
+        assert_eq!(check(&[(DST, 0), (HBH, 0)], TCP, None), chain_err(56));
+        assert_eq!(check(&[(DST, 0); 6], TCP, None), chain_err(88));
+        assert!(!alloc::format!("{}", chain_err(88).unwrap_err()).is_empty());
+        assert_eq!(p.available(), p.size(), "every mbuf back");
+    }
+
+    /// Any `l3_len` over IPv6 headers with extension headers of any lengths, over any prefix:
+    /// `check` answers, never reads past the frame.
+    #[test]
+    #[cfg_attr(miri, ignore = "a sweep for panics; slow under Miri")]
+    fn any_ipv6_chain_never_panics() {
+        let p = pool();
+        let mut n = 0;
+        for lens in [[0u8, 0], [1, 255], [255, 0], [3, 1]] {
+            let (whole, _) = ip6(&[(0, lens[0]), (60, lens[1])], TCP, 40);
+            for len in (54..whole.len().min(200)).step_by(5) {
+                for l3 in (40u16..160).step_by(4) {
+                    let m = mbuf(&p, &whole[..len], len, TSO6, [14, l3, 20, 8]);
+                    if let Ok(r) = TxRequest::check(&m, ALL, 1500) {
+                        assert!(r.rewrite_len() <= len);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 0);
+        assert_eq!(p.available(), p.size());
     }
 
     #[test]

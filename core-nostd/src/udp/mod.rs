@@ -98,6 +98,19 @@ pub enum UdpError {
     Event(crate::os::EventError),
     /// A zero-copy send got an mbuf another handle shares (its headers cannot be written).
     SharedMbuf,
+    /// A send to port 0, which no socket can be bound to (Linux's `udp_sendmsg` refuses it
+    /// with `EINVAL`).
+    ZeroDestinationPort {
+        /// The destination asked for.
+        dst: SocketAddrV4,
+    },
+    /// [`StackLimits::ephemeral`] is empty (its start past its end) or includes port 0.
+    BadEphemeralRange {
+        /// The range's first port.
+        start: u16,
+        /// The range's last port.
+        end: u16,
+    },
 }
 
 impl fmt::Display for UdpError {
@@ -115,7 +128,8 @@ impl fmt::Display for UdpError {
             ),
             UdpError::NoEphemeralPort => write!(
                 f,
-                "no free ephemeral port (49152..=65535); close sockets or bind explicitly"
+                "no free ephemeral port (StackLimits::ephemeral, 49152..=65535 by default); close \
+                 sockets, bind explicitly or widen the range"
             ),
             UdpError::MessageTooLong { len, max } => write!(
                 f,
@@ -163,6 +177,15 @@ impl fmt::Display for UdpError {
                 f,
                 "the packet pool is empty; receive (or let sends complete) to free buffers"
             ),
+            UdpError::ZeroDestinationPort { dst } => write!(
+                f,
+                "cannot send to {dst}: port 0 is no destination; give the peer's port"
+            ),
+            UdpError::BadEphemeralRange { start, end } => write!(
+                f,
+                "the ephemeral port range {start}..={end} is empty or includes port 0; give \
+                 StackLimits::ephemeral as lo..=hi with 1 <= lo <= hi (49152..=65535 by default)"
+            ),
         }
     }
 }
@@ -177,6 +200,14 @@ fn check_len(cfg: &IfaceConfig, len: usize) -> Result<(), UdpError> {
     let max = cfg.max_payload();
     if len > max {
         return Err(UdpError::MessageTooLong { len, max });
+    }
+    Ok(())
+}
+
+/// Checks a destination: port 0 is none (Linux's `udp_sendmsg` returns `EINVAL` for it).
+fn check_dst(dst: SocketAddrV4) -> Result<(), UdpError> {
+    if dst.port() == 0 {
+        return Err(UdpError::ZeroDestinationPort { dst });
     }
     Ok(())
 }

@@ -62,17 +62,23 @@ fn overlaps(a: Ipv4Addr, b: Ipv4Addr) -> bool {
 }
 
 impl SocketTable {
-    pub fn new(max: usize, ephemeral: RangeInclusive<u16>) -> Self {
+    /// A table of `max` sockets drawing ephemeral ports from `ephemeral`, which must be
+    /// non-empty and exclude port 0 ([`UdpError::BadEphemeralRange`] otherwise).
+    pub fn new(max: usize, ephemeral: RangeInclusive<u16>) -> Result<Self, UdpError> {
+        let (start, end) = (*ephemeral.start(), *ephemeral.end());
+        // `is_empty` also covers a range already iterated to its end.
+        if ephemeral.is_empty() || start == 0 {
+            return Err(UdpError::BadEphemeralRange { start, end });
+        }
         let mut slots = Vec::with_capacity(max);
         slots.resize_with(max, || (0, None));
-        let start = *ephemeral.start();
-        Self {
+        Ok(Self {
             slots,
             by_port: BTreeMap::new(),
             ephemeral,
             next_ephemeral: start,
             next_generation: 1,
-        }
+        })
     }
 
     pub fn open(&mut self) -> Result<SocketId, UdpError> {
@@ -142,12 +148,18 @@ impl SocketTable {
         Ok(addr)
     }
 
-    /// A port of the ephemeral range nobody is bound to (next fit).
+    /// A port of the ephemeral range nobody is bound to (next fit). The arithmetic cannot
+    /// overflow whatever the range (`new` refuses an empty one; here it finds no port).
     fn free_port(&mut self) -> Result<u16, UdpError> {
         let (lo, hi) = (*self.ephemeral.start(), *self.ephemeral.end());
-        let span = (hi - lo) as u32 + 1;
+        if lo > hi {
+            return Err(UdpError::NoEphemeralPort);
+        }
+        // At most 65536 ports: a u32 holds the count.
+        let span = u32::from(hi - lo) + 1;
         for _ in 0..span {
-            let p = self.next_ephemeral;
+            let p = self.next_ephemeral.clamp(lo, hi);
+            // p < hi <= u16::MAX when incremented.
             self.next_ephemeral = if p >= hi { lo } else { p + 1 };
             if !self.by_port.contains_key(&p) {
                 return Ok(p);
@@ -244,7 +256,7 @@ mod tests {
 
     #[test]
     fn bind_conflicts_and_reuse() {
-        let mut t = SocketTable::new(8, 49152..=49153);
+        let mut t = SocketTable::new(8, 49152..=49153).unwrap();
         let a = t.open().unwrap();
         let b = t.open().unwrap();
         t.bind(a, sa(Ipv4Addr::UNSPECIFIED, 7)).unwrap();
@@ -293,7 +305,7 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_run_out_and_come_back() {
-        let mut t = SocketTable::new(4, 60000..=60001);
+        let mut t = SocketTable::new(4, 60000..=60001).unwrap();
         let ids: Vec<_> = (0..3).map(|_| t.open().unwrap()).collect();
         let p0 = t.bind(ids[0], sa(ME, 0)).unwrap().port();
         let p1 = t.bind(ids[1], sa(ME, 0)).unwrap().port();
@@ -308,5 +320,31 @@ mod tests {
         let _ = t.open().unwrap();
         let _ = t.open().unwrap();
         assert_eq!(t.open().unwrap_err(), UdpError::TableFull { max: 4 });
+    }
+
+    /// An inverted range made debug builds panic on the first ephemeral bind (`hi - lo`
+    /// underflowed): it is refused when the table is made, as are a range holding port 0 and
+    /// one already iterated to its end; the top of the port space wraps without overflow.
+    #[test]
+    fn bad_ephemeral_ranges_are_refused_and_the_top_port_wraps() {
+        let inverted = RangeInclusive::new(60001, 60000);
+        let mut spent = 5..=5;
+        assert_eq!(spent.next(), Some(5));
+        for (r, start, end) in [(inverted, 60001, 60000), (0..=10, 0, 10), (spent, 5, 5)] {
+            assert_eq!(
+                SocketTable::new(4, r).err(),
+                Some(UdpError::BadEphemeralRange { start, end })
+            );
+        }
+        let mut t = SocketTable::new(4, 65534..=65535).unwrap();
+        let ids: Vec<_> = (0..3).map(|_| t.open().unwrap()).collect();
+        assert_eq!(t.bind(ids[0], sa(ME, 0)).unwrap().port(), 65534);
+        assert_eq!(t.bind(ids[1], sa(ME, 0)).unwrap().port(), 65535);
+        t.close(ids[0]).unwrap();
+        assert_eq!(t.bind(ids[2], sa(ME, 0)).unwrap().port(), 65534, "wrapped");
+        // Even a table holding an inverted range (not one `new` makes) answers, not panics.
+        t.ephemeral = RangeInclusive::new(65535, 1);
+        let s = t.open().unwrap();
+        assert_eq!(t.bind(s, sa(ME, 0)).unwrap_err(), UdpError::NoEphemeralPort);
     }
 }

@@ -3,7 +3,7 @@
 use super::arp::{ArpCache, Resolution};
 use super::socket::{Datagram, SocketId, SocketOptions, SocketTable};
 use super::stats::DropStats;
-use super::{check_len, check_mbuf, set_peer, UdpError, HEADERS_LEN};
+use super::{check_dst, check_len, check_mbuf, set_peer, UdpError, HEADERS_LEN};
 use crate::ethdev::{RxQueue, TxQueue};
 use crate::mbuf::{Mbuf, PktMbufPool, RxCksum};
 use crate::net::arp::{ArpOp, ArpPacket, ArpRepr, PACKET_LEN as ARP_LEN};
@@ -102,7 +102,8 @@ pub struct StackLimits {
     pub arp_entries: usize,
     /// Frames waiting for the transmit queue.
     pub tx_backlog: usize,
-    /// The ephemeral port range.
+    /// The ephemeral port range: not empty, without port 0 ([`Stack::new`] refuses others
+    /// with [`UdpError::BadEphemeralRange`]).
     pub ephemeral: RangeInclusive<u16>,
 }
 
@@ -164,8 +165,15 @@ fn ipv4_drop(s: &mut DropStats, e: WireError) {
 impl<C: Clock> Stack<C> {
     /// A stack for `cfg`, allocating from `pool`; a gratuitous ARP announcement is queued and
     /// goes out with the first [`poll`](Self::poll). The MTU is capped to what one buffer of
-    /// the pool holds.
-    pub fn new(mut cfg: IfaceConfig, limits: StackLimits, pool: PktMbufPool, clock: C) -> Self {
+    /// the pool holds. [`UdpError::BadEphemeralRange`] if `limits.ephemeral` is empty or
+    /// includes port 0.
+    pub fn new(
+        mut cfg: IfaceConfig,
+        limits: StackLimits,
+        pool: PktMbufPool,
+        clock: C,
+    ) -> Result<Self, UdpError> {
+        let sockets = SocketTable::new(limits.max_sockets, limits.ephemeral.clone())?;
         // A frame must fit one mbuf's data room (which excludes the headroom).
         let room = pool.data_room() as usize;
         cfg.mtu = cfg.mtu.min(room.saturating_sub(ETH_LEN) as u16);
@@ -178,7 +186,7 @@ impl<C: Clock> Stack<C> {
         arp.set_max_entries(limits.arp_entries);
         let mut s = Self {
             arp,
-            sockets: SocketTable::new(limits.max_sockets, limits.ephemeral.clone()),
+            sockets,
             backlog: VecDeque::with_capacity(limits.tx_backlog),
             cfg,
             limits,
@@ -189,7 +197,7 @@ impl<C: Clock> Stack<C> {
             ident: 1,
         };
         s.send_arp(ArpOp::Request, s.cfg.ip, [0; 6], BROADCAST_MAC);
-        s
+        Ok(s)
     }
 
     /// The interface configuration (MTU as capped).
@@ -405,9 +413,13 @@ impl<C: Clock> Stack<C> {
         }
     }
 
-    fn receive_udp(&mut self, m: Mbuf, src: Ipv4Addr, dst: Ipv4Addr, at: usize, len: usize) {
+    /// A UDP datagram at `at` in `m`, in an IP payload of `ip_len` bytes. As Linux's
+    /// `udp_rcv`: a UDP length under 8 or past the IP payload is dropped and counted; one
+    /// short of it trims the datagram to the UDP length (the bytes after it are not the
+    /// datagram's), and the checksum covers the UDP length.
+    fn receive_udp(&mut self, m: Mbuf, src: Ipv4Addr, dst: Ipv4Addr, at: usize, ip_len: usize) {
         let verified = m.ol_flags().rx_l4_cksum() == RxCksum::Verified;
-        let data = &m.data()[at..at + len];
+        let data = &m.data()[at..at + ip_len];
         let udp = match UdpPacket::new_checked(data) {
             Ok(u) => u,
             Err(WireError::Truncated) => {
@@ -419,17 +431,15 @@ impl<C: Clock> Stack<C> {
                 return;
             }
         };
-        if udp.len() != len {
-            self.stats.udp_bad_length += 1;
-            return;
-        }
+        // `new_checked` made sure 8 <= the UDP length <= the IP payload.
+        let len = udp.len();
         if !verified && !udp.verify_checksum(src, dst) {
             self.stats.udp_bad_checksum += 1;
             return;
         }
         let from = SocketAddrV4::new(src, udp.src_port());
         let to = SocketAddrV4::new(dst, udp.dst_port());
-        let plen = udp.len() - UDP_LEN;
+        let plen = len - UDP_LEN;
         let Some(id) = self.sockets.lookup(to, from) else {
             self.stats.udp_unknown_port += 1;
             return;
@@ -443,6 +453,7 @@ impl<C: Clock> Stack<C> {
             // Threaded mode: the mbuf leaves holding just the payload, the sender in its
             // dynamic fields, so the application needs no parsing.
             let mut m = m;
+            // Link padding, and IP payload past the UDP length, are not the datagram's.
             let pad = m.data().len() - (at + len);
             if m.trim(pad as u16).is_err() || m.adj((at + UDP_LEN) as u16).is_err() {
                 self.stats.udp_bad_length += 1;
@@ -551,13 +562,15 @@ impl<C: Clock> Stack<C> {
     /// Sends `buf` to `dst` (binding an unbound socket to an ephemeral port first). The
     /// datagram leaves with the next [`poll`](Self::poll), after ARP resolves the next hop if
     /// needed; a datagram the ARP queue cannot hold is dropped and counted (`arp_queue_full`),
-    /// as a kernel drops on a full neighbour queue.
+    /// as a kernel drops on a full neighbour queue. A destination port 0 is refused
+    /// ([`UdpError::ZeroDestinationPort`], Linux's `EINVAL`) before anything is bound.
     pub fn send_to(
         &mut self,
         id: SocketId,
         buf: &[u8],
         dst: SocketAddrV4,
     ) -> Result<usize, UdpError> {
+        check_dst(dst)?;
         check_len(&self.cfg, buf.len())?;
         let mut m = self.pool.alloc().ok_or(UdpError::NoBuffers)?;
         m.append(buf.len() as u16)
@@ -568,14 +581,16 @@ impl<C: Clock> Stack<C> {
 
     /// Sends the payload in `m` to `dst` without copying it (the zero-copy send): the
     /// headers go into the mbuf's headroom. `m` must be one segment whose headroom holds the
-    /// 42 header bytes (any mbuf fresh from a pool does). On an error `m` goes back to its
-    /// pool. Returns the payload bytes queued.
+    /// 42 header bytes (any mbuf fresh from a pool does). On an error (port 0 as in
+    /// [`send_to`](Self::send_to), among others) `m` goes back to its pool. Returns the
+    /// payload bytes queued.
     pub fn send_mbuf(
         &mut self,
         id: SocketId,
         mut m: Mbuf,
         dst: SocketAddrV4,
     ) -> Result<usize, UdpError> {
+        check_dst(dst)?;
         let plen = check_mbuf(&self.cfg, &m)?;
         let local = match self.sockets.get(id)?.local {
             Some(l) => l,

@@ -44,11 +44,13 @@ pub struct DropStats {
     pub ipv4_unknown_protocol: u64,
     /// ICMP malformed, with a bad checksum, or of a type the stack does not answer.
     pub icmp_dropped: u64,
-    /// UDP shorter than its header or its length field.
+    /// UDP shorter than its header, or whose length field runs past the IPv4 payload (Linux
+    /// counts both as `InErrors`). A length field short of the payload is no error: the
+    /// datagram is trimmed to it, as Linux's `udp_rcv` trims.
     pub udp_truncated: u64,
-    /// UDP length field inconsistent with the IPv4 payload.
+    /// UDP length field under 8 (the header's own length).
     pub udp_bad_length: u64,
-    /// UDP checksum wrong.
+    /// UDP checksum wrong (computed over the UDP length).
     pub udp_bad_checksum: u64,
     /// No socket bound to the destination port.
     pub udp_unknown_port: u64,
@@ -62,8 +64,9 @@ pub struct DropStats {
     /// Replies not sent for lack of a buffer.
     pub no_mbuf: u64,
     /// Datagrams an application handed to the poller (threaded mode) that could not be sent:
-    /// too long, no route, or an mbuf without headroom or of several segments. The socket
-    /// handle checks these before handing over, so this stays 0 unless a handle is misused.
+    /// to port 0, too long, no route, or an mbuf without headroom or of several segments. The
+    /// socket handle checks these before handing over, so this stays 0 unless a handle is
+    /// misused.
     pub send_failed: u64,
     /// Datagrams for a threaded-mode socket in an mbuf another handle shares (the sender
     /// cannot be recorded in it); PMDs hand out unshared mbufs, so this stays 0 with them.

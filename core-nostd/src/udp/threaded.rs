@@ -14,8 +14,8 @@
 //! - **transmit**: [`send_to`](UdpSocket::send_to) copies the payload into an mbuf from the
 //!   service's pool, [`send_mbuf`](UdpSocket::send_mbuf) takes the application's own, and
 //!   either goes on the ring with its destination; the poller prepends the headers, resolves
-//!   the next hop and sends it. The checks a send can fail (length, route, mbuf shape) are
-//!   made on the application's side, so the error reaches the caller.
+//!   the next hop and sends it. The checks a send can fail (destination port, length,
+//!   route, mbuf shape) are made on the application's side, so the error reaches the caller.
 //!
 //! Control calls (open, bind, options, close) are rare: they queue a request the poller serves
 //! at the top of its next poll (one relaxed load per poll when there is none), and the caller
@@ -29,7 +29,7 @@
 //! consumer each. Threads that share a port number open one socket each with
 //! [`SocketOptions::reuse_port`] and get flows spread over them.
 
-use super::{check_len, check_mbuf, set_peer, SocketId, SocketOptions, Stack, UdpError};
+use super::{check_dst, check_len, check_mbuf, set_peer, SocketId, SocketOptions, Stack, UdpError};
 use super::{DropStats, IfaceConfig};
 use crate::ethdev::{RxQueue, TxQueue};
 use crate::mbuf::{Mbuf, PktMbufPool};
@@ -458,8 +458,10 @@ impl UdpSocket {
     }
 
     /// Sends `buf` to `dst`, copying it into an mbuf of the service's pool (binding an unbound
-    /// socket to an ephemeral port first). Returns the bytes queued.
+    /// socket to an ephemeral port first). Returns the bytes queued. A destination port 0 is
+    /// refused ([`UdpError::ZeroDestinationPort`], Linux's `EINVAL`) before anything is bound.
     pub fn send_to(&mut self, buf: &[u8], dst: SocketAddrV4) -> Result<usize, UdpError> {
+        check_dst(dst)?;
         check_len(&self.shared.iface, buf.len())?;
         let mut m = self.shared.pool.alloc().ok_or(UdpError::NoBuffers)?;
         m.append(buf.len() as u16)
@@ -473,6 +475,7 @@ impl UdpSocket {
     /// from a pool, payload appended). On an error `m` goes back to its pool. Returns the
     /// payload bytes queued.
     pub fn send_mbuf(&mut self, mut m: Mbuf, dst: SocketAddrV4) -> Result<usize, UdpError> {
+        check_dst(dst)?;
         let iface = &self.shared.iface;
         let len = check_mbuf(iface, &m)?;
         iface.next_hop(*dst.ip())?;

@@ -5,7 +5,10 @@
 //! one datagram, waits for its echo and records the round trip, `--count` times or for
 //! `--duration` seconds. Each side owns its stack and busy-polls it (the single-thread mode a
 //! unikernel uses); PING runs on CPU 1, PONG on CPU 0. It prints RTT p50/p99/max and round
-//! trips per second.
+//! trips per second, and how many datagrams PONG received, echoed and left unanswered (an echo
+//! its stack refused: a spoofed off-link or port-0 sender, no buffer). Unanswered datagrams
+//! do not fail the run: PING's own losses show as `lost`; the exit status is failure only on
+//! an error or when no round trip completed.
 //!
 //! `--port af_packet` (root; `--veth` is the same): the benchmark of the UDP issue (#8). It
 //! builds two network namespaces joined by a veth pair and runs the same ping-pong with each
@@ -153,7 +156,7 @@ fn start_with<D: Driver>(d: D, pool: &PktMbufPool, ring: u16) -> Result<Port<D>,
     Ok(p)
 }
 
-fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Stack<LinuxClock> {
+fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Result<Stack<LinuxClock>, String> {
     let cfg = IfaceConfig {
         mac: [0x02, 0, 0, 0, 0x77, mac_last],
         ip,
@@ -162,6 +165,44 @@ fn stack(mac_last: u8, ip: Ipv4Addr, pool: &PktMbufPool) -> Stack<LinuxClock> {
         mtu: 1500,
     };
     Stack::new(cfg, StackLimits::default(), pool.clone(), LinuxClock::new())
+        .map_err(|e| e.to_string())
+}
+
+/// What a PONG did with the datagrams it received: each one is echoed or left unanswered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pong {
+    /// Echoes sent.
+    echoed: u64,
+    /// Datagrams whose echo could not be sent: the sender is whatever the datagram says (a
+    /// spoofed off-link source has no route, port 0 is no destination), or no buffer was free.
+    unanswered: u64,
+}
+
+impl Pong {
+    /// Counts one received datagram by what sending its echo returned.
+    fn count<T, E>(&mut self, sent: &Result<T, E>) {
+        match sent {
+            Ok(_) => self.echoed += 1,
+            Err(_) => self.unanswered += 1,
+        }
+    }
+
+    /// Datagrams received.
+    fn received(&self) -> u64 {
+        self.echoed + self.unanswered
+    }
+}
+
+impl std::fmt::Display for Pong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pong received {}: echoed {}, unanswered {}",
+            self.received(),
+            self.echoed,
+            self.unanswered
+        )
+    }
 }
 
 /// Echoes every datagram on `PONG_PORT` until `stop`.
@@ -170,13 +211,13 @@ fn pong<D: Driver>(
     mut s: Stack<LinuxClock>,
     stop: &AtomicBool,
     yield_idle: bool,
-) -> Result<u64, String> {
+) -> Result<Pong, String> {
     let e = |x: UdpError| x.to_string();
     let sock = s.socket().map_err(e)?;
     s.bind(sock, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PONG_PORT))
         .map_err(e)?;
     let mut buf = vec![0u8; 2048];
-    let mut echoed = 0;
+    let mut done = Pong::default();
     while !stop.load(Ordering::Relaxed) {
         let q = port.queues().map_err(|x| x.to_string())?;
         if s.poll(&mut q.rx[0], &mut q.tx[0]) == 0 && yield_idle {
@@ -184,13 +225,12 @@ fn pong<D: Driver>(
         }
         while let Ok((n, from, _)) = s.recv_from(sock, &mut buf) {
             // The sender is whatever the datagram says: an echo it cannot take (no route to
-            // a spoofed off-link source, no buffer) is not sent, and PONG keeps serving.
-            if s.send_to(sock, &buf[..n], from).is_ok() {
-                echoed += 1;
-            }
+            // a spoofed off-link source, port 0, no buffer) is not sent but counted, and PONG
+            // keeps serving.
+            done.count(&s.send_to(sock, &buf[..n], from));
         }
     }
-    Ok(echoed)
+    Ok(done)
 }
 
 /// Sends to `to` and waits for each echo, `count` times or until `end`.
@@ -295,26 +335,29 @@ fn threaded_side<D: Driver + Send, R: Send>(
 }
 
 /// PONG on a threaded stack: a blocking socket echoes until `stop`.
-fn pong_threaded(svc: UdpService, stop: &AtomicBool) -> Result<u64, String> {
+fn pong_threaded(svc: UdpService, stop: &AtomicBool) -> Result<Pong, String> {
     let e = |x: UdpError| x.to_string();
     let mut sock = svc.socket().map_err(e)?;
     sock.bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PONG_PORT))
         .map_err(e)?;
     sock.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut echoed = 0;
+    let mut done = Pong::default();
     while !stop.load(Ordering::Relaxed) {
         match sock.recv_mbuf() {
-            // As in `pong`: a datagram whose sender cannot be answered goes unanswered.
-            Ok((m, from)) => match sock.send_mbuf(m, from) {
-                Ok(_) => echoed += 1,
-                Err(x @ UdpError::PollerGone) => return Err(x.to_string()),
-                Err(_) => {}
-            },
+            // As in `pong`: a datagram whose sender cannot be answered goes unanswered (and
+            // is counted); the poller gone ends PONG.
+            Ok((m, from)) => {
+                let sent = sock.send_mbuf(m, from);
+                done.count(&sent);
+                if let Err(x @ UdpError::PollerGone) = sent {
+                    return Err(x.to_string());
+                }
+            }
             Err(UdpError::WouldBlock) => {}
             Err(x) => return Err(x.to_string()),
         }
     }
-    Ok(echoed)
+    Ok(done)
 }
 
 /// PING on a threaded stack: sends, then sleeps in a blocking receive for the echo.
@@ -347,19 +390,19 @@ fn ping_cpu(args: &Args) -> usize {
 }
 
 /// Runs PONG on `pb` (pinned to PONG_CPU) until PING on `pa` (PING_CPU) is done, in the
-/// chosen mode; returns PING's figures and how many PONG echoed.
+/// chosen mode; returns PING's figures and what PONG did.
 fn pingpong<D: Driver + Send>(
     make_a: impl FnOnce() -> Result<Port<D>, String> + Send,
     make_b: impl FnOnce() -> Result<Port<D>, String> + Send,
     stacks: (Stack<LinuxClock>, Stack<LinuxClock>),
     to: SocketAddrV4,
     args: &Args,
-) -> Result<(Rtts, u64), String> {
+) -> Result<(Rtts, Pong), String> {
     let stop = AtomicBool::new(false);
     let (sa, sb) = stacks;
-    std::thread::scope(|sc| -> Result<(Rtts, u64), String> {
+    std::thread::scope(|sc| -> Result<(Rtts, Pong), String> {
         let stop = &stop;
-        let pong_thread = sc.spawn(move || -> Result<u64, String> {
+        let pong_thread = sc.spawn(move || -> Result<Pong, String> {
             let _ = cpu::pin_current_thread(PONG_CPU);
             let port = make_b()?;
             if args.threaded {
@@ -386,10 +429,10 @@ fn pingpong<D: Driver + Send>(
             .join()
             .map_err(|_| "the ping thread panicked".to_string())?;
         stop.store(true, Ordering::Relaxed);
-        let echoed = pong_thread
+        let done = pong_thread
             .join()
             .map_err(|_| "the pong thread panicked".to_string())??;
-        Ok((r?, echoed))
+        Ok((r?, done))
     })
 }
 
@@ -433,15 +476,15 @@ fn ring(args: &Args) -> Result<(), String> {
         args.size,
         mode(args)
     );
-    let (r, echoed) = pingpong(
+    let (r, pong_done) = pingpong(
         || start(da, &pool),
         || start(db, &pool),
-        (stack(1, ping_ip, &pool), stack(2, pong_ip, &pool)),
+        (stack(1, ping_ip, &pool)?, stack(2, pong_ip, &pool)?),
         SocketAddrV4::new(pong_ip, PONG_PORT),
         args,
     )?;
     r.print(&format!("rdk, net_ring{}", mode(args)));
-    println!("pong echoed {echoed}");
+    println!("{pong_done}");
     Ok(())
 }
 
@@ -516,13 +559,13 @@ fn veth(args: &Args) -> Result<(), String> {
     let (ping_ip, pong_ip) = (Ipv4Addr::new(10, 80, 0, 1), Ipv4Addr::new(10, 80, 0, 2));
     // A pool per side, as on two machines (an AF_XDP port keeps up to half its pool posted).
     let (pa, pb) = (pool("ping")?, pool("pong")?);
-    let stacks = (stack(1, ping_ip, &pa), stack(2, pong_ip, &pb));
+    let stacks = (stack(1, ping_ip, &pa)?, stack(2, pong_ip, &pb)?);
     let to = SocketAddrV4::new(pong_ip, PONG_PORT);
     // The kernel's sockets use the veth ends, or the bridges the TAPs share with them.
     let (ka, kb, what) = match args.port {
         PortKind::Tap => {
             let (ta, tb) = (unique_name("ppt"), unique_name("ppt"));
-            let (ours, echoed) = pingpong(
+            let (ours, pong_done) = pingpong(
                 || tap_port(&na, &ta, &veth.a, &pa),
                 || tap_port(&nb, &tb, &veth.b, &pb),
                 stacks,
@@ -532,12 +575,12 @@ fn veth(args: &Args) -> Result<(), String> {
             (
                 "br0".to_string(),
                 "br0".to_string(),
-                (ours, echoed, format!("rdk, net_tap{}", mode(args))),
+                (ours, pong_done, format!("rdk, net_tap{}", mode(args))),
             )
         }
         PortKind::AfXdp => {
             // A stack on each end, on an AF_XDP socket (and rdk's XDP program) per veth end.
-            let (ours, echoed) = pingpong(
+            let (ours, pong_done) = pingpong(
                 || {
                     let _inside = na.enter().map_err(|e| e.to_string())?;
                     start(AfXdpDriver::new(&veth.a, 1), &pa)
@@ -553,12 +596,12 @@ fn veth(args: &Args) -> Result<(), String> {
             (
                 veth.a.clone(),
                 veth.b.clone(),
-                (ours, echoed, format!("rdk, net_af_xdp{}", mode(args))),
+                (ours, pong_done, format!("rdk, net_af_xdp{}", mode(args))),
             )
         }
         _ => {
             // A stack on each end, on net_af_packet with the per-frame (V2) receive ring.
-            let (ours, echoed) = pingpong(
+            let (ours, pong_done) = pingpong(
                 || {
                     let _inside = na.enter().map_err(|e| e.to_string())?;
                     start(AfPacketDriver::new(&veth.a, 1).with_rx_v2(true), &pa)
@@ -576,13 +619,13 @@ fn veth(args: &Args) -> Result<(), String> {
                 veth.b.clone(),
                 (
                     ours,
-                    echoed,
+                    pong_done,
                     format!("rdk, net_af_packet (rxversion=2){}", mode(args)),
                 ),
             )
         }
     };
-    let (ours, echoed, label) = what;
+    let (ours, pong_done, label) = what;
 
     // The kernel: two UDP sockets over the same veth, same CPUs.
     na.exec(&["ip", "addr", "add", "10.81.0.1/24", "dev", &ka])
@@ -590,20 +633,22 @@ fn veth(args: &Args) -> Result<(), String> {
     nb.exec(&["ip", "addr", "add", "10.81.0.2/24", "dev", &kb])
         .map_err(err)?;
     let stop = AtomicBool::new(false);
-    let kernel = std::thread::scope(|sc| -> Result<Rtts, String> {
-        let kpong = sc.spawn(|| -> Result<(), String> {
+    let (kernel, kdone) = std::thread::scope(|sc| -> Result<(Rtts, Pong), String> {
+        let kpong = sc.spawn(|| -> Result<Pong, String> {
             let _ = cpu::pin_current_thread(PONG_CPU);
             let _inside = nb.enter().map_err(|e| e.to_string())?;
             let s = std::net::UdpSocket::bind("10.81.0.2:10001").map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(Duration::from_millis(100)))
                 .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 2048];
+            let mut done = Pong::default();
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
-                    s.send_to(&buf[..n], from).map_err(|e| e.to_string())?;
+                    // As rdk's PONG: an echo the kernel refuses is counted, not fatal.
+                    done.count(&s.send_to(&buf[..n], from));
                 }
             }
-            Ok(())
+            Ok(done)
         });
         // Give the pong socket time to bind before the first datagram.
         std::thread::sleep(Duration::from_millis(200));
@@ -616,15 +661,16 @@ fn veth(args: &Args) -> Result<(), String> {
             .join()
             .map_err(|_| "the kernel ping thread panicked".to_string())?;
         stop.store(true, Ordering::Relaxed);
-        kpong
+        let kdone = kpong
             .join()
             .map_err(|_| "the kernel pong thread panicked".to_string())??;
-        r
+        Ok((r?, kdone))
     })?;
 
     ours.print(&label);
-    println!("  (pong echoed {echoed})");
+    println!("  ({pong_done})");
     kernel.print("kernel UDP sockets");
+    println!("  (kernel {kdone})");
     let ratio = ours.pct(0.5) / kernel.pct(0.5);
     println!(
         "SUMMARY udp RTT p50: rdk {:.2} us, kernel {:.2} us, ratio {ratio:.2} (target <= 0.5: {}); p99 rdk {:.2} kernel {:.2}",
@@ -719,15 +765,15 @@ fn virtio_user(args: &Args) -> Result<(), String> {
             args.size,
             mode(args)
         );
-        let (ours, echoed) = pingpong(
+        let (ours, pong_done) = pingpong(
             || Ok(pa),
             || Ok(pb),
-            (stack(1, ping_ip, &pool_a), stack(2, pong_ip, &pool_b)),
+            (stack(1, ping_ip, &pool_a)?, stack(2, pong_ip, &pool_b)?),
             SocketAddrV4::new(pong_ip, PONG_PORT),
             args,
         )?;
         ours.print(&format!("rdk, net_virtio_user{}", mode(args)));
-        println!("  (pong echoed {echoed})");
+        println!("  ({pong_done})");
         Ok(())
     })();
     let _ = switch.kill();
@@ -750,4 +796,96 @@ fn kernel_ping(args: &Args) -> Result<Rtts, String> {
         Ok(s.recv_from(&mut buf).is_ok())
     })
     .map_err(|e| format!("kernel: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdk_core::ethdev::{RxQueue, TxQueue};
+    use rdk_core::mbuf::Mbuf;
+    use rdk_tests::frames::{ipv4_udp_frame, mbuf_of};
+
+    #[test]
+    fn every_datagram_is_echoed_or_counted_unanswered() {
+        let mut p = Pong::default();
+        p.count(&Ok::<usize, UdpError>(5));
+        p.count(&Err::<usize, _>(UdpError::NoRoute {
+            dst: Ipv4Addr::new(8, 8, 8, 8),
+        }));
+        p.count(&Err::<usize, _>(UdpError::NoBuffers));
+        p.count(&Err::<(), _>(std::io::Error::other("refused")));
+        assert_eq!(
+            p,
+            Pong {
+                echoed: 1,
+                unanswered: 3
+            }
+        );
+        assert_eq!(p.received(), 4);
+        assert_eq!(p.to_string(), "pong received 4: echoed 1, unanswered 3");
+    }
+
+    /// PONG on a ring port gets three datagrams: from an off-link source (no route back),
+    /// from port 0 (no destination), and from PING's address. It echoes the last, counts the
+    /// other two unanswered, and keeps serving.
+    #[test]
+    fn pong_counts_what_it_leaves_unanswered() {
+        let pool = pool("pptest").unwrap();
+        let (da, db) = RingDriver::pair();
+        let mut pa = start(da, &pool).unwrap();
+        let pb = start(db, &pool).unwrap();
+        let pong_ip = Ipv4Addr::new(192, 168, 77, 2);
+        let s = stack(2, pong_ip, &pool).unwrap();
+        let pong_mac = s.config().mac;
+        let stop = AtomicBool::new(false);
+        let ping_mac = [0x02, 0, 0, 0, 0x77, 1];
+        let udp = |src: [u8; 4], sport: u16| {
+            ipv4_udp_frame(
+                ping_mac,
+                pong_mac,
+                src,
+                pong_ip.octets(),
+                sport,
+                PONG_PORT,
+                b"hi",
+            )
+        };
+        let done = std::thread::scope(|sc| {
+            let h = sc.spawn(|| pong(pb, s, &stop, true));
+            // The echo to PING's address goes out after an ARP request for it: once that
+            // request is on the wire, all three (one burst) were handled.
+            let frames = [
+                udp([8, 8, 8, 8], 5),
+                udp([192, 168, 77, 1], 0),
+                udp([192, 168, 77, 1], PING_PORT),
+            ];
+            let mut burst: Vec<Option<Mbuf>> =
+                frames.iter().map(|f| Some(mbuf_of(&pool, f))).collect();
+            assert_eq!(pa.queues().unwrap().tx[0].tx_burst(&mut burst), 3);
+            let end = Instant::now() + Duration::from_secs(10);
+            let mut seen = false;
+            while !seen && Instant::now() < end {
+                let mut rx: [Option<Mbuf>; 8] = Default::default();
+                let n = pa.queues().unwrap().rx[0].rx_burst(&mut rx);
+                seen = rx[..n].iter().flatten().any(|m| {
+                    let d = m.data();
+                    d.len() >= 42 && d[12..14] == [0x08, 0x06] && d[38..42] == [192, 168, 77, 1]
+                });
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+            let done = h.join().unwrap().unwrap();
+            assert!(seen, "PONG never asked for PING's address");
+            done
+        });
+        assert_eq!(
+            done,
+            Pong {
+                echoed: 1,
+                unanswered: 2
+            }
+        );
+        drop(pa);
+        assert_eq!(pool.available(), pool.size(), "every mbuf back");
+    }
 }
