@@ -447,7 +447,7 @@ fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
     f
 }
 
-/// RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, unspecified (to other than the
+/// RFC 1122 3.2.1.3: a datagram from a broadcast, multicast, 0.0.0.0/8 (to other than the
 /// limited broadcast), loopback or our own address is discarded: no echo reply goes to it and
 /// no socket gets it (an echo server would answer it, a broadcast one to every host).
 #[test]
@@ -461,6 +461,7 @@ fn martian_sources_are_dropped_and_never_answered() {
         Ipv4Addr::new(10, 9, 0, 255),
         Ipv4Addr::new(224, 0, 0, 1),
         Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(0, 1, 2, 3),
         Ipv4Addr::LOCALHOST,
         IP_B,
     ];

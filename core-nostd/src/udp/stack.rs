@@ -60,9 +60,10 @@ impl IfaceConfig {
 
     /// Whether `src` is a source no host sends from to `dst` (RFC 1122 3.2.1.3, Linux's
     /// martian sources): a broadcast (limited or this subnet's), multicast or loopback
-    /// address, our own address, or 0.0.0.0 to other than the limited broadcast (DHCP).
+    /// address, our own address, or one of 0.0.0.0/8 ("this network", RFC 1122 3.2.1.3 (a)
+    /// and (b); Linux's `ipv4_is_zeronet`) to other than the limited broadcast (DHCP).
     pub fn is_bad_source(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        (src.is_unspecified() && !dst.is_broadcast())
+        (src.octets()[0] == 0 && !dst.is_broadcast())
             || self.is_broadcast(src)
             || src.is_multicast()
             || src.is_loopback()
