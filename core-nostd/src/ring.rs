@@ -1033,13 +1033,21 @@ impl<T: Copy + Send, P: SyncMode, C: SyncMode, S: Slots<T>> Ring<T, P, C, S> {
     }
 }
 
-/// Slots lent out by [`Producer::enqueue_zc_start`]: write objects into `first` then `second`,
-/// then call [`finish`](Self::finish) with how many were written. Dropping it publishes none.
+/// Slots lent out by [`Producer::enqueue_zc_start`]: write objects into the two runs of
+/// [`slots`](Self::slots), then call [`finish`](Self::finish) with how many were written.
+/// Dropping it publishes none.
+///
+/// The runs are private, so they are always the ring's own lent slots: `finish` and `len`
+/// count what was really lent, and a caller cannot swap in a longer run of its own.
+///
+/// ```compile_fail,E0616
+/// fn forge(zc: &mut rdk_core::ring::ZcEnqueue<'static, u64>) {
+///     zc.first = &mut []; // the lent runs cannot be replaced
+/// }
+/// ```
 pub struct ZcEnqueue<'a, T> {
-    /// The first run of free slots.
-    pub first: &'a mut [MaybeUninit<T>],
-    /// The run after the wrap (may be empty).
-    pub second: &'a mut [MaybeUninit<T>],
+    first: &'a mut [MaybeUninit<T>],
+    second: &'a mut [MaybeUninit<T>],
     head: u32,
     tail: &'a AtomicU32,
     prod_head: &'a AtomicU32,
@@ -1051,6 +1059,12 @@ impl<T> ZcEnqueue<'_, T> {
         self.first.len() + self.second.len()
     }
 
+    /// The lent slots, to be written in order: the first run, then the run after the wrap
+    /// (may be empty).
+    pub fn slots(&mut self) -> (&mut [MaybeUninit<T>], &mut [MaybeUninit<T>]) {
+        (&mut *self.first, &mut *self.second)
+    }
+
     /// Whether no slots were lent out (never, for a value returned by `enqueue_zc_start`).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -1059,7 +1073,8 @@ impl<T> ZcEnqueue<'_, T> {
     /// Publishes the first `n` lent slots (at most [`len`](Self::len)).
     ///
     /// # Safety
-    /// The first `n` slots (in `first`, then `second`) must have been written.
+    /// The first `n` lent slots (those of the first run, then of the second) must have been
+    /// written.
     pub unsafe fn finish(self, n: usize) {
         let n = n.min(self.len()) as u32;
         let new = self.head.wrapping_add(n);
@@ -1068,13 +1083,23 @@ impl<T> ZcEnqueue<'_, T> {
     }
 }
 
-/// Slots lent out by [`Consumer::dequeue_zc_start`]: read objects from `first` then `second`,
-/// then call [`finish`](Self::finish) with how many were taken. Dropping it takes none.
+/// Slots lent out by [`Consumer::dequeue_zc_start`]: read objects with [`get`](Self::get) (or
+/// from the two runs of [`slots`](Self::slots)), then call [`finish`](Self::finish) with how
+/// many were taken. Dropping it takes none.
+///
+/// The runs are private: with a run of its own swapped in, safe code could make `get` read
+/// uninitialised memory and `finish` move the consumer tail past objects never published.
+///
+/// ```compile_fail,E0616
+/// use core::mem::MaybeUninit;
+/// static FAKE: [MaybeUninit<u64>; 8] = [MaybeUninit::uninit(); 8];
+/// fn forge(zc: &mut rdk_core::ring::ZcDequeue<'static, u64>) {
+///     zc.first = &FAKE; // the lent runs cannot be replaced
+/// }
+/// ```
 pub struct ZcDequeue<'a, T> {
-    /// The first run of filled slots.
-    pub first: &'a [MaybeUninit<T>],
-    /// The run after the wrap (may be empty).
-    pub second: &'a [MaybeUninit<T>],
+    first: &'a [MaybeUninit<T>],
+    second: &'a [MaybeUninit<T>],
     head: u32,
     tail: &'a AtomicU32,
     cons_head: &'a AtomicU32,
@@ -1084,6 +1109,12 @@ impl<T: Copy + Send> ZcDequeue<'_, T> {
     /// How many objects were lent out.
     pub fn len(&self) -> usize {
         self.first.len() + self.second.len()
+    }
+
+    /// The lent objects, in order: the first run, then the run after the wrap (may be
+    /// empty). Every slot of both is initialised ([`get`](Self::get) reads them as `T`).
+    pub fn slots(&self) -> (&[MaybeUninit<T>], &[MaybeUninit<T>]) {
+        (self.first, self.second)
     }
 
     /// Whether no objects were lent out (never, for a value returned by `dequeue_zc_start`).
@@ -1282,9 +1313,10 @@ mod tests {
         // Move the indices to 5 so a run of 5 wraps (3 + 2).
         assert!(p.enqueue_bulk(&[0; 5]));
         assert!(c.dequeue_bulk(&mut [0; 5]));
-        let zc = p.enqueue_zc_start(5, true).unwrap();
-        assert_eq!((zc.first.len(), zc.second.len()), (3, 2));
-        for (i, s) in zc.first.iter_mut().chain(zc.second.iter_mut()).enumerate() {
+        let mut zc = p.enqueue_zc_start(5, true).unwrap();
+        let (first, second) = zc.slots();
+        assert_eq!((first.len(), second.len()), (3, 2));
+        for (i, s) in first.iter_mut().chain(second.iter_mut()).enumerate() {
             s.write(i as u32 * 10);
         }
         // SAFETY: all 5 lent slots were written above; publish 4 of them.

@@ -157,10 +157,12 @@ impl<C: SyncMode, S: Slots<u64>> ProdSide for Producer<u64, C, S, &Ring<u64, Sin
         first_val: u64,
         finish: Option<usize>,
     ) -> Option<(usize, usize)> {
-        let zc = self.enqueue_zc_start(n, bulk)?;
-        let (first, len) = (zc.first.len(), zc.len());
-        assert_eq!(len, first + zc.second.len());
-        for (i, s) in zc.first.iter_mut().chain(zc.second.iter_mut()).enumerate() {
+        let mut zc = self.enqueue_zc_start(n, bulk)?;
+        let len = zc.len();
+        let (a, b) = zc.slots();
+        let first = a.len();
+        assert_eq!(len, first + b.len());
+        for (i, s) in a.iter_mut().chain(b.iter_mut()).enumerate() {
             s.write(first_val + i as u64);
         }
         if let Some(k) = finish {
@@ -198,7 +200,7 @@ impl<P: SyncMode, S: Slots<u64>> ConsSide for Consumer<u64, P, S, &Ring<u64, P, 
         let zc = self.dequeue_zc_start(n, bulk)?;
         let vals: Vec<u64> = (0..zc.len()).map(|i| zc.get(i).unwrap()).collect();
         assert_eq!(zc.get(zc.len()), None, "get past the lent run");
-        let first = zc.first.len();
+        let first = zc.slots().0.len();
         zc.finish(finish);
         Some((first, vals))
     }

@@ -249,6 +249,9 @@ pub(crate) struct PoolCore {
     stride: usize,
     obj_start: usize,
     obj_end: usize,
+    /// Whether every object lies on the grid `obj_start + k * stride` (no contiguity gap was
+    /// skipped while placing them), so an address off that grid is no object.
+    uniform: bool,
     /// `iova - va` when the whole object area is IOVA-contiguous.
     iova_delta: Option<u64>,
     /// Offset of the region start from this header (0: the header is the region start).
@@ -427,6 +430,7 @@ impl Mempool {
             stride,
             obj_start: base as usize + objs_off,
             obj_end: base as usize + objs_off,
+            uniform: false,
             iova_delta,
             region_va: base as usize,
             user: cfg.user,
@@ -482,7 +486,10 @@ impl Mempool {
         }
         pool.core().ring.enqueue_bulk(&batch[..nb]);
         // SAFETY: nobody else has the header yet.
-        unsafe { (*hdr).core.obj_end = base as usize + end };
+        unsafe {
+            (*hdr).core.obj_end = base as usize + end;
+            (*hdr).core.uniform = end - objs_off == cfg.count * stride;
+        }
         pool
     }
 
@@ -580,7 +587,9 @@ impl Mempool {
         (VirtAddr::new(core.obj_start), core.obj_end - core.obj_start)
     }
 
-    /// Whether `p` is the start of one of this pool's objects.
+    /// Whether `p` lies inside the pool's object area (from the first object's start to the
+    /// last one's end; [`objects`](Self::objects)). A put checks more: that `p` can be an
+    /// object's start.
     pub fn contains(&self, p: ObjPtr) -> bool {
         self.core().contains(p.as_ptr() as usize)
     }
@@ -702,6 +711,19 @@ impl PoolCore {
         addr >= self.obj_start && addr < self.obj_end
     }
 
+    /// Whether a put may take `addr` as an object: a whole object fits from it to the end of
+    /// the object area and, where the objects lie evenly, it is on their grid. (In a pool
+    /// whose placement skipped a contiguity gap, an address inside an object still passes;
+    /// the checked mode's cookie catches it there.)
+    #[inline]
+    fn may_be_object(&self, addr: usize) -> bool {
+        addr >= self.obj_start
+            && addr
+                .checked_add(self.stride)
+                .is_some_and(|end| end <= self.obj_end)
+            && (!self.uniform || (addr - self.obj_start).is_multiple_of(self.stride))
+    }
+
     /// Puts objects into the ring. Every object has a slot (capacity == count), so this
     /// cannot fail for the pool's own objects.
     #[inline(always)]
@@ -736,29 +758,44 @@ impl PoolCore {
     }
 
     /// Validates a put; always checks addresses, and cookies in checked mode (marking the
-    /// objects free on success).
+    /// objects free on success; on failure every cookie is as it was).
     pub(crate) fn check_put(&self, objs: &[ObjPtr]) -> Result<(), MempoolError> {
-        for &p in objs {
-            let a = p.as_ptr() as usize;
-            if !self.contains(a) {
-                return Err(MempoolError::ForeignObject { addr: a });
-            }
-            #[cfg(feature = "checked")]
-            {
-                // SAFETY: the address is inside the object area, so the trailer read stays
-                // inside the region (the last object's trailer ends at obj_end).
-                let c = unsafe { cookie_ptr(p, self.elt_size).read_unaligned() };
-                match c {
-                    COOKIE_USED => {}
-                    COOKIE_FREE => return Err(MempoolError::DoublePut { addr: a }),
-                    _ => return Err(MempoolError::Corrupt { addr: a }),
+        for (i, &p) in objs.iter().enumerate() {
+            if let Err(e) = self.check_put_one(p) {
+                // Objects before this one were marked free as they passed: mark them in use
+                // again, since none of the batch is put.
+                #[cfg(feature = "checked")]
+                for &q in &objs[..i] {
+                    // SAFETY: q passed check_put_one, so its trailer is inside the region.
+                    unsafe { cookie_ptr(q, self.elt_size).write_unaligned(COOKIE_USED) };
                 }
+                #[cfg(not(feature = "checked"))]
+                let _ = i;
+                return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// Validates one object of a put and, in checked mode, marks it free at once: so the same
+    /// object twice in one batch is a double put too, not two passes of the same check.
+    #[inline]
+    fn check_put_one(&self, p: ObjPtr) -> Result<(), MempoolError> {
+        let a = p.as_ptr() as usize;
+        if !self.may_be_object(a) {
+            return Err(MempoolError::ForeignObject { addr: a });
+        }
         #[cfg(feature = "checked")]
-        for &p in objs {
-            // SAFETY: validated above.
-            unsafe { cookie_ptr(p, self.elt_size).write_unaligned(COOKIE_FREE) };
+        {
+            let cp = cookie_ptr(p, self.elt_size);
+            // SAFETY: a whole stride from the address lies inside the object area
+            // (may_be_object), and the trailer is inside the stride.
+            match unsafe { cp.read_unaligned() } {
+                // SAFETY: as above.
+                COOKIE_USED => unsafe { cp.write_unaligned(COOKIE_FREE) },
+                COOKIE_FREE => return Err(MempoolError::DoublePut { addr: a }),
+                _ => return Err(MempoolError::Corrupt { addr: a }),
+            }
         }
         Ok(())
     }
@@ -982,6 +1019,27 @@ mod tests {
         assert_eq!(q.available(), 4);
     }
 
+    #[test]
+    fn put_refuses_addresses_that_are_not_object_starts() {
+        let os = TestDma::contiguous();
+        let p = pool(&os, 4, 64);
+        let o = p.get().unwrap();
+        let (start, len) = p.objects();
+        let end = start.get() + len;
+        let at = |a: usize| ObjPtr::new(NonNull::new(a as *mut u8).unwrap());
+        // Inside the last object, whose checked-mode cookie would lie past the end of the
+        // region, and inside a held object.
+        for a in [end - 8, end - 1, o.as_ptr() as usize + 8] {
+            // SAFETY: try_put_bulk validates; none of these is an object, nothing is put.
+            let e = unsafe { p.try_put_bulk(&[at(a)]) }.unwrap_err();
+            assert_eq!(e, MempoolError::ForeignObject { addr: a });
+        }
+        assert_eq!(p.available(), 3, "nothing put on error");
+        // SAFETY: o is from p.
+        unsafe { p.try_put_bulk(&[o]) }.unwrap();
+        assert_eq!(p.available(), 4);
+    }
+
     #[cfg(feature = "checked")]
     #[test]
     fn checked_mode_catches_double_put_and_interior_pointers() {
@@ -1002,7 +1060,7 @@ mod tests {
         let inner = ObjPtr::new(NonNull::new(o.as_ptr().wrapping_add(8)).unwrap());
         // SAFETY: detection of a bad pointer; nothing is put.
         let e = unsafe { p.try_put_bulk(&[inner]) }.unwrap_err();
-        assert!(matches!(e, MempoolError::Corrupt { .. }), "{e}");
+        assert!(matches!(e, MempoolError::ForeignObject { .. }), "{e}");
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut c = p.cache(2).unwrap();
             // SAFETY: o is from p.
@@ -1013,6 +1071,43 @@ mod tests {
         let msg = r.unwrap_err();
         let msg = msg.downcast_ref::<std::string::String>().unwrap();
         assert!(msg.contains("double free"), "{msg}");
+    }
+
+    #[cfg(feature = "checked")]
+    #[test]
+    fn checked_mode_catches_a_double_put_within_one_batch() {
+        let os = TestDma::contiguous();
+        let p = pool(&os, 4, 64);
+        let (a, b) = (p.get().unwrap(), p.get().unwrap());
+        for batch in [[a, a, b], [a, b, a], [b, a, a]] {
+            // SAFETY: the repeated object is the bug being detected; nothing is put.
+            let e = unsafe { p.try_put_bulk(&batch) }.unwrap_err();
+            assert_eq!(
+                e,
+                MempoolError::DoublePut {
+                    addr: a.as_ptr() as usize
+                },
+                "{batch:?}"
+            );
+            assert_eq!(p.available(), 2, "nothing put on error");
+        }
+        // The refused batches left both objects in use: one correct put of each works.
+        // SAFETY: a and b are from p, put once.
+        unsafe { p.try_put_bulk(&[a, b]) }.unwrap();
+        assert_eq!(p.available(), 4);
+        let a = p.get().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut c = p.cache(4).unwrap();
+            // SAFETY: deliberate double put in one call through the fast path: must panic.
+            unsafe { c.put_bulk(&[a, a]) };
+        }));
+        let msg = r.unwrap_err();
+        let msg = msg.downcast_ref::<std::string::String>().unwrap();
+        assert!(msg.contains("double free"), "{msg}");
+        // The refused put left `a` in use.
+        // SAFETY: a is from p, put once.
+        unsafe { p.put(a) };
+        assert_eq!(p.available(), 4);
     }
 
     #[test]
