@@ -89,3 +89,28 @@ fn bad_arguments_are_errors() {
     let e = run(&args(&["-a", "0000:01:00.0"]), true).unwrap_err();
     assert!(e.contains("VFIO"), "{e}");
 }
+
+#[test]
+fn txpkts_longer_than_an_mbuf_is_refused_with_the_limit() {
+    // An mbuf holds 2048 data bytes: a 4000-byte frame cannot be generated. dpdk-testpmd gives
+    // up on such a --txpkts too; before, txonly ran and silently sent nothing.
+    for mode in ["txonly", "flowgen"] {
+        let m = format!("--forward-mode={mode}");
+        let a = args(&["--vdev", "net_null0", &m, "--txpkts=4000"]);
+        let e = run(&a, true).expect_err(mode);
+        assert!(e.contains("--txpkts 4000") && e.contains("2048"), "{e}");
+    }
+    let a = args(&[
+        "--vdev",
+        "net_null0",
+        "--forward-mode=txonly",
+        "--txpkts=2048",
+    ]);
+    let out = run(&a, true).unwrap();
+    assert!(out.ports[0].stats.opackets > 0);
+    assert_eq!(
+        out.ports[0].stats.obytes,
+        out.ports[0].stats.opackets * 2048
+    );
+    assert_eq!(out.mbufs_leaked, 0);
+}

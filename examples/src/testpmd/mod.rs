@@ -12,7 +12,7 @@ pub mod fwd;
 pub mod pkt;
 pub mod ports;
 
-use cli::Args;
+use cli::{Args, ForwardMode};
 use display::{PortSummary, Rates};
 use fwd::{Engine, Stream};
 use ports::{AnyPort, AnyRx, AnyTx};
@@ -109,6 +109,21 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
         }
         None => make_pool(count)?,
     };
+    // dpdk-testpmd gives up on a --txpkts longer than an mbuf's data room; without this check
+    // txonly, flowgen and --tx-first would generate nothing and say nothing.
+    let generates = matches!(
+        args.forward_mode,
+        ForwardMode::Txonly | ForwardMode::Flowgen
+    ) || args.tx_first;
+    if generates && args.txpkts > pool.data_room() {
+        return Err(format!(
+            "--txpkts {} does not fit an mbuf, which holds {} bytes of data; use --txpkts {} or \
+             less",
+            args.txpkts,
+            pool.data_room(),
+            pool.data_room()
+        ));
+    }
     let (nb_rxq, nb_txq) = (args.nb_rxq(), args.nb_txq());
     if nb_rxq < args.nb_cores || nb_txq < args.nb_cores {
         return Err(format!(
