@@ -93,9 +93,19 @@ pub struct Args {
     /// Send one burst on every port before forwarding starts.
     #[arg(long = "tx-first")]
     pub tx_first: bool,
-    /// How long to forward, in seconds.
-    #[arg(long, default_value_t = 10.0)]
+    /// How long to forward, in seconds (`inf`: until interrupted).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     pub duration: f64,
+}
+
+/// A number of seconds, at least 0 (`inf` allowed); NaN and negative values are refused.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds of at least 0 (inf: until interrupted)"
+        )),
+    }
 }
 
 impl Args {
@@ -108,9 +118,9 @@ impl Args {
         self
     }
 
-    /// The forwarding duration.
+    /// The forwarding duration; [`Duration::MAX`] (until interrupted) for more than it holds.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.duration.max(0.0))
+        Duration::try_from_secs_f64(self.duration.max(0.0)).unwrap_or(Duration::MAX)
     }
 
     /// Receive queues per port.
@@ -182,6 +192,11 @@ mod tests {
         assert_eq!(a.peer_port(0, 1), 0);
         assert!(Args::try_parse_from(["x", "--burst=0"]).is_err());
         assert!(Args::try_parse_from(["x", "--forward-mode=bogus"]).is_err());
+        for bad in ["--duration=nan", "--duration=-1", "--duration=ten"] {
+            let e = Args::try_parse_from(["x", bad]).unwrap_err().to_string();
+            assert!(e.contains("seconds"), "{bad}: {e}");
+        }
+        assert!(Args::try_parse_from(["x", "--duration=inf"]).is_ok());
     }
 
     #[test]

@@ -328,28 +328,42 @@ fn stats_loop(
     stop: &AtomicBool,
     quiet: bool,
 ) {
+    // Instants past what the clock can hold are `None`: never (the run ends on a signal).
+    let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    };
     let start = Instant::now();
-    let end = start + args.duration();
+    let end = start.checked_add(args.duration());
     let period = Duration::from_secs(args.stats_period);
     let mut prev: Vec<PortStats> = readers.iter().map(|r| r.stats()).collect();
     let mut prev_t = Instant::now();
     let mut next = if period.is_zero() {
         end
     } else {
-        (start + period).min(end)
+        earliest(start.checked_add(period), end)
     };
     catch_signals();
     loop {
         let now = Instant::now();
-        if now >= end || INTERRUPTED.load(Ordering::Relaxed) {
+        if end.is_some_and(|e| now >= e) || INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
-        if now < next {
-            // Short steps, so a signal ends the run promptly.
-            std::thread::sleep((next - now).min(Duration::from_millis(100)));
-            continue;
+        // Short steps, so a signal ends the run promptly.
+        let step = Duration::from_millis(100);
+        match next {
+            Some(n) if now >= n => {}
+            Some(n) => {
+                std::thread::sleep((n - now).min(step));
+                continue;
+            }
+            None => {
+                std::thread::sleep(step);
+                continue;
+            }
         }
-        next = (next + period).min(end);
+        next = earliest(next.and_then(|n| n.checked_add(period)), end);
         if period.is_zero() || quiet {
             continue;
         }
@@ -366,4 +380,31 @@ fn stats_loop(
         prev_t = t;
     }
     stop.store(true, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("rdk-testpmd").chain(extra.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn huge_durations_and_periods_do_not_overflow_the_clock() {
+        // A period no clock can reach: the run still ends after its duration.
+        let stop = AtomicBool::new(false);
+        let a = args(&["--duration=0.05", &format!("--stats-period={}", u64::MAX)]);
+        stats_loop(&a, &[], &stop, true);
+        assert!(stop.load(Ordering::Relaxed));
+        // Durations past the end of the clock run until interrupted (here: already).
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        for d in ["--duration=inf", "--duration=1e19", "--duration=1e300"] {
+            let stop = AtomicBool::new(false);
+            stats_loop(&args(&[d]), &[], &stop, true);
+            assert!(stop.load(Ordering::Relaxed), "{d}");
+        }
+        INTERRUPTED.store(false, Ordering::Relaxed);
+    }
 }
