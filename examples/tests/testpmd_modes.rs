@@ -114,3 +114,13 @@ fn txpkts_longer_than_an_mbuf_is_refused_with_the_limit() {
     );
     assert_eq!(out.mbufs_leaked, 0);
 }
+
+#[test]
+fn a_main_cpu_beyond_the_machine_wraps_instead_of_overflowing() {
+    let big = format!("--main-cpu={}", usize::MAX);
+    check(
+        &["--vdev", "net_null0", "--forward-mode=rxonly", &big],
+        true,
+        false,
+    );
+}

@@ -227,7 +227,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                     .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
                         // Core c runs on the CPU c+1 after the main one (which prints
                         // statistics), as dpdk-testpmd's forwarding lcores follow its main lcore.
-                        let _ = crate::cpu::pin_current_thread((main_cpu + 1 + c) % ncpu);
+                        // (Reduced first: a --main-cpu near usize::MAX must not overflow.)
+                        let cpu = (main_cpu % ncpu + 1 + c) % ncpu;
+                        let _ = crate::cpu::pin_current_thread(cpu);
                         let cache = pool.cache(cache_size).map_err(|e| e.to_string())?;
                         let mut eng = Engine {
                             mode,
