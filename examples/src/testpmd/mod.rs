@@ -109,20 +109,33 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
         }
         None => make_pool(count)?,
     };
-    // dpdk-testpmd gives up on a --txpkts longer than an mbuf's data room; without this check
+    // The segments generated packets are made of: flowgen sends its packets as one mbuf, as
+    // dpdk-testpmd's does; txonly and --tx-first chain --txpkts' segments.
+    let segs: Vec<u16> = if args.forward_mode == ForwardMode::Flowgen {
+        vec![args.txpkts.total()]
+    } else {
+        args.txpkts.segments().to_vec()
+    };
+    // dpdk-testpmd gives up on a segment longer than an mbuf's data room; without this check
     // txonly, flowgen and --tx-first would generate nothing and say nothing.
     let generates = matches!(
         args.forward_mode,
         ForwardMode::Txonly | ForwardMode::Flowgen
     ) || args.tx_first;
-    if generates && args.txpkts > pool.data_room() {
-        return Err(format!(
-            "--txpkts {} does not fit an mbuf, which holds {} bytes of data; use --txpkts {} or \
-             less",
-            args.txpkts,
-            pool.data_room(),
-            pool.data_room()
-        ));
+    let room = pool.data_room();
+    if let Some((i, len)) = segs.iter().enumerate().find(|(_, &n)| n > room) {
+        if generates {
+            return Err(format!(
+                "--txpkts {}: segment {i} of {len} bytes does not fit an mbuf, which holds \
+                 {room} bytes of data; use segments of {room} bytes or less (X,Y,…){}",
+                args.txpkts,
+                if args.forward_mode == ForwardMode::Flowgen {
+                    ", and flowgen sends one-segment packets"
+                } else {
+                    ""
+                }
+            ));
+        }
     }
     let (nb_rxq, nb_txq) = (args.nb_rxq(), args.nb_txq());
     if nb_rxq < args.nb_cores || nb_txq < args.nb_cores {
@@ -221,7 +234,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 let stop = &stop;
                 let pool = &pool;
                 let mode = args.forward_mode;
-                let (burst, txpkts, tx_first) = (args.burst as usize, args.txpkts, args.tx_first);
+                let (burst, tx_first) = (args.burst as usize, args.tx_first);
+                let (total, segs) = (args.txpkts.total(), segs.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("rdk-fwd-{c}"))
                     .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
@@ -236,7 +250,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                             burst,
                             cache,
                             stop,
-                            frame: Engine::make_frame(txpkts),
+                            frame: Engine::make_frame(total),
+                            segs,
                             flow: 0,
                         };
                         if tx_first {
