@@ -11,7 +11,7 @@ pub enum ForwardMode {
     Io,
     /// Receive, rewrite source and destination MAC (to the tx port's and a fixed peer), send.
     Mac,
-    /// Receive, swap source and destination MAC (and IP and UDP ports), send.
+    /// Receive, swap source and destination MAC, send (only the MACs, as dpdk-testpmd does).
     Macswap,
     /// Only send generated Ethernet/IPv4/UDP packets.
     Txonly,
