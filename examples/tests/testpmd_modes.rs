@@ -232,3 +232,19 @@ fn txonly_chains_carry_the_frame_cut_at_the_segment_lengths() {
     drop(eng);
     assert_eq!(small.available(), small.size(), "every mbuf is back");
 }
+
+#[test]
+fn flowgen_frames_leave_room_for_the_crc_as_in_dpdk_testpmd() {
+    // dpdk-testpmd's flowgen sends --txpkts minus the 4-byte FCS (txonly sends --txpkts).
+    let a = args(&[
+        "--vdev",
+        "net_null0",
+        "--forward-mode=flowgen",
+        "--txpkts=64",
+    ]);
+    let out = run(&a, true).unwrap();
+    let st = &out.ports[0].stats;
+    assert!(st.opackets > 0);
+    assert_eq!(st.obytes, st.opackets * 60);
+    assert_eq!(out.mbufs_leaked, 0);
+}

@@ -78,7 +78,8 @@ pub struct Args {
     pub txfreet: u16,
     /// Length of generated packets in bytes, or the lengths of their segments (`64,64`: a
     /// chain of two mbufs), as dpdk-testpmd's `--txpkts=X[,Y]*`. The sum is the packet length,
-    /// 60 to 9000; each segment must fit an mbuf (2048 bytes). flowgen sends the sum as one mbuf.
+    /// 60 to 9000; each segment must fit an mbuf (2048 bytes). flowgen sends the sum less the
+    /// 4-byte FCS as one mbuf, as dpdk-testpmd's does.
     #[arg(long, default_value = "64", value_parser = parse_txpkts)]
     pub txpkts: TxPkts,
     /// Mbufs in the pool (default: enough for every descriptor and cache).

@@ -109,10 +109,11 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
         }
         None => make_pool(count)?,
     };
-    // The segments generated packets are made of: flowgen sends its packets as one mbuf, as
-    // dpdk-testpmd's does; txonly and --tx-first chain --txpkts' segments.
+    // The segments generated packets are made of: txonly and --tx-first chain --txpkts'
+    // segments; flowgen sends one mbuf of --txpkts less the 4-byte FCS, as dpdk-testpmd's
+    // flowgen does (pkt_size = tx_pkt_length - 4), so both programs count the same bytes.
     let segs: Vec<u16> = if args.forward_mode == ForwardMode::Flowgen {
-        vec![args.txpkts.total()]
+        vec![args.txpkts.total() - 4]
     } else {
         args.txpkts.segments().to_vec()
     };
@@ -235,7 +236,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 let pool = &pool;
                 let mode = args.forward_mode;
                 let (burst, tx_first) = (args.burst as usize, args.tx_first);
-                let (total, segs) = (args.txpkts.total(), segs.clone());
+                let (total, segs) = (segs.iter().sum(), segs.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("rdk-fwd-{c}"))
                     .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
