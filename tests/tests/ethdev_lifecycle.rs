@@ -1253,3 +1253,96 @@ fn a_queue_set_up_again_after_a_failed_start_is_the_one_that_runs() {
     drop(p);
     all_home(&os, pool);
 }
+
+/// `net_null` whose second configure fails in the driver (as a TAP's does when its interface
+/// vanished), after it may have applied part of the new configuration.
+struct SecondConfigureFails(NullDriver, u32);
+
+impl Driver for SecondConfigureFails {
+    type Rx = NullRx;
+    type Tx = NullTx;
+    fn info(&self) -> DevInfo {
+        self.0.info()
+    }
+    fn configure(&mut self, c: &PortConfig) -> Result<(), EthError> {
+        self.1 += 1;
+        if self.1 == 2 {
+            return Err(EthError::NotSupported { op: "configure" });
+        }
+        self.0.configure(c)
+    }
+    fn rx_queue_setup(
+        &mut self,
+        q: u16,
+        n: u16,
+        pool: &PktMbufPool,
+        c: &RxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Rx, EthError> {
+        self.0.rx_queue_setup(q, n, pool, c, counters)
+    }
+    fn tx_queue_setup(
+        &mut self,
+        q: u16,
+        n: u16,
+        c: &TxQueueConfig,
+        counters: Arc<QueueCounters>,
+    ) -> Result<Self::Tx, EthError> {
+        self.0.tx_queue_setup(q, n, c, counters)
+    }
+    fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        self.0.start(rx, tx)
+    }
+    fn stop(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
+        self.0.stop(rx, tx)
+    }
+    fn link(&self) -> LinkStatus {
+        self.0.link()
+    }
+    fn mac_addr(&self) -> MacAddr {
+        self.0.mac_addr()
+    }
+}
+
+#[test]
+fn a_port_whose_driver_failed_to_configure_must_be_configured_again() {
+    let os = MockOs::new();
+    let pool = pool(&os, 256);
+    let mut p = started(
+        SecondConfigureFails(NullDriver::new(64, false), 0),
+        &pool,
+        1,
+        1,
+    );
+    p.stop().unwrap();
+    // The driver failed half-way: neither the old configuration nor the new one holds. As in
+    // DPDK (dev_configured stays 0 until a configure succeeds), the port is unconfigured, and
+    // neither its old queues nor a start can be used.
+    assert!(p.configure(&PortConfig::queues(2, 2)).is_err());
+    assert_eq!(p.state(), PortState::Unconfigured);
+    assert_eq!(
+        p.start().unwrap_err(),
+        wrong(
+            "start",
+            PortState::Unconfigured,
+            "configure and set up queues first"
+        )
+    );
+    assert_eq!(
+        p.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
+            .unwrap_err(),
+        wrong(
+            "set up an rx queue",
+            PortState::Unconfigured,
+            "call configure first"
+        )
+    );
+    // A configure that validates but fails before reaching the driver changes nothing.
+    set_up(&mut p, &pool, 1, 1);
+    let e = p.configure(&PortConfig::queues(9999, 1)).unwrap_err();
+    assert!(matches!(e, EthError::TooManyQueues { .. }), "{e}");
+    assert_eq!(p.state(), PortState::Configured);
+    p.start().unwrap();
+    drop(p);
+    all_home(&os, pool);
+}

@@ -272,6 +272,9 @@ impl<D: Driver> Port<D> {
     }
 
     /// Configures queue counts, offloads, RSS, MTU. Allowed before start or after stop.
+    ///
+    /// A configuration the device cannot take (checked against [`DevInfo`]) changes nothing. One
+    /// the driver fails to apply leaves the port unconfigured, its queues freed.
     pub fn configure(&mut self, config: &PortConfig) -> Result<(), EthError> {
         match self.state {
             PortState::Unconfigured | PortState::Configured | PortState::Stopped => {}
@@ -279,7 +282,17 @@ impl<D: Driver> Port<D> {
             PortState::Closed => return Err(self.wrong("configure", "create a new port")),
         }
         config.validate(&self.info)?;
-        self.drv.configure(config)?;
+        if let Err(e) = self.drv.configure(config) {
+            // The driver may have applied part of it, so neither the old configuration and
+            // queues nor the new ones hold: as in DPDK (`dev_configured` stays 0 until a
+            // configure succeeds), the port must be configured again. Its queues are freed.
+            self.rx.clear();
+            self.tx.clear();
+            self.rx_setup.clear();
+            self.tx_setup.clear();
+            self.state = PortState::Unconfigured;
+            return Err(e);
+        }
         self.config = *config;
         self.rx.clear();
         self.tx.clear();

@@ -1,6 +1,7 @@
 //! rdk-testpmd's command line: dpdk-testpmd's flags where they exist, parsed with clap.
 
 use clap::{Parser, ValueEnum};
+use std::fmt;
 use std::time::Duration;
 
 /// What the forwarding cores do with packets (dpdk-testpmd's `--forward-mode`).
@@ -10,7 +11,7 @@ pub enum ForwardMode {
     Io,
     /// Receive, rewrite source and destination MAC (to the tx port's and a fixed peer), send.
     Mac,
-    /// Receive, swap source and destination MAC (and IP and UDP ports), send.
+    /// Receive, swap source and destination MAC, send (only the MACs, as dpdk-testpmd does).
     Macswap,
     /// Only send generated Ethernet/IPv4/UDP packets.
     Txonly,
@@ -75,9 +76,12 @@ pub struct Args {
     /// are free (dpdk-testpmd's `--txfreet`; 0: the driver's default).
     #[arg(long, default_value_t = 0)]
     pub txfreet: u16,
-    /// Size of generated packets in bytes (txonly, flowgen).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(60..=9000))]
-    pub txpkts: u16,
+    /// Length of generated packets in bytes, or the lengths of their segments (`64,64`: a
+    /// chain of two mbufs), as dpdk-testpmd's `--txpkts=X[,Y]*`. The sum is the packet length,
+    /// 60 to 9000; each segment must fit an mbuf (2048 bytes). flowgen sends the sum less the
+    /// 4-byte FCS as one mbuf, as dpdk-testpmd's does.
+    #[arg(long, default_value = "64", value_parser = parse_txpkts)]
+    pub txpkts: TxPkts,
     /// Mbufs in the pool (default: enough for every descriptor and cache).
     #[arg(long = "total-num-mbufs")]
     pub total_num_mbufs: Option<u32>,
@@ -93,9 +97,80 @@ pub struct Args {
     /// Send one burst on every port before forwarding starts.
     #[arg(long = "tx-first")]
     pub tx_first: bool,
-    /// How long to forward, in seconds.
-    #[arg(long, default_value_t = 10.0)]
+    /// How long to forward, in seconds (`inf`: until interrupted).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     pub duration: f64,
+}
+
+/// The segment lengths of generated packets (`--txpkts`): one for single-mbuf packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxPkts(Vec<u16>);
+
+/// Most segments a generated packet may have (DPDK's `RTE_MAX_SEGS_PER_PKT`).
+pub const MAX_TXPKTS_SEGS: usize = 255;
+
+impl TxPkts {
+    /// The segment lengths, first to last (at least one).
+    pub fn segments(&self) -> &[u16] {
+        &self.0
+    }
+
+    /// The packet length: the sum of the segments (at most 9000, checked when parsed).
+    pub fn total(&self) -> u16 {
+        self.0.iter().sum()
+    }
+}
+
+impl fmt::Display for TxPkts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `X[,Y]*`: segment lengths of at least 1 byte, at most [`MAX_TXPKTS_SEGS`] of them, whose sum
+/// (the packet length) is 60 to 9000 bytes: an Ethernet frame without its CRC, up to a jumbo.
+fn parse_txpkts(s: &str) -> Result<TxPkts, String> {
+    let mut segs = Vec::new();
+    for (i, p) in s.split(',').enumerate() {
+        match p.trim().parse::<u16>() {
+            Ok(n) if n > 0 => segs.push(n),
+            _ => {
+                return Err(format!(
+                    "segment {i} ('{p}') is not a length of 1 to 65535 bytes; write X or X,Y,…"
+                ))
+            }
+        }
+    }
+    if segs.len() > MAX_TXPKTS_SEGS {
+        return Err(format!(
+            "{} segments; a packet has at most {MAX_TXPKTS_SEGS}",
+            segs.len()
+        ));
+    }
+    let total: u32 = segs.iter().map(|&n| u32::from(n)).sum();
+    if !(60..=9000).contains(&total) {
+        return Err(format!(
+            "the packet length (the sum of the segments) is {total} bytes; it must be at least \
+             60 and at most 9000"
+        ));
+    }
+    Ok(TxPkts(segs))
+}
+
+/// A number of seconds, at least 0 (`inf` allowed); NaN and negative values are refused.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds of at least 0 (inf: until interrupted)"
+        )),
+    }
 }
 
 impl Args {
@@ -108,9 +183,9 @@ impl Args {
         self
     }
 
-    /// The forwarding duration.
+    /// The forwarding duration; [`Duration::MAX`] (until interrupted) for more than it holds.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.duration.max(0.0))
+        Duration::try_from_secs_f64(self.duration.max(0.0)).unwrap_or(Duration::MAX)
     }
 
     /// Receive queues per port.
@@ -177,11 +252,19 @@ mod tests {
             "--total-num-mbufs=32768",
         ]);
         assert_eq!(a.forward_mode, ForwardMode::Txonly);
-        assert_eq!((a.txpkts, a.nb_cores, a.nb_rxq()), (128, 2, 2));
+        assert_eq!(
+            (a.txpkts.segments(), a.nb_cores, a.nb_rxq()),
+            (&[128u16][..], 2, 2)
+        );
         assert_eq!(a.total_num_mbufs, Some(32768));
         assert_eq!(a.peer_port(0, 1), 0);
         assert!(Args::try_parse_from(["x", "--burst=0"]).is_err());
         assert!(Args::try_parse_from(["x", "--forward-mode=bogus"]).is_err());
+        for bad in ["--duration=nan", "--duration=-1", "--duration=ten"] {
+            let e = Args::try_parse_from(["x", bad]).unwrap_err().to_string();
+            assert!(e.contains("seconds"), "{bad}: {e}");
+        }
+        assert!(Args::try_parse_from(["x", "--duration=inf"]).is_ok());
     }
 
     #[test]

@@ -99,13 +99,20 @@ pub fn summary(ports: &[PortSummary], elapsed: Duration, mbufs_leaked: i64) -> S
             "\n  ---------------------- Forward statistics for port {:<2} ({}) ----------------------",
             p.id, p.name
         );
+        // As dpdk-testpmd: RX-dropped is what the device missed. An allocation failure is not
+        // a lost frame (a driver may count one per refill that came up short), so it and bad
+        // frames get their own lines, shown when not zero.
         let _ = writeln!(
             s,
             "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
             st.ipackets,
-            st.imissed + st.rx_nombuf,
-            st.ipackets + st.imissed + st.rx_nombuf
+            st.imissed,
+            st.ipackets + st.imissed
         );
+        if st.ierrors + st.rx_nombuf > 0 {
+            let _ = writeln!(s, "  RX-error: {}", st.ierrors);
+            let _ = writeln!(s, "  RX-nombufs: {:<14}", st.rx_nombuf);
+        }
         let _ = writeln!(
             s,
             "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
@@ -177,5 +184,42 @@ mod tests {
         assert!(out.contains("Rx: 2.000 Mpps"), "{out}");
         assert!(out.contains("TX-dropped: 3"), "{out}");
         assert!(out.contains("mbufs leaked: 0"), "{out}");
+    }
+
+    #[test]
+    fn rx_dropped_is_imissed_as_in_dpdk_testpmd() {
+        // dpdk-testpmd's forward statistics: RX-dropped is imissed and RX-total is ipackets +
+        // imissed; allocation failures and bad frames get lines of their own.
+        let p = PortSummary {
+            id: 0,
+            name: "net_null0".into(),
+            stats: PortStats {
+                ipackets: 100,
+                imissed: 2,
+                ierrors: 1,
+                rx_nombuf: 5,
+                ..Default::default()
+            },
+            tx_dropped: 0,
+        };
+        let out = summary(&[p], Duration::from_secs(1), 0);
+        assert!(out.contains("RX-dropped: 2 "), "{out}");
+        assert!(out.contains("RX-total: 102\n"), "{out}");
+        assert!(out.contains("RX-error: 1\n"), "{out}");
+        assert!(out.contains("RX-nombufs: 5 "), "{out}");
+        let clean = PortSummary {
+            id: 0,
+            name: "net_null0".into(),
+            stats: PortStats {
+                ipackets: 100,
+                ..Default::default()
+            },
+            tx_dropped: 0,
+        };
+        let out = summary(&[clean], Duration::from_secs(1), 0);
+        assert!(
+            !out.contains("RX-error") && !out.contains("RX-nombufs"),
+            "{out}"
+        );
     }
 }

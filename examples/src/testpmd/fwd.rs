@@ -43,6 +43,9 @@ pub struct Engine<'a> {
     pub stop: &'a AtomicBool,
     /// The generated frame (txpkts bytes, checksums filled in), copied into each packet.
     pub frame: Vec<u8>,
+    /// The lengths of the segments a generated packet is cut into (summing to the frame's
+    /// length; one: a single mbuf). flowgen always sends a single mbuf.
+    pub segs: Vec<u16>,
     /// Flow counter for flowgen.
     pub flow: u32,
 }
@@ -64,6 +67,37 @@ fn copy_frame(dst: &mut [u8], src: &[u8]) {
     } else {
         dst.copy_from_slice(src);
     }
+}
+
+/// Writes `frame` into `head` (an empty mbuf) cut into segments of `segs` bytes, chaining a new
+/// mbuf from `cache` for each segment after the first. False if an mbuf was missing or a segment
+/// did not fit (what was chained stays on `head`, to be freed with it).
+fn chain_frame(head: &mut Mbuf, segs: &[u16], frame: &[u8], cache: &mut MbufCache) -> bool {
+    let mut off = 0usize;
+    for (k, &len) in segs.iter().enumerate() {
+        let Some(part) = frame.get(off..off + usize::from(len)) else {
+            return false;
+        };
+        off += usize::from(len);
+        if k == 0 {
+            match head.append(len) {
+                Ok(d) => d.copy_from_slice(part),
+                Err(_) => return false,
+            }
+            continue;
+        }
+        let Some(mut m) = cache.alloc() else {
+            return false;
+        };
+        match m.append(len) {
+            Ok(d) => d.copy_from_slice(part),
+            Err(_) => return false,
+        }
+        if head.chain(m).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Number of flows flowgen cycles through (dpdk-testpmd's default is 1024).
@@ -98,6 +132,9 @@ impl Engine<'_> {
     }
 
     fn fill(&mut self, pkts: &mut [Option<Mbuf>], vary_flow: bool) -> usize {
+        if self.segs.len() > 1 && !vary_flow {
+            return self.fill_chained(pkts);
+        }
         let len = self.frame.len() as u16;
         for slot in pkts.iter_mut() {
             let Some(m) = slot.as_mut() else { break };
@@ -118,6 +155,22 @@ impl Engine<'_> {
             }
         }
         pkts.iter().take_while(|p| p.is_some()).count()
+    }
+
+    /// Fills `pkts` with the frame cut into chains of `segs`; the first segment is the mbuf in
+    /// the slot, the others come from the cache. Stops at the first packet it cannot complete
+    /// (the cache ran dry), freeing it and the mbufs after it; returns how many were filled.
+    fn fill_chained(&mut self, pkts: &mut [Option<Mbuf>]) -> usize {
+        let mut n = 0;
+        while n < pkts.len() {
+            let Some(head) = pkts[n].as_mut() else { break };
+            if !chain_frame(head, &self.segs, &self.frame, &mut self.cache) {
+                break;
+            }
+            n += 1;
+        }
+        self.cache.free_bulk(&mut pkts[n..]);
+        n
     }
 
     /// Sends `pkts[..n]` on the stream's tx queue; frees and counts what it did not take.

@@ -12,7 +12,7 @@ pub mod fwd;
 pub mod pkt;
 pub mod ports;
 
-use cli::Args;
+use cli::{Args, ForwardMode};
 use display::{PortSummary, Rates};
 use fwd::{Engine, Stream};
 use ports::{AnyPort, AnyRx, AnyTx};
@@ -109,6 +109,35 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
         }
         None => make_pool(count)?,
     };
+    // The segments generated packets are made of: txonly and --tx-first chain --txpkts'
+    // segments; flowgen sends one mbuf of --txpkts less the 4-byte FCS, as dpdk-testpmd's
+    // flowgen does (pkt_size = tx_pkt_length - 4), so both programs count the same bytes.
+    let segs: Vec<u16> = if args.forward_mode == ForwardMode::Flowgen {
+        vec![args.txpkts.total() - 4]
+    } else {
+        args.txpkts.segments().to_vec()
+    };
+    // dpdk-testpmd gives up on a segment longer than an mbuf's data room; without this check
+    // txonly, flowgen and --tx-first would generate nothing and say nothing.
+    let generates = matches!(
+        args.forward_mode,
+        ForwardMode::Txonly | ForwardMode::Flowgen
+    ) || args.tx_first;
+    let room = pool.data_room();
+    if let Some((i, len)) = segs.iter().enumerate().find(|(_, &n)| n > room) {
+        if generates {
+            return Err(format!(
+                "--txpkts {}: segment {i} of {len} bytes does not fit an mbuf, which holds \
+                 {room} bytes of data; use segments of {room} bytes or less (X,Y,…){}",
+                args.txpkts,
+                if args.forward_mode == ForwardMode::Flowgen {
+                    ", and flowgen sends one-segment packets"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     let (nb_rxq, nb_txq) = (args.nb_rxq(), args.nb_txq());
     if nb_rxq < args.nb_cores || nb_txq < args.nb_cores {
         return Err(format!(
@@ -206,20 +235,24 @@ pub fn run(args: &Args, quiet: bool) -> Result<Outcome, String> {
                 let stop = &stop;
                 let pool = &pool;
                 let mode = args.forward_mode;
-                let (burst, txpkts, tx_first) = (args.burst as usize, args.txpkts, args.tx_first);
+                let (burst, tx_first) = (args.burst as usize, args.tx_first);
+                let (total, segs) = (segs.iter().sum(), segs.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("rdk-fwd-{c}"))
                     .spawn_scoped(s, move || -> Result<Vec<(u16, u64)>, String> {
                         // Core c runs on the CPU c+1 after the main one (which prints
                         // statistics), as dpdk-testpmd's forwarding lcores follow its main lcore.
-                        let _ = crate::cpu::pin_current_thread((main_cpu + 1 + c) % ncpu);
+                        // (Reduced first: a --main-cpu near usize::MAX must not overflow.)
+                        let cpu = (main_cpu % ncpu + 1 + c) % ncpu;
+                        let _ = crate::cpu::pin_current_thread(cpu);
                         let cache = pool.cache(cache_size).map_err(|e| e.to_string())?;
                         let mut eng = Engine {
                             mode,
                             burst,
                             cache,
                             stop,
-                            frame: Engine::make_frame(txpkts),
+                            frame: Engine::make_frame(total),
+                            segs,
                             flow: 0,
                         };
                         if tx_first {
@@ -313,28 +346,42 @@ fn stats_loop(
     stop: &AtomicBool,
     quiet: bool,
 ) {
+    // Instants past what the clock can hold are `None`: never (the run ends on a signal).
+    let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    };
     let start = Instant::now();
-    let end = start + args.duration();
+    let end = start.checked_add(args.duration());
     let period = Duration::from_secs(args.stats_period);
     let mut prev: Vec<PortStats> = readers.iter().map(|r| r.stats()).collect();
     let mut prev_t = Instant::now();
     let mut next = if period.is_zero() {
         end
     } else {
-        (start + period).min(end)
+        earliest(start.checked_add(period), end)
     };
     catch_signals();
     loop {
         let now = Instant::now();
-        if now >= end || INTERRUPTED.load(Ordering::Relaxed) {
+        if end.is_some_and(|e| now >= e) || INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
-        if now < next {
-            // Short steps, so a signal ends the run promptly.
-            std::thread::sleep((next - now).min(Duration::from_millis(100)));
-            continue;
+        // Short steps, so a signal ends the run promptly.
+        let step = Duration::from_millis(100);
+        match next {
+            Some(n) if now >= n => {}
+            Some(n) => {
+                std::thread::sleep((n - now).min(step));
+                continue;
+            }
+            None => {
+                std::thread::sleep(step);
+                continue;
+            }
         }
-        next = (next + period).min(end);
+        next = earliest(next.and_then(|n| n.checked_add(period)), end);
         if period.is_zero() || quiet {
             continue;
         }
@@ -351,4 +398,31 @@ fn stats_loop(
         prev_t = t;
     }
     stop.store(true, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("rdk-testpmd").chain(extra.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn huge_durations_and_periods_do_not_overflow_the_clock() {
+        // A period no clock can reach: the run still ends after its duration.
+        let stop = AtomicBool::new(false);
+        let a = args(&["--duration=0.05", &format!("--stats-period={}", u64::MAX)]);
+        stats_loop(&a, &[], &stop, true);
+        assert!(stop.load(Ordering::Relaxed));
+        // Durations past the end of the clock run until interrupted (here: already).
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        for d in ["--duration=inf", "--duration=1e19", "--duration=1e300"] {
+            let stop = AtomicBool::new(false);
+            stats_loop(&args(&[d]), &[], &stop, true);
+            assert!(stop.load(Ordering::Relaxed), "{d}");
+        }
+        INTERRUPTED.store(false, Ordering::Relaxed);
+    }
 }
