@@ -328,6 +328,14 @@ impl Peer {
         }
     }
 
+    /// Starts `python3 -c script args…` inside `ns` (one of the scripts above) and waits
+    /// for its `ready` line.
+    pub fn python(ns: &crate::netns::Netns, script: &str, args: &[&str]) -> Peer {
+        let mut cmd = ns.command("python3");
+        cmd.arg("-c").arg(script).args(args);
+        Peer::start(cmd)
+    }
+
     /// Waits for the peer to exit and returns what it printed after `ready`.
     pub fn finish(mut self) -> Vec<String> {
         let out: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();

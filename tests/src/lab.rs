@@ -3,7 +3,8 @@
 
 use crate::dpdk::Testpmd;
 use crate::frames::{
-    ipv4_udp_frame, mbuf_of, receive, Peer, PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+    flatten, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer, PY_RAW_CAPTURE, PY_UDP_RECV,
+    PY_UDP_SEND,
 };
 use crate::netns::{HarnessError, Netns, Veth};
 use crate::port::await_link;
@@ -31,9 +32,19 @@ impl VethLab {
     /// Builds the rig in namespaces named after `tag`, on the /24 `net` (e.g. `[10, 78, 0]`),
     /// with rdk's address bound to `rdk_mac` in the peer's neighbour table.
     pub fn new(tag: &str, net: [u8; 3], rdk_mac: [u8; 6]) -> Result<Self, HarnessError> {
+        Self::with_queues(tag, net, rdk_mac, 1)
+    }
+
+    /// As [`VethLab::new`], over a veth whose ends have `queues` queues each.
+    pub fn with_queues(
+        tag: &str,
+        net: [u8; 3],
+        rdk_mac: [u8; 6],
+        queues: u16,
+    ) -> Result<Self, HarnessError> {
         let rdk = Netns::new(tag)?;
         let peer = Netns::new(tag)?;
-        let veth = Veth::new(Some(&rdk), Some(&peer))?;
+        let veth = Veth::with_queues(Some(&rdk), Some(&peer), queues)?;
         for (ns, end) in [(&rdk, &veth.a), (&peer, &veth.b)] {
             ns.exec(&[
                 "sysctl",
@@ -105,6 +116,41 @@ impl VethLab {
         [self.net[0], self.net[1], self.net[2], 1]
     }
 
+    /// A broadcast IPv4/UDP frame from rdk (its MAC and address, port 5555) to the peer's
+    /// port 7777 carrying `payload`, with correct checksums.
+    pub fn udp_to_peer(&self, payload: &[u8]) -> Vec<u8> {
+        ipv4_udp_frame(
+            self.rdk_mac,
+            [0xff; 6],
+            self.rdk_ip(),
+            self.peer_ip(),
+            5555,
+            7777,
+            payload,
+        )
+    }
+
+    /// Sends each of `payloads` as a UDP datagram from the peer's kernel to rdk's port 9999
+    /// and receives on `port` until as many frames arrived (5 s at most). Asserts that the
+    /// UDP payloads to 9999 among them are `payloads`, in order, byte-exact; returns the
+    /// frames.
+    pub fn kernel_udp_arrives_in_order<D: Driver>(
+        &self,
+        port: &mut Port<D>,
+        payloads: &[Vec<u8>],
+    ) -> Vec<Mbuf> {
+        for p in payloads {
+            self.send_udp(&hex(p), None).expect("the peer sends");
+        }
+        let frames = receive(port, payloads.len(), Duration::from_secs(5));
+        let got: Vec<Vec<u8>> = frames
+            .iter()
+            .filter_map(|m| udp_payload_of(m, 9999))
+            .collect();
+        assert_eq!(got, payloads);
+        frames
+    }
+
     /// Sends one UDP datagram from the peer's kernel to rdk's port 9999 with the hex payload,
     /// from source port `sport` if given.
     pub fn send_udp(&self, payload_hex: &str, sport: Option<u16>) -> Result<(), HarnessError> {
@@ -127,68 +173,72 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// dpdk-testpmd's `net_af_packet` on the peer end (B) against the started `port` on end A, as
-/// generator and as receiver, with exact counts: testpmd's `tx_first 4` burst (128 frames)
-/// must all arrive at `port`, and 500 broadcast UDP frames from `rdk_mac` that `port` sends
+/// dpdk-testpmd's `net_af_packet` on `iface` in `ns` against the started `port` across it,
+/// as generator and as receiver, with exact counts: testpmd's `tx_first 4` burst (128 IPv4
+/// frames) must all arrive at `port`, and 500 frames `frame(i)` (`i` < 50) that `port` sends
 /// must all reach testpmd. Panics (the test fails) on any other count; the frames are freed.
 pub fn testpmd_exchange<D: Driver>(
-    lab: &VethLab,
+    ns: &Netns,
+    iface: &str,
     port: &mut Port<D>,
     pool: &PktMbufPool,
-    rdk_mac: [u8; 6],
+    frame: impl Fn(u8) -> Vec<u8>,
 ) {
-    let mut pmd = Testpmd::start(
-        &lab.peer,
-        &format!("net_af_packet0,iface={}", lab.veth.b),
-        "0-1",
-    );
+    let mut pmd = Testpmd::start(ns, &format!("net_af_packet0,iface={iface}"), "0-1");
+    // Generator: 4 bursts of 32 in io mode, nothing else to forward.
     pmd.cmd("set fwd io");
     pmd.cmd("start tx_first 4");
     let frames = receive(port, 128, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(200));
     let (_, sent) = pmd.stop_counts();
-    assert_eq!(sent, 128, "{}", pmd.log());
+    assert_eq!(sent, 128, "testpmd log:\n{}", pmd.log());
     let more = receive(port, 1, Duration::from_millis(100));
-    assert_eq!(frames.len() + more.len(), 128);
+    assert_eq!(
+        frames.len() + more.len(),
+        128,
+        "rdk received exactly what DPDK sent"
+    );
+    assert!(
+        frames.iter().all(|m| flatten(m)[12..14] == [0x08, 0x00]),
+        "testpmd's IPv4/UDP frames"
+    );
     drop((frames, more));
+    // Receiver: rdk sends 500 frames, testpmd counts them.
     pmd.cmd("set fwd rxonly");
     // testpmd drains its receive queues when forwarding starts: send only after that.
     pmd.start_forwarding();
-    let (rdk_ip, peer_ip) = (lab.rdk_ip(), lab.peer_ip());
     let mut n = 0;
     while n < 500 {
-        let mut burst: Vec<Option<Mbuf>> = (0..50)
-            .map(|i| {
-                let f = ipv4_udp_frame(rdk_mac, [0xff; 6], rdk_ip, peer_ip, 1, 2, &[i as u8; 18]);
-                Some(mbuf_of(pool, &f))
-            })
-            .collect();
+        let mut burst: Vec<Option<Mbuf>> =
+            (0..50).map(|i| Some(mbuf_of(pool, &frame(i)))).collect();
         n += port.queues().expect("a started port").tx[0].tx_burst(&mut burst);
         drop(burst);
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(500));
     let (received, _) = pmd.stop_counts();
-    assert_eq!(received, 500, "{}", pmd.log());
+    assert_eq!(
+        received,
+        500,
+        "DPDK received exactly what rdk sent; log:\n{}",
+        pmd.log()
+    );
 }
 
-/// Takes the peer end (B) down and up again: `port` (started, link up) must report exactly
-/// "down" then "up" to the link-change callback this installs, then rdk's end (A) is deleted
-/// and `port` must report the link down. The caller checks its driver saw the interface go.
-pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
+/// Sets `iface` in `ns` down and up again: `port` (started, link up) must report exactly
+/// "down" then "up", one call each, to the link-change callback this installs.
+pub fn link_flap<D: Driver>(port: &mut Port<D>, ns: &Netns, iface: &str) {
     let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
     let ev = events.clone();
     port.on_link_change(Box::new(move |_, l| {
         ev.lock().unwrap_or_else(|e| e.into_inner()).push(l)
     }));
     await_link(port, true);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "down"])
-        .expect("set the peer end down");
+    ns.exec(&["ip", "link", "set", iface, "down"])
+        .expect("set the interface down");
     await_link(port, false);
-    lab.peer
-        .exec(&["ip", "link", "set", &lab.veth.b, "up"])
-        .expect("set the peer end up");
+    ns.exec(&["ip", "link", "set", iface, "up"])
+        .expect("set the interface up");
     await_link(port, true);
     assert_eq!(
         events
@@ -197,50 +247,71 @@ pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
             .iter()
             .map(|l| l.up)
             .collect::<Vec<_>>(),
-        [false, true]
+        [false, true],
+        "one callback per change"
     );
+}
+
+/// Takes the peer end (B) down and up again ([`link_flap`]), then rdk's end (A) is deleted
+/// and `port` must report the link down. The caller checks its driver saw the interface go.
+pub fn link_flap_then_delete<D: Driver>(lab: &VethLab, port: &mut Port<D>) {
+    link_flap(port, &lab.peer, &lab.veth.b);
     lab.rdk
         .exec(&["ip", "link", "del", &lab.veth.a])
         .expect("delete rdk's end");
     assert!(!port.link_update().up);
 }
 
-/// The peer's side of an "rdk sends, the kernel receives" test: a raw capture of `raw`
-/// frames of EtherType 0x88b5 (as [`raw_test_frame`] makes), a UDP receiver on the peer's
-/// port 7777, both ready, and the peer end's `rx_packets` from before.
-pub struct PeerReceivers {
-    /// The raw capture: its lines are the frames, in hex.
-    pub capture: Peer,
-    /// The UDP receiver: its lines are the datagrams' payloads.
-    pub udp: Peer,
-    /// The peer end's `rx_packets` before anything was sent.
-    pub rx_packets_before: u64,
+/// The kernel's side of an "rdk sends, the kernel receives" test on `iface` in `ns`: a raw
+/// capture of frames of EtherType 0x88b5 (as [`raw_test_frame`] makes), a UDP receiver on
+/// port 7777, both ready, and the interface's `rx_packets` from before.
+pub struct PeerReceivers<'a> {
+    ns: &'a Netns,
+    iface: &'a str,
+    capture: Peer,
+    udp: Peer,
+    rx_packets_before: u64,
 }
 
-impl VethLab {
-    /// Starts the peer's receivers ([`PeerReceivers`]) for `raw` raw frames (5 s each at most).
-    pub fn peer_receivers(&self, raw: usize) -> PeerReceivers {
-        let rx_packets_before = self
-            .peer
-            .counter(&self.veth.b, "rx_packets")
-            .expect("the peer end's rx_packets");
+impl<'a> PeerReceivers<'a> {
+    /// Starts both, for `raw` raw frames on `iface` and a datagram to `ip`:7777 (5 s each at
+    /// most).
+    pub fn start(ns: &'a Netns, iface: &'a str, ip: &str, raw: usize) -> Self {
+        let rx_packets_before = ns
+            .counter(iface, "rx_packets")
+            .expect("the interface's rx_packets");
         let raw = raw.to_string();
-        let capture = Peer::start({
-            let mut c = self.peer.command("python3");
-            c.args(["-c", PY_RAW_CAPTURE, &self.veth.b, &raw, "5"]);
-            c
-        });
-        let peer_ip = dotted(self.peer_ip());
-        let udp = Peer::start({
-            let mut c = self.peer.command("python3");
-            c.args(["-c", PY_UDP_RECV, &peer_ip, "7777", "5"]);
-            c
-        });
+        let capture = Peer::python(ns, PY_RAW_CAPTURE, &[iface, &raw, "5"]);
+        let udp = Peer::python(ns, PY_UDP_RECV, &[ip, "7777", "5"]);
         PeerReceivers {
+            ns,
+            iface,
             capture,
             udp,
             rx_packets_before,
         }
+    }
+
+    /// Waits for both: asserts that the capture holds exactly the frames `raw`, in order,
+    /// byte-exact, and that the UDP receiver got one datagram, `text`. Returns how many
+    /// frames the interface received since [`PeerReceivers::start`].
+    pub fn finish(self, raw: &[Vec<u8>], text: &str) -> u64 {
+        let captured = self.capture.finish();
+        assert_eq!(
+            captured,
+            raw.iter().map(|f| hex(f)).collect::<Vec<_>>(),
+            "captured byte-exact, in order"
+        );
+        assert_eq!(self.udp.finish(), [text]);
+        let rx = self.ns.counter(self.iface, "rx_packets").unwrap();
+        rx - self.rx_packets_before
+    }
+}
+
+impl VethLab {
+    /// Starts the peer's receivers ([`PeerReceivers`]) on end B for `raw` raw frames.
+    pub fn peer_receivers(&self, raw: usize) -> PeerReceivers<'_> {
+        PeerReceivers::start(&self.peer, &self.veth.b, &dotted(self.peer_ip()), raw)
     }
 }
 
@@ -424,9 +495,7 @@ pub fn tx_checksum_offloads_are_completed<D: Driver>(
         m
     };
     let dst_s = format!("{}.{}.{}.{}", dst[0], dst[1], dst[2], dst[3]);
-    let mut cmd = far.ns.command("python3");
-    cmd.args(["-c", PY_UDP_RECV_ALL, &dst_s, "9999", "2"]);
-    let receiver = Peer::start(cmd);
+    let receiver = Peer::python(&far.ns, PY_UDP_RECV_ALL, &[&dst_s, "9999", "2"]);
     let udp_errors = || {
         far.ns
             .snmp("/proc/net/snmp", "Udp", "InCsumErrors")
@@ -498,7 +567,7 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
     next_hop: [u8; 6],
     rdk_ip: std::net::IpAddr,
 ) {
-    use crate::frames::{chain_of, flatten, tcp_frame, tcp_of, TcpHdr, PY_TCP_RECV};
+    use crate::frames::{chain_of, tcp_frame, tcp_of, TcpHdr, PY_TCP_RECV};
     use rdk_core::mbuf::OlFlags;
     use rdk_core::net::checksum::{fold, sum};
     use std::net::IpAddr;
@@ -510,9 +579,11 @@ pub fn tcp_segmentation_is_done_by_the_kernel<D: Driver>(
     let (sport, dport, isn) = (40001u16, 9998u16, 0x1000_0000u32);
     let total = 40_000usize;
     let dst_s = dst.to_string();
-    let mut cmd = far.ns.command("python3");
-    cmd.args(["-c", PY_TCP_RECV, &dst_s, "9998", &total.to_string(), "3"]);
-    let server = Peer::start(cmd);
+    let server = Peer::python(
+        &far.ns,
+        PY_TCP_RECV,
+        &[&dst_s, "9998", &total.to_string(), "3"],
+    );
     let send = |port: &mut Port<D>, m: Mbuf| {
         let q = port.queues().unwrap();
         assert_eq!(q.tx[0].tx_burst(&mut [Some(m)]), 1);

@@ -231,8 +231,24 @@ pub struct Veth {
 impl Veth {
     /// Creates a pair; `a_ns` / `b_ns` place the ends (`None`: the caller's namespace).
     pub fn new(a_ns: Option<&Netns>, b_ns: Option<&Netns>) -> Result<Self, HarnessError> {
+        Self::with_queues(a_ns, b_ns, 1)
+    }
+
+    /// As [`Veth::new`], each end with `queues` transmit and `queues` receive queues (a
+    /// veth's queue ids are what a multi-queue AF_XDP port binds its sockets to).
+    pub fn with_queues(
+        a_ns: Option<&Netns>,
+        b_ns: Option<&Netns>,
+        queues: u16,
+    ) -> Result<Self, HarnessError> {
         let (a, b) = (unique_name("va"), unique_name("vb"));
-        run(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b])?;
+        let n = queues.to_string();
+        let q = ["numtxqueues", &n, "numrxqueues", &n];
+        let mut cmd = vec!["ip", "link", "add", &a];
+        cmd.extend(q);
+        cmd.extend(["type", "veth", "peer", "name", &b]);
+        cmd.extend(q);
+        run(&cmd)?;
         let veth = Self {
             a,
             b,

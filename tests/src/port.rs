@@ -29,15 +29,28 @@ pub fn try_started_with<D: Driver>(
     cfg: &PortConfig,
 ) -> Result<Port<D>, EthError> {
     let mut p = Port::new(0, driver);
-    p.configure(cfg)?;
-    for q in 0..cfg.nb_rxq {
-        p.rx_queue_setup(q, ring, pool, &RxQueueConfig::default())?;
-    }
-    for q in 0..cfg.nb_txq {
-        p.tx_queue_setup(q, ring, &TxQueueConfig::default())?;
-    }
+    set_up(&mut p, pool, ring, cfg)?;
     p.start()?;
     Ok(p)
+}
+
+/// Configures `port` with `cfg` and sets up each of its queues with `ring` descriptors,
+/// receiving into `pool` (default queue configurations); does not start it. The first error
+/// on the way is returned.
+pub fn set_up<D: Driver>(
+    port: &mut Port<D>,
+    pool: &PktMbufPool,
+    ring: u16,
+    cfg: &PortConfig,
+) -> Result<(), EthError> {
+    port.configure(cfg)?;
+    for q in 0..cfg.nb_rxq {
+        port.rx_queue_setup(q, ring, pool, &RxQueueConfig::default())?;
+    }
+    for q in 0..cfg.nb_txq {
+        port.tx_queue_setup(q, ring, &TxQueueConfig::default())?;
+    }
+    Ok(())
 }
 
 /// A UDP stack's interface: `mac` and `ip` on a /24, no gateway, MTU 1500.

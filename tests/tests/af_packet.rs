@@ -1,28 +1,26 @@
 //! `net_af_packet` against the real kernel over a veth pair between two namespaces the tests
 //! create: rdk owns end A, the kernel (or dpdk-testpmd) end B.
 
-use rdk_core::ethdev::{Port, PortConfig, RxQueueConfig, TxQueue, TxQueueConfig};
+use rdk_core::ethdev::{Port, PortConfig, RxQueueConfig, TxOffload, TxQueue};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_packet::AfPacketDriver;
 use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
-    PY_UDP_RECV, PY_UDP_RECV_ALL,
+    assert_each_flow_once, chain_of, mbuf_of, receive, udp_payload_of, Peer, PY_UDP_RECV,
+    PY_UDP_RECV_ALL,
 };
 use rdk_tests::lab::{
-    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
-    VethLab,
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, VethLab,
 };
 use rdk_tests::netns::{need_netns, without_capabilities};
 use rdk_tests::port::{
-    assert_tx_drop_reason_follows_errors, sleepy_receive, try_started, try_started_with, xstat,
+    assert_tx_drop_reason_follows_errors, set_up, sleepy_receive, try_started, try_started_with,
+    xstat,
 };
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const RDK_IP: [u8; 4] = [10, 78, 0, 2];
-const PEER_IP: [u8; 4] = [10, 78, 0, 1];
 
 /// The veth rig (see [`VethLab`]) on 10.78.0.0/24, with this suite's port set-up.
 struct Lab(VethLab);
@@ -41,30 +39,36 @@ impl Lab {
 
     /// A started port on end A with `queues` queue pairs.
     fn port(&self, pool: &PktMbufPool, queues: u16, mtu: Option<u16>) -> Port<AfPacketDriver> {
-        self.port_with(pool, queues, mtu, false)
-    }
-
-    /// As `port`, receiving through a TPACKET_V2 ring if `v2`.
-    fn port_with(
-        &self,
-        pool: &PktMbufPool,
-        queues: u16,
-        mtu: Option<u16>,
-        v2: bool,
-    ) -> Port<AfPacketDriver> {
-        let _inside = self.rdk.enter().unwrap();
-        let d = AfPacketDriver::new(&self.veth.a, queues).with_rx_v2(v2);
-        let mut p = Port::new(0, d);
         let mut cfg = PortConfig::queues(queues, queues);
         cfg.mtu = mtu;
-        p.configure(&cfg).unwrap();
-        for q in 0..queues {
-            p.rx_queue_setup(q, 512, pool, &RxQueueConfig::default())
-                .unwrap();
-            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
-        }
-        p.start().unwrap();
-        p
+        self.port_with(pool, &cfg, false)
+    }
+
+    /// A started port on end A configured with `cfg`, receiving through a TPACKET_V2 ring if
+    /// `v2`.
+    fn port_with(&self, pool: &PktMbufPool, cfg: &PortConfig, v2: bool) -> Port<AfPacketDriver> {
+        let _inside = self.rdk.enter().unwrap();
+        let d = AfPacketDriver::new(&self.veth.a, cfg.nb_rxq).with_rx_v2(v2);
+        try_started_with(d, pool, 512, cfg).unwrap()
+    }
+
+    /// An offload test against the kernel ([`VethLab::offload_test`]) for a port started
+    /// with `offloads`, the far side named after `tag` on the /24 `far_net`; every mbuf must
+    /// be back after close.
+    fn run_offload_test(
+        &self,
+        test: OffloadTest,
+        offloads: TxOffload,
+        tag: &str,
+        far_net: [u8; 3],
+    ) {
+        let pool = pool(1024);
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = offloads;
+        let mut port = self.port_with(&pool, &cfg, false);
+        self.0.offload_test(test, &mut port, &pool, tag, far_net);
+        port.close().unwrap();
+        assert_eq!(pool.available(), pool.size());
     }
 
     fn send_udp(&self, payload_hex: &str, sport: Option<u16>) {
@@ -87,15 +91,7 @@ fn kernel_udp_reaches_rdk_byte_exact() {
     let payloads: Vec<Vec<u8>> = (0..5u8)
         .map(|i| (0..64 + 111 * i as usize).map(|b| (b as u8) ^ i).collect())
         .collect();
-    for p in &payloads {
-        lab.send_udp(&hex(p), None);
-    }
-    let frames = receive(&mut port, 5, Duration::from_secs(5));
-    let got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload_of(m, 9999))
-        .collect();
-    assert_eq!(got, payloads);
+    let frames = lab.kernel_udp_arrives_in_order(&mut port, &payloads);
     assert_eq!(port.stats().ipackets, 5, "nothing else on the wire");
     drop(frames);
     port.close().unwrap();
@@ -110,11 +106,7 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let lab = Lab::new("aft");
     let pool = pool(1024);
     let mut port = lab.port(&pool, 1, None);
-    let PeerReceivers {
-        capture: cap,
-        udp,
-        rx_packets_before: rx0,
-    } = lab.peer_receivers(3);
+    let receivers = lab.peer_receivers(3);
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..3u8 {
@@ -122,24 +114,10 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
         burst.push(Some(mbuf_of(&pool, &f)));
         sent.push(f);
     }
-    let f = ipv4_udp_frame(
-        RDK_MAC,
-        [0xff; 6],
-        RDK_IP,
-        PEER_IP,
-        5555,
-        7777,
-        b"af_packet says hi",
-    );
+    let f = lab.udp_to_peer(b"af_packet says hi");
     burst.push(Some(mbuf_of(&pool, &f)));
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 4);
-    let captured = cap.finish();
-    assert_eq!(captured, sent.iter().map(|f| hex(f)).collect::<Vec<_>>());
-    assert_eq!(udp.finish(), ["af_packet says hi"]);
-    assert_eq!(
-        lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
-        rx0 + 4
-    );
+    assert_eq!(receivers.finish(&sent, "af_packet says hi"), 4);
     port.stop().unwrap();
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
@@ -189,12 +167,8 @@ fn jumbo_frames_both_ways() {
     assert!(frames[0].nb_segs() >= 4);
     assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), big);
     drop(frames);
-    let udp = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.78.0.1", "7777", "5", "hex"]);
-        c
-    });
-    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 5555, 7777, &big);
+    let udp = Peer::python(&lab.peer, PY_UDP_RECV, &["10.78.0.1", "7777", "5", "hex"]);
+    let f = lab.udp_to_peer(&big);
     let mut burst = [Some(chain_of(&pool, &f, 1500))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
     assert_eq!(udp.finish(), [hex(&big)]);
@@ -215,13 +189,9 @@ fn frames_past_the_mtu_are_counted_and_set_mtu_reaches_the_queues() {
     let pool = pool(256);
     let mut port = lab.port(&pool, 1, Some(1000));
     // Every datagram to 7777 until a second passes without one.
-    let udp = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_UDP_RECV_ALL, "10.78.0.1", "7777", "1"]);
-        c
-    });
+    let udp = Peer::python(&lab.peer, PY_UDP_RECV_ALL, &["10.78.0.1", "7777", "1"]);
     let payload = vec![0x5au8; 1100];
-    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, PEER_IP, 5555, 7777, &payload);
+    let f = lab.udp_to_peer(&payload);
     assert_eq!(f.len(), 1142, "1000 + 18 < 1142 <= a 2 KiB slot");
     let mut burst = [Some(mbuf_of(&pool, &f))];
     assert_eq!(
@@ -257,15 +227,7 @@ fn drop_reasons_follow_the_counters_they_break_down() {
     let lab = Lab::new("afr");
     let pool = pool(256);
     let mut port = lab.port(&pool, 1, Some(1000));
-    let f = ipv4_udp_frame(
-        RDK_MAC,
-        [0xff; 6],
-        RDK_IP,
-        PEER_IP,
-        5555,
-        7777,
-        &[0x5a; 1100],
-    );
+    let f = lab.udp_to_peer(&[0x5a; 1100]);
     {
         let _inside = lab.rdk.enter().unwrap();
         assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |p| {
@@ -330,23 +292,11 @@ fn promiscuous_link_events_and_a_vanishing_interface() {
     let lab = Lab::new("afl");
     let pool = pool(512);
     let mut port = lab.port(&pool, 1, None);
-    let promiscuity = || {
-        let out = lab
-            .rdk
-            .exec(&["ip", "-d", "link", "show", &lab.veth.a])
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
-        s.split("promiscuity ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap()
-    };
-    assert_eq!(promiscuity(), 0);
+    assert_eq!(promiscuity(&lab), 0);
     port.set_promiscuous(true).unwrap();
-    assert_eq!(promiscuity(), 1);
+    assert_eq!(promiscuity(&lab), 1);
     port.set_promiscuous(false).unwrap();
-    assert_eq!(promiscuity(), 0);
+    assert_eq!(promiscuity(&lab), 0);
 
     link_flap_then_delete(&lab, &mut port);
     assert!(port.driver().is_gone());
@@ -440,12 +390,8 @@ fn two_multi_queue_ports_in_one_process() {
         let _inside = lab.rdk.enter().unwrap();
         lab.rdk.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
         let mut p = Port::new(1, AfPacketDriver::new("lo", 2));
-        p.configure(&PortConfig::queues(2, 2)).unwrap();
-        for q in 0..2 {
-            p.rx_queue_setup(q, 512, &pool, &RxQueueConfig::default())
-                .expect("the second port's fanout group");
-            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
-        }
+        set_up(&mut p, &pool, 512, &PortConfig::queues(2, 2))
+            .expect("the second port's fanout group");
         p.start().unwrap();
         p
     };
@@ -579,7 +525,9 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     let lab = Lab::new("afx");
     let pool = pool(2048);
     let mut port = lab.port(&pool, 1, None);
-    testpmd_exchange(&lab, &mut port, &pool, RDK_MAC);
+    testpmd_exchange(&lab.peer, &lab.veth.b, &mut port, &pool, |i| {
+        lab.udp_to_peer(&[i; 18])
+    });
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }
@@ -596,20 +544,14 @@ fn v2_receive_ring_byte_exact_with_jumbo_chains() {
         .exec(&["ip", "link", "set", &lab.veth.b, "mtu", "9000"])
         .unwrap();
     let pool = pool(2048);
-    let mut port = lab.port_with(&pool, 1, Some(9000), true);
+    let mut cfg = PortConfig::queues(1, 1);
+    cfg.mtu = Some(9000);
+    let mut port = lab.port_with(&pool, &cfg, true);
     let payloads: Vec<Vec<u8>> = [64usize, 1400, 8000]
         .iter()
         .map(|&n| (0..n).map(|b| (b * 7 % 251) as u8).collect())
         .collect();
-    for p in &payloads {
-        lab.send_udp(&hex(p), None);
-    }
-    let frames = receive(&mut port, 3, Duration::from_secs(5));
-    let got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload_of(m, 9999))
-        .collect();
-    assert_eq!(got, payloads);
+    let frames = lab.kernel_udp_arrives_in_order(&mut port, &payloads);
     assert!(frames[2].nb_segs() >= 4);
     drop(frames);
     port.close().unwrap();
@@ -674,27 +616,11 @@ fn missing_interface_is_a_typed_error() {
 /// `rdk_tests::lab::tx_checksum_offloads_are_completed`): the peer's namespace is the router.
 #[test]
 fn tx_checksum_offloads_are_completed_by_the_kernel() {
-    use rdk_core::ethdev::TxOffload;
     if !need_netns("afp tx_checksum_offloads_are_completed_by_the_kernel") {
         return;
     }
-    let lab = Lab::new("afo");
-    let pool = pool(1024);
-    let mut cfg = PortConfig::queues(1, 1);
-    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-    let mut port = {
-        let _inside = lab.rdk.enter().unwrap();
-        try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
-    };
-    lab.offload_test(
-        OffloadTest::Checksums,
-        &mut port,
-        &pool,
-        "afof",
-        [10, 93, 0],
-    );
-    port.close().unwrap();
-    assert_eq!(pool.available(), pool.size());
+    let offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
+    Lab::new("afo").run_offload_test(OffloadTest::Checksums, offloads, "afof", [10, 93, 0]);
 }
 
 /// TCP segmentation offload (see `rdk_tests::lab::tcp_segmentation_is_done_by_the_kernel`):
@@ -702,7 +628,6 @@ fn tx_checksum_offloads_are_completed_by_the_kernel() {
 /// header; the peer's namespace is the router. DPDK's net_af_packet has no TSO.
 #[test]
 fn tcp_segmentation_is_done_by_the_kernel() {
-    use rdk_core::ethdev::TxOffload;
     if !need_netns("afp tcp_segmentation_is_done_by_the_kernel") {
         return;
     }
@@ -712,20 +637,6 @@ fn tcp_segmentation_is_done_by_the_kernel() {
     lab.peer
         .exec(&["ethtool", "-K", &lab.veth.b, "tx", "off"])
         .unwrap();
-    let pool = pool(1024);
-    let mut cfg = PortConfig::queues(1, 1);
-    cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
-    let mut port = {
-        let _inside = lab.rdk.enter().unwrap();
-        try_started_with(AfPacketDriver::new(&lab.veth.a, 1), &pool, 512, &cfg).unwrap()
-    };
-    lab.offload_test(
-        OffloadTest::Segmentation,
-        &mut port,
-        &pool,
-        "afsf",
-        [10, 95, 0],
-    );
-    port.close().unwrap();
-    assert_eq!(pool.available(), pool.size());
+    let offloads = TxOffload::IPV4_CKSUM | TxOffload::TCP_CKSUM | TxOffload::TCP_TSO;
+    lab.run_offload_test(OffloadTest::Segmentation, offloads, "afsf", [10, 95, 0]);
 }

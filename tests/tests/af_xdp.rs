@@ -2,29 +2,21 @@
 //! create: rdk owns end A (an AF_XDP socket per queue, rdk's XDP program attached), the kernel
 //! (or dpdk-testpmd) end B.
 
-use rdk_core::ethdev::{
-    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
-};
+use rdk_core::ethdev::{EthError, Port, PortConfig, RxQueue, TxQueue};
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_af_xdp::netlink::{Rtnl, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use rdk_pmd_af_xdp::{bpf, AfXdpDriver, AfXdpError, BindMode, XdpMode};
 use rdk_tests::dpdk::need_testpmd;
-use rdk_tests::frames::{
-    assert_each_flow_once, chain_of, ipv4_udp_frame, mbuf_of, receive, udp_payload_of, Peer,
-    PY_UDP_SEND,
-};
+use rdk_tests::frames::{assert_each_flow_once, chain_of, mbuf_of, receive, udp_payload_of, Peer};
 use rdk_tests::lab::{
-    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, PeerReceivers,
-    VethLab,
+    hex, link_flap_then_delete, raw_test_frame, testpmd_exchange, OffloadTest, VethLab,
 };
-use rdk_tests::netns::{need_netns, without_capabilities, Netns};
-use rdk_tests::port::{assert_tx_drop_reason_follows_errors, xstat};
+use rdk_tests::netns::{need_netns, without_capabilities, Netns, Veth};
+use rdk_tests::port::{assert_tx_drop_reason_follows_errors, set_up, try_started_with, xstat};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
-const RDK_IP: [u8; 4] = [10, 79, 0, 2];
-const PEER_IP: [u8; 4] = [10, 79, 0, 1];
 
 /// The veth rig (see [`VethLab`]) on 10.79.0.0/24, with this suite's port set-up.
 struct Lab(VethLab);
@@ -38,7 +30,12 @@ impl std::ops::Deref for Lab {
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let lab = VethLab::new(tag, [10, 79, 0], RDK_MAC).unwrap();
+        Self::with_queues(tag, 1)
+    }
+
+    /// The rig over a veth whose ends have `queues` queues each.
+    fn with_queues(tag: &str, queues: u16) -> Lab {
+        let lab = VethLab::with_queues(tag, [10, 79, 0], RDK_MAC, queues).unwrap();
         // The peer's kernel fills in full checksums: an AF_XDP socket gets no skb metadata,
         // so a checksum left to offload (CHECKSUM_PARTIAL, a veth's default) would arrive as
         // only the pseudo-header sum.
@@ -57,9 +54,7 @@ impl Lab {
     ) -> Result<Port<AfXdpDriver>, EthError> {
         let _inside = self.rdk.enter().unwrap();
         let mut p = Port::new(0, drv);
-        p.configure(&PortConfig::queues(1, 1))?;
-        p.rx_queue_setup(0, 512, pool, &RxQueueConfig::default())?;
-        p.tx_queue_setup(0, 512, &TxQueueConfig::default())?;
+        set_up(&mut p, pool, 512, &PortConfig::queues(1, 1))?;
         if start {
             p.start()?;
         }
@@ -73,6 +68,14 @@ impl Lab {
 
     fn send_udp(&self, payload_hex: &str) {
         self.0.send_udp(payload_hex, None).unwrap();
+    }
+
+    /// Sends `payload` from the peer's kernel to rdk's port 9999 and returns the UDP payload
+    /// of the first frame `port` receives (which must be that datagram).
+    fn echo_through(&self, port: &mut Port<AfXdpDriver>, payload: &[u8]) -> Vec<u8> {
+        self.send_udp(&hex(payload));
+        let frames = receive(port, 1, Duration::from_secs(5));
+        udp_payload_of(&frames[0], 9999).expect("the datagram first")
     }
 
     /// The id of the XDP program on end A (0: none), read with rdk's own netlink code.
@@ -114,7 +117,11 @@ impl Lab {
 }
 
 fn pool(n: usize) -> PktMbufPool {
-    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("afx", n)).unwrap()
+    pool_named("afx", n)
+}
+
+fn pool_named(name: &str, n: usize) -> PktMbufPool {
+    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new(name, n)).unwrap()
 }
 
 fn assert_pool_full(pool: &PktMbufPool) {
@@ -138,15 +145,7 @@ fn kernel_udp_reaches_rdk_byte_exact_in_place() {
     let payloads: Vec<Vec<u8>> = (0..5u8)
         .map(|i| (0..64 + 300 * i as usize).map(|b| (b as u8) ^ i).collect())
         .collect();
-    for p in &payloads {
-        lab.send_udp(&hex(p));
-    }
-    let frames = receive(&mut port, 5, Duration::from_secs(5));
-    let got: Vec<Vec<u8>> = frames
-        .iter()
-        .filter_map(|m| udp_payload_of(m, 9999))
-        .collect();
-    assert_eq!(got, payloads);
+    let frames = lab.kernel_udp_arrives_in_order(&mut port, &payloads);
     for m in &frames {
         assert!(pool.owns(m), "the frame is in an mbuf of the rx pool");
         assert_eq!(
@@ -174,11 +173,7 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let pool = pool(2048);
     let other = pool_named("afx-other", 256);
     let mut port = lab.port(&pool);
-    let PeerReceivers {
-        capture: cap,
-        udp,
-        rx_packets_before: rx0,
-    } = lab.peer_receivers(4);
+    let receivers = lab.peer_receivers(4);
     let mut sent = Vec::new();
     let mut burst = Vec::new();
     for i in 0..4u8 {
@@ -192,27 +187,13 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
         burst.push(Some(m));
         sent.push(f);
     }
-    let f = ipv4_udp_frame(
-        RDK_MAC,
-        [0xff; 6],
-        RDK_IP,
-        PEER_IP,
-        5555,
-        7777,
-        b"af_xdp says hi",
-    );
+    let f = lab.udp_to_peer(b"af_xdp says hi");
     burst.push(Some(mbuf_of(&pool, &f)));
     // Too big for the MTU: counted, dropped.
     let big = vec![0u8; 3000];
     burst.push(Some(chain_of(&pool, &big, 1000)));
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 6);
-    let captured = cap.finish();
-    assert_eq!(captured, sent.iter().map(|f| hex(f)).collect::<Vec<_>>());
-    assert_eq!(udp.finish(), ["af_xdp says hi"]);
-    assert_eq!(
-        lab.peer.counter(&lab.veth.b, "rx_packets").unwrap(),
-        rx0 + 5
-    );
+    assert_eq!(receivers.finish(&sent, "af_xdp says hi"), 5);
     let xs = |n: &str| xstat(&port, n);
     assert_eq!(xs("tx_frames_too_big"), Some(1));
     assert_eq!(xs("tx_copied"), Some(2), "the foreign mbuf and the chain");
@@ -223,10 +204,6 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     assert_pool_full(&other);
     port.close().unwrap();
     assert_pool_full(&pool);
-}
-
-fn pool_named(name: &str, n: usize) -> PktMbufPool {
-    PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new(name, n)).unwrap()
 }
 
 /// `python3 -c PY_PING IP COUNT`: prints `ready`, sends COUNT ICMP echo requests with 200
@@ -270,11 +247,7 @@ fn kernel_ping_is_answered_by_rdk() {
     let lab = Lab::new("xp");
     let pool = pool(2048);
     let mut port = lab.port(&pool);
-    let pinger = Peer::start({
-        let mut c = lab.peer.command("python3");
-        c.args(["-c", PY_PING, "10.79.0.2", "3"]);
-        c
-    });
+    let pinger = Peer::python(&lab.peer, PY_PING, &["10.79.0.2", "3"]);
     let t = std::time::Instant::now();
     let mut answered = 0;
     let mut burst: [Option<Mbuf>; 32] = Default::default();
@@ -354,13 +327,10 @@ fn leftover_rdk_program_is_replaced() {
     assert_eq!(port.driver().replaced_leftover(), Some(old));
     let now = lab.attached_prog();
     assert!(now != 0 && now != old, "{now} replaced {old}");
-    lab.send_udp("c0ffee");
-    let frames = receive(&mut port, 1, Duration::from_secs(5));
     assert_eq!(
-        udp_payload_of(&frames[0], 9999).unwrap(),
+        lab.echo_through(&mut port, &[0xc0, 0xff, 0xee]),
         [0xc0, 0xff, 0xee]
     );
-    drop(frames);
     port.close().unwrap();
     assert_eq!(lab.attached_prog(), 0);
     assert_pool_full(&pool);
@@ -389,13 +359,10 @@ fn leftover_is_replaced_in_the_requested_mode() {
         let now = lab.attached();
         assert!(now.prog_id != 0 && now.prog_id != old, "{mode:?}: {now:?}");
         assert_eq!(now.mode, want, "{mode:?}: replaced in the mode asked for");
-        lab.send_udp("c0ffee");
-        let frames = receive(&mut port, 1, Duration::from_secs(5));
         assert_eq!(
-            udp_payload_of(&frames[0], 9999).unwrap(),
+            lab.echo_through(&mut port, &[0xc0, 0xff, 0xee]),
             [0xc0, 0xff, 0xee]
         );
-        drop(frames);
         port.close().unwrap();
         assert_eq!(lab.attached_prog(), 0, "{mode:?}: nothing left behind");
         assert_pool_full(&pool);
@@ -411,45 +378,17 @@ fn a_live_ports_program_is_not_a_leftover() {
         return;
     }
     let ns = Netns::new("xl").unwrap();
-    let (a, b) = (
-        rdk_tests::netns::unique_name("xla"),
-        rdk_tests::netns::unique_name("xlb"),
-    );
-    ns.exec(&[
-        "ip",
-        "link",
-        "add",
-        &a,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &b,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-    ])
-    .unwrap();
-    for end in [&a, &b] {
-        ns.exec(&["ip", "link", "set", end, "up"]).unwrap();
-    }
+    let veth = Veth::with_queues(Some(&ns), Some(&ns), 2).unwrap();
+    let a = &veth.a;
     let _inside = ns.enter().unwrap();
-    let idx = rdk_os_linux::netif::NetIf::open(&a)
+    let idx = rdk_os_linux::netif::NetIf::open(a)
         .unwrap()
         .index()
         .unwrap();
     let attached = || Rtnl::open().unwrap().query(idx).unwrap().prog_id;
     let port_on = |pool: &PktMbufPool, q: u32| {
-        let mut p = Port::new(0, AfXdpDriver::new(&a, 1).with_start_queue(q));
-        p.configure(&PortConfig::queues(1, 1)).unwrap();
-        p.rx_queue_setup(0, 256, pool, &RxQueueConfig::default())
-            .unwrap();
-        p.tx_queue_setup(0, 256, &TxQueueConfig::default()).unwrap();
+        let mut p = Port::new(0, AfXdpDriver::new(a, 1).with_start_queue(q));
+        set_up(&mut p, pool, 256, &PortConfig::queues(1, 1)).unwrap();
         p
     };
     let (pool0, pool1) = (pool(1024), pool(1024));
@@ -545,7 +484,9 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     let lab = Lab::new("xd");
     let pool = pool(4096);
     let mut port = lab.port(&pool);
-    testpmd_exchange(&lab, &mut port, &pool, RDK_MAC);
+    testpmd_exchange(&lab.peer, &lab.veth.b, &mut port, &pool, |i| {
+        lab.udp_to_peer(&[i; 18])
+    });
     port.close().unwrap();
     assert_pool_full(&pool);
 }
@@ -620,15 +561,7 @@ fn drop_reasons_follow_the_counters_they_break_down() {
     let lab = Lab::new("xr");
     let pool = pool(2048);
     let mut port = lab.port(&pool);
-    let f = ipv4_udp_frame(
-        RDK_MAC,
-        [0xff; 6],
-        RDK_IP,
-        PEER_IP,
-        5555,
-        7777,
-        &[0x5a; 1600],
-    );
+    let f = lab.udp_to_peer(&[0x5a; 1600]);
     {
         let _inside = lab.rdk.enter().unwrap();
         assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |p| {
@@ -650,10 +583,7 @@ fn restart_rebinds_and_keeps_the_pool_whole() {
     let pool = pool(2048);
     let mut port = lab.port(&pool);
     for round in 0..3u8 {
-        lab.send_udp(&hex(&[round; 40]));
-        let frames = receive(&mut port, 1, Duration::from_secs(5));
-        assert_eq!(udp_payload_of(&frames[0], 9999).unwrap(), [round; 40]);
-        drop(frames);
+        assert_eq!(lab.echo_through(&mut port, &[round; 40]), [round; 40]);
         port.stop().unwrap();
         assert_pool_full(&pool);
         let _inside = lab.rdk.enter().unwrap();
@@ -707,76 +637,17 @@ fn two_queues_one_socket_each() {
     if !need_netns("afx two_queues_one_socket_each") {
         return;
     }
-    let rdk = Netns::new("xq").unwrap();
-    let peer = Netns::new("xq").unwrap();
-    let (a, b) = (
-        rdk_tests::netns::unique_name("xqa"),
-        rdk_tests::netns::unique_name("xqb"),
-    );
-    rdk.exec(&[
-        "ip",
-        "link",
-        "add",
-        &a,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &b,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-    ])
-    .unwrap();
-    rdk.exec(&["ip", "link", "set", &b, "netns", peer.name()])
-        .unwrap();
-    rdk.exec(&["ip", "link", "set", &a, "up"]).unwrap();
-    peer.exec(&["ip", "link", "set", &b, "up"]).unwrap();
-    peer.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", &b])
-        .unwrap();
-    peer.exec(&["ethtool", "-K", &b, "tx", "off"]).unwrap();
-    peer.exec(&[
-        "ip",
-        "neigh",
-        "replace",
-        "10.79.0.2",
-        "lladdr",
-        "02:00:00:00:00:0b",
-        "dev",
-        &b,
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
+    let lab = Lab::with_queues("xq", 2);
     let pool = pool(4096);
     let mut port = {
-        let _inside = rdk.enter().unwrap();
-        let mut p = Port::new(0, AfXdpDriver::new(&a, 2));
-        p.configure(&PortConfig::queues(2, 2)).unwrap();
-        for q in 0..2 {
-            p.rx_queue_setup(q, 256, &pool, &RxQueueConfig::default())
-                .unwrap();
-            p.tx_queue_setup(q, 256, &TxQueueConfig::default()).unwrap();
-        }
-        p.start().unwrap();
-        p
+        let _inside = lab.rdk.enter().unwrap();
+        let drv = AfXdpDriver::new(&lab.veth.a, 2);
+        try_started_with(drv, &pool, 256, &PortConfig::queues(2, 2)).unwrap()
     };
     for sport in 30000..30040u16 {
-        peer.exec(&[
-            "python3",
-            "-c",
-            PY_UDP_SEND,
-            "10.79.0.2",
-            "9999",
-            &hex(&sport.to_be_bytes()),
-            &sport.to_string(),
-        ])
-        .unwrap();
+        lab.0
+            .send_udp(&hex(&sport.to_be_bytes()), Some(sport))
+            .unwrap();
     }
     let frames = receive(&mut port, 40, Duration::from_secs(5));
     assert_each_flow_once(&frames, 9999, 30000..30040);
@@ -789,7 +660,6 @@ fn two_queues_one_socket_each() {
     drop(frames);
     port.close().unwrap();
     assert_pool_full(&pool);
-    let _ = rdk.exec(&["ip", "link", "del", &a]);
 }
 
 /// Capabilities are per thread on Linux: a thread that drops its effective set gets the
@@ -850,18 +720,12 @@ fn tx_checksum_offloads_are_completed_by_the_kernel_or_by_rdk() {
     for sw in [false, true] {
         let lab = Lab::new("axo");
         let pool = pool(1024);
+        let mut cfg = PortConfig::queues(1, 1);
+        cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
         let mut port = {
             let _inside = lab.rdk.enter().unwrap();
             let drv = AfXdpDriver::new(&lab.veth.a, 1).with_tx_sw_csum(sw);
-            let mut p = Port::new(0, drv);
-            let mut cfg = PortConfig::queues(1, 1);
-            cfg.tx_offloads = TxOffload::IPV4_CKSUM | TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-            p.configure(&cfg).unwrap();
-            p.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-                .unwrap();
-            p.tx_queue_setup(0, 512, &TxQueueConfig::default()).unwrap();
-            p.start().unwrap();
-            p
+            try_started_with(drv, &pool, 512, &cfg).unwrap()
         };
         assert_eq!(
             port.driver().tx_checksum_by_kernel(),
@@ -904,11 +768,7 @@ fn tx_checksum_report_follows_each_start() {
     for offloads in [TxOffload::UDP_CKSUM, TxOffload::empty()] {
         let mut cfg = PortConfig::queues(1, 1);
         cfg.tx_offloads = offloads;
-        port.configure(&cfg).unwrap();
-        port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-            .unwrap();
-        port.tx_queue_setup(0, 512, &TxQueueConfig::default())
-            .unwrap();
+        set_up(&mut port, &pool, 512, &cfg).unwrap();
         port.start().unwrap();
         let want = (!offloads.is_empty()).then_some(true);
         assert_eq!(

@@ -3,26 +3,25 @@
 //! as chains, link events, an interface deleted under the port, and errors.
 
 use rdk_core::ethdev::{
-    EthError, LinkStatus, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
+    EthError, Port, PortConfig, RxQueue, RxQueueConfig, TxQueue, TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig};
 use rdk_os_linux::LinuxOs;
 use rdk_pmd_tap::TapDriver;
-use rdk_tests::dpdk::{need_testpmd, Testpmd};
+use rdk_tests::dpdk::need_testpmd;
 use rdk_tests::frames::{
-    self, assert_each_flow_once, chain_of, flatten, ipv4_udp_frame, udp_payload, Peer,
-    PY_RAW_CAPTURE, PY_UDP_RECV, PY_UDP_SEND,
+    self, assert_each_flow_once, chain_of, flatten, ipv4_udp_frame, mbuf_of, udp_payload, Peer,
+    PY_UDP_RECV, PY_UDP_SEND,
 };
 use rdk_tests::lab::{
-    hex, iface_mac, tcp_segmentation_is_done_by_the_kernel, tx_checksum_offloads_are_completed,
-    FarSide,
+    hex, iface_mac, link_flap, raw_test_frame, tcp_segmentation_is_done_by_the_kernel,
+    testpmd_exchange, tx_checksum_offloads_are_completed, FarSide, PeerReceivers,
 };
 use rdk_tests::netns::{need_netns, unique_name, without_capabilities, Netns, Veth};
 use rdk_tests::port::{
-    assert_tx_drop_reason_follows_errors, await_link, sleepy_receive, try_started,
-    try_started_with, xstat,
+    assert_tx_drop_reason_follows_errors, set_up, sleepy_receive, try_started, try_started_with,
+    xstat,
 };
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const RDK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -31,6 +30,12 @@ const KERNEL_IP: [u8; 4] = [10, 77, 0, 1];
 
 fn pool(n: usize) -> PktMbufPool {
     PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("tap", n)).unwrap()
+}
+
+/// A broadcast IPv4/UDP frame from rdk (port 5555) to the kernel side's port 7777 carrying
+/// `payload`, with correct checksums.
+fn to_kernel(payload: &[u8]) -> Vec<u8> {
+    ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, payload)
 }
 
 /// A TAP port created inside `ns`, queues set up, not started.
@@ -46,12 +51,7 @@ fn tap_port_raw(
         let mut p = Port::new(0, TapDriver::new(&iface));
         let mut cfg = PortConfig::queues(queues, queues);
         cfg.mtu = mtu;
-        p.configure(&cfg).unwrap();
-        for q in 0..queues {
-            p.rx_queue_setup(q, 512, pool, &RxQueueConfig::default())
-                .unwrap();
-            p.tx_queue_setup(q, 512, &TxQueueConfig::default()).unwrap();
-        }
+        set_up(&mut p, pool, 512, &cfg).unwrap();
         p
     };
     assert!(port.driver().created(), "rdk created {iface}");
@@ -160,11 +160,6 @@ fn kernel_sends(ns: &Netns, payload: &[u8], sport: Option<u16>) {
     ns.exec(&cmd).unwrap();
 }
 
-/// Polls every receive queue until `want` frames arrived or 5 s passed.
-fn receive(port: &mut Port<TapDriver>, want: usize) -> Vec<Mbuf> {
-    frames::receive(port, want, Duration::from_secs(5))
-}
-
 /// Polls until `want` IPv4/UDP frames to `dport` (whatever their checksums) arrived, then
 /// 200 ms more for any extra, or 5 s in all; every frame received, in order.
 fn receive_udp(port: &mut Port<TapDriver>, dport: u16, want: usize) -> Vec<Mbuf> {
@@ -226,50 +221,14 @@ fn rdk_frames_reach_the_kernel_byte_exact() {
     let ns = Netns::new("tapt").unwrap();
     let pool = pool(1024);
     let (mut port, iface) = tap_port(&ns, &pool, 1, None);
-    let rx0 = ns.counter(&iface, "rx_packets").unwrap();
     // A capture of ethertype 0x88b5 and a UDP socket, both started before rdk sends.
-    let cap = Peer::start({
-        let mut c = ns.command("python3");
-        c.args(["-c", PY_RAW_CAPTURE, &iface, "3", "5"]);
-        c
-    });
-    let udp = Peer::start({
-        let mut c = ns.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5"]);
-        c
-    });
-    let mut sent = Vec::new();
-    let mut burst: Vec<Option<Mbuf>> = Vec::new();
-    for i in 0..3u8 {
-        let mut f = vec![0xffu8; 6];
-        f.extend_from_slice(&RDK_MAC);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.extend((0..60 + i as usize * 100).map(|b| (b as u8).wrapping_mul(7) ^ i));
-        let mut m = pool.alloc().unwrap();
-        m.append(f.len() as u16).unwrap().copy_from_slice(&f);
-        burst.push(Some(m));
-        sent.push(f);
-    }
-    let dgram: Vec<u8> = b"hello from rdk over tap".to_vec();
-    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &dgram);
-    let mut m = pool.alloc().unwrap();
-    m.append(f.len() as u16).unwrap().copy_from_slice(&f);
-    burst.push(Some(m));
+    let receivers = PeerReceivers::start(&ns, &iface, "10.77.0.1", 3);
+    let sent: Vec<Vec<u8>> = (0..3u8).map(|i| raw_test_frame(RDK_MAC, i)).collect();
+    let mut burst: Vec<Option<Mbuf>> = sent.iter().map(|f| Some(mbuf_of(&pool, f))).collect();
+    burst.push(Some(mbuf_of(&pool, &to_kernel(b"hello from rdk over tap"))));
     let q = port.queues().unwrap();
     assert_eq!(q.tx[0].tx_burst(&mut burst), 4);
-    let captured: Vec<Vec<u8>> = cap
-        .finish()
-        .iter()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
-    assert_eq!(captured, sent, "captured byte-exact, in order");
-    assert_eq!(udp.finish(), ["hello from rdk over tap"]);
-    assert!(ns.counter(&iface, "rx_packets").unwrap() >= rx0 + 4);
+    assert!(receivers.finish(&sent, "hello from rdk over tap") >= 4);
     assert_eq!(port.stats().opackets, 4);
     port.stop().unwrap();
     port.close().unwrap();
@@ -309,7 +268,7 @@ fn jumbo_frames_as_chains_both_ways() {
     let (mut port, _iface) = tap_port(&ns, &pool, 1, Some(9000));
     let big: Vec<u8> = (0..8000u32).map(|i| (i * 31 % 251) as u8).collect();
     kernel_sends(&ns, &big, None);
-    let frames = receive(&mut port, 1);
+    let frames = frames::receive(&mut port, 1, Duration::from_secs(5));
     let m = frames
         .iter()
         .find(|m| udp_payload(&flatten(m), 9999).is_some())
@@ -318,25 +277,13 @@ fn jumbo_frames_as_chains_both_ways() {
     assert_eq!(udp_payload(&flatten(m), 9999).unwrap(), big);
     drop(frames);
     // rdk → kernel: the same size, sent as a chain of 2 KiB segments.
-    let udp = Peer::start({
-        let mut c = ns.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"]);
-        c
-    });
-    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
+    let udp = Peer::python(&ns, PY_UDP_RECV, &["10.77.0.1", "7777", "5", "hex"]);
+    let f = to_kernel(&big);
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
     assert_eq!(udp.finish(), vec![hex(&big)]);
     // Too big for the MTU: dropped and counted, not sent.
-    let huge = ipv4_udp_frame(
-        RDK_MAC,
-        [0xff; 6],
-        RDK_IP,
-        KERNEL_IP,
-        5555,
-        7777,
-        &vec![0u8; 9100],
-    );
+    let huge = to_kernel(&vec![0u8; 9100]);
     let mut burst = [Some(chain_of(&pool, &huge, 2000))];
     assert_eq!(
         port.queues().unwrap().tx[0].tx_burst(&mut burst),
@@ -363,16 +310,7 @@ fn link_events_and_a_vanishing_interface() {
     let ns = Netns::new("tapl").unwrap();
     let pool = pool(512);
     let (mut port, iface) = tap_port(&ns, &pool, 1, None);
-    let events: Arc<Mutex<Vec<LinkStatus>>> = Arc::default();
-    let ev = events.clone();
-    port.on_link_change(Box::new(move |_, l| ev.lock().unwrap().push(l)));
-    await_link(&mut port, true);
-    ns.exec(&["ip", "link", "set", &iface, "down"]).unwrap();
-    await_link(&mut port, false);
-    ns.exec(&["ip", "link", "set", &iface, "up"]).unwrap();
-    await_link(&mut port, true);
-    let seen: Vec<bool> = events.lock().unwrap().iter().map(|l| l.up).collect();
-    assert_eq!(seen, [false, true], "one callback per change");
+    link_flap(&mut port, &ns, &iface);
     // Deleted under the port.
     ns.exec(&["ip", "link", "del", &iface]).unwrap();
     let mut burst: [Option<Mbuf>; 8] = Default::default();
@@ -424,63 +362,8 @@ fn dpdk_testpmd_generates_and_receives_exact_counts() {
     ])
     .unwrap();
     port.start().unwrap();
-    let mut pmd = Testpmd::start(&ns, &format!("net_af_packet0,iface={iface}"), "0-1");
-    // Generator: 4 bursts of 32 in io mode, nothing else to forward.
-    pmd.cmd("set fwd io");
-    pmd.cmd("start tx_first 4");
-    let frames = receive(&mut port, 128);
-    std::thread::sleep(Duration::from_millis(200));
-    let (_, sent) = pmd.stop_counts();
-    let mut more: [Option<Mbuf>; 32] = Default::default();
-    let extra = port.queues().unwrap().rx[0].rx_burst(&mut more);
-    assert_eq!(sent, 128, "testpmd log:\n{}", pmd.log());
-    assert_eq!(
-        frames.len() + extra,
-        128,
-        "rdk received exactly what DPDK sent"
-    );
-    assert!(
-        frames.iter().all(|m| flatten(m)[12..14] == [0x08, 0x00]),
-        "testpmd's IPv4/UDP frames"
-    );
-    drop(frames);
-    drop(more);
-    // Receiver: rdk sends 500 frames, testpmd counts them.
-    pmd.cmd("set fwd rxonly");
-    // testpmd drains its receive queues when forwarding starts: send only after that.
-    pmd.start_forwarding();
-    let mut sent_by_rdk = 0;
-    while sent_by_rdk < 500 {
-        let mut burst: Vec<Option<Mbuf>> = (0..50)
-            .map(|i| {
-                let f = ipv4_udp_frame(
-                    RDK_MAC,
-                    [0xff; 6],
-                    RDK_IP,
-                    KERNEL_IP,
-                    5555,
-                    7777,
-                    &[i as u8; 18],
-                );
-                let mut m = pool.alloc().unwrap();
-                m.append(f.len() as u16).unwrap().copy_from_slice(&f);
-                Some(m)
-            })
-            .collect();
-        let n = port.queues().unwrap().tx[0].tx_burst(&mut burst);
-        sent_by_rdk += n;
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (received, _) = pmd.stop_counts();
-    assert_eq!(
-        received,
-        500,
-        "DPDK received exactly what rdk sent; log:\n{}",
-        pmd.log()
-    );
+    testpmd_exchange(&ns, &iface, &mut port, &pool, |i| to_kernel(&[i; 18]));
     assert_eq!(port.stats().opackets, 500);
-    drop(pmd);
     port.close().unwrap();
     assert_eq!(pool.available(), pool.size());
 }
@@ -747,12 +630,8 @@ fn set_mtu_on_a_started_port_reaches_its_queues() {
     let too_big = |p: &Port<TapDriver>| xstat(p, "tx_frames_too_big");
     // rdk → kernel: 5000 bytes, past the old MTU, within the new one.
     let big: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
-    let udp = Peer::start({
-        let mut c = ns.command("python3");
-        c.args(["-c", PY_UDP_RECV, "10.77.0.1", "7777", "5", "hex"]);
-        c
-    });
-    let f = ipv4_udp_frame(RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &big);
+    let udp = Peer::python(&ns, PY_UDP_RECV, &["10.77.0.1", "7777", "5", "hex"]);
+    let f = to_kernel(&big);
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
     assert_eq!(too_big(&port), Some(0), "within the new MTU: sent");
@@ -769,9 +648,7 @@ fn set_mtu_on_a_started_port_reaches_its_queues() {
     drop(frames);
     // Lowered: a frame longer than the new MTU is refused and counted.
     port.set_mtu(1000).unwrap();
-    let f = ipv4_udp_frame(
-        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1400],
-    );
+    let f = to_kernel(&[7; 1400]);
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);
     assert_eq!(too_big(&port), Some(1), "past the new MTU: refused");
@@ -789,9 +666,7 @@ fn reconfigure_starts_the_drop_reasons_afresh() {
     let ns = Netns::new("tapr").unwrap();
     let pool = pool(512);
     let (mut port, _iface) = tap_port(&ns, &pool, 2, None);
-    let f = ipv4_udp_frame(
-        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1600],
-    );
+    let f = to_kernel(&[7; 1600]);
     let mut burst = [Some(chain_of(&pool, &f, 2000))];
     assert_eq!(port.queues().unwrap().tx[1].tx_burst(&mut burst), 1);
     assert_eq!(xstat(&port, "tx_errors"), Some(1));
@@ -799,11 +674,7 @@ fn reconfigure_starts_the_drop_reasons_afresh() {
     port.stop().unwrap();
     {
         let _inside = ns.enter().unwrap();
-        port.configure(&PortConfig::queues(1, 1)).unwrap();
-        port.rx_queue_setup(0, 512, &pool, &RxQueueConfig::default())
-            .unwrap();
-        port.tx_queue_setup(0, 512, &TxQueueConfig::default())
-            .unwrap();
+        set_up(&mut port, &pool, 512, &PortConfig::queues(1, 1)).unwrap();
     }
     assert_eq!(xstat(&port, "tx_errors"), Some(0));
     assert_eq!(
@@ -833,9 +704,7 @@ fn drop_reasons_follow_the_counters_they_break_down() {
     let ns = Netns::new("tapk").unwrap();
     let pool = pool(512);
     let (mut port, _iface) = tap_port(&ns, &pool, 1, None);
-    let f = ipv4_udp_frame(
-        RDK_MAC, [0xff; 6], RDK_IP, KERNEL_IP, 5555, 7777, &[7; 1600],
-    );
+    let f = to_kernel(&[7; 1600]);
     assert_tx_drop_reason_follows_errors(&mut port, &pool, 512, "tx_frames_too_big", |port| {
         let mut burst = [Some(chain_of(&pool, &f, 2000))];
         assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut burst), 1);

@@ -344,18 +344,28 @@ mod tests {
         Instant::now() + Duration::from_secs(2)
     }
 
+    /// A header of `request` with flags 1 (version 1) and `size` payload bytes.
+    fn header(request: u32, size: u32) -> Header {
+        Header {
+            request,
+            flags: 1,
+            size,
+        }
+    }
+
+    /// Sends a header of request 12 with `payload` from `a` to `b` over a new pair, two
+    /// eventfds attached; returns the pair and the eventfds.
+    fn send_two_eventfds(payload: &[u8]) -> (Connection, Connection, Header, [EventFd; 2]) {
+        let (a, b) = pair();
+        let e = [EventFd::new().unwrap(), EventFd::new().unwrap()];
+        let h = header(12, payload.len() as u32);
+        a.send(h, payload, &[e[0].as_fd(), e[1].as_fd()]).unwrap();
+        (a, b, h, e)
+    }
+
     #[test]
     fn a_message_and_its_descriptors_arrive_together() {
-        let (a, b) = pair();
-        let e1 = EventFd::new().unwrap();
-        let e2 = EventFd::new().unwrap();
-        let h = Header {
-            request: 12,
-            flags: 1,
-            size: 8,
-        };
-        a.send(h, &7u64.to_ne_bytes(), &[e1.as_fd(), e2.as_fd()])
-            .unwrap();
+        let (_a, b, h, [e1, _e2]) = send_two_eventfds(&7u64.to_ne_bytes());
         let mut fds = Vec::new();
         assert_eq!(b.recv_header(soon(), &mut fds).unwrap(), h);
         assert_eq!(fds.len(), 2, "descriptors come with the header");
@@ -373,15 +383,7 @@ mod tests {
     /// `MSG_CTRUNC`: the ones it installed are adopted (and so closed), not leaked.
     #[test]
     fn descriptors_installed_before_a_truncation_are_not_leaked() {
-        let (a, b) = pair();
-        let e1 = EventFd::new().unwrap();
-        let e2 = EventFd::new().unwrap();
-        let h = Header {
-            request: 12,
-            flags: 1,
-            size: 0,
-        };
-        a.send(h, &[], &[e1.as_fd(), e2.as_fd()]).unwrap();
+        let (_a, b, _, _e) = send_two_eventfds(&[]);
         // The limit is per process: lower it in a child, which reports by exit code only.
         // SAFETY: the child runs only this thread; it calls no locks that another thread of
         // the parent may have held (glibc resets malloc's at fork) and leaves with _exit.
@@ -467,16 +469,7 @@ mod tests {
         assert_eq!(e, RecvError::Timeout);
         assert!(start.elapsed() >= Duration::from_millis(50));
         assert_eq!(b.peer_state().unwrap(), PeerState::Quiet);
-        a.send(
-            Header {
-                request: 1,
-                flags: 1,
-                size: 0,
-            },
-            &[],
-            &[],
-        )
-        .unwrap();
+        a.send(header(1, 0), &[], &[]).unwrap();
         assert_eq!(b.peer_state().unwrap(), PeerState::Unsolicited);
         b.recv_header(soon(), &mut fds).unwrap();
         // Half a header, then gone.
@@ -488,15 +481,7 @@ mod tests {
             RecvError::Closed { got: 3 }
         );
         assert_eq!(
-            b.send(
-                Header {
-                    request: 1,
-                    flags: 1,
-                    size: 0
-                },
-                &[],
-                &[]
-            ),
+            b.send(header(1, 0), &[], &[]),
             Err(SendError::Closed),
             "EPIPE, not SIGPIPE"
         );

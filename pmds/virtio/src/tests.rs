@@ -7,7 +7,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use rdk_core::ethdev::{
-    EthError, Port, PortConfig, RxOffload, RxQueue, RxQueueConfig, TxOffload, TxQueue,
+    Driver, EthError, Port, PortConfig, RxOffload, RxQueue, RxQueueConfig, TxOffload, TxQueue,
     TxQueueConfig,
 };
 use rdk_core::mbuf::{Mbuf, PktMbufPool, PktMbufPoolConfig, RxCksum};
@@ -33,21 +33,44 @@ fn split_only() -> Features {
     SUPPORTED - Features::RING_PACKED
 }
 
+/// The driver over `transport`, in `os`, accepting `want`.
+fn driver_over<T: Transport>(transport: T, os: &MockOs, want: Features) -> VirtioNet<T, MockOs> {
+    let cfg = VirtioNetConfig {
+        features: want,
+        ..Default::default()
+    };
+    VirtioNet::new(transport, os.clone(), cfg).unwrap()
+}
+
 /// A port (not configured) over a new mock device of `os`, accepting `want`.
 fn mock_port(os: &MockOs, dcfg: NetDevConfig, want: Features) -> (Port<Drv>, MockVirtioNet) {
     let (pci, dev) = MockVirtioNet::new(os, dcfg);
-    let drv = VirtioNet::new(
-        PciTransport::new(pci).unwrap(),
-        os.clone(),
-        VirtioNetConfig {
-            features: want,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let drv = driver_over(PciTransport::new(pci).unwrap(), os, want);
     (Port::new(0, drv), dev)
 }
 
+/// Configures `port` with one queue pair of `ring` descriptors each, receiving into `pool`
+/// (the default receive queue configuration) and transmitting as `txq` says, and starts it.
+fn start_one_pair<D: Driver>(
+    port: &mut Port<D>,
+    pool: &PktMbufPool,
+    ring: u16,
+    txq: &TxQueueConfig,
+) {
+    port.configure(&PortConfig::queues(1, 1)).unwrap();
+    port.rx_queue_setup(0, ring, pool, &RxQueueConfig::default())
+        .unwrap();
+    port.tx_queue_setup(0, ring, txq).unwrap();
+    port.start().unwrap();
+}
+
+/// [`rig_with`] with buffers of the default data room.
+fn rig_on(dcfg: NetDevConfig, want: Features, pcfg: PortConfig) -> Rig {
+    rig_with(dcfg, want, pcfg, rdk_core::mbuf::DEFAULT_DATA_ROOM)
+}
+
+/// A started port over a new device of `dcfg` accepting `want`, configured with `pcfg`, each
+/// queue 256 descriptors, receiving into a pool of 2048 mbufs of `data_room` bytes.
 fn rig_with(dcfg: NetDevConfig, want: Features, pcfg: PortConfig, data_room: u16) -> Rig {
     let os = MockOs::new();
     let (mut port, dev) = mock_port(&os, dcfg, want);
@@ -73,12 +96,7 @@ fn rig_with(dcfg: NetDevConfig, want: Features, pcfg: PortConfig, data_room: u16
 }
 
 fn rig(want: Features) -> Rig {
-    rig_with(
-        NetDevConfig::default(),
-        want,
-        PortConfig::queues(1, 1),
-        rdk_core::mbuf::DEFAULT_DATA_ROOM,
-    )
+    rig_on(NetDevConfig::default(), want, PortConfig::queues(1, 1))
 }
 
 impl Rig {
@@ -145,12 +163,7 @@ fn traffic_both_ways(want: Features) {
 
 fn traffic_both_ways_on(dcfg: NetDevConfig, want: Features) {
     let dcfg_in_order = dcfg.features.contains(Features::IN_ORDER);
-    let mut r = rig_with(
-        dcfg,
-        want,
-        PortConfig::queues(1, 1),
-        rdk_core::mbuf::DEFAULT_DATA_ROOM,
-    );
+    let mut r = rig_on(dcfg, want, PortConfig::queues(1, 1));
     assert_eq!(
         r.dev.driver_features().contains(Features::RING_PACKED),
         want.contains(Features::RING_PACKED)
@@ -343,12 +356,7 @@ fn rx_checksum_flags_only_when_the_port_asks() {
             if ask {
                 pcfg.rx_offloads = RxOffload::UDP_CKSUM;
             }
-            let mut r = rig_with(
-                NetDevConfig::default(),
-                want,
-                pcfg,
-                rdk_core::mbuf::DEFAULT_DATA_ROOM,
-            );
+            let mut r = rig_on(NetDevConfig::default(), want, pcfg);
             assert_eq!(
                 r.dev.driver_features().contains(Features::NET_GUEST_CSUM),
                 ask,
@@ -391,12 +399,7 @@ fn a_pool_smaller_than_the_ring_keeps_receiving_as_mbufs_come_back() {
         let os = MockOs::new();
         let (mut port, dev) = mock_port(&os, NetDevConfig::default(), want);
         let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("few", 48)).unwrap();
-        port.configure(&PortConfig::queues(1, 1)).unwrap();
-        port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
-            .unwrap();
-        port.tx_queue_setup(0, 256, &TxQueueConfig::default())
-            .unwrap();
-        port.start().unwrap();
+        start_one_pair(&mut port, &pool, 256, &TxQueueConfig::default());
         assert_eq!(pool.available(), 0, "the ring took all 48");
         for i in 0..300 {
             dev.deliver(0, &frame(i, 64), RxCsum::None);
@@ -428,25 +431,10 @@ fn scattered_iova_pages_are_translated_page_by_page() {
             .page_size(64 << 10)
             .iova_layout(rdk_os_mock::IovaLayout::Scattered)
             .build();
-        let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+        let (mut port, dev) = mock_port(&os, NetDevConfig::default(), want);
         let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("scat", 512)).unwrap();
-        let drv = VirtioNet::new(
-            PciTransport::new(pci).unwrap(),
-            os.clone(),
-            VirtioNetConfig {
-                features: want,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut port = Port::new(0, drv);
-        port.configure(&PortConfig::queues(1, 1)).unwrap();
         // Each ring fits in one page, so it can be IOVA-contiguous.
-        port.rx_queue_setup(0, 64, &pool, &RxQueueConfig::default())
-            .unwrap();
-        port.tx_queue_setup(0, 64, &TxQueueConfig::default())
-            .unwrap();
-        port.start().unwrap();
+        start_one_pair(&mut port, &pool, 64, &TxQueueConfig::default());
         for i in 0..200 {
             dev.deliver(0, &frame(i, 60 + i * 7), RxCsum::None);
         }
@@ -479,20 +467,11 @@ fn scattered_iova_pages_are_translated_page_by_page() {
 #[test]
 fn without_mrg_rxbuf_small_buffers_are_refused_at_setup() {
     let os = MockOs::new();
-    let (pci, _dev) = MockVirtioNet::new(&os, NetDevConfig::default());
+    let want = SUPPORTED - Features::NET_MRG_RXBUF;
+    let (mut port, _dev) = mock_port(&os, NetDevConfig::default(), want);
     let mut pc = PktMbufPoolConfig::new("small", 64);
     pc.data_room = 512;
     let pool = PktMbufPool::create(&os, &pc).unwrap();
-    let drv = VirtioNet::new(
-        PciTransport::new(pci).unwrap(),
-        os.clone(),
-        VirtioNetConfig {
-            features: SUPPORTED - Features::NET_MRG_RXBUF,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut port = Port::new(0, drv);
     port.configure(&PortConfig::queues(1, 1)).unwrap();
     let e = port
         .rx_queue_setup(0, 64, &pool, &RxQueueConfig::default())
@@ -507,12 +486,7 @@ fn a_full_transmit_ring_pushes_back_and_completions_are_reclaimed_in_batches() {
             auto_tx: false,
             ..Default::default()
         };
-        let mut r = rig_with(
-            dcfg,
-            want,
-            PortConfig::queues(1, 1),
-            rdk_core::mbuf::DEFAULT_DATA_ROOM,
-        );
+        let mut r = rig_on(dcfg, want, PortConfig::queues(1, 1));
         let mut burst: Vec<Option<Mbuf>> = (0..300)
             .map(|i| Some(mbuf_of(&r.pool, &frame(i, 64))))
             .collect();
@@ -573,12 +547,7 @@ fn tx_checksum_requests_become_needs_csum_headers() {
     }
     let mut pcfg = PortConfig::queues(1, 1);
     pcfg.tx_offloads = TxOffload::UDP_CKSUM | TxOffload::TCP_CKSUM;
-    let mut r = rig_with(
-        NetDevConfig::default(),
-        split_only(),
-        pcfg,
-        rdk_core::mbuf::DEFAULT_DATA_ROOM,
-    );
+    let mut r = rig_on(NetDevConfig::default(), split_only(), pcfg);
     assert!(r.dev.driver_features().contains(Features::NET_CSUM));
     let mut udp = mbuf_of(&r.pool, &frame(5, 80));
     request(&mut udp, OlFlags::TX_UDP_CKSUM, 14);
@@ -653,15 +622,11 @@ fn csum_is_negotiated_only_when_a_port_or_queue_asks() {
     let os = MockOs::new();
     let (mut port, dev) = mock_port(&os, NetDevConfig::default(), split_only());
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet-q", 256)).unwrap();
-    port.configure(&PortConfig::queues(1, 1)).unwrap();
-    port.rx_queue_setup(0, 64, &pool, &RxQueueConfig::default())
-        .unwrap();
     let tcfg = TxQueueConfig {
         offloads: TxOffload::TCP_CKSUM,
         ..TxQueueConfig::default()
     };
-    port.tx_queue_setup(0, 64, &tcfg).unwrap();
-    port.start().unwrap();
+    start_one_pair(&mut port, &pool, 64, &tcfg);
     assert!(dev.driver_features().contains(Features::NET_CSUM));
     assert!(!dev.driver_features().contains(Features::NET_GUEST_CSUM));
     assert_eq!(port.driver().active_features(), dev.driver_features());
@@ -672,12 +637,7 @@ fn csum_is_negotiated_only_when_a_port_or_queue_asks() {
 #[test]
 fn control_queue_sets_modes_mac_and_queue_pairs() {
     for want in [split_only(), SUPPORTED] {
-        let mut r = rig_with(
-            NetDevConfig::default(),
-            want,
-            PortConfig::queues(3, 3),
-            rdk_core::mbuf::DEFAULT_DATA_ROOM,
-        );
+        let mut r = rig_on(NetDevConfig::default(), want, PortConfig::queues(3, 3));
         assert_eq!(r.dev.pairs(), 3);
         r.port.set_promiscuous(true).unwrap();
         r.port.set_allmulticast(true).unwrap();
@@ -779,14 +739,13 @@ fn xstat(r: &Rig, name: &str) -> u64 {
 
 /// A device with `auto_tx` off (transmitted chains stay outstanding until `process_tx`).
 fn held_tx_rig(want: Features) -> Rig {
-    rig_with(
+    rig_on(
         NetDevConfig {
             auto_tx: false,
             ..NetDevConfig::default()
         },
         want,
         PortConfig::queues(1, 1),
-        rdk_core::mbuf::DEFAULT_DATA_ROOM,
     )
 }
 
@@ -960,12 +919,7 @@ fn rx_interrupts_wake_the_waiter() {
     for want in [split_only(), SUPPORTED, split_only() - Features::EVENT_IDX] {
         let mut pc = PortConfig::queues(1, 1);
         pc.rx_interrupts = true;
-        let mut r = rig_with(
-            NetDevConfig::default(),
-            want,
-            pc,
-            rdk_core::mbuf::DEFAULT_DATA_ROOM,
-        );
+        let mut r = rig_on(NetDevConfig::default(), want, pc);
         let irq = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
         // A started queue polls: its interrupt is off until enabled.
         r.dev.deliver(0, &frame(0, 64), RxCsum::None);
@@ -998,12 +952,7 @@ fn rx_interrupts_wake_the_waiter() {
 #[test]
 fn a_recovery_waits_for_every_queue_and_replays_the_settings() {
     for want in [split_only(), SUPPORTED] {
-        let mut r = rig_with(
-            NetDevConfig::default(),
-            want,
-            PortConfig::queues(3, 3),
-            rdk_core::mbuf::DEFAULT_DATA_ROOM,
-        );
+        let mut r = rig_on(NetDevConfig::default(), want, PortConfig::queues(3, 3));
         r.port.set_allmulticast(true).unwrap();
         let mac = rdk_core::ethdev::MacAddr([0x02, 9, 8, 7, 6, 5]);
         r.port.set_mac_addr(mac).unwrap();
@@ -1058,12 +1007,7 @@ fn rx_interrupt_sleepers_are_woken_through_a_recovery() {
     for want in [split_only(), SUPPORTED] {
         let mut pc = PortConfig::queues(1, 1);
         pc.rx_interrupts = true;
-        let mut r = rig_with(
-            NetDevConfig::default(),
-            want,
-            pc,
-            rdk_core::mbuf::DEFAULT_DATA_ROOM,
-        );
+        let mut r = rig_on(NetDevConfig::default(), want, pc);
         let old = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
         r.port.queues().unwrap().rx[0].intr_enable().unwrap();
         assert_eq!(old.ack().unwrap(), 0, "asleep, nothing pending");
@@ -1116,12 +1060,7 @@ fn held_event_is_the_queues<E: EventNotifier>(r: &Rig, held: &E, now: &E, f: Vec
 fn rx_interrupt_events_survive_a_restart() {
     let mut pc = PortConfig::queues(1, 1);
     pc.rx_interrupts = true;
-    let mut r = rig_with(
-        NetDevConfig::default(),
-        SUPPORTED,
-        pc,
-        rdk_core::mbuf::DEFAULT_DATA_ROOM,
-    );
+    let mut r = rig_on(NetDevConfig::default(), SUPPORTED, pc);
     let before = r.port.queues().unwrap().rx[0].irq().unwrap().clone();
     let config = r.port.driver().config_irq().unwrap().clone();
     r.port.stop().unwrap();
@@ -1318,15 +1257,11 @@ fn tx_free_thresh_below_the_batch_does_not_stall_the_queue() {
     let os = MockOs::new();
     let (mut port, dev) = mock_port(&os, NetDevConfig::default(), split_only());
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
-    port.configure(&PortConfig::queues(1, 1)).unwrap();
-    port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
-        .unwrap();
     let tc = TxQueueConfig {
         free_thresh: 16,
         ..Default::default()
     };
-    port.tx_queue_setup(0, 256, &tc).unwrap();
-    port.start().unwrap();
+    start_one_pair(&mut port, &pool, 256, &tc);
     let mut sent = 0;
     for round in 0..40 {
         let mut b: [Option<Mbuf>; 20] =
@@ -1482,23 +1417,10 @@ fn recovery_does_not_free_buffers_when_the_reset_failed() {
     let os = MockOs::new();
     let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
     let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let drv = VirtioNet::new(
-        StuckReset(PciTransport::new(pci).unwrap(), stuck.clone()),
-        os.clone(),
-        VirtioNetConfig {
-            features: split_only(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut port = Port::new(0, drv);
+    let transport = StuckReset(PciTransport::new(pci).unwrap(), stuck.clone());
+    let mut port = Port::new(0, driver_over(transport, &os, split_only()));
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
-    port.configure(&PortConfig::queues(1, 1)).unwrap();
-    port.rx_queue_setup(0, 256, &pool, &RxQueueConfig::default())
-        .unwrap();
-    port.tx_queue_setup(0, 256, &TxQueueConfig::default())
-        .unwrap();
-    port.start().unwrap();
+    start_one_pair(&mut port, &pool, 256, &TxQueueConfig::default());
     let resets = dev.counters().resets;
     let posted = pool.size() - pool.available();
     assert!(posted >= 256, "rx buffers posted: {posted}");
