@@ -154,8 +154,8 @@ STARTED=()
 cleanup() {
 	local p
 	for p in "${STARTED[@]}"; do
-		# TERM: both programs stop on it (rdk-testpmd has no SIGINT handler, and a script's
-		# background jobs start with SIGINT ignored)
+		# TERM: both programs stop on it and print their summary (a script's background jobs
+		# start with SIGINT ignored, so INT would not reach them)
 		kill -0 "$p" 2>/dev/null && stop_pid "$p" TERM
 	done
 	huge_cleanup
