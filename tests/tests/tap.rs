@@ -489,7 +489,7 @@ fn tcp_segmentation_is_done_by_the_kernel_on_the_way_out() {
 }
 
 /// Checksum offload fixes the TAP's header mode when its queues open: asking for it only in
-/// a later configure is a typed error that says what to do.
+/// a later configure, or in a queue's setup, is a typed error that says what to do.
 #[test]
 fn checksum_offload_must_be_asked_for_at_the_first_configure() {
     use rdk_core::ethdev::TxOffload;
@@ -503,6 +503,12 @@ fn checksum_offload_must_be_asked_for_at_the_first_configure() {
     cfg.tx_offloads = TxOffload::UDP_CKSUM;
     let e = port.configure(&cfg).unwrap_err().to_string();
     assert!(e.contains("first configure"), "{e}");
+    // A configure the driver refused leaves the port to be configured again (as DPDK's
+    // rte_eth_dev_configure does); without the offload it takes.
+    {
+        let _inside = ns.enter().unwrap();
+        port.configure(&PortConfig::queues(1, 1)).unwrap();
+    }
     let q = TxQueueConfig {
         offloads: TxOffload::TCP_CKSUM,
         ..Default::default()
