@@ -457,22 +457,24 @@ impl<T: Transport, D: DmaAlloc + Send> VirtioNet<T, D> {
             })
     }
 
-    /// Queue size for `nb_desc`: the largest power of two not above it.
+    /// Queue size for `nb_desc`: the largest power of two not above it nor above the
+    /// device's maximum. That maximum need not be a power of two (a packed ring's may be any
+    /// size, virtio 1.2 §2.8), and our rings are: round it down rather than refuse the queue.
     fn queue_size(&self, queue: u16, nb_desc: u16) -> Result<u16, EthError> {
         let max = self
             .t
             .lock()
             .max_queue_size(queue)
             .map_err(|e| tr("queue setup", e))?;
-        let size = 1u16 << (15 - nb_desc.max(1).leading_zeros().min(15));
-        let size = size.min(max);
-        if size == 0 || !size.is_power_of_two() {
+        let cap = nb_desc.max(1).min(max);
+        if cap == 0 {
             return Err(device(
                 "queue setup",
                 "the device offers no usable queue size",
             ));
         }
-        Ok(size)
+        // cap >= 1, so at most 15 leading zeros: the highest set bit of cap.
+        Ok(1u16 << (15 - cap.leading_zeros()))
     }
 
     /// Resets the device and negotiates the features of the last configuration: the same

@@ -1350,10 +1350,12 @@ fn ctrl_nonsense_answer_leaves_the_command_in_flight_but_commands_go_on() {
     );
 }
 
-/// A transport whose reset can be made to time out (a hung device that never reads back 0).
+/// A transport whose reset can be made to time out (a hung device that never reads back 0),
+/// and that can report another maximum size for one queue (queue, size).
 struct StuckReset(
     PciTransport<MockPciDevice>,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Option<(u16, u16)>,
 );
 
 impl Transport for StuckReset {
@@ -1381,7 +1383,10 @@ impl Transport for StuckReset {
         self.0.num_queues()
     }
     fn max_queue_size(&mut self, q: u16) -> Result<u16, TransportError> {
-        self.0.max_queue_size(q)
+        match self.2 {
+            Some((queue, max)) if queue == q => Ok(max),
+            _ => self.0.max_queue_size(q),
+        }
     }
     fn setup_interrupts(
         &mut self,
@@ -1417,7 +1422,7 @@ fn recovery_does_not_free_buffers_when_the_reset_failed() {
     let os = MockOs::new();
     let (pci, dev) = MockVirtioNet::new(&os, NetDevConfig::default());
     let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let transport = StuckReset(PciTransport::new(pci).unwrap(), stuck.clone());
+    let transport = StuckReset(PciTransport::new(pci).unwrap(), stuck.clone(), None);
     let mut port = Port::new(0, driver_over(transport, &os, split_only()));
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
     start_one_pair(&mut port, &pool, 256, &TxQueueConfig::default());
@@ -1441,4 +1446,35 @@ fn recovery_does_not_free_buffers_when_the_reset_failed() {
         "the rx queue freed {posted} buffers the un-reset device still owns"
     );
     stuck.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Queues may differ in their maximum size (QEMU's `rx_queue_size` and `tx_queue_size`), and a
+/// maximum need not be a power of two (a packed ring's may be any size, virtio 1.2 §2.8). The
+/// port allows descriptor counts up to queue 0's maximum; a queue with a smaller, odd maximum
+/// gets the largest power of two below it instead of failing its setup.
+#[test]
+fn a_queue_whose_max_size_is_not_a_power_of_two_gets_the_next_one_below() {
+    for want in [SUPPORTED, split_only()] {
+        let os = MockOs::new();
+        let dcfg = NetDevConfig {
+            max_queue_size: 1024,
+            ..Default::default()
+        };
+        let (pci, dev) = MockVirtioNet::new(&os, dcfg);
+        let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Queue 1 (the first transmit queue) says 1000.
+        let transport = StuckReset(PciTransport::new(pci).unwrap(), stuck, Some((1, 1000)));
+        let mut port = Port::new(0, driver_over(transport, &os, want));
+        let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("vnet", 2048)).unwrap();
+        start_one_pair(&mut port, &pool, 1024, &TxQueueConfig::default());
+        assert_eq!(dev.queue(0), Some((1024, true)), "rx ring");
+        assert_eq!(dev.queue(1), Some((512, true)), "tx ring");
+        let mut b = [Some(mbuf_of(&pool, &frame(1, 80)))];
+        assert_eq!(port.queues().unwrap().tx[0].tx_burst(&mut b), 1);
+        assert_eq!(dev.take_sent().len(), 1);
+        port.close().unwrap();
+        drop(port);
+        assert_eq!(pool.available(), pool.size(), "pool full again");
+        os.device_memory().assert_no_faults();
+    }
 }
