@@ -230,18 +230,21 @@ impl<C: Clock> Poller<C> {
         self.tx.len()
     }
 
-    /// Takes datagrams off the sockets' transmit rings, a burst each, while the stack's
-    /// transmit backlog has room: a port that cannot keep up pushes back onto the rings (and
-    /// so onto blocking senders) instead of dropping.
+    /// Takes datagrams off the sockets' transmit rings, up to a burst each, as many as the
+    /// stack's transmit backlog has room for (each makes at most one frame there): a port
+    /// that cannot keep up pushes back onto the rings (and so onto blocking senders) instead
+    /// of dropping.
     #[inline]
     fn collect(&mut self) {
         let Self { stack, tx, .. } = self;
         for (id, ring) in tx.iter_mut() {
-            if stack.backlog_room() < BURST {
+            // A backlog shorter than a burst still gets its fill.
+            let room = stack.backlog_room().min(BURST);
+            if room == 0 {
                 return;
             }
             let mut burst: [Option<Mbuf>; BURST] = Default::default();
-            let n = ring.dequeue_burst(&mut burst);
+            let n = ring.dequeue_burst(&mut burst[..room]);
             for m in burst[..n].iter_mut().filter_map(Option::take) {
                 let dst = super::peer(&m);
                 if stack.send_mbuf(*id, m, dst).is_err() {
