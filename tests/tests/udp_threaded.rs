@@ -673,3 +673,43 @@ fn a_transmit_backlog_shorter_than_a_burst_still_sends() {
     drop(s);
     st.finish();
 }
+
+/// When the backlog has room for one burst per poll, sockets take turns: one busy socket does
+/// not keep another's datagrams waiting until it has nothing left to send.
+#[test]
+fn sockets_take_turns_when_the_backlog_is_the_bottleneck() {
+    let limits = StackLimits {
+        tx_backlog: 32,
+        ..StackLimits::default()
+    };
+    let mut st = Stepped::new(limits, 1023);
+    let mut busy = st.socket(5001);
+    let mut quiet = st.socket(5002);
+    st.sent_from();
+    for _ in 0..300 {
+        busy.send_to(b"busy", BCAST).unwrap();
+    }
+    quiet.send_to(b"quiet", BCAST).unwrap();
+    let mut seen = Vec::new();
+    for polls in 1..=2 {
+        st.poll();
+        seen.extend(st.sent_from());
+        if seen.contains(&5002) {
+            break;
+        }
+        assert!(
+            polls < 2,
+            "the quiet socket's datagram waited {polls} polls behind the busy one"
+        );
+    }
+    // The rest of the busy socket's datagrams follow, none lost.
+    for _ in 0..20 {
+        st.poll();
+        seen.extend(st.sent_from());
+    }
+    assert_eq!(seen.iter().filter(|&&p| p == 5001).count(), 300);
+    assert_eq!(seen.iter().filter(|&&p| p == 5002).count(), 1);
+    assert_eq!(st.poller.stack().stats(), DropStats::default());
+    drop((busy, quiet));
+    st.finish();
+}
