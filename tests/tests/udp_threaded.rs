@@ -11,8 +11,8 @@ use rdk_core::mbuf::{PktMbufPool, PktMbufPoolConfig};
 use rdk_core::os::{EventNotifier, Events};
 use rdk_core::udp::threaded::EventFactory;
 use rdk_core::udp::{
-    threaded, DropStats, IfaceConfig, ServiceConfig, SocketOptions, Stack, StackLimits, UdpError,
-    UdpService,
+    threaded, DropStats, IfaceConfig, Poller, ServiceConfig, SocketOptions, Stack, StackLimits,
+    UdpError, UdpService, UdpSocket,
 };
 use rdk_os_linux::{LinuxClock, LinuxOs};
 use rdk_pmd_ring::RingDriver;
@@ -570,4 +570,146 @@ fn a_threaded_socket_gets_a_datagram_trimmed_to_its_udp_length() {
     assert_eq!(h.join().unwrap(), DropStats::default());
     drop((pa, service));
     assert_eq!(pool.available(), 256, "an mbuf was lost");
+}
+
+/// A poller the test thread drives itself, one `poll` at a time, over a `net_ring` pair whose
+/// far end (`b`) the test reads; the tx ring from `a` to `b` holds `ring` frames.
+struct Stepped {
+    poller: Poller<LinuxClock>,
+    service: UdpService,
+    a: Port<RingDriver>,
+    b: Port<RingDriver>,
+    pool: PktMbufPool,
+}
+
+impl Stepped {
+    fn new(limits: StackLimits, ring: usize) -> Stepped {
+        let pool =
+            PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("udps", POOL)).unwrap();
+        let (da, db) = RingDriver::pair_with("a", "b", 1, ring).unwrap();
+        let (a, b) = (started(da, &pool), started(db, &pool));
+        let app = Stack::new(cfg(1, IP_APP), limits, pool.clone(), LinuxClock::new()).unwrap();
+        let (poller, service) = threaded(app, ServiceConfig::default()).unwrap();
+        Stepped {
+            poller,
+            service,
+            a,
+            b,
+            pool,
+        }
+    }
+
+    fn poll(&mut self) {
+        let q = self.a.queues().unwrap();
+        self.poller.poll(&mut q.rx[0], &mut q.tx[0]);
+    }
+
+    /// A non-blocking socket bound to `port`: opened on a helper thread (a control call waits
+    /// for the poller), while this thread polls until the helper is done.
+    fn socket(&mut self, port: u16) -> UdpSocket {
+        let svc = self.service.clone();
+        let h = thread::spawn(move || {
+            let mut s = svc.socket().unwrap();
+            s.bind(SocketAddrV4::new(IP_APP, port)).unwrap();
+            s.set_nonblocking(true);
+            s
+        });
+        while !h.is_finished() {
+            self.poll();
+            thread::yield_now();
+        }
+        h.join().unwrap()
+    }
+
+    /// The source ports of the UDP frames that reached the far end since the last call.
+    fn sent_from(&mut self) -> Vec<u16> {
+        use rdk_core::ethdev::RxQueue;
+        let mut ports = Vec::new();
+        let q = self.b.queues().unwrap();
+        loop {
+            let mut burst: [Option<rdk_core::mbuf::Mbuf>; 32] = Default::default();
+            let n = q.rx[0].rx_burst(&mut burst);
+            for m in burst[..n].iter().flatten() {
+                let d = m.data();
+                if d.len() >= 42 && d[12..14] == [0x08, 0x00] && d[23] == 17 {
+                    ports.push(u16::from_be_bytes([d[34], d[35]]));
+                }
+            }
+            if n == 0 {
+                return ports;
+            }
+        }
+    }
+
+    fn finish(self) {
+        let pool = self.pool.clone();
+        drop(self);
+        assert_eq!(pool.available(), POOL, "an mbuf was lost");
+    }
+}
+
+/// The broadcast address of the application's /24: a destination that needs no ARP.
+const BCAST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 7, 0, 255), 9);
+
+/// A stack whose transmit backlog is shorter than the poller's burst still sends what its
+/// sockets hand over: the poller takes as many as the backlog has room for.
+#[test]
+fn a_transmit_backlog_shorter_than_a_burst_still_sends() {
+    let limits = StackLimits {
+        tx_backlog: 16,
+        ..StackLimits::default()
+    };
+    let mut st = Stepped::new(limits, 1023);
+    let mut s = st.socket(5001);
+    st.sent_from();
+    for _ in 0..20 {
+        s.send_to(b"x", BCAST).unwrap();
+    }
+    st.poll();
+    assert_eq!(st.sent_from().len(), 16, "one backlog's worth per poll");
+    st.poll();
+    assert_eq!(st.sent_from().len(), 4);
+    assert_eq!(st.poller.stack().stats(), DropStats::default());
+    drop(s);
+    st.finish();
+}
+
+/// When the backlog has room for one burst per poll, sockets take turns: one busy socket does
+/// not keep another's datagrams waiting until it has nothing left to send.
+#[test]
+fn sockets_take_turns_when_the_backlog_is_the_bottleneck() {
+    let limits = StackLimits {
+        tx_backlog: 32,
+        ..StackLimits::default()
+    };
+    let mut st = Stepped::new(limits, 1023);
+    let mut busy = st.socket(5001);
+    let mut quiet = st.socket(5002);
+    st.sent_from();
+    for _ in 0..300 {
+        busy.send_to(b"busy", BCAST).unwrap();
+    }
+    quiet.send_to(b"quiet", BCAST).unwrap();
+    let mut seen = Vec::new();
+    for polls in 1..=2 {
+        st.poll();
+        seen.extend(st.sent_from());
+        if seen.contains(&5002) {
+            break;
+        }
+        assert!(
+            polls < 2,
+            "the quiet socket's datagram waited {polls} polls behind the busy one"
+        );
+    }
+    // The rest of the busy socket's datagrams follow, none lost.
+    for _ in 0..20 {
+        st.poll();
+        seen.extend(st.sent_from());
+    }
+    assert_eq!(seen.iter().filter(|&&p| p == 5001).count(), 300);
+    assert_eq!(seen.iter().filter(|&&p| p == 5002).count(), 1);
+    assert_eq!(st.poller.stack().stats(), DropStats::default());
+    drop((busy, quiet));
+    st.finish();
 }

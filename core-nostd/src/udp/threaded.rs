@@ -187,6 +187,7 @@ where
             stack,
             shared,
             tx: Vec::new(),
+            next: 0,
         },
         service,
     ))
@@ -198,6 +199,8 @@ pub struct Poller<C: Clock> {
     shared: Arc<Shared>,
     /// Each open socket's transmit ring (the poller consumes).
     tx: Vec<(SocketId, PktConsumer)>,
+    /// The socket whose ring the next poll takes from first (round robin).
+    next: usize,
 }
 
 impl<C: Clock> Poller<C> {
@@ -230,18 +233,27 @@ impl<C: Clock> Poller<C> {
         self.tx.len()
     }
 
-    /// Takes datagrams off the sockets' transmit rings, a burst each, while the stack's
-    /// transmit backlog has room: a port that cannot keep up pushes back onto the rings (and
-    /// so onto blocking senders) instead of dropping.
+    /// Takes datagrams off the sockets' transmit rings, up to a burst each, as many as the
+    /// stack's transmit backlog has room for (each makes at most one frame there): a port
+    /// that cannot keep up pushes back onto the rings (and so onto blocking senders) instead
+    /// of dropping. Each poll starts with the next socket, so when the backlog has room for
+    /// less than every socket's burst, a busy socket does not keep the others waiting.
     #[inline]
     fn collect(&mut self) {
-        let Self { stack, tx, .. } = self;
-        for (id, ring) in tx.iter_mut() {
-            if stack.backlog_room() < BURST {
+        let Self {
+            stack, tx, next, ..
+        } = self;
+        let start = if *next < tx.len() { *next } else { 0 };
+        *next = start + 1;
+        let (before, from) = tx.split_at_mut(start);
+        for (id, ring) in from.iter_mut().chain(before) {
+            // A backlog shorter than a burst still gets its fill.
+            let room = stack.backlog_room().min(BURST);
+            if room == 0 {
                 return;
             }
             let mut burst: [Option<Mbuf>; BURST] = Default::default();
-            let n = ring.dequeue_burst(&mut burst);
+            let n = ring.dequeue_burst(&mut burst[..room]);
             for m in burst[..n].iter_mut().filter_map(Option::take) {
                 let dst = super::peer(&m);
                 if stack.send_mbuf(*id, m, dst).is_err() {
