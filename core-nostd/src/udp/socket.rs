@@ -189,11 +189,10 @@ impl SocketTable {
     /// `SO_REUSEADDR` binding.
     pub fn lookup(&self, dst: SocketAddrV4, src: SocketAddrV4) -> Option<SocketId> {
         let bound = self.by_port.get(&dst.port())?;
+        // Per received datagram: no allocation, two walks over the port's (few) sockets.
         let pick = |exact: bool| -> Option<SocketId> {
-            let group: Vec<SocketId> = bound
-                .iter()
-                .copied()
-                .filter(|id| {
+            let group = || {
+                bound.iter().copied().filter(move |id| {
                     self.get(*id).ok().and_then(|s| s.local).is_some_and(|l| {
                         if exact {
                             l.ip() == dst.ip()
@@ -202,14 +201,16 @@ impl SocketTable {
                         }
                     })
                 })
-                .collect();
-            let last = *group.last()?;
-            let all_reuse_port = group
-                .iter()
-                .all(|id| self.get(*id).is_ok_and(|s| s.opts.reuse_port));
-            if all_reuse_port && group.len() > 1 {
-                let h = flow_hash(src);
-                Some(group[(h % group.len() as u32) as usize])
+            };
+            let (mut len, mut last, mut all_reuse_port) = (0u32, None, true);
+            for id in group() {
+                len += 1;
+                last = Some(id);
+                all_reuse_port &= self.get(id).is_ok_and(|s| s.opts.reuse_port);
+            }
+            let last = last?;
+            if all_reuse_port && len > 1 {
+                group().nth((flow_hash(src) % len) as usize)
             } else {
                 Some(last)
             }
