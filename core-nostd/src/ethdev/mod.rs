@@ -24,5 +24,5 @@ pub use devargs::{DevArgs, DevArgsError, Factory, PortRegistry};
 pub use error::{DeviceReason, Dir, EthError, PortState};
 pub use info::{DescLimits, DevInfo, LinkStatus, MacAddr, RssHashTypes, RxOffload, TxOffload};
 pub use port::{Driver, LinkCallback, Port, Queues, RxQueue, StatsReader, TxQueue};
-pub use queue_cache::queue_cache;
+pub use queue_cache::{no_cache, queue_cache};
 pub use stats::{Counter, PerQueue, PortStats, QueueCounters, QueueStats, XStat};

@@ -19,7 +19,9 @@ pub fn queue_cache(
         .map_err(|e| no_cache(e, op))
 }
 
-fn no_cache(e: MempoolError, op: &'static str) -> EthError {
+/// The error for a pool that refused queue `op` a cache (`e`), saying what to do: for
+/// drivers that size their caches themselves.
+pub fn no_cache(e: MempoolError, op: &'static str) -> EthError {
     let text = match e {
         MempoolError::TooManyCaches => {
             "the mbuf pool has no cache slot left (every queue and core cache of it takes one); \

@@ -5,12 +5,10 @@ use crate::rx::NullRx;
 use crate::tx::NullTx;
 use alloc::sync::Arc;
 use rdk_core::ethdev::{
-    DescLimits, DevArgs, DevArgsError, DevInfo, DeviceReason, Driver, EthError, LinkStatus,
-    MacAddr, PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload,
-    TxQueueConfig,
+    no_cache, DescLimits, DevArgs, DevArgsError, DevInfo, Driver, EthError, LinkStatus, MacAddr,
+    PortConfig, QueueCounters, RssHashTypes, RxOffload, RxQueueConfig, TxOffload, TxQueueConfig,
 };
 use rdk_core::mbuf::{PktMbufPool, PORT_INVALID};
-use rdk_core::mempool::MempoolError;
 
 /// Bytes of a received packet unless `size=` says otherwise (DPDK's default).
 pub const DEFAULT_SIZE: u16 = 64;
@@ -221,21 +219,6 @@ impl Driver for NullDriver {
 
     fn set_allmulticast(&mut self, _on: bool) -> Result<(), EthError> {
         Ok(())
-    }
-}
-
-/// The error for a pool that cannot give a queue a cache.
-fn no_cache(e: MempoolError, op: &'static str) -> EthError {
-    let text = match e {
-        MempoolError::TooManyCaches => {
-            "the mbuf pool has no cache slot left; drop unused queues or caches, or give this \
-             port another pool"
-        }
-        _ => "the mbuf pool refused a queue cache",
-    };
-    EthError::Device {
-        op,
-        reason: DeviceReason { text, code: 0 },
     }
 }
 
