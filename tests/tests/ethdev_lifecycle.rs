@@ -1178,18 +1178,42 @@ fn null_ports_forward_into_each_other_like_testpmd_io() {
     all_home(&os, pool);
 }
 
-/// `net_ring` whose first start fails (as a TAP's does when its interface cannot be brought
-/// up), for what a failed start leaves behind.
-struct FirstStartFails(RingDriver, bool);
+/// A driver whose `n`-th start or configure fails (0: none), counted from 1: `net_ring`'s
+/// first start failing as a TAP's does when its interface cannot be brought up, `net_null`'s
+/// second configure failing as a TAP's does when its interface vanished, after it may have
+/// applied part of the new configuration.
+struct Faulty<D> {
+    inner: D,
+    fail_start: u32,
+    fail_configure: u32,
+    starts: u32,
+    configures: u32,
+}
 
-impl Driver for FirstStartFails {
-    type Rx = rdk_pmd_ring::RingRx;
-    type Tx = rdk_pmd_ring::RingTx;
+impl<D> Faulty<D> {
+    fn new(inner: D, fail_start: u32, fail_configure: u32) -> Self {
+        Faulty {
+            inner,
+            fail_start,
+            fail_configure,
+            starts: 0,
+            configures: 0,
+        }
+    }
+}
+
+impl<D: Driver> Driver for Faulty<D> {
+    type Rx = D::Rx;
+    type Tx = D::Tx;
     fn info(&self) -> DevInfo {
-        self.0.info()
+        self.inner.info()
     }
     fn configure(&mut self, c: &PortConfig) -> Result<(), EthError> {
-        self.0.configure(c)
+        self.configures += 1;
+        if self.configures == self.fail_configure {
+            return Err(EthError::NotSupported { op: "configure" });
+        }
+        self.inner.configure(c)
     }
     fn rx_queue_setup(
         &mut self,
@@ -1199,7 +1223,7 @@ impl Driver for FirstStartFails {
         c: &RxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<Self::Rx, EthError> {
-        self.0.rx_queue_setup(q, n, pool, c, counters)
+        self.inner.rx_queue_setup(q, n, pool, c, counters)
     }
     fn tx_queue_setup(
         &mut self,
@@ -1208,23 +1232,23 @@ impl Driver for FirstStartFails {
         c: &TxQueueConfig,
         counters: Arc<QueueCounters>,
     ) -> Result<Self::Tx, EthError> {
-        self.0.tx_queue_setup(q, n, c, counters)
+        self.inner.tx_queue_setup(q, n, c, counters)
     }
     fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
-        if !self.1 {
-            self.1 = true;
+        self.starts += 1;
+        if self.starts == self.fail_start {
             return Err(EthError::NotSupported { op: "start" });
         }
-        self.0.start(rx, tx)
+        self.inner.start(rx, tx)
     }
     fn stop(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
-        self.0.stop(rx, tx)
+        self.inner.stop(rx, tx)
     }
     fn link(&self) -> LinkStatus {
-        self.0.link()
+        self.inner.link()
     }
     fn mac_addr(&self) -> MacAddr {
-        self.0.mac_addr()
+        self.inner.mac_addr()
     }
 }
 
@@ -1232,7 +1256,7 @@ impl Driver for FirstStartFails {
 fn a_queue_set_up_again_after_a_failed_start_is_the_one_that_runs() {
     let os = MockOs::new();
     let pool = pool(&os, 64);
-    let d = FirstStartFails(RingDriver::loopback("fs", 1, 15).unwrap(), false);
+    let d = Faulty::new(RingDriver::loopback("fs", 1, 15).unwrap(), 1, 0);
     let mut p = Port::new(0, d);
     set_up(&mut p, &pool, 1, 1);
     assert!(p.start().is_err());
@@ -1254,66 +1278,11 @@ fn a_queue_set_up_again_after_a_failed_start_is_the_one_that_runs() {
     all_home(&os, pool);
 }
 
-/// `net_null` whose second configure fails in the driver (as a TAP's does when its interface
-/// vanished), after it may have applied part of the new configuration.
-struct SecondConfigureFails(NullDriver, u32);
-
-impl Driver for SecondConfigureFails {
-    type Rx = NullRx;
-    type Tx = NullTx;
-    fn info(&self) -> DevInfo {
-        self.0.info()
-    }
-    fn configure(&mut self, c: &PortConfig) -> Result<(), EthError> {
-        self.1 += 1;
-        if self.1 == 2 {
-            return Err(EthError::NotSupported { op: "configure" });
-        }
-        self.0.configure(c)
-    }
-    fn rx_queue_setup(
-        &mut self,
-        q: u16,
-        n: u16,
-        pool: &PktMbufPool,
-        c: &RxQueueConfig,
-        counters: Arc<QueueCounters>,
-    ) -> Result<Self::Rx, EthError> {
-        self.0.rx_queue_setup(q, n, pool, c, counters)
-    }
-    fn tx_queue_setup(
-        &mut self,
-        q: u16,
-        n: u16,
-        c: &TxQueueConfig,
-        counters: Arc<QueueCounters>,
-    ) -> Result<Self::Tx, EthError> {
-        self.0.tx_queue_setup(q, n, c, counters)
-    }
-    fn start(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
-        self.0.start(rx, tx)
-    }
-    fn stop(&mut self, rx: &mut [Self::Rx], tx: &mut [Self::Tx]) -> Result<(), EthError> {
-        self.0.stop(rx, tx)
-    }
-    fn link(&self) -> LinkStatus {
-        self.0.link()
-    }
-    fn mac_addr(&self) -> MacAddr {
-        self.0.mac_addr()
-    }
-}
-
 #[test]
 fn a_port_whose_driver_failed_to_configure_must_be_configured_again() {
     let os = MockOs::new();
     let pool = pool(&os, 256);
-    let mut p = started(
-        SecondConfigureFails(NullDriver::new(64, false), 0),
-        &pool,
-        1,
-        1,
-    );
+    let mut p = started(Faulty::new(NullDriver::new(64, false), 0, 2), &pool, 1, 1);
     p.stop().unwrap();
     // The driver failed half-way: neither the old configuration nor the new one holds. As in
     // DPDK (dev_configured stays 0 until a configure succeeds), the port is unconfigured, and
