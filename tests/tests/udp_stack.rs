@@ -690,10 +690,11 @@ fn a_send_to_port_0_is_refused() {
 }
 
 /// An ephemeral range that is empty (inverted) or holds port 0 made a debug build panic on
-/// the first ephemeral bind; the stack refuses it when it is made. The top of the port space
-/// is a valid range and wraps.
+/// the first ephemeral bind; the stack refuses it when it is made, and a size limit of 0 (a
+/// stack that would drop everything) too. The top of the port space is a valid range and
+/// wraps.
 #[test]
-fn bad_ephemeral_ranges_are_refused_when_the_stack_is_made() {
+fn bad_limits_are_refused_when_the_stack_is_made() {
     let os = MockOs::new();
     let pool = PktMbufPool::create(&os, &PktMbufPoolConfig::new("eph", 64)).unwrap();
     let make = |ephemeral| {
@@ -712,6 +713,26 @@ fn bad_ephemeral_ranges_are_refused_when_the_stack_is_made() {
         let e = make(r).err().expect("refused");
         assert_eq!(e, UdpError::BadEphemeralRange { start, end });
         assert!(e.to_string().contains("ephemeral"), "{e}");
+    }
+    // Sizes of 0 would drop every datagram (tx_backlog, socket_queue), every first packet to
+    // a neighbour (arp_pending) or open nothing: refused, naming the field.
+    type Set = fn(&mut StackLimits);
+    let zeroes: [(&str, Set); 6] = [
+        ("max_sockets", |l| l.max_sockets = 0),
+        ("socket_queue", |l| l.socket_queue = 0),
+        ("tx_backlog", |l| l.tx_backlog = 0),
+        ("arp_pending", |l| l.arp_pending = 0),
+        ("arp_entries", |l| l.arp_entries = 0),
+        ("arp_tries", |l| l.arp_tries = 0),
+    ];
+    for (limit, zero) in zeroes {
+        let mut limits = StackLimits::default();
+        zero(&mut limits);
+        let e = Stack::new(cfg(MAC_A, IP_A), limits, pool.clone(), MockClock::new())
+            .err()
+            .expect("refused");
+        assert_eq!(e, UdpError::ZeroLimit { limit });
+        assert!(e.to_string().contains(limit), "{e}");
     }
     let mut s = make(65535..=65535).unwrap();
     let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);

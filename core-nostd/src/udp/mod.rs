@@ -111,6 +111,12 @@ pub enum UdpError {
         /// The range's last port.
         end: u16,
     },
+    /// A [`StackLimits`] size that must be at least 1 is 0: with it every datagram (or every
+    /// frame to an unresolved neighbour) would be dropped, or no socket opened.
+    ZeroLimit {
+        /// The field of [`StackLimits`].
+        limit: &'static str,
+    },
 }
 
 impl fmt::Display for UdpError {
@@ -185,6 +191,11 @@ impl fmt::Display for UdpError {
                 f,
                 "the ephemeral port range {start}..={end} is empty or includes port 0; give \
                  StackLimits::ephemeral as lo..=hi with 1 <= lo <= hi (49152..=65535 by default)"
+            ),
+            UdpError::ZeroLimit { limit } => write!(
+                f,
+                "StackLimits::{limit} is 0, so nothing it sizes could ever be held; give at \
+                 least 1 (StackLimits::default() has working values)"
             ),
         }
     }

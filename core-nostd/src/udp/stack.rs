@@ -167,13 +167,25 @@ impl<C: Clock> Stack<C> {
     /// A stack for `cfg`, allocating from `pool`; a gratuitous ARP announcement is queued and
     /// goes out with the first [`poll`](Self::poll). The MTU is capped to what one buffer of
     /// the pool holds. [`UdpError::BadEphemeralRange`] if `limits.ephemeral` is empty or
-    /// includes port 0.
+    /// includes port 0; [`UdpError::ZeroLimit`] if a size that must be at least 1 is 0.
     pub fn new(
         mut cfg: IfaceConfig,
         limits: StackLimits,
         pool: PktMbufPool,
         clock: C,
     ) -> Result<Self, UdpError> {
+        for (limit, n) in [
+            ("max_sockets", limits.max_sockets),
+            ("socket_queue", limits.socket_queue),
+            ("tx_backlog", limits.tx_backlog),
+            ("arp_pending", limits.arp_pending),
+            ("arp_entries", limits.arp_entries),
+            ("arp_tries", limits.arp_tries as usize),
+        ] {
+            if n == 0 {
+                return Err(UdpError::ZeroLimit { limit });
+            }
+        }
         let sockets = SocketTable::new(limits.max_sockets, limits.ephemeral.clone())?;
         // A frame must fit one mbuf's data room (which excludes the headroom).
         let room = pool.data_room() as usize;
