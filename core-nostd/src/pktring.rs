@@ -366,6 +366,11 @@ impl PktConsumer {
         let [m] = one;
         m
     }
+
+    /// Packets in the ring now (a snapshot; only more can arrive while a producer lives).
+    pub fn count(&self) -> usize {
+        self.inner.ring().count()
+    }
 }
 
 impl fmt::Debug for PktConsumer {

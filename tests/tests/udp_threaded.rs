@@ -674,6 +674,44 @@ fn a_transmit_backlog_shorter_than_a_burst_still_sends() {
     st.finish();
 }
 
+/// What a socket handed over before it closed still goes out, all of it, over the polls the
+/// backlog needs (as a kernel socket's queued datagrams leave after `close`), from its port.
+#[test]
+fn a_closed_sockets_datagrams_all_go_out_over_the_next_polls() {
+    let limits = StackLimits {
+        tx_backlog: 16,
+        ..StackLimits::default()
+    };
+    let mut st = Stepped::new(limits, 1023);
+    let mut s = st.socket(5003);
+    st.sent_from();
+    for _ in 0..40 {
+        s.send_to(b"bye", BCAST).unwrap();
+    }
+    let h = thread::spawn(move || s.close());
+    while !h.is_finished() {
+        st.poll();
+        thread::yield_now();
+    }
+    h.join().unwrap().unwrap();
+    assert_eq!(st.poller.socket_count(), 0, "closed at once");
+    let mut seen = st.sent_from();
+    for _ in 0..10 {
+        st.poll();
+        seen.extend(st.sent_from());
+    }
+    assert_eq!(
+        seen, [5003; 40],
+        "every datagram, from the closed socket's port"
+    );
+    assert_eq!(
+        st.poller.stack().stats(),
+        DropStats::default(),
+        "nothing dropped"
+    );
+    st.finish();
+}
+
 /// When the backlog has room for one burst per poll, sockets take turns: one busy socket does
 /// not keep another's datagrams waiting until it has nothing left to send.
 #[test]

@@ -600,15 +600,33 @@ impl<C: Clock> Stack<C> {
     pub fn send_mbuf(
         &mut self,
         id: SocketId,
+        m: Mbuf,
+        dst: SocketAddrV4,
+    ) -> Result<usize, UdpError> {
+        check_dst(dst)?;
+        check_mbuf(&self.cfg, &m)?;
+        let local = self.local_or_bind(id)?;
+        self.send_from(local.port(), m, dst)
+    }
+
+    /// The socket's local address, binding it to an ephemeral port first if it has none.
+    pub(crate) fn local_or_bind(&mut self, id: SocketId) -> Result<SocketAddrV4, UdpError> {
+        match self.sockets.get(id)?.local {
+            Some(l) => Ok(l),
+            None => self.bind(id, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        }
+    }
+
+    /// [`send_mbuf`](Self::send_mbuf) from local port `src_port`, without a socket: also
+    /// for what a closed socket handed over before it closed (threaded mode).
+    pub(crate) fn send_from(
+        &mut self,
+        src_port: u16,
         mut m: Mbuf,
         dst: SocketAddrV4,
     ) -> Result<usize, UdpError> {
         check_dst(dst)?;
         let plen = check_mbuf(&self.cfg, &m)?;
-        let local = match self.sockets.get(id)?.local {
-            Some(l) => l,
-            None => self.bind(id, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?,
-        };
         let hop = self.cfg.next_hop(*dst.ip())?;
         let have = m.headroom() as usize;
         let no_room = UdpError::NoHeadroom {
@@ -619,7 +637,7 @@ impl<C: Clock> Stack<C> {
         let b = m.data_mut().map_err(|_| UdpError::SharedMbuf)?;
         let src_ip = self.cfg.ip;
         let udp = UdpRepr {
-            src_port: local.port(),
+            src_port,
             dst_port: dst.port(),
             payload_len: plen,
         };

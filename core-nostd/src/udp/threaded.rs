@@ -188,6 +188,7 @@ where
             shared,
             tx: Vec::new(),
             next: 0,
+            closing: Vec::new(),
         },
         service,
     ))
@@ -201,6 +202,10 @@ pub struct Poller<C: Clock> {
     tx: Vec<(SocketId, PktConsumer)>,
     /// The socket whose ring the next poll takes from first (round robin).
     next: usize,
+    /// Closed sockets whose transmit rings still hold datagrams, with the local port they
+    /// go out from: drained as the backlog has room, as a kernel socket's queued datagrams
+    /// still leave after `close`.
+    closing: Vec<(u16, PktConsumer)>,
 }
 
 impl<C: Clock> Poller<C> {
@@ -240,6 +245,9 @@ impl<C: Clock> Poller<C> {
     /// less than every socket's burst, a busy socket does not keep the others waiting.
     #[inline]
     fn collect(&mut self) {
+        if !self.closing.is_empty() {
+            self.drain_closing();
+        }
         let Self {
             stack, tx, next, ..
         } = self;
@@ -261,6 +269,33 @@ impl<C: Clock> Poller<C> {
                 }
             }
         }
+    }
+
+    /// Sends what closed sockets handed over, as the backlog has room; a ring left empty is
+    /// done with.
+    #[cold]
+    fn drain_closing(&mut self) {
+        let Self { stack, closing, .. } = self;
+        for (port, ring) in closing.iter_mut() {
+            loop {
+                let room = stack.backlog_room().min(BURST);
+                if room == 0 {
+                    return;
+                }
+                let mut burst: [Option<Mbuf>; BURST] = Default::default();
+                let n = ring.dequeue_burst(&mut burst[..room]);
+                if n == 0 {
+                    break;
+                }
+                for m in burst[..n].iter_mut().filter_map(Option::take) {
+                    let dst = super::peer(&m);
+                    if stack.send_from(*port, m, dst).is_err() {
+                        stack.count_send_failed();
+                    }
+                }
+            }
+        }
+        closing.retain(|(_, ring)| ring.count() > 0);
     }
 
     #[cold]
@@ -289,13 +324,20 @@ impl<C: Clock> Poller<C> {
             Op::Bind { id, addr } => self.stack.bind(id, addr).map(Answer::Bound),
             Op::SetOptions { id, opts } => self.stack.set_options(id, opts).map(|()| Answer::Done),
             Op::Close { id } => {
-                // What the socket handed over before closing still goes out.
+                // What the socket handed over before closing still goes out, over the next
+                // polls as the backlog has room, from the port it was bound to (bound now if
+                // it never was). Receiving stops at once.
                 if let Some(i) = self.tx.iter().position(|(x, _)| *x == id) {
-                    let (_, mut ring) = self.tx.swap_remove(i);
-                    while let Some(m) = ring.dequeue() {
-                        let dst = super::peer(&m);
-                        if self.stack.send_mbuf(id, m, dst).is_err() {
-                            self.stack.count_send_failed();
+                    let (_, ring) = self.tx.swap_remove(i);
+                    if ring.count() > 0 {
+                        match self.stack.local_or_bind(id) {
+                            Ok(local) => self.closing.push((local.port(), ring)),
+                            Err(_) => {
+                                // No port to send from: what it handed over is dropped.
+                                for _ in 0..ring.count() {
+                                    self.stack.count_send_failed();
+                                }
+                            }
                         }
                     }
                 }
