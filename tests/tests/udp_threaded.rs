@@ -599,26 +599,50 @@ impl Stepped {
         }
     }
 
+    /// A stack whose transmit backlog holds `frames`, over rings of 1023.
+    fn with_backlog(frames: usize) -> Stepped {
+        let limits = StackLimits {
+            tx_backlog: frames,
+            ..StackLimits::default()
+        };
+        Stepped::new(limits, 1023)
+    }
+
     fn poll(&mut self) {
         let q = self.a.queues().unwrap();
         self.poller.poll(&mut q.rx[0], &mut q.tx[0]);
     }
 
-    /// A non-blocking socket bound to `port`: opened on a helper thread (a control call waits
-    /// for the poller), while this thread polls until the helper is done.
-    fn socket(&mut self, port: u16) -> UdpSocket {
-        let svc = self.service.clone();
-        let h = thread::spawn(move || {
-            let mut s = svc.socket().unwrap();
-            s.bind(SocketAddrV4::new(IP_APP, port)).unwrap();
-            s.set_nonblocking(true);
-            s
-        });
+    /// Runs `f` on a helper thread (a control call waits for the poller) while this thread
+    /// polls until the helper is done; its result.
+    fn polling_while<T: Send + 'static>(&mut self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let h = thread::spawn(f);
         while !h.is_finished() {
             self.poll();
             thread::yield_now();
         }
         h.join().unwrap()
+    }
+
+    /// A non-blocking socket bound to `port`, opened while polling.
+    fn socket(&mut self, port: u16) -> UdpSocket {
+        let svc = self.service.clone();
+        self.polling_while(move || {
+            let mut s = svc.socket().unwrap();
+            s.bind(SocketAddrV4::new(IP_APP, port)).unwrap();
+            s.set_nonblocking(true);
+            s
+        })
+    }
+
+    /// `polls` polls, and the source ports of what reached the far end meanwhile.
+    fn poll_and_collect(&mut self, polls: usize) -> Vec<u16> {
+        let mut seen = self.sent_from();
+        for _ in 0..polls {
+            self.poll();
+            seen.extend(self.sent_from());
+        }
+        seen
     }
 
     /// The source ports of the UDP frames that reached the far end since the last call.
@@ -655,11 +679,7 @@ const BCAST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 7, 0, 255), 9);
 /// sockets hand over: the poller takes as many as the backlog has room for.
 #[test]
 fn a_transmit_backlog_shorter_than_a_burst_still_sends() {
-    let limits = StackLimits {
-        tx_backlog: 16,
-        ..StackLimits::default()
-    };
-    let mut st = Stepped::new(limits, 1023);
+    let mut st = Stepped::with_backlog(16);
     let mut s = st.socket(5001);
     st.sent_from();
     for _ in 0..20 {
@@ -678,28 +698,15 @@ fn a_transmit_backlog_shorter_than_a_burst_still_sends() {
 /// backlog needs (as a kernel socket's queued datagrams leave after `close`), from its port.
 #[test]
 fn a_closed_sockets_datagrams_all_go_out_over_the_next_polls() {
-    let limits = StackLimits {
-        tx_backlog: 16,
-        ..StackLimits::default()
-    };
-    let mut st = Stepped::new(limits, 1023);
+    let mut st = Stepped::with_backlog(16);
     let mut s = st.socket(5003);
     st.sent_from();
     for _ in 0..40 {
         s.send_to(b"bye", BCAST).unwrap();
     }
-    let h = thread::spawn(move || s.close());
-    while !h.is_finished() {
-        st.poll();
-        thread::yield_now();
-    }
-    h.join().unwrap().unwrap();
+    st.polling_while(move || s.close()).unwrap();
     assert_eq!(st.poller.socket_count(), 0, "closed at once");
-    let mut seen = st.sent_from();
-    for _ in 0..10 {
-        st.poll();
-        seen.extend(st.sent_from());
-    }
+    let seen = st.poll_and_collect(10);
     assert_eq!(
         seen, [5003; 40],
         "every datagram, from the closed socket's port"
@@ -716,11 +723,7 @@ fn a_closed_sockets_datagrams_all_go_out_over_the_next_polls() {
 /// not keep another's datagrams waiting until it has nothing left to send.
 #[test]
 fn sockets_take_turns_when_the_backlog_is_the_bottleneck() {
-    let limits = StackLimits {
-        tx_backlog: 32,
-        ..StackLimits::default()
-    };
-    let mut st = Stepped::new(limits, 1023);
+    let mut st = Stepped::with_backlog(32);
     let mut busy = st.socket(5001);
     let mut quiet = st.socket(5002);
     st.sent_from();
@@ -741,10 +744,7 @@ fn sockets_take_turns_when_the_backlog_is_the_bottleneck() {
         );
     }
     // The rest of the busy socket's datagrams follow, none lost.
-    for _ in 0..20 {
-        st.poll();
-        seen.extend(st.sent_from());
-    }
+    seen.extend(st.poll_and_collect(20));
     assert_eq!(seen.iter().filter(|&&p| p == 5001).count(), 300);
     assert_eq!(seen.iter().filter(|&&p| p == 5002).count(), 1);
     assert_eq!(st.poller.stack().stats(), DropStats::default());

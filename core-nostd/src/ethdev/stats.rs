@@ -201,6 +201,17 @@ impl Counter {
     }
 }
 
+/// Zeroes every field of a struct of [`Counter`]s, named once: `reset_counters!(self,
+/// Drops { a, b })`. The struct is destructured without `..`, so a field added later and not
+/// named here is a compile error, not a counter a statistics reset forgets.
+#[macro_export]
+macro_rules! reset_counters {
+    ($value:expr, $ty:ident { $($field:ident),+ $(,)? }) => {{
+        let $ty { $($field),+ } = $value;
+        $( $field.reset(); )+
+    }};
+}
+
 /// Per-queue shared state a driver keeps for its statistics (one `Arc<T>` per queue id, the
 /// queue holding the other reference), summed for xstats.
 #[derive(Debug)]

@@ -49,12 +49,13 @@ pub(crate) struct RxDrops {
 impl RxDrops {
     /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
-        let RxDrops {
-            truncated,
-            ring_anomalies,
-        } = self;
-        truncated.reset();
-        ring_anomalies.reset();
+        rdk_core::reset_counters!(
+            self,
+            RxDrops {
+                truncated,
+                ring_anomalies
+            }
+        );
     }
 }
 

@@ -61,15 +61,15 @@ pub(crate) struct TxDrops {
 impl TxDrops {
     /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
-        let TxDrops {
-            too_big,
-            too_small,
-            ring_full,
-            bad_offload,
-        } = self;
-        for c in [too_big, too_small, ring_full, bad_offload] {
-            c.reset();
-        }
+        rdk_core::reset_counters!(
+            self,
+            TxDrops {
+                too_big,
+                too_small,
+                ring_full,
+                bad_offload
+            }
+        );
     }
 }
 

@@ -35,15 +35,15 @@ pub(crate) struct RxDrops {
 impl RxDrops {
     /// Zeroes every counter (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
-        let RxDrops {
-            bad_desc,
-            ring_anomalies,
-            fill_nombuf,
-            fill_wakeups,
-        } = self;
-        for c in [bad_desc, ring_anomalies, fill_nombuf, fill_wakeups] {
-            c.reset();
-        }
+        rdk_core::reset_counters!(
+            self,
+            RxDrops {
+                bad_desc,
+                ring_anomalies,
+                fill_nombuf,
+                fill_wakeups
+            }
+        );
     }
 }
 

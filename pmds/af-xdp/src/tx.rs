@@ -48,30 +48,20 @@ pub(crate) struct TxDrops {
 impl TxDrops {
     /// Zeroes every counter (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
-        let TxDrops {
-            too_big,
-            too_small,
-            ring_full,
-            no_buffer,
-            copied,
-            bad_completion,
-            ring_anomalies,
-            bad_offload,
-            sw_checksums,
-        } = self;
-        for c in [
-            too_big,
-            too_small,
-            ring_full,
-            no_buffer,
-            copied,
-            bad_completion,
-            ring_anomalies,
-            bad_offload,
-            sw_checksums,
-        ] {
-            c.reset();
-        }
+        rdk_core::reset_counters!(
+            self,
+            TxDrops {
+                too_big,
+                too_small,
+                ring_full,
+                no_buffer,
+                copied,
+                bad_completion,
+                ring_anomalies,
+                bad_offload,
+                sw_checksums
+            }
+        );
     }
 }
 

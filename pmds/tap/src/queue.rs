@@ -33,22 +33,16 @@ pub(crate) struct Drops {
 impl Drops {
     /// Zeroes every reason (every field: a new one that is not zeroed here does not build).
     pub fn reset(&self) {
-        let Drops {
-            rx_too_big,
-            tx_too_big,
-            tx_too_many_segs,
-            tx_full,
-            bad_offload,
-        } = self;
-        for c in [
-            rx_too_big,
-            tx_too_big,
-            tx_too_many_segs,
-            tx_full,
-            bad_offload,
-        ] {
-            c.reset();
-        }
+        rdk_core::reset_counters!(
+            self,
+            Drops {
+                rx_too_big,
+                tx_too_big,
+                tx_too_many_segs,
+                tx_full,
+                bad_offload
+            }
+        );
     }
 }
 
