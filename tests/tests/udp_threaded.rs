@@ -58,6 +58,11 @@ const FAN: SocketAddrV4 = SocketAddrV4::new(IP_ECHO, 9);
 const FLOWS: u16 = 16;
 const DELAY: Duration = Duration::from_millis(300);
 
+/// The application's stack (10.7.0.1 on the ring pair) with `limits`, allocating from `pool`.
+fn app_stack(pool: &PktMbufPool, limits: StackLimits) -> Stack<LinuxClock> {
+    Stack::new(cfg(1, IP_APP), limits, pool.clone(), LinuxClock::new()).unwrap()
+}
+
 impl Rig {
     fn new(events: bool) -> Rig {
         Self::with(ServiceConfig {
@@ -72,13 +77,7 @@ impl Rig {
             PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("udpt", POOL)).unwrap();
         let (da, db) = RingDriver::pair();
         let (mut pa, mut pb) = (started(da, &pool), started(db, &pool));
-        let app = Stack::new(
-            cfg(1, IP_APP),
-            StackLimits::default(),
-            pool.clone(),
-            LinuxClock::new(),
-        )
-        .unwrap();
+        let app = app_stack(&pool, StackLimits::default());
         let mut echo = Stack::new(
             cfg(2, IP_ECHO),
             StackLimits::default(),
@@ -509,13 +508,7 @@ fn a_threaded_socket_gets_a_datagram_trimmed_to_its_udp_length() {
         PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("udptrim", 256)).unwrap();
     let (da, db) = RingDriver::pair();
     let (mut pa, mut pb) = (started(da, &pool), started(db, &pool));
-    let app = Stack::new(
-        cfg(1, IP_APP),
-        StackLimits::default(),
-        pool.clone(),
-        LinuxClock::new(),
-    )
-    .unwrap();
+    let app = app_stack(&pool, StackLimits::default());
     let (mut poller, service) = threaded(
         app,
         ServiceConfig {
@@ -588,7 +581,7 @@ impl Stepped {
             PktMbufPool::create(&LinuxOs::plain(), &PktMbufPoolConfig::new("udps", POOL)).unwrap();
         let (da, db) = RingDriver::pair_with("a", "b", 1, ring).unwrap();
         let (a, b) = (started(da, &pool), started(db, &pool));
-        let app = Stack::new(cfg(1, IP_APP), limits, pool.clone(), LinuxClock::new()).unwrap();
+        let app = app_stack(&pool, limits);
         let (poller, service) = threaded(app, ServiceConfig::default()).unwrap();
         Stepped {
             poller,
